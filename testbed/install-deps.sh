@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# System packages for the test bed: Prometheus (Debian's build) and openssl. Go must already be on PATH.
+set -euo pipefail
+need=()
+command -v prometheus >/dev/null || [[ -x /usr/bin/prometheus ]] || need+=(prometheus)
+command -v openssl >/dev/null || need+=(openssl)
+if ((${#need[@]})); then
+  echo "[deps] installing ${need[*]} with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+command -v go >/dev/null || { echo "[deps] Go is required to build the test bed (https://go.dev/dl)" >&2; exit 1; }
+echo "[deps] ok: $(go version), prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}')"
