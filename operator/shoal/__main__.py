@@ -1,0 +1,3 @@
+from shoal.main import main
+
+main()

@@ -1,0 +1,9 @@
+"""One pydantic model per kind: the single source of truth for the CRDs (see shoal.crdgen)."""
+
+from typing import Any
+
+
+def kinds() -> list[dict[str, Any]]:
+    from shoal.api import pool
+
+    return [pool.KIND]

@@ -1,0 +1,101 @@
+"""Types shared by the kinds: quantities, conditions, and the schema hooks crdgen reads."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+# Kubernetes' quantity grammar without a sign: negative resources are never meaningful here.
+QUANTITY_PATTERN = (
+    r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)))?$"
+)
+_QUANTITY_RE = re.compile(QUANTITY_PATTERN)
+_SUFFIX = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "P": Decimal(10**15),
+    "E": Decimal(10**18),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+    "Pi": Decimal(2**50),
+    "Ei": Decimal(2**60),
+}
+
+
+def _check_quantity(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("must be a quantity such as 500m, 2 or 4Gi")
+    text = str(value)
+    if not _QUANTITY_RE.match(text):
+        raise ValueError(f"{text!r} is not a valid quantity (examples: 500m, 2, 4Gi)")
+    return text
+
+
+def parse_quantity(text: str | int | float) -> Decimal:
+    """The numeric value of a Kubernetes quantity ('500m' -> 0.5, '1Ki' -> 1024)."""
+    s = _check_quantity(text)
+    for suffix in ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E"):
+        if s.endswith(suffix) and not re.search(r"[eE][+-]?[0-9.]*$", s):
+            return Decimal(s[: -len(suffix)]) * _SUFFIX[suffix]
+    return Decimal(s)
+
+
+# Accepts `cpu: 2` as well as `cpu: "500m"`, as Kubernetes resource fields do.
+Quantity = Annotated[
+    str,
+    BeforeValidator(_check_quantity),
+    # The only anyOf a structural schema allows; `pattern` applies to the string form only.
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+            "x-kubernetes-validations": [
+                {"rule": "type(self) != int || self >= 0", "message": "must not be negative"}
+            ],
+        }
+    ),
+]
+
+
+class Model(BaseModel):
+    """Base for API objects: camelCase fields as written in YAML, unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Condition(Model):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    lastTransitionTime: datetime | None = None
+    observedGeneration: int | None = None
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """An x-kubernetes-validations entry: the API server evaluates it and answers `message`."""
+    out = {"rule": rule, "message": message}
+    if field_path:
+        out["fieldPath"] = field_path
+    return out
+
+
+def validations(*rules: dict[str, str]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": list(rules)}
+
+
+PositiveInt = Annotated[int, Field(ge=1, le=2**31 - 1)]
+NonNegativeInt = Annotated[int, Field(ge=0, le=2**31 - 1)]

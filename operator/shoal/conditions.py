@@ -1,0 +1,38 @@
+"""status.conditions bookkeeping (Kubernetes API conventions), pure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shoal.pool.pods import format_time
+
+
+def condition(type_: str, ok: bool, reason: str, message: str = "") -> dict[str, Any]:
+    return {"type": type_, "status": "True" if ok else "False", "reason": reason, "message": message}
+
+
+def merge(
+    old: list[dict[str, Any]] | None, new: list[dict[str, Any]], generation: int | None, now: datetime
+) -> list[dict[str, Any]]:
+    """New conditions, keeping lastTransitionTime of those whose status did not change."""
+    previous = {c.get("type"): c for c in old or []}
+    out = []
+    for cond in new:
+        prior = previous.get(cond["type"])
+        changed = prior is None or prior.get("status") != cond["status"]
+        stamp = (
+            format_time(now) if changed or not prior else prior.get("lastTransitionTime", format_time(now))
+        )
+        out.append({**cond, "lastTransitionTime": stamp, "observedGeneration": generation})
+    return out
+
+
+def same(a: list[dict[str, Any]] | None, b: list[dict[str, Any]]) -> bool:
+    def key(cs: list[dict[str, Any]] | None) -> list[tuple[Any, ...]]:
+        return sorted(
+            (c.get("type"), c.get("status"), c.get("reason"), c.get("message"), c.get("observedGeneration"))
+            for c in cs or []
+        )
+
+    return key(a) == key(b)

@@ -1,0 +1,43 @@
+"""Operator start-up and shutdown."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from shoal.config import Settings
+from shoal.k8s.client import Kube, load_config
+from shoal.reconcile.pool import PoolReconciler
+from shoal.runtime import operator
+
+log = logging.getLogger("shoal")
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    cfg = Settings.from_env()
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+    kube = Kube(load_config(pool_size=cfg.workers + 4))
+    runtime = operator.OperatorRuntime(cfg, kube)
+    runtime.register("ContainerPool", "containerpools", PoolReconciler(kube, cfg))
+    operator.install(runtime)
+    if cfg.metrics_port:
+        start_http_server(cfg.metrics_port)
+    runtime.start()
+    log.info(
+        "shoal started: namespaces=%s workers=%d leader_election=%s",
+        ",".join(cfg.namespaces) or "*",
+        cfg.workers,
+        cfg.leader_election,
+    )
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    await operator.get().stop()

@@ -1,0 +1,23 @@
+"""ContainerPool watches: the pool itself and the pods that carry its label."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from shoal.pool.pods import LABEL_POOL
+from shoal.runtime import operator
+
+KIND = "ContainerPool"
+
+
+@kopf.on.event("shoal.dev", "v1alpha1", "containerpools")
+async def pool_event(namespace: str | None, name: str, **_: Any) -> None:
+    operator.get().enqueue(KIND, namespace or "", name)
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_POOL: kopf.PRESENT})
+async def pod_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+    operator.get().enqueue(KIND, namespace or "", labels[LABEL_POOL])

@@ -1,0 +1,165 @@
+"""A thin REST client over the kubernetes package's transport: plain dicts in and out.
+
+The generated model classes are slow to build and hard to hand to pure functions; JSON dicts are
+what the decision code reads, so this keeps the auth/TLS handling and drops the models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from shoal.pool.pods import format_time
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+
+def load_config(pool_size: int = 16) -> kubernetes.client.ApiClient:
+    cfg = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    cfg.connection_pool_maxsize = pool_size
+    return kubernetes.client.ApiClient(cfg)
+
+
+class Kube:
+    def __init__(self, api: kubernetes.client.ApiClient | None = None) -> None:
+        self.api = api or load_config()
+        self.component = "shoal-operator"
+        self.instance = os.environ.get("HOSTNAME", socket.gethostname())
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        if query:
+            path = f"{path}?{urlencode(query)}"
+        _, url, headers, data, _ = self.api.param_serialize(
+            method,
+            path,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            resp = self.api.call_api(method, url, header_params=headers, body=data, _request_timeout=timeout)
+        except ApiException as exc:
+            raise _api_error(exc.status or 0, exc.reason, exc.body) from None
+        raw = resp.read()  # type: ignore[no-untyped-call]
+        if not 200 <= resp.status < 300:
+            raise _api_error(resp.status, resp.reason, raw)
+        return json.loads(raw) if raw else {}
+
+    def list_items(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        query = {"labelSelector": label_selector} if label_selector else None
+        return list(self.request("GET", path, query=query).get("items", []))
+
+    def get(self, path: str) -> dict[str, Any]:
+        return self.request("GET", path)
+
+    def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", path, body)
+
+    def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return self.request("PATCH", path, patch, content_type="application/merge-patch+json")
+
+    def json_patch(self, path: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        return self.request("PATCH", path, ops, content_type="application/json-patch+json")
+
+    def delete(self, path: str, uid: str | None = None) -> bool:
+        """Delete; False when already gone. `uid` guards against deleting a same-named successor."""
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            self.request("DELETE", path, body)
+        except ApiError as exc:
+            if exc.not_found or exc.conflict:
+                return False
+            raise
+        return True
+
+    def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """Post a core/v1 Event about `obj`; failures are not the caller's problem."""
+        meta = obj["metadata"]
+        now = format_time(datetime.now(UTC))
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": self.component},
+            "reportingComponent": f"shoal.dev/{self.component}",
+            "reportingInstance": self.instance[:128],
+        }
+        with contextlib.suppress(ApiError, OSError):
+            self.create(f"/api/v1/namespaces/{meta['namespace']}/events", body)
+
+
+def _api_error(status: int, reason: Any, body: Any) -> ApiError:
+    message = str(reason or "")
+    kind = message
+    try:
+        payload = json.loads(body or "{}")
+        message = payload.get("message", message)
+        kind = payload.get("reason", kind)
+    except (ValueError, TypeError, AttributeError):
+        pass
+    return ApiError(int(status), kind, message)
+
+
+def pods_path(namespace: str, name: str | None = None) -> str:
+    base = f"/api/v1/namespaces/{namespace}/pods"
+    return f"{base}/{name}" if name else base
+
+
+def custom_path(plural: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+    base = f"/apis/shoal.dev/v1alpha1/namespaces/{namespace}/{plural}"
+    if name:
+        base += f"/{name}"
+    if sub:
+        base += f"/{sub}"
+    return base

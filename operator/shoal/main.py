@@ -1,0 +1,30 @@
+"""Entry point: `python -m shoal` or the `shoal` console script runs the operator with kopf."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from shoal.config import Settings
+
+
+def main() -> None:
+    cfg = Settings.from_env()
+    kopf.configure(
+        verbose=cfg.log_level == "DEBUG",
+        log_format=kopf.LogFormat.JSON if cfg.log_format == "json" else kopf.LogFormat.FULL,
+    )
+    logging.getLogger().setLevel(cfg.log_level)
+    import shoal.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.run(
+        standalone=True,  # one active replica comes from the Lease (shoal.runtime.leader)
+        clusterwide=not cfg.namespaces,
+        namespaces=list(cfg.namespaces),
+        liveness_endpoint=f"http://0.0.0.0:{cfg.health_port}/healthz" if cfg.health_port else None,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""A plain, typed view of a pod as pool logic needs it, parsed from the API's dict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+LABEL_POOL = "shoal.dev/pool"
+LABEL_STATE = "shoal.dev/state"
+LABEL_TEMPLATE_HASH = "shoal.dev/template-hash"
+ANN_BUSY = "shoal.dev/busy"
+ANN_CLAIMED_BY = "shoal.dev/claimed-by"
+ANN_CLAIMS = "shoal.dev/claims"
+ANN_LAST_RELEASED = "shoal.dev/last-released"
+ANN_LAST_SIGNATURE = "shoal.dev/last-signature"
+ANN_LOAD = "shoal.dev/load"
+
+# Pod states of the pool's state machine, kept in the LABEL_STATE label.
+PENDING, WARMING, IDLE, CLAIMED, DRAINING, FAILED = (
+    "Pending",
+    "Warming",
+    "Idle",
+    "Claimed",
+    "Draining",
+    "Failed",
+)
+STATES = (PENDING, WARMING, IDLE, CLAIMED, DRAINING, FAILED)
+_CRASH_REASONS = {"CrashLoopBackOff"}
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def format_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    uid: str
+    created: datetime
+    phase: str = "Pending"
+    scheduled: bool = False
+    ready: bool = False
+    ready_changed: datetime | None = None  # last transition of the Ready condition
+    deleting: bool = False
+    crashlooping: bool = False
+    restarts: int = 0
+    state_label: str | None = None
+    template_hash: str | None = None
+    controller_uid: str | None = None  # uid of the controlling owner, if any
+    busy: bool = False
+    claimed_by: str | None = None
+    claims: int = 0
+    last_released: datetime | None = None
+    last_signature: str | None = None
+    load: float = 0.0
+    node: str | None = None
+    requests: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def claimed(self) -> bool:
+        return self.busy or bool(self.claimed_by)
+
+
+def pod_view(pod: dict[str, Any]) -> PodView:
+    meta = pod.get("metadata", {})
+    status = pod.get("status", {}) or {}
+    labels = meta.get("labels") or {}
+    ann = meta.get("annotations") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    ready_cond = conditions.get("Ready", {})
+    statuses = status.get("containerStatuses") or []
+    controller = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+    try:
+        claims = int(ann.get(ANN_CLAIMS, "0"))
+    except ValueError:
+        claims = 0
+    try:
+        load = float(ann.get(ANN_LOAD, "0"))
+    except ValueError:
+        load = 0.0
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    requests = ((containers[0].get("resources") or {}).get("requests")) or {}
+    return PodView(
+        name=meta["name"],
+        uid=meta.get("uid", ""),
+        created=parse_time(meta.get("creationTimestamp")) or datetime.now(UTC),
+        phase=status.get("phase", "Pending"),
+        scheduled=conditions.get("PodScheduled", {}).get("status") == "True"
+        or bool(pod.get("spec", {}).get("nodeName")),
+        ready=ready_cond.get("status") == "True",
+        ready_changed=parse_time(ready_cond.get("lastTransitionTime")),
+        deleting=bool(meta.get("deletionTimestamp")),
+        crashlooping=any(
+            (s.get("state", {}).get("waiting") or {}).get("reason") in _CRASH_REASONS for s in statuses
+        ),
+        restarts=sum(int(s.get("restartCount", 0)) for s in statuses),
+        state_label=labels.get(LABEL_STATE),
+        template_hash=labels.get(LABEL_TEMPLATE_HASH),
+        controller_uid=controller.get("uid") if controller else None,
+        busy=ann.get(ANN_BUSY, "").lower() == "true",
+        claimed_by=ann.get(ANN_CLAIMED_BY) or None,
+        claims=claims,
+        last_released=parse_time(ann.get(ANN_LAST_RELEASED)),
+        last_signature=ann.get(ANN_LAST_SIGNATURE) or None,
+        load=load,
+        node=(pod.get("spec") or {}).get("nodeName"),
+        requests=tuple(sorted((k, str(v)) for k, v in requests.items())),
+    )
+
+
+def observed_state(pod: PodView) -> str:
+    """The state a pod is in, from what the cluster says about it."""
+    if pod.deleting:
+        return DRAINING
+    if pod.phase in ("Failed", "Succeeded") or pod.crashlooping:
+        return FAILED
+    if pod.claimed:
+        return CLAIMED
+    if pod.phase == "Running" and pod.ready:
+        return IDLE
+    if pod.phase == "Running" or pod.scheduled:
+        return WARMING
+    return PENDING

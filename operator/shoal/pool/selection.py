@@ -1,0 +1,88 @@
+"""Which idle pod a claim gets. Strategies are pure functions of the candidates and the request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from shoal.api.common import parse_quantity
+from shoal.api.pool import Recycle
+from shoal.pool.plan import recycle_reason
+from shoal.pool.pods import IDLE, PodView, observed_state
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    signature: str | None = None  # job signature, for Affinity
+    requests: dict[str, str] = field(default_factory=dict)  # resource -> quantity, for ResourceAware
+    cursor: str | None = None  # name of the pod claimed last, for RoundRobin
+
+
+def claimable(
+    pods: Sequence[PodView], recycle: Recycle | None, template_hash: str, now: datetime
+) -> list[PodView]:
+    """Idle pods that are not about to be replaced."""
+    return [
+        p
+        for p in pods
+        if observed_state(p) == IDLE and recycle_reason(p, recycle, template_hash, now) is None
+    ]
+
+
+def _lru_key(p: PodView) -> tuple[datetime, datetime, str]:
+    return (p.last_released or _NEVER, p.created, p.name)
+
+
+def least_recently_used(pods: Sequence[PodView], _: ClaimRequest) -> PodView | None:
+    return min(pods, key=_lru_key, default=None)
+
+
+def round_robin(pods: Sequence[PodView], req: ClaimRequest) -> PodView | None:
+    ordered = sorted(pods, key=lambda p: p.name)
+    if not ordered:
+        return None
+    return next((p for p in ordered if req.cursor is None or p.name > req.cursor), ordered[0])
+
+
+def least_loaded(pods: Sequence[PodView], _: ClaimRequest) -> PodView | None:
+    return min(pods, key=lambda p: (p.load, p.claims, p.name), default=None)
+
+
+def resource_aware(pods: Sequence[PodView], req: ClaimRequest) -> PodView | None:
+    """The pod whose requests cover the claim's with the least to spare; none if no pod fits."""
+    want = {k: parse_quantity(v) for k, v in req.requests.items()}
+
+    def slack(p: PodView) -> Decimal | None:
+        have = {k: parse_quantity(v) for k, v in p.requests}
+        total = Decimal(0)
+        for k, need in want.items():
+            if have.get(k, Decimal(0)) < need:
+                return None
+            total += (have[k] - need) / (need or Decimal(1))
+        return total
+
+    fitting = [(s, p) for p in pods if (s := slack(p)) is not None]
+    return min(fitting, key=lambda sp: (sp[0], _lru_key(sp[1])), default=(None, None))[1]
+
+
+def affinity(pods: Sequence[PodView], req: ClaimRequest) -> PodView | None:
+    """A pod that last served the same job signature (warm caches), else the least recently used."""
+    same = [p for p in pods if req.signature and p.last_signature == req.signature]
+    return least_recently_used(same or pods, req)
+
+
+STRATEGIES: dict[str, Callable[[Sequence[PodView], ClaimRequest], PodView | None]] = {
+    "LeastRecentlyUsed": least_recently_used,
+    "RoundRobin": round_robin,
+    "LeastLoaded": least_loaded,
+    "ResourceAware": resource_aware,
+    "Affinity": affinity,
+}
+
+
+def select_pod(strategy: str, candidates: Sequence[PodView], request: ClaimRequest) -> PodView | None:
+    return STRATEGIES[strategy](candidates, request)

@@ -1,0 +1,1 @@
+"""Per kind: read the world, call the pure logic, write the results."""

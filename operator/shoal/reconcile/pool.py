@@ -1,0 +1,242 @@
+"""ContainerPool reconciler: list the pool's pods, plan, act, report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from shoal import conditions, telemetry
+from shoal.api.pool import ContainerPoolSpec
+from shoal.builders.pod import build_pod, pool_owner, template_hash
+from shoal.config import Settings
+from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.pool.plan import Plan, plan
+from shoal.pool.pods import LABEL_POOL, LABEL_STATE, STATES, format_time, pod_view
+
+log = logging.getLogger("shoal.pool")
+PLURAL = "containerpools"
+RETRY_AFTER_CREATE_FAILURE = 10.0
+
+
+def _names(items: list[str], limit: int = 5) -> str:
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+class PoolReconciler:
+    def __init__(self, kube: Kube, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    def __call__(self, namespace: str, name: str) -> float | None:
+        started = time.perf_counter()
+        try:
+            return self.reconcile(namespace, name)
+        except Exception:
+            telemetry.RECONCILE_ERRORS.labels("ContainerPool").inc()
+            raise
+        finally:
+            telemetry.RECONCILE_SECONDS.labels("ContainerPool").observe(time.perf_counter() - started)
+
+    def reconcile(self, namespace: str, name: str) -> float | None:
+        try:
+            pool = self.kube.get(custom_path(PLURAL, namespace, name))
+        except ApiError as exc:
+            if exc.not_found:
+                telemetry.forget_pool(namespace, name)
+                return None  # deleted: its pods go with it (ownerReferences)
+            raise
+        if pool["metadata"].get("deletionTimestamp"):
+            return None
+        now = self.clock()
+        try:
+            spec = ContainerPoolSpec.model_validate(pool.get("spec") or {})
+        except ValidationError as exc:
+            # The CRD schema rejects nearly everything; this catches what it cannot express.
+            self._write_status(
+                pool,
+                None,
+                [
+                    conditions.condition("Ready", False, "InvalidSpec", str(exc)[:512]),
+                    conditions.condition("Degraded", True, "InvalidSpec", str(exc)[:512]),
+                ],
+                now,
+            )
+            return None
+
+        uid = pool["metadata"]["uid"]
+        pods = self.kube.list_items(pods_path(namespace), f"{LABEL_POOL}={name}")
+        thash = template_hash(spec)
+        p = plan(spec, uid, [pod_view(x) for x in pods], thash, now)
+
+        for pod_name in p.adopt:
+            self._patch_pod(namespace, pod_name, {"metadata": {"ownerReferences": [pool_owner(name, uid)]}})
+        deleted: dict[str, list[str]] = defaultdict(list)
+        for d in p.delete:
+            if self.kube.delete(pods_path(namespace, d.pod), uid=d.uid):
+                deleted[d.reason].append(d.pod)
+                telemetry.POOL_EVENTS.labels("delete", d.reason).inc()
+        for pod_name, state in p.relabel.items():
+            self._patch_pod(namespace, pod_name, {"metadata": {"labels": {LABEL_STATE: state}}})
+        created, create_error = self._create(namespace, name, uid, spec, thash, p.create)
+
+        self._events(pool, p, created, deleted, create_error)
+        conds = [
+            conditions.condition(
+                "Ready",
+                p.counts.ready >= p.desired,
+                "AllReplicasReady" if p.counts.ready >= p.desired else "ReplicasNotReady",
+                f"{p.counts.ready}/{p.desired} pods ready",
+            ),
+            self._scaling_condition(p, created, deleted),
+            conditions.condition(
+                "Degraded",
+                bool(create_error or p.counts.failed),
+                "CreateFailed" if create_error else ("PodsFailing" if p.counts.failed else "AsExpected"),
+                create_error
+                or (f"{p.counts.failed} pod(s) failed or never became ready" if p.counts.failed else ""),
+            ),
+        ]
+        scaled = created > 0 or bool(deleted.get("ScaleDown"))
+        self._write_status(pool, p, conds, now, scaled=scaled, created=created)
+
+        c = p.counts
+        by_state = {
+            "Idle": c.idle,
+            "Claimed": c.claimed,
+            "Pending": c.pending - p.create + created,
+            "Warming": c.warming,
+            "Failed": c.failed,
+        }
+        for state in STATES:
+            telemetry.POOL_PODS.labels(namespace, name, state).set(by_state.get(state, 0))
+        telemetry.POOL_DESIRED.labels(namespace, name).set(p.desired)
+        if create_error:
+            return RETRY_AFTER_CREATE_FAILURE
+        return p.requeue_after
+
+    def _patch_pod(self, namespace: str, pod: str, patch: dict[str, Any]) -> None:
+        try:
+            self.kube.merge_patch(pods_path(namespace, pod), patch)
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+
+    def _create(
+        self, namespace: str, name: str, uid: str, spec: ContainerPoolSpec, thash: str, count: int
+    ) -> tuple[int, str]:
+        created = 0
+        for _ in range(count):
+            body = build_pod(name, uid, spec, thash, self.settings.gpu_resource)
+            try:
+                self.kube.create(pods_path(namespace), body)
+            except ApiError as exc:
+                if exc.status in (403, 409, 422, 429) or exc.status >= 500:
+                    # Quota, admission, a namespace being deleted, a missing service account:
+                    # report it and try again later rather than spin.
+                    return created, f"creating pods: {exc.message}"
+                raise
+            created += 1
+            telemetry.POOL_EVENTS.labels("create", "ScaleUp").inc()
+        return created, ""
+
+    @staticmethod
+    def _scaling_condition(p: Plan, created: int, deleted: dict[str, list[str]]) -> dict[str, Any]:
+        if created:
+            return conditions.condition(
+                "Scaling", True, "ScalingUp", f"creating {created} pod(s) towards {p.desired}"
+            )
+        if deleted.get("ScaleDown"):
+            return conditions.condition(
+                "Scaling", True, "ScalingDown", f"removing {len(deleted['ScaleDown'])} idle pod(s)"
+            )
+        if p.counts.pending or p.counts.warming:
+            return conditions.condition(
+                "Scaling", True, "PodsStarting", f"{p.counts.pending + p.counts.warming} pod(s) starting"
+            )
+        return conditions.condition("Scaling", False, "Stable", f"{p.counts.replicas} pod(s), as desired")
+
+    def _events(
+        self, pool: dict[str, Any], p: Plan, created: int, deleted: dict[str, list[str]], create_error: str
+    ) -> None:
+        ev = self.kube.event
+        if created:
+            ev(pool, "Normal", "ScaledUp", f"Created {created} pod(s); desired {p.desired}")
+        if deleted.get("ScaleDown"):
+            pods = deleted["ScaleDown"]
+            ev(
+                pool,
+                "Normal",
+                "ScaledDown",
+                f"Deleted {len(pods)} idle pod(s) ({_names(pods)}); desired {p.desired}",
+            )
+        for reason in ("MaxAge", "MaxClaims", "TemplateChanged"):
+            if deleted.get(reason):
+                ev(pool, "Normal", "Recycled", f"Replacing pod(s) {_names(deleted[reason])}: {reason}")
+        for reason in ("Failed", "NotReadyTimeout"):
+            if deleted.get(reason):
+                ev(
+                    pool,
+                    "Warning",
+                    "PodFailed",
+                    f"Replacing unhealthy pod(s) {_names(deleted[reason])}: {reason}",
+                )
+        if deleted.get("Orphan"):
+            ev(
+                pool,
+                "Normal",
+                "OrphanRemoved",
+                f"Deleted unowned pod(s) {_names(deleted['Orphan'])} from an older template",
+            )
+        if p.adopt:
+            ev(pool, "Normal", "Adopted", f"Adopted pod(s) {_names(p.adopt)}")
+        if create_error:
+            ev(pool, "Warning", "CreateFailed", create_error)
+
+    def _write_status(
+        self,
+        pool: dict[str, Any],
+        p: Plan | None,
+        conds: list[dict[str, Any]],
+        now: datetime,
+        scaled: bool = False,
+        created: int = 0,
+    ) -> None:
+        meta = pool["metadata"]
+        old = pool.get("status") or {}
+        generation = meta.get("generation")
+        status: dict[str, Any] = {"observedGeneration": generation}
+        if p is not None:
+            c = p.counts
+            status.update(
+                replicas=c.replicas - p.create + created,
+                desiredReplicas=p.desired,
+                readyReplicas=c.ready,
+                idleReplicas=c.idle,
+                claimedReplicas=c.claimed,
+                selector=f"{LABEL_POOL}={meta['name']}",
+                utilization=c.utilization,
+            )
+        if scaled:
+            status["lastScaleTime"] = format_time(now)
+        merged = conditions.merge(old.get("conditions"), conds, generation, now)
+        unchanged = all(old.get(k) == v for k, v in status.items()) and conditions.same(
+            old.get("conditions"), merged
+        )
+        if unchanged:
+            return
+        status["conditions"] = merged
+        try:
+            self.kube.merge_patch(
+                custom_path(PLURAL, meta["namespace"], meta["name"], "status"), {"status": status}
+            )
+        except ApiError as exc:
+            if not exc.not_found:
+                raise

@@ -1,0 +1,1 @@
+"""The operator's engine room: a deduplicating work queue, workers and leader election."""

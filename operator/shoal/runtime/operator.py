@@ -1,0 +1,118 @@
+"""Wires the work queue, the reconcilers and leader election into kopf's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from shoal import telemetry
+from shoal.config import Settings
+from shoal.k8s.client import Kube
+from shoal.runtime.leader import LeaderElector
+from shoal.runtime.workqueue import WorkQueue, run_workers
+
+log = logging.getLogger("shoal.runtime")
+RESYNC_SECONDS = 300.0
+
+# (kind, namespace, name): the unit of work. kind selects the reconciler.
+Key = tuple[str, str, str]
+
+
+class OperatorRuntime:
+    def __init__(self, settings: Settings, kube: Kube) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.queue = WorkQueue()
+        self.executor = ThreadPoolExecutor(max_workers=settings.workers + 1, thread_name_prefix="reconcile")
+        self.reconcilers: dict[str, Callable[[str, str], float | None]] = {}
+        self.listers: dict[str, str] = {}  # kind -> plural, for full resyncs
+        self.leader: LeaderElector | None = None
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    def register(self, kind: str, plural: str, reconciler: Callable[[str, str], float | None]) -> None:
+        self.reconcilers[kind] = reconciler
+        self.listers[kind] = plural
+
+    def enqueue(self, kind: str, namespace: str, name: str) -> None:
+        self.queue.add((kind, namespace, name))
+        telemetry.QUEUE_DEPTH.set(len(self.queue))
+
+    def _reconcile(self, key: Key) -> float | None:
+        kind, namespace, name = key
+        return self.reconcilers[kind](namespace, name)
+
+    def _resync(self) -> None:
+        """Enqueue every object of every kind: after gaining leadership and now and then."""
+        namespaces = self.settings.namespaces or (None,)
+        for kind, plural in self.listers.items():
+            for ns in namespaces:
+                path = f"/apis/shoal.dev/v1alpha1/{f'namespaces/{ns}/' if ns else ''}{plural}"
+                try:
+                    items = self.kube.list_items(path)
+                except Exception as exc:
+                    log.warning("resync of %s failed: %s", plural, exc)
+                    continue
+                for item in items:
+                    meta = item["metadata"]
+                    self.loop.call_soon_threadsafe(self.enqueue, kind, meta["namespace"], meta["name"])
+
+    async def _periodic_resync(self) -> None:
+        while True:
+            await asyncio.sleep(RESYNC_SECONDS)
+            await self.loop.run_in_executor(self.executor, self._resync)
+
+    async def _ready(self) -> None:
+        if self.leader is not None:
+            await self.leader.is_leader.wait()
+
+    def _on_leadership(self, held: bool) -> None:
+        telemetry.LEADER.set(1 if held else 0)
+        if held:
+            self.loop.run_in_executor(self.executor, self._resync)
+
+    def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        if self.settings.leader_election:
+            self.leader = LeaderElector(
+                self.kube,
+                self.settings.lease_namespace,
+                self.settings.lease_name,
+                self.settings.identity,
+                self.settings.lease_duration,
+                on_change=self._on_leadership,
+            )
+            self.tasks.append(asyncio.create_task(self.leader.run(), name="leader-election"))
+        else:
+            telemetry.LEADER.set(1)
+        self.tasks.append(
+            asyncio.create_task(
+                run_workers(self.queue, self._reconcile, self.settings.workers, self.executor, self._ready),
+                name="workers",
+            )
+        )
+        self.tasks.append(asyncio.create_task(self._periodic_resync(), name="resync"))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.leader is not None:
+            await self.leader.release()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+_runtime: OperatorRuntime | None = None
+
+
+def get() -> OperatorRuntime:
+    if _runtime is None:
+        raise RuntimeError("operator runtime not started")
+    return _runtime
+
+
+def install(runtime: OperatorRuntime) -> None:
+    global _runtime
+    _runtime = runtime

@@ -1,0 +1,32 @@
+"""The operator's own Prometheus metrics (served on /metrics)."""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILE_SECONDS = Histogram(
+    "shoal_reconcile_duration_seconds",
+    "Time spent in one reconcile",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+RECONCILE_ERRORS = Counter("shoal_reconcile_errors_total", "Reconciles that raised", ["kind"])
+POOL_PODS = Gauge("shoal_pool_pods", "Pods of a pool by state", ["namespace", "pool", "state"])
+POOL_DESIRED = Gauge("shoal_pool_desired_replicas", "Desired pods of a pool", ["namespace", "pool"])
+POOL_EVENTS = Counter(
+    "shoal_pool_pod_changes_total", "Pods created or deleted, by reason", ["action", "reason"]
+)
+QUEUE_DEPTH = Gauge("shoal_workqueue_depth", "Keys waiting in the work queue")
+LEADER = Gauge("shoal_leader", "1 while this replica holds the leader lease")
+
+
+def forget_pool(namespace: str, pool: str) -> None:
+    from shoal.pool.pods import STATES
+
+    for state in STATES:
+        with contextlib.suppress(KeyError):
+            POOL_PODS.remove(namespace, pool, state)
+    with contextlib.suppress(KeyError):
+        POOL_DESIRED.remove(namespace, pool)
