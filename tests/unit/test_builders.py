@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from typing import Any
+
+from shoal.api.pool import ContainerPoolSpec
+from shoal.builders.pod import build_pod, template_hash
+
+
+def spec(containers: list[dict[str, Any]] | None = None, **kw: Any) -> ContainerPoolSpec:
+    return ContainerPoolSpec.model_validate(
+        {"template": {"metadata": {"labels": {"app": "runner"}},
+                      "spec": {"containers": containers or [{"name": "c", "image": "busybox"}]}}, **kw}
+    )
+
+
+def test_resources_become_requests_and_limits_of_the_first_container() -> None:
+    s = spec(resources={"cpu": "500m", "memory": "1Gi", "gpu": 1, "ephemeralStorage": "2Gi"})
+    pod = build_pod("pool", "uid", s, template_hash(s), gpu_resource="example.com/gpu")
+    res = pod["spec"]["containers"][0]["resources"]
+    want = {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "2Gi", "example.com/gpu": "1"}
+    assert res == {"requests": want, "limits": want}
+
+
+def test_template_resources_win_over_the_convenience_fields() -> None:
+    own = {"requests": {"cpu": "2"}}
+    s = spec([{"name": "c", "image": "busybox", "resources": own}], resources={"cpu": "500m"})
+    assert build_pod("pool", "uid", s, "h")["spec"]["containers"][0]["resources"] == own
+
+
+def test_pod_is_owned_labelled_and_restricted_by_default() -> None:
+    s = spec()
+    pod = build_pod("pool", "uid-1", s, "h1")
+    meta = pod["metadata"]
+    assert meta["generateName"] == "pool-"
+    assert meta["labels"] == {"app": "runner", "shoal.dev/pool": "pool", "shoal.dev/state": "Pending",
+                              "shoal.dev/template-hash": "h1"}
+    owner = meta["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("ContainerPool", "uid-1", True)
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["spec"]["automountServiceAccountToken"] is False
+
+
+def test_user_security_context_is_kept() -> None:
+    s = spec([{"name": "c", "image": "busybox", "securityContext": {"privileged": True}}])
+    assert build_pod("p", "u", s, "h")["spec"]["containers"][0]["securityContext"] == {"privileged": True}
+
+
+def test_template_hash_changes_with_the_template_only() -> None:
+    a, b = spec(replicas=1), spec(replicas=9)
+    c = spec([{"name": "c", "image": "busybox:2"}])
+    assert template_hash(a) == template_hash(b) != template_hash(c)

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from shoal.runtime.workqueue import WorkQueue, run_workers
+
+
+def test_duplicate_keys_are_processed_once() -> None:
+    async def scenario() -> list[str]:
+        q = WorkQueue()
+        for _ in range(5):
+            q.add("a")
+        q.add("b")
+        seen = [await q.get(), await q.get()]
+        assert len(q) == 0
+        return seen
+
+    assert asyncio.run(scenario()) == ["a", "b"]
+
+
+def test_key_added_while_active_is_processed_again_after_done() -> None:
+    async def scenario() -> None:
+        q = WorkQueue()
+        q.add("a")
+        key = await q.get()
+        q.add("a")  # an event arrived during the reconcile
+        assert len(q) == 0
+        q.done(key)
+        assert len(q) == 1
+
+    asyncio.run(scenario())
+
+
+def test_add_after_keeps_the_earliest_and_workers_requeue() -> None:
+    async def scenario() -> list[str]:
+        q = WorkQueue()
+        calls: list[str] = []
+
+        def reconcile(key: object) -> float | None:
+            calls.append(str(key))
+            return 0.05 if len(calls) < 3 else None
+
+        q.add("k")
+        with ThreadPoolExecutor(2) as ex:
+            task = asyncio.create_task(run_workers(q, reconcile, 2, ex))
+            for _ in range(200):
+                if len(calls) >= 3:
+                    break
+                await asyncio.sleep(0.01)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return calls
+
+    assert asyncio.run(scenario()) == ["k", "k", "k"]
+
+
+def test_failures_back_off_exponentially() -> None:
+    q = WorkQueue()
+    assert [q.backoff("x") for _ in range(4)] == [0.5, 1.0, 2.0, 4.0]
+    q.forget("x")
+    assert q.backoff("x") == 0.5
