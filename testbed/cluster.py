@@ -14,6 +14,7 @@ Only the standard library is used, so this runs before the project's dependencie
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -25,9 +26,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("SHOAL_CACHE", Path.home() / ".cache" / "shoal"))
@@ -112,18 +113,56 @@ def ensure_pki() -> None:
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, cwd=PKI, capture_output=True)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-            "-days", "3650", "-subj", "/CN=shoal-testbed-ca")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "admin.key", "-out", "admin.csr",
-            "-subj", "/O=system:masters/CN=kubernetes-admin")
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=shoal-testbed-ca",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "admin.key",
+        "-out",
+        "admin.csr",
+        "-subj",
+        "/O=system:masters/CN=kubernetes-admin",
+    )
     (PKI / "ext.cnf").write_text(
         "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:10.96.0.1,DNS:kubernetes,"
         "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
         "extendedKeyUsage=serverAuth,clientAuth\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\n"
     )
-    openssl("x509", "-req", "-in", "admin.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "admin.crt", "-days", "3650", "-extfile", "ext.cnf")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "admin.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "admin.crt",
+        "-days",
+        "3650",
+        "-extfile",
+        "ext.cnf",
+    )
 
 
 def write_kubeconfig() -> None:
@@ -133,13 +172,13 @@ kind: Config
 clusters:
 - name: shoal-testbed
   cluster:
-    server: https://{HOST}:{PORTS['kube-apiserver']}
-    certificate-authority: {PKI / 'ca.crt'}
+    server: https://{HOST}:{PORTS["kube-apiserver"]}
+    certificate-authority: {PKI / "ca.crt"}
 users:
 - name: shoal-testbed-admin
   user:
-    client-certificate: {PKI / 'admin.crt'}
-    client-key: {PKI / 'admin.key'}
+    client-certificate: {PKI / "admin.crt"}
+    client-key: {PKI / "admin.key"}
 contexts:
 - name: shoal-testbed
   context: {{cluster: shoal-testbed, user: shoal-testbed-admin}}
@@ -184,14 +223,17 @@ def _apiserver_args() -> list[str]:
     p = PKI
     return [
         f"--etcd-servers=http://{HOST}:{PORTS['etcd']}",
-        f"--bind-address={HOST}", f"--advertise-address={HOST}",
+        f"--bind-address={HOST}",
+        f"--advertise-address={HOST}",
         f"--secure-port={PORTS['kube-apiserver']}",
-        f"--tls-cert-file={p / 'admin.crt'}", f"--tls-private-key-file={p / 'admin.key'}",
+        f"--tls-cert-file={p / 'admin.crt'}",
+        f"--tls-private-key-file={p / 'admin.key'}",
         f"--client-ca-file={p / 'ca.crt'}",
         f"--service-account-key-file={p / 'admin.key'}",
         f"--service-account-signing-key-file={p / 'admin.key'}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-        f"--proxy-client-cert-file={p / 'admin.crt'}", f"--proxy-client-key-file={p / 'admin.key'}",
+        f"--proxy-client-cert-file={p / 'admin.crt'}",
+        f"--proxy-client-key-file={p / 'admin.key'}",
         "--service-cluster-ip-range=10.96.0.0/16",
         "--authorization-mode=Node,RBAC",
         "--allow-privileged=true",
@@ -202,8 +244,12 @@ def _apiserver_args() -> list[str]:
 def _client_args(port_name: str) -> list[str]:
     kc = str(KUBECONFIG)
     return [
-        f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-        f"--bind-address={HOST}", f"--secure-port={PORTS[port_name]}", "--leader-elect=false",
+        f"--kubeconfig={kc}",
+        f"--authentication-kubeconfig={kc}",
+        f"--authorization-kubeconfig={kc}",
+        f"--bind-address={HOST}",
+        f"--secure-port={PORTS[port_name]}",
+        "--leader-elect=false",
     ]
 
 
@@ -215,25 +261,32 @@ COMPONENTS: list[Component] = [
     Component(
         "etcd",
         lambda: [
-            "--name=default", f"--data-dir={STATE / 'etcd'}",
+            "--name=default",
+            f"--data-dir={STATE / 'etcd'}",
             f"--listen-client-urls=http://{HOST}:{PORTS['etcd']}",
             f"--advertise-client-urls=http://{HOST}:{PORTS['etcd']}",
             f"--listen-peer-urls=http://{HOST}:{PORTS['etcd-peer']}",
             f"--initial-advertise-peer-urls=http://{HOST}:{PORTS['etcd-peer']}",
             f"--initial-cluster=default=http://{HOST}:{PORTS['etcd-peer']}",
             # A throw-away test cluster: durability is not worth the fsync latency on CI disks.
-            "--unsafe-no-fsync", "--quota-backend-bytes=4294967296", "--log-level=warn",
+            "--unsafe-no-fsync",
+            "--quota-backend-bytes=4294967296",
+            "--log-level=warn",
         ],
         lambda: http_ok(_url("etcd", "/health", "http")),
         ["etcd", "etcd-peer"],
     ),
     Component(
-        "kube-apiserver", _apiserver_args,
-        lambda: http_ok(_url("kube-apiserver", "/readyz")), ["kube-apiserver"], 120.0,
+        "kube-apiserver",
+        _apiserver_args,
+        lambda: http_ok(_url("kube-apiserver", "/readyz")),
+        ["kube-apiserver"],
+        120.0,
     ),
     Component(
         "kube-controller-manager",
-        lambda: _client_args("kube-controller-manager") + [
+        lambda: [
+            *_client_args("kube-controller-manager"),
             f"--root-ca-file={PKI / 'ca.crt'}",
             f"--service-account-private-key-file={PKI / 'admin.key'}",
             "--cluster-name=shoal-testbed",
@@ -250,10 +303,14 @@ COMPONENTS: list[Component] = [
     Component(
         "kwok",
         lambda: [
-            f"--kubeconfig={KUBECONFIG}", f"--config={STATE / 'kwok.yaml'}",
-            "--manage-all-nodes=true", f"--node-ip={HOST}", f"--node-port={PORTS['kwok']}",
+            f"--kubeconfig={KUBECONFIG}",
+            f"--config={STATE / 'kwok.yaml'}",
+            "--manage-all-nodes=true",
+            f"--node-ip={HOST}",
+            f"--node-port={PORTS['kwok']}",
             f"--server-address={HOST}:{PORTS['kwok']}",
-            f"--tls-cert-file={PKI / 'admin.crt'}", f"--tls-private-key-file={PKI / 'admin.key'}",
+            f"--tls-cert-file={PKI / 'admin.crt'}",
+            f"--tls-private-key-file={PKI / 'admin.key'}",
             "--node-lease-duration-seconds=40",
         ],
         lambda: http_ok(_url("kwok", "/healthz"), insecure=True),
@@ -262,12 +319,18 @@ COMPONENTS: list[Component] = [
     Component(
         "metrics-server",
         lambda: [
-            f"--kubeconfig={KUBECONFIG}", f"--authentication-kubeconfig={KUBECONFIG}",
+            f"--kubeconfig={KUBECONFIG}",
+            f"--authentication-kubeconfig={KUBECONFIG}",
             f"--authorization-kubeconfig={KUBECONFIG}",
-            f"--bind-address={HOST}", f"--secure-port={PORTS['metrics-server']}",
-            f"--tls-cert-file={PKI / 'admin.crt'}", f"--tls-private-key-file={PKI / 'admin.key'}",
-            "--kubelet-preferred-address-types=InternalIP", "--kubelet-use-node-status-port",
-            "--kubelet-insecure-tls", "--metric-resolution=10s", "--kubelet-request-timeout=5s",
+            f"--bind-address={HOST}",
+            f"--secure-port={PORTS['metrics-server']}",
+            f"--tls-cert-file={PKI / 'admin.crt'}",
+            f"--tls-private-key-file={PKI / 'admin.key'}",
+            "--kubelet-preferred-address-types=InternalIP",
+            "--kubelet-use-node-status-port",
+            "--kubelet-insecure-tls",
+            "--metric-resolution=10s",
+            "--kubelet-request-timeout=5s",
         ],
         lambda: http_ok(_url("metrics-server", "/livez"), insecure=True),
         ["metrics-server"],
@@ -278,7 +341,8 @@ COMPONENTS: list[Component] = [
             f"--config.file={STATE / 'prometheus' / 'prometheus.yml'}",
             f"--storage.tsdb.path={STATE / 'prometheus' / 'data'}",
             f"--web.listen-address={HOST}:{PORTS['prometheus']}",
-            "--web.enable-lifecycle", "--storage.tsdb.retention.time=6h",
+            "--web.enable-lifecycle",
+            "--storage.tsdb.retention.time=6h",
         ],
         lambda: http_ok(_url("prometheus", "/-/ready", "http")),
         ["prometheus"],
@@ -293,10 +357,11 @@ def pid_of(name: str) -> int | None:
     except (OSError, ValueError):
         return None
     try:
-        os.kill(pid, 0)
+        # A PID file from an earlier boot may name a recycled PID: check it is still our binary.
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
     except OSError:
         return None
-    return pid
+    return pid if Path(cmdline).name == name else None
 
 
 def port_free(port: int) -> bool:
@@ -324,8 +389,12 @@ def start(name: str) -> None:
     PIDS.mkdir(parents=True, exist_ok=True)
     logfile = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [str(binary(name)), *comp.args()], stdout=logfile, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, start_new_session=True, cwd=STATE,
+        [str(binary(name)), *comp.args()],
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=STATE,
     )
     (PIDS / f"{name}.pid").write_text(str(proc.pid))
     deadline = time.monotonic() + comp.start_timeout
@@ -345,10 +414,8 @@ def stop(name: str, timeout: float = 20.0) -> None:
     if pid is None:
         (PIDS / f"{name}.pid").unlink(missing_ok=True)
         return
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGTERM)
-    except OSError:
-        pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and pid_of(name):
         time.sleep(0.1)
@@ -366,7 +433,9 @@ def stop(name: str, timeout: float = 20.0) -> None:
 def kubectl(*args: str, stdin: str | None = None) -> str:
     result = subprocess.run(
         [str(binary("kubectl")), f"--kubeconfig={KUBECONFIG}", *args],
-        input=stdin, capture_output=True, text=True,
+        input=stdin,
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         raise TestbedError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
@@ -393,17 +462,17 @@ scrape_configs:
 - job_name: kube-apiserver
   scheme: https
   tls_config:
-    ca_file: {PKI / 'ca.crt'}
-    cert_file: {PKI / 'admin.crt'}
-    key_file: {PKI / 'admin.key'}
+    ca_file: {PKI / "ca.crt"}
+    cert_file: {PKI / "admin.crt"}
+    key_file: {PKI / "admin.key"}
   static_configs:
-  - targets: ['{HOST}:{PORTS['kube-apiserver']}']
+  - targets: ['{HOST}:{PORTS["kube-apiserver"]}']
 - job_name: kwok
   scheme: https
   tls_config:
     insecure_skip_verify: true
   static_configs:
-  - targets: ['{HOST}:{PORTS['kwok']}']
+  - targets: ['{HOST}:{PORTS["kwok"]}']
 # Tests register their own exporters by writing JSON target files here.
 - job_name: file
   file_sd_configs:
@@ -427,38 +496,54 @@ def node_manifests() -> str:
         if gpus:
             alloc["nvidia.com/gpu"] = str(gpus)
             labels["nvidia.com/gpu.present"] = "true"
-        docs.append({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {
-                "name": name, "labels": labels,
-                "annotations": {
-                    "kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0",
-                    # metrics-server reads a node's resource metrics from this path on KWOK's server.
-                    "metrics.k8s.io/resource-metrics-path": f"/metrics/nodes/{name}/metrics/resource",
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "labels": labels,
+                    "annotations": {
+                        "kwok.x-k8s.io/node": "fake",
+                        "node.alpha.kubernetes.io/ttl": "0",
+                        # metrics-server reads a node's resource metrics from this path on KWOK's server.
+                        "metrics.k8s.io/resource-metrics-path": f"/metrics/nodes/{name}/metrics/resource",
+                    },
                 },
-            },
-            "status": {"allocatable": alloc, "capacity": alloc},
-        })
+                "status": {"allocatable": alloc, "capacity": alloc},
+            }
+        )
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
 
 
 def metrics_api_manifests() -> str:
     items = [
         {
-            "apiVersion": "v1", "kind": "Service",
+            "apiVersion": "v1",
+            "kind": "Service",
             "metadata": {"name": "metrics-server", "namespace": "kube-system"},
             # The aggregator resolves ExternalName services itself: no kube-proxy needed.
-            "spec": {"type": "ExternalName", "externalName": "localhost",
-                     "ports": [{"port": PORTS["metrics-server"], "protocol": "TCP"}]},
+            "spec": {
+                "type": "ExternalName",
+                "externalName": "localhost",
+                "ports": [{"port": PORTS["metrics-server"], "protocol": "TCP"}],
+            },
         },
         {
-            "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
             "metadata": {"name": "v1beta1.metrics.k8s.io"},
             "spec": {
-                "group": "metrics.k8s.io", "version": "v1beta1",
-                "service": {"name": "metrics-server", "namespace": "kube-system",
-                            "port": PORTS["metrics-server"]},
-                "insecureSkipTLSVerify": True, "groupPriorityMinimum": 100, "versionPriority": 100,
+                "group": "metrics.k8s.io",
+                "version": "v1beta1",
+                "service": {
+                    "name": "metrics-server",
+                    "namespace": "kube-system",
+                    "port": PORTS["metrics-server"],
+                },
+                "insecureSkipTLSVerify": True,
+                "groupPriorityMinimum": 100,
+                "versionPriority": 100,
             },
         },
     ]
@@ -504,7 +589,12 @@ def up() -> None:
 
 
 def nodes_ready() -> bool:
-    out = kubectl("get", "nodes", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{' '}{end}")
+    out = kubectl(
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{' '}{end}",
+    )
     states = out.split()
     return len(states) == len(NODES) and all(s == "True" for s in states)
 
@@ -533,14 +623,18 @@ def status() -> int:
         pid = pid_of(c.name)
         healthy = bool(pid) and c.health()
         bad += not healthy
-        print(f"{c.name:25} {'running' if pid else 'stopped':8} pid={pid or '-':<8} "
-              f"port={PORTS[c.port_names[0]]:<6} {'healthy' if healthy else 'unhealthy'}")
+        print(
+            f"{c.name:25} {'running' if pid else 'stopped':8} pid={pid or '-':<8} "
+            f"port={PORTS[c.port_names[0]]:<6} {'healthy' if healthy else 'unhealthy'}"
+        )
     print(f"KUBECONFIG={KUBECONFIG}")
     return 1 if bad else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=["up", "down", "status", "env", "stop", "start"])
     parser.add_argument("component", nargs="?", choices=sorted(BY_NAME))
     args = parser.parse_args(argv)

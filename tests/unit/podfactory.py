@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shoal.pool.pods import PodView
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 POOL_UID = "pool-uid"
 HASH = "hash1"
 _ids = itertools.count()
@@ -18,8 +18,12 @@ def pod(state: str = "Idle", age: float = 60.0, now: datetime = T0, **kw: Any) -
     """A pod of the pool in a given observed state, `age` seconds old at `now`."""
     n = next(_ids)
     base: dict[str, Any] = dict(
-        name=kw.pop("name", f"p{n:03d}"), uid=f"uid{n}", created=now - timedelta(seconds=age),
-        controller_uid=POOL_UID, template_hash=HASH, state_label=state,
+        name=kw.pop("name", f"p{n:03d}"),
+        uid=f"uid{n}",
+        created=now - timedelta(seconds=age),
+        controller_uid=POOL_UID,
+        template_hash=HASH,
+        state_label=state,
     )
     if state in ("Idle", "Claimed"):
         base.update(phase="Running", scheduled=True, ready=True, ready_changed=base["created"])

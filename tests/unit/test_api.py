@@ -44,14 +44,27 @@ def test_pool_crd_has_scale_subresource_and_columns() -> None:
     doc = yaml.safe_load(crdgen.render()["shoal.dev_containerpools.yaml"])
     version = doc["spec"]["versions"][0]
     assert version["subresources"]["scale"]["labelSelectorPath"] == ".status.selector"
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Desired", "Ready", "Idle", "Claimed", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Desired",
+        "Ready",
+        "Idle",
+        "Claimed",
+        "Age",
+    ]
     assert doc["spec"]["names"]["shortNames"] == ["cpool"]
 
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("500m", Decimal("0.5")), ("2", Decimal(2)), ("1Ki", Decimal(1024)), ("1.5Gi", Decimal(1.5 * 2**30)),
-     ("1e3", Decimal(1000)), ("100M", Decimal(10**8)), (4, Decimal(4))],
+    [
+        ("500m", Decimal("0.5")),
+        ("2", Decimal(2)),
+        ("1Ki", Decimal(1024)),
+        ("1.5Gi", Decimal(1.5 * 2**30)),
+        ("1e3", Decimal(1000)),
+        ("100M", Decimal(10**8)),
+        (4, Decimal(4)),
+    ],
 )
 def test_parse_quantity(text: str, value: Decimal) -> None:
     assert parse_quantity(text) == value

@@ -8,8 +8,13 @@ from shoal.builders.pod import build_pod, template_hash
 
 def spec(containers: list[dict[str, Any]] | None = None, **kw: Any) -> ContainerPoolSpec:
     return ContainerPoolSpec.model_validate(
-        {"template": {"metadata": {"labels": {"app": "runner"}},
-                      "spec": {"containers": containers or [{"name": "c", "image": "busybox"}]}}, **kw}
+        {
+            "template": {
+                "metadata": {"labels": {"app": "runner"}},
+                "spec": {"containers": containers or [{"name": "c", "image": "busybox"}]},
+            },
+            **kw,
+        }
     )
 
 
@@ -32,8 +37,12 @@ def test_pod_is_owned_labelled_and_restricted_by_default() -> None:
     pod = build_pod("pool", "uid-1", s, "h1")
     meta = pod["metadata"]
     assert meta["generateName"] == "pool-"
-    assert meta["labels"] == {"app": "runner", "shoal.dev/pool": "pool", "shoal.dev/state": "Pending",
-                              "shoal.dev/template-hash": "h1"}
+    assert meta["labels"] == {
+        "app": "runner",
+        "shoal.dev/pool": "pool",
+        "shoal.dev/state": "Pending",
+        "shoal.dev/template-hash": "h1",
+    }
     owner = meta["ownerReferences"][0]
     assert (owner["kind"], owner["uid"], owner["controller"]) == ("ContainerPool", "uid-1", True)
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True

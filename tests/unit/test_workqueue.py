@@ -7,7 +7,7 @@ from shoal.runtime.workqueue import WorkQueue, run_workers
 
 
 def test_duplicate_keys_are_processed_once() -> None:
-    async def scenario() -> list[str]:
+    async def scenario() -> list[object]:
         q = WorkQueue()
         for _ in range(5):
             q.add("a")

@@ -1,0 +1,168 @@
+"""End-to-end fixtures: the process-based test bed, namespaces, and the operator as a subprocess.
+
+If the test bed cannot start, every e2e test errors out; nothing here skips.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shoal.k8s.client import ApiError, Kube, load_config
+from testbed import cluster as testbed
+from tests.e2e.util import ROOT, kubectl, wait_until
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Path]:
+    code = testbed.main(["up"])
+    if code != 0:
+        pytest.fail(f"the test bed could not start (exit {code}); see {testbed.LOGS}", pytrace=False)
+    os.environ["KUBECONFIG"] = str(testbed.KUBECONFIG)
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    yield testbed.KUBECONFIG
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: Path) -> Kube:
+    return Kube(load_config())
+
+
+@pytest.fixture
+def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = f"e2e-{request.node.name[:30].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
+    labels = getattr(request, "param", None) or {}
+    kube.create("/api/v1/namespaces", {"metadata": {"name": name, "labels": labels}})
+    # Pods cannot be created before the namespace's default service account exists.
+    wait_until(lambda: _exists(kube, f"/api/v1/namespaces/{name}/serviceaccounts/default"), 30, "default SA")
+    yield name
+    kube.delete(f"/api/v1/namespaces/{name}")
+
+
+def _exists(kube: Kube, path: str) -> bool:
+    try:
+        kube.get(path)
+    except ApiError as exc:
+        if exc.not_found:
+            return False
+        raise
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OperatorProcess:
+    """`python -m shoal` against the test bed; tests may SIGKILL and restart it."""
+
+    def __init__(self, kubeconfig: Path, logdir: Path, **env: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.logdir = logdir
+        self.extra_env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "SHOAL_METRICS_PORT": str(self.metrics_port),
+            "SHOAL_HEALTH_PORT": str(self.health_port),
+            "SHOAL_LOG_FORMAT": "text",
+            "SHOAL_LEASE_NAMESPACE": "default",
+            "SHOAL_LEASE_DURATION_SECONDS": "4",
+            "PYTHONPATH": str(ROOT / "operator"),
+            **self.extra_env,
+        }
+        log = open(self.logdir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shoal"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        wait_until(self.healthy, 30, "operator liveness endpoint")
+
+    def healthy(self) -> bool:
+        import urllib.request
+
+        if self.proc is None or self.proc.poll() is not None:
+            raise AssertionError(f"operator exited; see {self.logdir}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no lease release, exactly like a crashed pod."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    logdir = tmp_path_factory.mktemp("operator-logs")
+    op = OperatorProcess(cluster, logdir)
+    op.start()
+    yield op
+    op.stop()
+
+
+@pytest.fixture
+def running_operator(operator: OperatorProcess) -> OperatorProcess:
+    """The shared operator, restarted if an earlier test killed it."""
+    if operator.proc is None or operator.proc.poll() is not None:
+        operator.start()
+    return operator
+
+
+def pool_manifest(name: str, replicas: int, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "shoal.dev/v1alpha1",
+        "kind": "ContainerPool",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "worker", "image": "registry.example/worker:1"}]},
+            },
+            "resources": {"cpu": "100m", "memory": "64Mi"},
+            **spec,
+        },
+    }
+
+
+def time_it() -> float:
+    return time.monotonic()

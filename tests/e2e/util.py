@@ -1,0 +1,64 @@
+"""Helpers for end-to-end tests: waiting on conditions (never sleeping), kubectl, pod queries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from shoal.k8s.client import Kube, custom_path, pods_path
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Poll `check` until it returns something truthy; fail with `what` and the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+def kubectl_path() -> str:
+    from testbed import cluster
+
+    return str(cluster.binary("kubectl"))
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([kubectl_path(), *args], input=stdin, capture_output=True, text=True, timeout=60)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+def apply(manifest: dict[str, Any], namespace: str) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(manifest))
+
+
+def live_pods(kube: Kube, namespace: str, selector: str) -> list[dict[str, Any]]:
+    return [
+        p
+        for p in kube.list_items(pods_path(namespace), selector)
+        if not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def running(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [p for p in pods if p.get("status", {}).get("phase") == "Running"]
+
+
+def pool(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    return kube.get(custom_path("containerpools", namespace, name))
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), {})
