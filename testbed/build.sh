@@ -20,13 +20,15 @@ install_tool() { # name version pkg@version
   log "$name $version: done"
 }
 
+bin_name() { if [[ $1 == *=* ]]; then echo "${1#*=}"; else echo "${1##*/}"; fi; }
+
 # Modules whose go.mod replaces sibling modules with local paths (k8s.io/kubernetes, etcd's server)
 # cannot be `go install`ed. A small wrapper module requires them and maps each local-path replace to
 # that sibling's published version; the list is read from the downloaded go.mod, never hard-coded.
-build_wrapped() { # name module version sibling-version ldflags cmd-package...
+build_wrapped() { # name module version sibling-version ldflags cmd-package[=binary-name]...
   local name=$1 module=$2 version=$3 sibling=$4 ldflags=$5; shift 5
   local dest="$cache/bin/$name-$version" cmd ok=1
-  for cmd in "$@"; do [[ -x "$dest/${cmd##*/}" ]] || ok=0; done
+  for cmd in "$@"; do [[ -x "$dest/$(bin_name "$cmd")" ]] || ok=0; done
   if ((ok)); then log "$name $version: cached"; return; fi
   local work="$cache/src/$name-wrapper-$version"
   rm -rf "$work"; mkdir -p "$work"; cd "$work"
@@ -56,13 +58,13 @@ out += re.findall(r"^godebug .+$", text, flags=re.M)
 print("\n".join(out))
 PY
   local pkgs=()
-  for cmd in "$@"; do pkgs+=("$cmd@$version"); done
+  for cmd in "$@"; do pkgs+=("${cmd%%=*}@$version"); done
   # go get (not tidy) resolves only what the commands import, not the tests of every dependency.
   go get "${pkgs[@]}" >/dev/null
   rm -rf "$dest.tmp"; mkdir -p "$dest.tmp"
   for cmd in "$@"; do
-    log "$name $version: building ${cmd##*/} (a cold build takes minutes on 2 cores)"
-    go build -trimpath -ldflags "$ldflags" -o "$dest.tmp/${cmd##*/}" "$cmd"
+    log "$name $version: building $(bin_name "$cmd") (a cold build takes minutes on 2 cores)"
+    go build -trimpath -ldflags "$ldflags" -o "$dest.tmp/$(bin_name "$cmd")" "${cmd%%=*}"
   done
   rm -rf "$dest"; mv "$dest.tmp" "$dest"
   log "$name $version: done"
@@ -77,8 +79,7 @@ done
 build_wrapped kubernetes k8s.io/kubernetes "$KUBERNETES_VERSION" "v0.${KUBERNETES_VERSION#v1.}" "$k8s_ldflags" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
   k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
-build_wrapped etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$ETCD_VERSION" "-s -w" go.etcd.io/etcd/server/v3
-[[ -x "$cache/bin/etcd-$ETCD_VERSION/etcd" ]] || mv "$cache/bin/etcd-$ETCD_VERSION/v3" "$cache/bin/etcd-$ETCD_VERSION/etcd"
+build_wrapped etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$ETCD_VERSION" "-s -w" go.etcd.io/etcd/server/v3=etcd
 install_tool kwok "$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 install_tool metrics-server "$METRICS_SERVER_VERSION" "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION"
 
