@@ -17,7 +17,7 @@ import yaml
 from shoal import GROUP, VERSION
 from shoal.api import kinds
 
-_DROP = {"title", "$defs"}
+_DROP = {"title", "$defs", "examples"}
 
 
 def _structural(node: Any, defs: dict[str, Any], keep_defaults: bool) -> Any:
@@ -52,6 +52,10 @@ def _structural(node: Any, defs: dict[str, Any], keep_defaults: bool) -> Any:
             out[key] = {k: _structural(v, defs, keep_defaults) for k, v in value.items()}
         elif key == "const":
             out["enum"] = [value]
+        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            # JSON Schema's numeric form; OpenAPI v3.0 (what CRDs use) wants a bound plus a flag.
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
         else:
             out[key] = _structural(value, defs, keep_defaults)
     if "properties" in out and "type" not in out:

@@ -4,6 +4,6 @@ from typing import Any
 
 
 def kinds() -> list[dict[str, Any]]:
-    from shoal.api import pool
+    from shoal.api import pool, scaler
 
-    return [pool.KIND]
+    return [pool.KIND, scaler.KIND]

@@ -1,0 +1,1 @@
+"""The WorkerScaler decision engine: pure functions, no kopf, no kubernetes imports, no clock."""

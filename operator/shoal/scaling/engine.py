@@ -1,0 +1,212 @@
+"""decide(): one evaluation of a scaler, from observations and history to a decision.
+
+Pipeline: per-metric proposals -> largest -> predictive and scheduled floors -> clamp
+-> emergency bypass | stabilization -> cooldown -> rate limit -> clamp. Missing data never
+scales down. Time and history come in as arguments; the new history goes out with the decision.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from shoal.api.common import parse_quantity
+from shoal.api.scaler import ScalingRules, WorkerScalerSpec
+from shoal.scaling.calculator import propose
+from shoal.scaling.forecast import forecast
+from shoal.scaling.schedule import floor_at
+from shoal.scaling.types import Decision, EngineConfig, History, Observation, Rules
+
+KEEP_EVENTS = 3600.0
+
+
+def _rules(
+    r: ScalingRules | None, cooldown: int, stabilization: int, max_pods: int | None, max_percent: int
+) -> Rules:
+    r = r or ScalingRules()
+    return Rules(
+        cooldown=float(r.cooldownSeconds if r.cooldownSeconds is not None else cooldown),
+        stabilization=float(
+            r.stabilizationWindowSeconds if r.stabilizationWindowSeconds is not None else stabilization
+        ),
+        max_pods=r.maxPods if r.maxPods is not None or r.maxPercent is not None else max_pods,
+        max_percent=r.maxPercent if r.maxPercent is not None or r.maxPods is not None else max_percent,
+        period=float(r.periodSeconds),
+    )
+
+
+def config(spec: WorkerScalerSpec) -> EngineConfig:
+    """Defaults: up 30 s cooldown, +max(4 pods, 100 %) per 15 s; down 180 s cooldown, 60 s window."""
+    b = spec.behavior
+    p = spec.predictive
+    fb = spec.fallback
+    return EngineConfig(
+        min_replicas=spec.minReplicas,
+        max_replicas=spec.maxReplicas,
+        mode=spec.mode,
+        tolerance=spec.tolerance,
+        scale_up=spec.thresholds.scaleUp,
+        scale_down=spec.thresholds.scaleDown,
+        emergency=spec.thresholds.emergency,
+        up=_rules(b.scaleUp if b else None, 30, 0, 4, 100),
+        down=_rules(b.scaleDown if b else None, 180, 60, None, 100),
+        predictive=bool(p and p.enabled),
+        horizon=float(p.horizonSeconds) if p else 120.0,
+        season=float(p.seasonalityPeriodSeconds) if p and p.seasonalityPeriodSeconds else None,
+        history_seconds=float(p.historySeconds) if p else 3600.0,
+        poll=float(spec.pollIntervalSeconds),
+        fallback_policy=fb.policy if fb else "Hold",
+        fallback_replicas=fb.replicas if fb else None,
+        failure_threshold=fb.failureThreshold if fb else 3,
+        schedule=tuple((w.cron, float(w.durationSeconds), w.minReplicas) for w in spec.schedule),
+    )
+
+
+def quantity(value: str | None) -> float | None:
+    return float(parse_quantity(value)) if value is not None else None
+
+
+def _clamp(n: int, cfg: EngineConfig) -> int:
+    return max(cfg.min_replicas, min(cfg.max_replicas, n))
+
+
+def _rate_limit(current: int, desired: int, history: History, rules: Rules, now: float, up: bool) -> int:
+    """At most max(maxPods, maxPercent of the size at the start of the period) per period."""
+    recent = [e for e in history.events if now - e[0] < rules.period]
+    base = (
+        min((e[1] for e in recent), default=current) if up else max((e[1] for e in recent), default=current)
+    )
+    allowed = 0
+    if rules.max_pods is not None:
+        allowed = max(allowed, rules.max_pods)
+    if rules.max_percent is not None:
+        allowed = max(allowed, math.ceil(base * rules.max_percent / 100))
+    if rules.max_pods is None and rules.max_percent is None:
+        return desired
+    if up:
+        return min(desired, max(current, base + max(allowed, 1 if base == 0 else allowed)))
+    return max(desired, min(current, base - allowed))
+
+
+def decide(cfg: EngineConfig, obs: Observation, history: History, now: float) -> tuple[Decision, History]:
+    current = obs.current_replicas
+    proposals = tuple(propose(m, cfg, current) for m in obs.metrics)
+    usable = [p for p in proposals if p.replicas is not None]
+    failed = [p for p in proposals if p.replicas is None]
+    floor = floor_at(cfg.schedule, now) if cfg.schedule else None
+    events = tuple(e for e in history.events if now - e[0] < KEEP_EVENTS)
+
+    if not usable:
+        failures = history.failures + 1
+        reasons = "; ".join(f"{p.name}: {p.error}" for p in failed) or "no metrics configured"
+        desired, reason = current, "MetricsUnavailable"
+        msg = f"holding at {current}: {reasons}"
+        if (
+            cfg.fallback_policy == "Replicas"
+            and cfg.fallback_replicas is not None
+            and failures >= cfg.failure_threshold
+        ):
+            # Never below current on missing data: the fallback can only raise the size.
+            desired, reason = max(current, cfg.fallback_replicas), "FallbackReplicas"
+            msg = f"{failures} failed evaluations: fallback to {desired}; {reasons}"
+        if floor is not None and floor > desired:
+            desired, reason = floor, "ScheduledFloor"
+        # Only configuration (min/max) may lower the size here, never the missing data.
+        desired = _clamp(max(desired, current), cfg)
+        new_hist = replace(history, failures=failures, events=events)
+        if desired != current:
+            new_hist = replace(new_hist, events=(*events, (now, current, desired)))
+        return Decision(
+            desired, current, reason, msg, scaling_active=False, proposals=proposals, schedule_floor=floor
+        ), new_hist
+
+    best = max(usable, key=lambda p: p.replicas or 0)
+    raw = int(best.replicas or 0)
+    reason = "ScaleUp" if raw > current else "ScaleDown" if raw < current else "WithinTolerance"
+    msg = f"{best.name}={best.value} (target {best.target}) proposes {raw}"
+    if failed and raw < current:
+        # HPA's rule: with some metrics missing, never scale down on the rest.
+        raw, reason = current, "MetricsUnavailable"
+        msg = "not scaling down while " + ", ".join(p.name for p in failed) + " unavailable"
+
+    samples = history.samples
+    demand = max((p.demand for p in usable if p.demand is not None), default=None)
+    if demand is not None:
+        samples = (*tuple(s for s in samples if now - s[0] <= cfg.history_seconds), (now, float(demand)))
+    fc = None
+    if cfg.predictive:
+        lead = max(cfg.horizon, obs.pod_startup_seconds or 0.0)
+        fc = forecast(samples, cfg.poll, lead, cfg.season)
+        if fc is not None and fc.replicas > raw:
+            raw, reason = fc.replicas, "PredictiveScaleUp"
+            msg = f"forecast demand {fc.demand:.2f} replicas in {fc.horizon_seconds:.0f}s"
+    if floor is not None and floor > raw:
+        raw, reason, msg = floor, "ScheduledFloor", f"schedule window raises the floor to {floor}"
+
+    limited, limited_reason = False, ""
+    clamped = _clamp(raw, cfg)
+    if clamped != raw:
+        limited = True
+        limited_reason = "AtMax" if raw > cfg.max_replicas else "AtMin"
+    recs = tuple(
+        r for r in history.recommendations if now - r[0] <= max(cfg.up.stabilization, cfg.down.stabilization)
+    )
+    recs = (*recs, (now, clamped))
+    emergency = any(p.utilization is not None and p.utilization > cfg.emergency for p in usable)
+
+    desired = clamped
+    able = True
+    if emergency and clamped > current:
+        reason = "EmergencyScaleUp"
+        msg = f"utilization above {cfg.emergency:.0%}: scaling to {clamped} in one step"
+    else:
+        if desired > current:
+            window = [r for t, r in recs if now - t <= cfg.up.stabilization]
+            desired = max(current, min(window))
+        elif desired < current:
+            window = [r for t, r in recs if now - t <= cfg.down.stabilization]
+            desired = min(current, max(window))
+            if desired == current:
+                reason, msg = (
+                    "StabilizationWindow",
+                    f"highest recommendation in the last {cfg.down.stabilization:.0f}s is {current}",
+                )
+        last_up = max((t for t, f, to in events if to > f), default=None)
+        last_any = max((t for t, _, _ in events), default=None)
+        if desired > current and last_up is not None and now - last_up < cfg.up.cooldown:
+            able, reason = False, "CooldownActive"
+            msg = f"scale-up cooldown: {cfg.up.cooldown - (now - last_up):.0f}s left (wants {desired})"
+            desired = current
+        elif desired < current and last_any is not None and now - last_any < cfg.down.cooldown:
+            able, reason = False, "CooldownActive"
+            msg = f"scale-down cooldown: {cfg.down.cooldown - (now - last_any):.0f}s left (wants {desired})"
+            desired = current
+        if desired != current:
+            limited_to = _rate_limit(
+                current, desired, history, cfg.up if desired > current else cfg.down, now, desired > current
+            )
+            if limited_to != desired:
+                limited, limited_reason = True, "ScaleUpLimited" if desired > current else "ScaleDownLimited"
+                msg += f"; step limit allows {limited_to}"
+                desired = limited_to
+    desired = _clamp(desired, cfg)
+    if (
+        limited_reason == "AtMax"
+        and reason in ("ScaleUp", "EmergencyScaleUp", "PredictiveScaleUp")
+        and desired == current
+    ):
+        reason = "AtMax"
+    new_events = (*events, (now, current, desired)) if desired != current else events
+    new_hist = History(recommendations=recs, events=new_events, samples=samples, failures=0)
+    return Decision(
+        desired,
+        current,
+        reason,
+        msg,
+        able_to_scale=able,
+        limited=limited,
+        limited_reason=limited_reason,
+        proposals=proposals,
+        forecast=fc,
+        schedule_floor=floor,
+    ), new_hist

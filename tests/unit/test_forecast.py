@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from shoal.scaling.engine import decide
+from shoal.scaling.forecast import forecast
+from shoal.scaling.schedule import floor_at, valid_cron
+from shoal.scaling.types import EngineConfig, History, MetricReading, Observation, Rules
+
+
+def test_holt_extrapolates_a_linear_ramp() -> None:
+    samples = tuple((t * 15.0, 2.0 + 0.1 * t) for t in range(40))
+    f = forecast(samples, 15, 150)
+    assert f is not None
+    assert abs(f.demand - (2.0 + 0.1 * 49)) < 0.05  # 10 steps ahead of the last sample (t=39)
+    assert f.error is not None and f.error < 0.05
+
+
+def test_holt_winters_follows_a_seasonal_pattern() -> None:
+    period = 20
+    samples = tuple((t * 15.0, 10 + 5 * math.sin(2 * math.pi * t / period)) for t in range(6 * period))
+    f = forecast(samples, 15, 15 * 5, season=15.0 * period)
+    want = 10 + 5 * math.sin(2 * math.pi * (6 * period - 1 + 5) / period)
+    assert f is not None and abs(f.demand - want) < 0.8
+
+
+def test_too_little_history_gives_no_forecast() -> None:
+    assert forecast(((0.0, 1.0), (15.0, 2.0)), 15, 60) is None
+
+
+def test_predictive_scales_ahead_of_a_ramp() -> None:
+    c = EngineConfig(
+        min_replicas=1, max_replicas=50, predictive=True, horizon=120, poll=15, up=Rules(0, 0, None, None, 15)
+    )
+    hist = History(samples=tuple((t * 15.0, 2.0 + 0.5 * t) for t in range(20)))  # demand rising 2/min
+    now = 20 * 15.0
+    reading = MetricReading("q", "Prometheus", value=12.0 * 10, target_per_replica=10.0)
+    d, _ = decide(c, Observation(12, (reading,)), hist, now)
+    assert d.reason == "PredictiveScaleUp" and d.forecast is not None and d.desired > 12
+    assert np.isclose(d.forecast.horizon_seconds, 120)
+
+
+def test_cron_windows() -> None:
+    assert valid_cron("0 9 * * 1-5") and not valid_cron("61 * * * *")
+    monday_0930 = 1_799_659_800.0  # 2027-01-11T09:30:00Z
+    assert floor_at((("0 9 * * 1-5", 3600.0, 4),), monday_0930) == 4
+    assert floor_at((("0 9 * * 1-5", 1200.0, 4),), monday_0930) is None
