@@ -30,3 +30,11 @@ def forget_pool(namespace: str, pool: str) -> None:
             POOL_PODS.remove(namespace, pool, state)
     with contextlib.suppress(KeyError):
         POOL_DESIRED.remove(namespace, pool)
+
+
+SCALER_REPLICAS = Gauge(
+    "shoal_scaler_replicas",
+    "Current and desired replicas of a scaler's target",
+    ["namespace", "scaler", "kind"],
+)
+SCALER_DECISIONS = Counter("shoal_scaler_scalings_total", "Scalings applied, by reason", ["reason"])

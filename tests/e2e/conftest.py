@@ -88,6 +88,7 @@ class OperatorProcess:
             "SHOAL_LOG_FORMAT": "text",
             "SHOAL_LEASE_NAMESPACE": "default",
             "SHOAL_LEASE_DURATION_SECONDS": "4",
+            "SHOAL_PROMETHEUS_URL": f"http://127.0.0.1:{testbed.PORTS['prometheus']}",
             "PYTHONPATH": str(ROOT / "operator"),
             **self.extra_env,
         }
@@ -166,3 +167,54 @@ def pool_manifest(name: str, replicas: int, **spec: Any) -> dict[str, Any]:
 
 def time_it() -> float:
     return time.monotonic()
+
+
+class Exporter:
+    """A Prometheus exporter on loopback, registered with the test bed's Prometheus."""
+
+    def __init__(self, name: str) -> None:
+        from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+        self.id = f"{name}-{uuid.uuid4().hex[:8]}"
+        self.registry = CollectorRegistry()
+        self.gauge = Gauge("shoal_e2e_queue_depth", "Work waiting", ["test"], registry=self.registry)
+        self.port = free_port()
+        self.server, _ = start_http_server(self.port, addr="127.0.0.1", registry=self.registry)
+        self.target = testbed.PROM_TARGETS / f"{self.id}.json"
+        self.target.write_text(f'[{{"targets": ["127.0.0.1:{self.port}"]}}]')
+
+    @property
+    def query(self) -> str:
+        return f'sum(shoal_e2e_queue_depth{{test="{self.id}"}})'
+
+    def set(self, value: float) -> None:
+        self.gauge.labels(self.id).set(value)
+
+    def close(self) -> None:
+        self.target.unlink(missing_ok=True)
+        self.server.shutdown()
+
+
+@pytest.fixture
+def exporter(request: pytest.FixtureRequest) -> Iterator[Exporter]:
+    exp = Exporter(request.node.name[:20].replace("_", "-"))
+    yield exp
+    exp.close()
+
+
+def scaler_manifest(
+    name: str, target: dict[str, str], metrics: list[dict[str, Any]], **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "shoal.dev/v1alpha1",
+        "kind": "WorkerScaler",
+        "metadata": {"name": name},
+        "spec": {
+            "targetRef": target,
+            "minReplicas": 1,
+            "maxReplicas": 10,
+            "pollIntervalSeconds": 2,
+            "metrics": metrics,
+            **spec,
+        },
+    }

@@ -11,7 +11,9 @@ from prometheus_client import start_http_server
 from shoal.config import Settings
 from shoal.k8s.client import Kube, load_config
 from shoal.reconcile.pool import PoolReconciler
+from shoal.reconcile.scaler import ScalerReconciler
 from shoal.runtime import operator
+from shoal.sources import default_sources
 
 log = logging.getLogger("shoal")
 
@@ -26,6 +28,9 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     kube = Kube(load_config(pool_size=cfg.workers + 4))
     runtime = operator.OperatorRuntime(cfg, kube)
     runtime.register("ContainerPool", "containerpools", PoolReconciler(kube, cfg))
+    runtime.register(
+        "WorkerScaler", "workerscalers", ScalerReconciler(kube, cfg, default_sources(cfg.prometheus_url))
+    )
     operator.install(runtime)
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port)

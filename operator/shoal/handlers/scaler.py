@@ -1,0 +1,16 @@
+"""WorkerScaler watches; polling itself is a delayed re-add in the work queue, not a timer per object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from shoal.runtime import operator
+
+KIND = "WorkerScaler"
+
+
+@kopf.on.event("shoal.dev", "v1alpha1", "workerscalers")
+async def scaler_event(namespace: str | None, name: str, **_: Any) -> None:
+    operator.get().enqueue(KIND, namespace or "", name)

@@ -1,0 +1,366 @@
+"""WorkerScaler reconciler: resolve the target's /scale, read metrics, decide, patch /scale, report."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from shoal import conditions, telemetry
+from shoal.api.scaler import WorkerScalerSpec
+from shoal.config import Settings
+from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.pool.pods import format_time, parse_time
+from shoal.scaling.engine import config, decide
+from shoal.scaling.schedule import valid_cron
+from shoal.scaling.types import Decision, History, Observation
+from shoal.sources import MetricSource, SourceContext
+
+log = logging.getLogger("shoal.scaler")
+PLURAL = "workerscalers"
+MAX_DECISIONS = 10
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+
+
+@dataclass
+class _State:
+    uid: str
+    history: History
+    last_eval: float = 0.0
+    generation: int | None = None
+
+
+class TargetError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class ScalerReconciler:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: Settings,
+        sources: dict[str, MetricSource],
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.sources = sources
+        self.clock = clock or time.time
+        self.states: dict[tuple[str, str], _State] = {}
+        self.lock = threading.Lock()
+        self.discovery: dict[tuple[str, str], str] = {}
+
+    def __call__(self, namespace: str, name: str) -> float | None:
+        started = time.perf_counter()
+        try:
+            return self.reconcile(namespace, name)
+        except Exception:
+            telemetry.RECONCILE_ERRORS.labels("WorkerScaler").inc()
+            raise
+        finally:
+            telemetry.RECONCILE_SECONDS.labels("WorkerScaler").observe(time.perf_counter() - started)
+
+    # --- target resolution ---------------------------------------------------------------------------
+
+    def scale_path(self, namespace: str, api_version: str, kind: str, name: str) -> str:
+        key = (api_version, kind)
+        plural = self.discovery.get(key)
+        if plural is None:
+            base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+            try:
+                resources = self.kube.get(base).get("resources", [])
+            except ApiError as exc:
+                raise TargetError(
+                    "TargetKindUnknown", f"API {api_version} is not served: {exc.message}"
+                ) from None
+            plural = next(
+                (r["name"] for r in resources if r.get("kind") == kind and "/" not in r["name"]), None
+            )
+            if plural is None:
+                raise TargetError("TargetKindUnknown", f"no kind {kind} in {api_version}")
+            if not any(r["name"] == f"{plural}/scale" for r in resources):
+                raise TargetError("TargetNotScalable", f"{kind} has no scale subresource")
+            self.discovery[key] = plural
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        return f"{base}/namespaces/{namespace}/{plural}/{name}/scale"
+
+    def conflicts(self, scaler: dict[str, Any], spec: WorkerScalerSpec) -> str | None:
+        """Another WorkerScaler (created earlier) or an HPA on the same target makes this one stand down."""
+        meta = scaler["metadata"]
+        ns, ref = meta["namespace"], spec.targetRef
+        me = (meta.get("creationTimestamp", ""), meta["name"])
+        for other in self.kube.list_items(custom_path(PLURAL, ns)):
+            o = other["metadata"]
+            tr = other.get("spec", {}).get("targetRef", {})
+            if o["name"] == meta["name"] or (tr.get("kind"), tr.get("name")) != (ref.kind, ref.name):
+                continue
+            if (o.get("creationTimestamp", ""), o["name"]) < me:
+                return f"WorkerScaler {o['name']} already scales {ref.kind}/{ref.name}"
+        try:
+            hpas = self.kube.list_items(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers")
+        except ApiError:
+            hpas = []
+        for hpa in hpas:
+            tr = hpa.get("spec", {}).get("scaleTargetRef", {})
+            if (tr.get("kind"), tr.get("name")) == (ref.kind, ref.name):
+                return (
+                    f"HorizontalPodAutoscaler {hpa['metadata']['name']} already scales {ref.kind}/{ref.name}"
+                )
+        return None
+
+    # --- the loop --------------------------------------------------------------------------------------
+
+    def reconcile(self, namespace: str, name: str) -> float | None:
+        key = (namespace, name)
+        try:
+            obj = self.kube.get(custom_path(PLURAL, namespace, name))
+        except ApiError as exc:
+            if exc.not_found:
+                with self.lock:
+                    self.states.pop(key, None)
+                return None
+            raise
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp"):
+            return None
+        now = self.clock()
+        try:
+            spec = WorkerScalerSpec.model_validate(obj.get("spec") or {})
+            bad_cron = [w.cron for w in spec.schedule if not valid_cron(w.cron)]
+            if bad_cron:
+                raise ValueError(f"invalid cron expression(s): {', '.join(bad_cron)}")
+        except (ValidationError, ValueError) as exc:
+            self._status(
+                obj,
+                now,
+                [
+                    conditions.condition("AbleToScale", False, "InvalidSpec", str(exc)[:512]),
+                    conditions.condition("ScalingActive", False, "InvalidSpec", "fix the spec"),
+                ],
+            )
+            return None
+
+        poll = float(spec.pollIntervalSeconds)
+        with self.lock:
+            state = self.states.get(key)
+            if state is None or state.uid != meta["uid"]:
+                state = _State(meta["uid"], self._seed_history(obj))
+                self.states[key] = state
+        # Our own status writes come back as watch events: evaluate once per poll interval, or
+        # at once when the spec changed.
+        due = state.last_eval + poll - now
+        if state.generation == meta.get("generation") and due > 0.05:
+            return due
+
+        ref = spec.targetRef
+        try:
+            if ref.namespace and ref.namespace != namespace:
+                raise TargetError(
+                    "CrossNamespaceRefused",
+                    f"targetRef.namespace {ref.namespace} differs from the scaler's namespace {namespace}",
+                )
+            path = self.scale_path(namespace, ref.apiVersion, ref.kind, ref.name)
+            conflict = self.conflicts(obj, spec)
+            if conflict:
+                raise TargetError("ConflictingScaler", conflict)
+            try:
+                scale = self.kube.get(path)
+            except ApiError as exc:
+                if exc.not_found:
+                    raise TargetError("TargetNotFound", f"{ref.kind}/{ref.name} not found") from None
+                raise
+        except TargetError as exc:
+            state.last_eval, state.generation = now, meta.get("generation")
+            self._status(
+                obj,
+                now,
+                [
+                    conditions.condition("AbleToScale", False, exc.reason, exc.message),
+                    conditions.condition("ScalingActive", False, exc.reason, "target unavailable"),
+                ],
+            )
+            if exc.reason in ("CrossNamespaceRefused", "ConflictingScaler"):
+                self.kube.event(obj, "Warning", exc.reason, exc.message)
+            return poll
+
+        current = int(scale.get("spec", {}).get("replicas", 0) or 0)
+        selector = scale.get("status", {}).get("selector", "") or ""
+        state.last_eval, state.generation = now, meta.get("generation")
+        if spec.paused:
+            self._status(
+                obj,
+                now,
+                [
+                    conditions.condition(
+                        "AbleToScale", True, "Paused", "spec.paused is true: replicas left alone"
+                    ),
+                    conditions.condition("ScalingActive", False, "Paused", "spec.paused is true"),
+                    conditions.condition("ScalingLimited", False, "Paused", ""),
+                ],
+                current=current,
+            )
+            return poll
+
+        ctx = SourceContext(self.kube, namespace, selector, current)
+        readings = tuple(self.sources[m.type].read(ctx, m) for m in spec.metrics)
+        decision, history = decide(config(spec), Observation(current, readings), state.history, now)
+        state.history = history
+        if decision.changed:
+            if decision.desired < current and ref.kind in ("Deployment", "ReplicaSet"):
+                self._set_deletion_costs(namespace, readings)
+            try:
+                self.kube.merge_patch(path, {"spec": {"replicas": decision.desired}})
+            except ApiError as exc:
+                state.history = replace(history, events=history.events[:-1])
+                self._status(
+                    obj,
+                    now,
+                    [
+                        conditions.condition("AbleToScale", False, "FailedUpdateScale", exc.message[:512]),
+                    ],
+                    current=current,
+                )
+                self.kube.event(obj, "Warning", "FailedUpdateScale", exc.message)
+                return poll
+            self.kube.event(
+                obj,
+                "Normal",
+                "Scaled",
+                f"{ref.kind}/{ref.name} {current} -> {decision.desired}: {decision.reason}: {decision.message}",
+            )
+            telemetry.SCALER_DECISIONS.labels(decision.reason).inc()
+        telemetry.SCALER_REPLICAS.labels(namespace, name, "current").set(current)
+        telemetry.SCALER_REPLICAS.labels(namespace, name, "desired").set(decision.desired)
+        self._status(obj, now, self._conditions(decision), current=current, decision=decision)
+        return poll
+
+    def _seed_history(self, obj: dict[str, Any]) -> History:
+        """After a restart, cooldowns continue from the scalings recorded in status."""
+        events = []
+        for d in (obj.get("status") or {}).get("decisions") or []:
+            t = parse_time(d.get("time"))
+            if t and d.get("fromReplicas") != d.get("toReplicas"):
+                events.append((t.timestamp(), int(d["fromReplicas"]), int(d["toReplicas"])))
+        return History(events=tuple(events))
+
+    def _set_deletion_costs(self, namespace: str, readings: tuple[Any, ...]) -> None:
+        """Least-used pods get the lowest deletion cost, so the ReplicaSet removes them first."""
+        pods = [p for r in readings if r.kind == "Resource" for p in r.pods]
+        for p in pods:
+            cost = str(round((p.usage or 0.0) * 1000))
+            try:
+                self.kube.merge_patch(
+                    pods_path(namespace, p.name), {"metadata": {"annotations": {DELETION_COST: cost}}}
+                )
+            except ApiError:
+                continue
+
+    @staticmethod
+    def _conditions(d: Decision) -> list[dict[str, Any]]:
+        return [
+            conditions.condition(
+                "AbleToScale",
+                d.able_to_scale,
+                "ReadyForNewScale" if d.able_to_scale else d.reason,
+                d.message if not d.able_to_scale else "the target's scale can be changed",
+            ),
+            conditions.condition(
+                "ScalingActive",
+                d.scaling_active,
+                "ValidMetricFound" if d.scaling_active else d.reason,
+                d.message if not d.scaling_active else "",
+            ),
+            conditions.condition(
+                "ScalingLimited",
+                d.limited,
+                d.limited_reason or "DesiredWithinRange",
+                d.message if d.limited else "",
+            ),
+        ]
+
+    def _status(
+        self,
+        obj: dict[str, Any],
+        now: float,
+        conds: list[dict[str, Any]],
+        current: int | None = None,
+        decision: Decision | None = None,
+    ) -> None:
+        meta = obj["metadata"]
+        old = obj.get("status") or {}
+        when = datetime.fromtimestamp(now, tz=UTC)
+        status: dict[str, Any] = {"observedGeneration": meta.get("generation")}
+        if current is not None:
+            status["currentReplicas"] = current
+        decisions = list(old.get("decisions") or [])
+        if decision is not None:
+            status["desiredReplicas"] = decision.desired
+            status["currentMetrics"] = [
+                {
+                    k: v
+                    for k, v in {
+                        "name": p.name,
+                        "type": p.kind,
+                        "value": p.value,
+                        "target": p.target,
+                        "utilization": round(p.utilization, 4) if p.utilization is not None else None,
+                        "proposal": p.replicas,
+                        "error": p.error,
+                    }.items()
+                    if v is not None
+                }
+                for p in decision.proposals
+            ]
+            f = decision.forecast
+            status["forecast"] = (
+                None
+                if f is None
+                else {
+                    "demand": round(f.demand, 3),
+                    "replicas": f.replicas,
+                    "horizonSeconds": int(f.horizon_seconds),
+                    "error": round(f.error, 4) if f.error is not None else None,
+                    "samples": f.samples,
+                }
+            )
+            last = decisions[-1] if decisions else None
+            if decision.changed or last is None or last.get("reason") != decision.reason:
+                decisions.append(
+                    {
+                        "time": format_time(when),
+                        "fromReplicas": decision.current,
+                        "toReplicas": decision.desired,
+                        "reason": decision.reason,
+                        "message": decision.message[:256],
+                    }
+                )
+                decisions = decisions[-MAX_DECISIONS:]
+            status["decisions"] = decisions
+            if decision.changed:
+                status["lastScaleTime"] = format_time(when)
+        merged = conditions.merge(old.get("conditions"), conds, meta.get("generation"), when)
+        # Keep conditions this evaluation did not speak about (e.g. ScalingLimited while paused).
+        spoken = {c["type"] for c in merged}
+        merged += [c for c in old.get("conditions") or [] if c["type"] not in spoken]
+        unchanged = all(old.get(k) == v for k, v in status.items()) and conditions.same(
+            old.get("conditions"), merged
+        )
+        if unchanged:
+            return
+        status["conditions"] = merged
+        try:
+            self.kube.merge_patch(
+                custom_path(PLURAL, meta["namespace"], meta["name"], "status"), {"status": status}
+            )
+        except ApiError as exc:
+            if not exc.not_found:
+                raise

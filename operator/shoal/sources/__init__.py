@@ -1,0 +1,13 @@
+"""Metric sources behind one small interface: a new source is one new file and one registry line."""
+
+from __future__ import annotations
+
+from shoal.sources.base import MetricSource, SourceContext
+from shoal.sources.metrics_api import MetricsApiSource
+from shoal.sources.prometheus import PrometheusSource
+
+__all__ = ["MetricSource", "SourceContext", "default_sources"]
+
+
+def default_sources(prometheus_url: str) -> dict[str, MetricSource]:
+    return {"Resource": MetricsApiSource(), "Prometheus": PrometheusSource(prometheus_url)}
