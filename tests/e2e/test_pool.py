@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -209,3 +210,45 @@ def test_operator_metrics_report_reconciles_and_pool_sizes(
     text = wait_until(scrape, 30, "pool gauge on /metrics")
     assert 'shoal_reconcile_duration_seconds_count{kind="ContainerPool"}' in text
     assert "shoal_leader 1.0" in text
+
+
+def test_failed_pods_are_replaced_with_a_warning_event(
+    kube: Kube, namespace: str, running_operator: OperatorProcess
+) -> None:
+    apply(pool_manifest("brittle", 2), namespace)
+    wait_until(lambda: pool_settled(kube, namespace, "brittle", 2), 60, "2 pods")
+    victim = live_pods(kube, namespace, SEL.format("brittle"))[0]["metadata"]
+    kube.merge_patch(pods_path(namespace, victim["name"]) + "/status", {"status": {"phase": "Failed"}})
+    wait_until(
+        lambda: (
+            pool_settled(kube, namespace, "brittle", 2)
+            and victim["uid"]
+            not in {p["metadata"]["uid"] for p in live_pods(kube, namespace, SEL.format("brittle"))}
+        ),
+        60,
+        "failed pod replaced",
+    )
+    events = kube.list_items(f"/api/v1/namespaces/{namespace}/events")
+    assert any(
+        e["reason"] == "PodFailed" and e["type"] == "Warning" and victim["name"] in e["message"]
+        for e in events
+    )
+
+
+def test_two_replicas_one_leader_and_hand_over_on_kill(
+    kube: Kube, namespace: str, running_operator: OperatorProcess, tmp_path: Path
+) -> None:
+    standby = OperatorProcess(running_operator.kubeconfig, tmp_path)
+    standby.start()
+    try:
+        assert "shoal_leader 0.0" in standby.metrics()
+        apply(pool_manifest("led", 2), namespace)
+        wait_until(lambda: pool_settled(kube, namespace, "led", 2), 60, "pool served by the leader")
+        assert "shoal_leader 0.0" in standby.metrics()
+        assert 'pool="led"' not in standby.metrics()  # the standby did not reconcile it
+        running_operator.kill()
+        wait_until(lambda: "shoal_leader 1.0" in standby.metrics(), 30, "standby takes the lease")
+        apply(pool_manifest("after", 3), namespace)
+        wait_until(lambda: pool_settled(kube, namespace, "after", 3), 60, "pool served by the new leader")
+    finally:
+        standby.stop()

@@ -96,7 +96,7 @@ def test_pods_without_requests_are_an_error() -> None:
 
 @pytest.mark.parametrize(
     ("usage", "want", "reason"),
-    [(0.85, 7, "ScaleUp"), (0.5, 4, "WithinTolerance"), (0.1, 1, "ScaleDown")],
+    [(0.85, 7, "ScaleUpThreshold"), (0.5, 4, "WithinTolerance"), (0.1, 1, "ScaleDownThreshold")],
 )
 def test_threshold_bands(usage: float, want: int, reason: str) -> None:
     c = cfg(mode="Thresholds", up=Rules(0, 0, None, None, 15), down=Rules(0, 0, None, None, 15))

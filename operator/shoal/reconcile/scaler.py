@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,24 @@ class _State:
     history: History
     last_eval: float = 0.0
     generation: int | None = None
+
+
+def startup_seconds(pods: list[dict[str, Any]]) -> float | None:
+    durations = []
+    for pod in pods:
+        created = parse_time(pod["metadata"].get("creationTimestamp"))
+        ready = next(
+            (
+                c
+                for c in (pod.get("status") or {}).get("conditions") or []
+                if c.get("type") == "Ready" and c.get("status") == "True"
+            ),
+            None,
+        )
+        became = parse_time(ready.get("lastTransitionTime")) if ready else None
+        if created and became and became >= created:
+            durations.append((became - created).total_seconds())
+    return statistics.median(durations) if durations else None
 
 
 class TargetError(Exception):
@@ -212,7 +231,12 @@ class ScalerReconciler:
 
         ctx = SourceContext(self.kube, namespace, selector, current)
         readings = tuple(self.sources[m.type].read(ctx, m) for m in spec.metrics)
-        decision, history = decide(config(spec), Observation(current, readings), state.history, now)
+        startup = (
+            self._startup_seconds(namespace, selector)
+            if spec.predictive and spec.predictive.enabled
+            else None
+        )
+        decision, history = decide(config(spec), Observation(current, readings, startup), state.history, now)
         state.history = history
         if decision.changed:
             if decision.desired < current and ref.kind in ("Deployment", "ReplicaSet"):
@@ -242,6 +266,16 @@ class ScalerReconciler:
         telemetry.SCALER_REPLICAS.labels(namespace, name, "desired").set(decision.desired)
         self._status(obj, now, self._conditions(decision), current=current, decision=decision)
         return poll
+
+    def _startup_seconds(self, namespace: str, selector: str) -> float | None:
+        """Median creation-to-Ready time of the target's pods: how far ahead a forecast must look."""
+        if not selector:
+            return None
+        try:
+            pods = self.kube.list_items(pods_path(namespace), selector)
+        except ApiError:
+            return None
+        return startup_seconds(pods)
 
     def _seed_history(self, obj: dict[str, Any]) -> History:
         """After a restart, cooldowns continue from the scalings recorded in status."""

@@ -122,7 +122,10 @@ def decide(cfg: EngineConfig, obs: Observation, history: History, now: float) ->
 
     best = max(usable, key=lambda p: p.replicas or 0)
     raw = int(best.replicas or 0)
-    reason = "ScaleUp" if raw > current else "ScaleDown" if raw < current else "WithinTolerance"
+    suffix = "Threshold" if cfg.mode == "Thresholds" else ""
+    reason = (
+        f"ScaleUp{suffix}" if raw > current else f"ScaleDown{suffix}" if raw < current else "WithinTolerance"
+    )
     msg = f"{best.name}={best.value} (target {best.target}) proposes {raw}"
     if failed and raw < current:
         # HPA's rule: with some metrics missing, never scale down on the rest.
@@ -192,7 +195,7 @@ def decide(cfg: EngineConfig, obs: Observation, history: History, now: float) ->
     desired = _clamp(desired, cfg)
     if (
         limited_reason == "AtMax"
-        and reason in ("ScaleUp", "EmergencyScaleUp", "PredictiveScaleUp")
+        and reason.startswith(("ScaleUp", "EmergencyScaleUp", "PredictiveScaleUp"))
         and desired == current
     ):
         reason = "AtMax"

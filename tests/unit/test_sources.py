@@ -1,0 +1,98 @@
+"""The Prometheus source against a real HTTP server on loopback answering like Prometheus does."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+
+from shoal.api.scaler import MetricSpec
+from shoal.reconcile.scaler import startup_seconds
+from shoal.sources.prometheus import PrometheusSource
+
+
+class _Handler(BaseHTTPRequestHandler):
+    reply: tuple[int, dict[str, Any]] = (200, {})
+
+    def do_GET(self) -> None:
+        code, body = type(self).reply
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def prom() -> Iterator[tuple[PrometheusSource, type[_Handler]]]:
+    handler = type("H", (_Handler,), {})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield PrometheusSource(f"http://127.0.0.1:{server.server_address[1]}"), handler
+    server.shutdown()
+
+
+def vector(*values: float) -> dict[str, Any]:
+    return {
+        "status": "success",
+        "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, str(v)]} for v in values]},
+    }
+
+
+def metric(**prom: Any) -> MetricSpec:
+    return MetricSpec.model_validate({"type": "Prometheus", "prometheus": {"query": "sum(q)", **prom}})
+
+
+def test_single_series_value(prom: tuple[PrometheusSource, type[_Handler]]) -> None:
+    source, handler = prom
+    handler.reply = (200, vector(42.5))
+    r = source.read(None, metric(targetPerReplica=10))  # type: ignore[arg-type]
+    assert (r.value, r.error, r.target_per_replica) == (42.5, None, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("reply", "fragment"),
+    [
+        ((200, vector()), "no series"),
+        ((200, vector(1, 2, 3)), "3 series; aggregate"),
+        ((400, {"status": "error", "error": "parse error at char 4"}), "400: parse error at char 4"),
+        ((200, {"status": "success", "data": {"resultType": "matrix", "result": []}}), "a matrix"),
+    ],
+)
+def test_query_problems_become_clear_errors(
+    prom: tuple[PrometheusSource, type[_Handler]], reply: tuple[int, dict[str, Any]], fragment: str
+) -> None:
+    source, handler = prom
+    handler.reply = reply
+    r = source.read(None, metric(targetPerReplica=10))  # type: ignore[arg-type]
+    assert r.value is None and r.error is not None and fragment in r.error
+
+
+def test_unreachable_and_unconfigured() -> None:
+    r = PrometheusSource("http://127.0.0.1:9").read(None, metric(targetPerReplica=1))  # type: ignore[arg-type]
+    assert r.error is not None and r.error.startswith("Prometheus unreachable")
+    r = PrometheusSource("").read(None, metric(targetPerReplica=1))  # type: ignore[arg-type]
+    assert r.error is not None and "SHOAL_PROMETHEUS_URL" in r.error
+
+
+def test_startup_seconds_is_the_median_creation_to_ready_time() -> None:
+    def pod(created: str, ready: str | None) -> dict[str, Any]:
+        conds = [{"type": "Ready", "status": "True", "lastTransitionTime": ready}] if ready else []
+        return {"metadata": {"creationTimestamp": created}, "status": {"conditions": conds}}
+
+    pods = [
+        pod("2026-01-01T00:00:00Z", "2026-01-01T00:00:10Z"),
+        pod("2026-01-01T00:00:00Z", "2026-01-01T00:00:30Z"),
+        pod("2026-01-01T00:00:00Z", "2026-01-01T00:00:20Z"),
+        pod("2026-01-01T00:00:00Z", None),
+    ]
+    assert startup_seconds(pods) == 20.0
+    assert startup_seconds([]) is None
