@@ -4,6 +4,6 @@ from typing import Any
 
 
 def kinds() -> list[dict[str, Any]]:
-    from shoal.api import pool, scaler
+    from shoal.api import pool, scaler, session
 
-    return [pool.KIND, scaler.KIND]
+    return [pool.KIND, scaler.KIND, session.KIND]

@@ -1,0 +1,178 @@
+"""Reference trainer: softmax policy gradient (REINFORCE with a baseline) on a 10-armed bandit, in numpy.
+
+Small enough for tests, real enough to show learning: the mean reward climbs towards the best
+arm's. Checkpoints hold the policy, the baseline, the counters and the random state, so a
+resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shoal.agent.protocol import checkpoint_dir, command_id_file, progress_file, read_json, write_json
+
+ARMS = 10
+
+
+class Trainer:
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.total = int(cfg.get("totalTimesteps", 100_000))
+        self.lr = float(cfg.get("learningRate", 0.05))
+        self.vec = max(1, int(cfg.get("vecEnvs", 8)))
+        self.every = float(cfg.get("checkpointEverySec", 300))
+        self.pace = float(cfg.get("secondsPerEpisode", 0.0))  # slows tests' runs down to watchable speed
+        game = str(cfg.get("game", "bandit"))
+        seed = int(hashlib.sha256(game.encode()).hexdigest()[:8], 16)
+        self.means = np.random.default_rng(seed).normal(0.0, 1.0, ARMS)
+        self.theta = np.zeros(ARMS)
+        self.baseline = 0.0
+        self.timesteps = 0
+        self.episodes = 0
+        self.rewards: list[float] = []
+        self.rng = np.random.default_rng(seed + 1)
+        self.last_checkpoint: dict[str, Any] | None = None
+        self.want_checkpoint = False
+        self.want_stop = False
+
+    # --- checkpoints ----------------------------------------------------------------------------------
+
+    def save(self) -> dict[str, Any]:
+        directory = checkpoint_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"ckpt-{self.timesteps:012d}.npz"
+        tmp = directory / f".{path.name}.tmp.npz"
+        np.savez(
+            tmp,
+            theta=self.theta,
+            baseline=self.baseline,
+            timesteps=self.timesteps,
+            episodes=self.episodes,
+            rewards=np.array(self.rewards[-50:]),
+            rng=json.dumps(self.rng.bit_generator.state),
+        )
+        os.replace(tmp, path)
+        write_json(directory / "latest.json", {"path": str(path), "timesteps": self.timesteps})
+        command = command_id_file()
+        command_id = int(command.read_text()) if command.exists() else 0
+        self.last_checkpoint = {
+            "path": str(path),
+            "timesteps": self.timesteps,
+            "time": time.time(),
+            "commandId": command_id,
+        }
+        return self.last_checkpoint
+
+    def load(self, path: Path) -> None:
+        with np.load(path, allow_pickle=False) as data:
+            self.theta = data["theta"].copy()
+            self.baseline = float(data["baseline"])
+            self.timesteps = int(data["timesteps"])
+            self.episodes = int(data["episodes"])
+            self.rewards = [float(x) for x in data["rewards"]]
+            self.rng.bit_generator.state = json.loads(str(data["rng"]))
+        self.last_checkpoint = {
+            "path": str(path),
+            "timesteps": self.timesteps,
+            "time": time.time(),
+            "commandId": 0,
+        }
+
+    # --- learning ------------------------------------------------------------------------------------------
+
+    def step(self) -> float:
+        """One episode: vecEnvs pulls, one policy-gradient update. Returns the loss."""
+        z = self.theta - self.theta.max()
+        probs = np.exp(z) / np.exp(z).sum()
+        arms = self.rng.choice(ARMS, size=self.vec, p=probs)
+        rewards = self.rng.normal(self.means[arms], 1.0)
+        advantage = rewards - self.baseline
+        onehot = np.eye(ARMS)[arms]
+        grad = ((onehot - probs) * advantage[:, None]).mean(axis=0)
+        self.theta += self.lr * grad
+        self.baseline = 0.9 * self.baseline + 0.1 * float(rewards.mean())
+        self.timesteps += self.vec
+        self.episodes += 1
+        self.rewards.append(float(rewards.mean()))
+        return float(-(np.log(probs[arms]) * advantage).mean())
+
+    def report(self, loss: float, done: bool = False) -> None:
+        recent = self.rewards[-50:]
+        write_json(
+            progress_file(),
+            {
+                "timesteps": self.timesteps,
+                "episodes": self.episodes,
+                "totalTimesteps": self.total,
+                "meanReward": round(float(np.mean(recent)), 4) if recent else None,
+                "loss": round(loss, 6),
+                "bestArmMean": round(float(self.means.max()), 4),
+                "lastCheckpoint": self.last_checkpoint,
+                "done": done,
+            },
+        )
+
+    def run(self) -> int:
+        signal.signal(signal.SIGUSR1, lambda *_: setattr(self, "want_checkpoint", True))
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "want_stop", True))
+        last_save = time.monotonic()
+        loss = 0.0
+        self.report(loss)
+        while self.timesteps < self.total:
+            loss = self.step()
+            if self.want_stop:
+                # Checked before any other save: a stop that lands during a save must get its own.
+                self.save()
+                self.report(loss)
+                return 0
+            if self.want_checkpoint or time.monotonic() - last_save >= self.every:
+                self.want_checkpoint = False  # cleared first: a request during the save is kept
+                self.save()
+                last_save = time.monotonic()
+            self.report(loss)
+            if self.pace:
+                time.sleep(self.pace)
+        self.save()
+        self.report(loss, done=True)
+        return 0
+
+
+def load_config() -> dict[str, Any]:
+    path = Path(os.environ.get("SHOAL_CONFIG_FILE", "/etc/shoal/config.json"))
+    cfg = read_json(path) or {}
+    for key in (
+        "totalTimesteps",
+        "learningRate",
+        "vecEnvs",
+        "checkpointEverySec",
+        "game",
+        "secondsPerEpisode",
+    ):
+        env = os.environ.get(f"SHOAL_{key.upper()}")
+        if env is not None:
+            cfg[key] = env
+    return cfg
+
+
+def main() -> int:
+    trainer = Trainer(load_config())
+    resume = os.environ.get("SHOAL_RESUME_FROM")
+    if not resume:
+        latest = read_json(checkpoint_dir() / "latest.json")
+        resume = latest.get("path") if latest else None
+    if resume and Path(resume).exists():
+        trainer.load(Path(resume))
+        print(f"resumed from {resume} at {trainer.timesteps} timesteps", flush=True)
+    return trainer.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

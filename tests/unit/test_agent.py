@@ -1,0 +1,134 @@
+"""The agent and the reference trainer as real local processes: checkpoint on command, resume with progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shoal.agent.main import parse_annotations
+from shoal.agent.trainer import Trainer
+from tests.e2e.util import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_downward_api_annotation_format() -> None:
+    text = 'shoal.dev/command="pause"\nshoal.dev/command-id="7"\nother="a \\"quoted\\" value"\n'
+    assert parse_annotations(text) == {
+        "shoal.dev/command": "pause",
+        "shoal.dev/command-id": "7",
+        "other": 'a "quoted" value',
+    }
+
+
+def test_trainer_learns_the_best_arm() -> None:
+    t = Trainer({"game": "bandit-test", "learningRate": 0.1, "vecEnvs": 32})
+    for _ in range(400):
+        t.step()
+    assert np.mean(t.rewards[-50:]) > t.means.max() - 0.3
+    assert np.mean(t.rewards[:20]) < np.mean(t.rewards[-50:])
+
+
+class AgentRun:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.podinfo = tmp / "annotations"
+        self.report = tmp / "report.json"
+        self.podinfo.write_text("")
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "operator"),
+            "SHOAL_WORKDIR": str(tmp / "work"),
+            "SHOAL_CHECKPOINT_DIR": str(tmp / "ckpt"),
+            "SHOAL_CONFIG_FILE": str(tmp / "config.json"),
+        }
+        (tmp / "config.json").write_text(
+            json.dumps(
+                {
+                    "game": "bandit-test",
+                    "totalTimesteps": 10**9,
+                    "learningRate": 0.1,
+                    "vecEnvs": 16,
+                    "checkpointEverySec": 3600,
+                    "secondsPerEpisode": 0.002,
+                }
+            )
+        )
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "shoal.agent",
+                "--podinfo",
+                str(self.podinfo),
+                "--report",
+                "file",
+                "--report-file",
+                str(self.report),
+                "--port",
+                "0",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+
+    def progress(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.report.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def command(self, verb: str, cid: int) -> None:
+        self.podinfo.write_text(f'shoal.dev/command="{verb}"\nshoal.dev/command-id="{cid}"\n')
+
+
+def test_agent_checkpoints_on_command_and_a_new_run_resumes_from_it(tmp_path: Path) -> None:
+    run = AgentRun(tmp_path)
+    try:
+        wait_until(lambda: run.progress().get("timesteps", 0) > 2000, 60, "training under way")
+        run.command("checkpoint", 1)
+        acked = wait_until(
+            lambda: (p := run.progress()).get("ack") == 1 and p, 30, "checkpoint 1 acknowledged"
+        )
+        assert acked["lastCheckpoint"]["commandId"] == 1
+        assert Path(acked["lastCheckpoint"]["path"]).exists()
+        assert run.proc.poll() is None  # a checkpoint does not stop training
+
+        run.command("pause", 2)
+        assert run.proc.wait(30) == 0
+        final = run.progress()
+        assert final["ack"] == 2 and final["exitCode"] == 0, (
+            final,
+            run.proc.stdout.read() if run.proc.stdout else "",
+        )
+        paused_at = final["lastCheckpoint"]["timesteps"]
+        reward_before = final["meanReward"]
+        assert paused_at >= acked["lastCheckpoint"]["timesteps"]
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+
+    run.report.unlink()
+    resumed = AgentRun(tmp_path)  # same checkpoint directory: what a new pod with the same PVC sees
+    try:
+        first = wait_until(lambda: (p := resumed.progress()).get("timesteps") and p, 60, "resumed progress")
+        assert first["timesteps"] >= paused_at, "progress restarted instead of resuming"
+        later = wait_until(
+            lambda: (p := resumed.progress()).get("timesteps", 0) > paused_at + 500 and p, 60, "more"
+        )
+        assert later["episodes"] > final["episodes"]
+        assert later["meanReward"] > reward_before - 0.5  # the learned policy came back too
+        out = resumed.proc.stdout
+        resumed.command("stop", 3)
+        assert resumed.proc.wait(30) == 0
+        assert out is not None and f"at {paused_at} timesteps" in out.read().decode()
+    finally:
+        if resumed.proc.poll() is None:
+            resumed.proc.kill()
