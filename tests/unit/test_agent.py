@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,13 @@ class AgentRun:
         except (OSError, ValueError):
             return {}
 
+    def wait(self, pred: Callable[[dict[str, Any]], bool], what: str, timeout: float = 60) -> dict[str, Any]:
+        def check() -> dict[str, Any]:
+            p = self.progress()
+            return p if p and pred(p) else {}
+
+        return wait_until(check, timeout, what)
+
     def command(self, verb: str, cid: int) -> None:
         self.podinfo.write_text(f'shoal.dev/command="{verb}"\nshoal.dev/command-id="{cid}"\n')
 
@@ -94,9 +102,7 @@ def test_agent_checkpoints_on_command_and_a_new_run_resumes_from_it(tmp_path: Pa
     try:
         wait_until(lambda: run.progress().get("timesteps", 0) > 2000, 60, "training under way")
         run.command("checkpoint", 1)
-        acked = wait_until(
-            lambda: (p := run.progress()).get("ack") == 1 and p, 30, "checkpoint 1 acknowledged"
-        )
+        acked = run.wait(lambda p: p.get("ack") == 1, "checkpoint 1 acknowledged")
         assert acked["lastCheckpoint"]["commandId"] == 1
         assert Path(acked["lastCheckpoint"]["path"]).exists()
         assert run.proc.poll() is None  # a checkpoint does not stop training
@@ -118,11 +124,9 @@ def test_agent_checkpoints_on_command_and_a_new_run_resumes_from_it(tmp_path: Pa
     run.report.unlink()
     resumed = AgentRun(tmp_path)  # same checkpoint directory: what a new pod with the same PVC sees
     try:
-        first = wait_until(lambda: (p := resumed.progress()).get("timesteps") and p, 60, "resumed progress")
+        first = resumed.wait(lambda p: bool(p.get("timesteps")), "resumed progress")
         assert first["timesteps"] >= paused_at, "progress restarted instead of resuming"
-        later = wait_until(
-            lambda: (p := resumed.progress()).get("timesteps", 0) > paused_at + 500 and p, 60, "more"
-        )
+        later = resumed.wait(lambda p: p.get("timesteps", 0) > paused_at + 500, "more training")
         assert later["episodes"] > final["episodes"]
         assert later["meanReward"] > reward_before - 0.5  # the learned policy came back too
         out = resumed.proc.stdout
