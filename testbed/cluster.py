@@ -290,6 +290,8 @@ COMPONENTS: list[Component] = [
             f"--root-ca-file={PKI / 'ca.crt'}",
             f"--service-account-private-key-file={PKI / 'admin.key'}",
             "--cluster-name=shoal-testbed",
+            # Dynamic PersistentVolumes for the test bed (kube's own dev-only provisioner, under /tmp).
+            "--enable-hostpath-provisioner=true",
         ],
         lambda: http_ok(_url("kube-controller-manager", "/healthz"), insecure=True),
         ["kube-controller-manager"],
@@ -516,6 +518,14 @@ def node_manifests() -> str:
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
 
 
+def storage_manifests() -> str:
+    return json.dumps({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "kubernetes.io/host-path", "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate",
+    })
+
+
 def metrics_api_manifests() -> str:
     items = [
         {
@@ -579,6 +589,7 @@ def up() -> None:
     for c in COMPONENTS[:4]:
         start(c.name)
     kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=node_manifests())
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=storage_manifests())
     start("kwok")
     kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=metrics_api_manifests())
     start("metrics-server")

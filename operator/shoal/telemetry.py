@@ -38,3 +38,8 @@ SCALER_REPLICAS = Gauge(
     ["namespace", "scaler", "kind"],
 )
 SCALER_DECISIONS = Counter("shoal_scaler_scalings_total", "Scalings applied, by reason", ["reason"])
+CLAIM_SECONDS = Histogram(
+    "shoal_claim_latency_seconds",
+    "From a session first seen to bound to a warm pod",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)

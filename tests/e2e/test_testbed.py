@@ -52,7 +52,7 @@ def test_pod_runs_on_a_kwok_node_and_its_cpu_usage_reads_back_from_the_metrics_a
     kube.merge_patch(
         pods_path(namespace, "load"), {"metadata": {"annotations": {"kwok.x-k8s.io/usage-cpu": "750m"}}}
     )
-    client = kubernetes.config.new_client_from_config()  # type: ignore[no-untyped-call]
+    client = kubernetes.config.new_client_from_config(str(testbed.KUBECONFIG))  # type: ignore[no-untyped-call]
     metrics_api = kubernetes.client.CustomObjectsApi(client)
 
     def cpu() -> Decimal | None:

@@ -102,7 +102,12 @@ class TrainingSessionStatus(Model):
     progress: str | None = Field(default=None, description="timesteps / totalTimesteps, as a percentage")
     metrics: TrainingMetrics | None = None
     endpoints: Endpoints | None = None
+    attempts: int = Field(default=0, description="Pods created for this session so far")
     commandId: int = 0
+    command: str | None = Field(
+        default=None, description="Last command sent to the agent: checkpoint, pause, stop"
+    )
+    commandTime: datetime | None = None
     preemptedBy: str | None = None
     conditions: list[Condition] = Field(default_factory=list)
 

@@ -12,6 +12,7 @@ from shoal.config import Settings
 from shoal.k8s.client import Kube, load_config
 from shoal.reconcile.pool import PoolReconciler
 from shoal.reconcile.scaler import ScalerReconciler
+from shoal.reconcile.session import SessionReconciler
 from shoal.runtime import operator
 from shoal.sources import default_sources
 
@@ -28,6 +29,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     kube = Kube(load_config(pool_size=cfg.workers + 4))
     runtime = operator.OperatorRuntime(cfg, kube)
     runtime.register("ContainerPool", "containerpools", PoolReconciler(kube, cfg))
+    runtime.register("TrainingSession", "trainingsessions", SessionReconciler(kube, cfg))
     runtime.register(
         "WorkerScaler", "workerscalers", ScalerReconciler(kube, cfg, default_sources(cfg.prometheus_url))
     )

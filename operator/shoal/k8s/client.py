@@ -42,7 +42,10 @@ def load_config(pool_size: int = 16) -> kubernetes.client.ApiClient:
     try:
         kubernetes.config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        # KUBECONFIG is read now, not when the kubernetes package was imported.
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg
+        )
     cfg.connection_pool_maxsize = pool_size
     return kubernetes.client.ApiClient(cfg)
 

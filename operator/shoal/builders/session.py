@@ -1,0 +1,216 @@
+"""Objects of a TrainingSession: its pod, checkpoint PVC, config, Service and the agent's narrow RBAC."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from shoal import API_VERSION
+from shoal.api.session import TrainingSessionSpec
+from shoal.builders.pod import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
+
+LABEL_SESSION = "shoal.dev/session"
+ANN_RESUME_FROM = "shoal.dev/resume-from"
+TENSORBOARD_PORT = 6006
+VIDEO_PORT = 8000
+AGENT_PORT = 9400
+
+
+def owner(name: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "TrainingSession",
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def names(session: str) -> dict[str, str]:
+    return {
+        "pvc": f"{session}-checkpoints",
+        "config": f"{session}-config",
+        "service": session,
+        "account": f"{session}-agent",
+    }
+
+
+def training_config(spec: TrainingSessionSpec) -> dict[str, Any]:
+    return {
+        "game": spec.game,
+        "algorithm": spec.algorithm,
+        "totalTimesteps": spec.totalTimesteps,
+        "vecEnvs": spec.vecEnvs,
+        "learningRate": spec.learningRate,
+        "checkpointEverySec": spec.checkpointEverySec,
+        "videoRecording": spec.videoRecording,
+    }
+
+
+def requests(spec: TrainingSessionSpec, gpu_resource: str, gpu_memory_resource: str = "") -> dict[str, str]:
+    r = spec.resources
+    out: dict[str, str | None] = {"cpu": r.cpu, "memory": r.memory, "ephemeral-storage": r.disk}
+    if r.gpu:
+        out[gpu_resource] = str(r.gpu)
+    if r.gpuMemory and gpu_memory_resource:
+        out[gpu_memory_resource] = r.gpuMemory
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def session_pod(
+    session: str,
+    uid: str,
+    pod_name: str,
+    spec: TrainingSessionSpec,
+    gpu_resource: str,
+    gpu_memory_resource: str = "",
+    resume_from: str | None = None,
+) -> dict[str, Any]:
+    n = names(session)
+    res = requests(spec, gpu_resource, gpu_memory_resource)
+    env = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "SHOAL_CONFIG_FILE", "value": "/etc/shoal/config.json"},
+        {"name": "SHOAL_CHECKPOINT_DIR", "value": "/checkpoints"},
+        {"name": "SHOAL_WORKDIR", "value": "/shoal"},
+        {"name": "SHOAL_PODINFO", "value": "/etc/podinfo/annotations"},
+        {"name": "SHOAL_GAME", "value": spec.game},
+        {"name": "SHOAL_ALGORITHM", "value": spec.algorithm},
+    ]
+    if resume_from:
+        env.append({"name": "SHOAL_RESUME_FROM", "value": resume_from})
+    env += [{"name": e.name, "value": e.value} for e in spec.env]
+    container: dict[str, Any] = {
+        "name": "trainer",
+        "image": spec.image,
+        "command": spec.command or ["shoal-agent"],
+        "env": env,
+        "ports": [
+            {"name": "tensorboard", "containerPort": TENSORBOARD_PORT},
+            {"name": "video", "containerPort": VIDEO_PORT},
+            {"name": "metrics", "containerPort": AGENT_PORT},
+        ],
+        "volumeMounts": [
+            {"name": "checkpoints", "mountPath": "/checkpoints"},
+            {"name": "config", "mountPath": "/etc/shoal", "readOnly": True},
+            {"name": "podinfo", "mountPath": "/etc/podinfo", "readOnly": True},
+            {"name": "work", "mountPath": "/shoal"},
+        ],
+        "securityContext": copy.deepcopy(RESTRICTED_CONTAINER_SECURITY),
+    }
+    if spec.args:
+        container["args"] = spec.args
+    if res:
+        container["resources"] = {"requests": dict(res), "limits": dict(res)}
+    annotations = {ANN_RESUME_FROM: resume_from} if resume_from else {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name,
+            "labels": {LABEL_SESSION: session},
+            "annotations": annotations,
+            "ownerReferences": [owner(session, uid)],
+        },
+        "spec": {
+            "restartPolicy": "Never",  # restarts are the operator's, with backoff and from a checkpoint
+            "serviceAccountName": n["account"],
+            "securityContext": copy.deepcopy(RESTRICTED_POD_SECURITY),
+            "containers": [container],
+            "volumes": [
+                {"name": "checkpoints", "persistentVolumeClaim": {"claimName": n["pvc"]}},
+                {"name": "config", "configMap": {"name": n["config"]}},
+                {
+                    "name": "podinfo",
+                    "downwardAPI": {
+                        "items": [{"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}]
+                    },
+                },
+                {"name": "work", "emptyDir": {}},
+            ],
+        },
+    }
+
+
+def supporting_objects(
+    session: str, uid: str, namespace: str, spec: TrainingSessionSpec
+) -> list[dict[str, Any]]:
+    """PVC, ConfigMap, Service, and the agent's ServiceAccount (its Role is per pod: agent_role)."""
+    n = names(session)
+
+    def meta(name: str) -> dict[str, Any]:
+        return {"name": name, "labels": {LABEL_SESSION: session}, "ownerReferences": [owner(session, uid)]}
+
+    pvc_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": spec.checkpoint.size}},
+    }
+    if spec.checkpoint.storageClassName:
+        pvc_spec["storageClassName"] = spec.checkpoint.storageClassName
+    return [
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta(n["pvc"]), "spec": pvc_spec},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta(n["config"]),
+            "data": {"config.json": json.dumps(training_config(spec), sort_keys=True)},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta(n["service"]),
+            "spec": {
+                "selector": {LABEL_SESSION: session},
+                "ports": [
+                    {"name": "tensorboard", "port": TENSORBOARD_PORT, "targetPort": TENSORBOARD_PORT},
+                    {"name": "video", "port": VIDEO_PORT, "targetPort": VIDEO_PORT},
+                ],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": meta(n["account"]),
+            "automountServiceAccountToken": True,
+        },
+    ]
+
+
+def agent_role(session: str, uid: str, pod_name: str) -> list[dict[str, Any]]:
+    """The agent may read and patch its own pod (to report progress), and nothing else."""
+    n = names(session)
+    meta = {
+        "name": n["account"],
+        "labels": {LABEL_SESSION: session},
+        "ownerReferences": [owner(session, uid)],
+    }
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods"],
+                    "verbs": ["get", "patch"],
+                    "resourceNames": [pod_name],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": n["account"]},
+            "subjects": [{"kind": "ServiceAccount", "name": n["account"]}],
+        },
+    ]
+
+
+def endpoints(session: str, namespace: str) -> dict[str, str]:
+    host = f"{session}.{namespace}.svc"
+    return {"tensorboard": f"http://{host}:{TENSORBOARD_PORT}", "video": f"http://{host}:{VIDEO_PORT}/stream"}

@@ -1,0 +1,673 @@
+"""TrainingSession reconciler: admission, pods (own or claimed from a pool), pause/resume, restarts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from shoal import conditions, telemetry
+from shoal.api.common import parse_quantity
+from shoal.api.pool import ContainerPoolSpec
+from shoal.api.session import TrainingSessionSpec
+from shoal.builders.pod import template_hash
+from shoal.builders.session import (
+    LABEL_SESSION,
+    agent_role,
+    endpoints,
+    requests,
+    session_pod,
+    supporting_objects,
+)
+from shoal.config import Settings
+from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.pool.pods import (
+    ANN_CLAIMED_BY,
+    ANN_CLAIMS,
+    ANN_LAST_RELEASED,
+    ANN_LAST_SIGNATURE,
+    CLAIMED,
+    LABEL_POOL,
+    LABEL_STATE,
+    format_time,
+    parse_time,
+    pod_view,
+)
+from shoal.pool.selection import ClaimRequest, claimable, select_pod
+from shoal.sessions.admission import SessionView, backoff_seconds, decide_admission
+
+log = logging.getLogger("shoal.session")
+PLURAL = "trainingsessions"
+FINALIZER = "shoal.dev/session-cleanup"
+ANN_COMMAND = "shoal.dev/command"
+ANN_COMMAND_ID = "shoal.dev/command-id"
+ANN_PROGRESS = "shoal.dev/progress"
+ANN_SESSION_CONFIG = "shoal.dev/session-config"
+PENDING_RECHECK = 3.0
+ACTIVE = ("Starting", "Running", "Stopping")
+INF = Decimal("Infinity")
+
+
+def progress_of(pod: dict[str, Any] | None) -> dict[str, Any]:
+    if not pod:
+        return {}
+    try:
+        data = json.loads((pod["metadata"].get("annotations") or {}).get(ANN_PROGRESS, "{}"))
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _decimal_requests(spec: TrainingSessionSpec, settings: Settings) -> dict[str, Decimal]:
+    return {
+        k: parse_quantity(v)
+        for k, v in requests(spec, settings.gpu_resource, settings.gpu_memory_resource).items()
+    }
+
+
+class SessionReconciler:
+    def __init__(self, kube: Kube, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.first_seen: dict[str, float] = {}
+
+    def __call__(self, namespace: str, name: str) -> float | None:
+        started = time.perf_counter()
+        try:
+            return self.reconcile(namespace, name)
+        except Exception:
+            telemetry.RECONCILE_ERRORS.labels("TrainingSession").inc()
+            raise
+        finally:
+            telemetry.RECONCILE_SECONDS.labels("TrainingSession").observe(time.perf_counter() - started)
+
+    # --- the state machine ---------------------------------------------------------------------------
+
+    def reconcile(self, namespace: str, name: str) -> float | None:
+        try:
+            obj = self.kube.get(custom_path(PLURAL, namespace, name))
+        except ApiError as exc:
+            if exc.not_found:
+                return None
+            raise
+        meta = obj["metadata"]
+        self.first_seen.setdefault(meta["uid"], time.monotonic())
+        if meta.get("deletionTimestamp"):
+            self._finalize(obj)
+            return None
+        if FINALIZER not in (meta.get("finalizers") or []):
+            self.kube.json_patch(
+                custom_path(PLURAL, namespace, name),
+                [
+                    {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+                    {
+                        "op": "add",
+                        "path": "/metadata/finalizers",
+                        "value": [*(meta.get("finalizers") or []), FINALIZER],
+                    },
+                ],
+            )
+            return 0.0
+        st: dict[str, Any] = dict(obj.get("status") or {})
+        now = self.clock()
+        try:
+            spec = TrainingSessionSpec.model_validate(obj.get("spec") or {})
+        except ValidationError as exc:
+            self._write(
+                obj, {**st, "phase": "Failed", "reason": "InvalidSpec", "message": str(exc)[:512]}, now
+            )
+            return None
+        phase = st.get("phase") or "Pending"
+        if phase in ("Succeeded", "Failed", "Stopped"):
+            return None  # the record is kept; nothing runs any more
+
+        if not spec.poolRef:
+            self._ensure_objects(obj, spec)
+        pod = self._get_pod(namespace, st.get("podName"))
+        new = dict(st)
+        new.setdefault("endpoints", endpoints(name, namespace))
+        progress = progress_of(pod)
+        if progress:
+            self._apply_progress(new, progress, spec)
+
+        want_run = spec.runState == "Running" and not st.get("preemptedBy")
+        if pod is not None:
+            requeue = self._with_pod(obj, spec, new, pod, progress, want_run, now)
+        else:
+            requeue = self._without_pod(obj, spec, new, want_run, now)
+        self._write(obj, new, now)
+        return requeue
+
+    def _with_pod(
+        self,
+        obj: dict[str, Any],
+        spec: TrainingSessionSpec,
+        new: dict[str, Any],
+        pod: dict[str, Any],
+        progress: dict[str, Any],
+        want_run: bool,
+        now: datetime,
+    ) -> float | None:
+        ns = obj["metadata"]["namespace"]
+        pod_phase = (pod.get("status") or {}).get("phase", "Pending")
+        outstanding = new.get("command") in ("pause", "stop")
+        acked = int(progress.get("ack", 0)) >= int(new.get("commandId", 0)) > 0
+        if pod_phase == "Succeeded" and (progress.get("done") or not outstanding):
+            self._release_or_keep(obj, spec, new, pod, now)
+            new.update(
+                phase="Succeeded",
+                reason="Completed",
+                message="training finished",
+                endTime=format_time(now),
+                progress="100%",
+            )
+            return None
+        if pod_phase == "Failed" or (pod_phase == "Succeeded" and not outstanding):
+            return self._restart_or_fail(obj, spec, new, pod, now)
+        if want_run:
+            ready = any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (pod.get("status") or {}).get("conditions") or []
+            )
+            new["phase"] = "Running" if pod_phase == "Running" and ready else "Starting"
+            new["reason"] = "PodRunning" if new["phase"] == "Running" else "PodStarting"
+            new["message"] = f"pod {pod['metadata']['name']} is {pod_phase.lower()}"
+            new.setdefault("startTime", format_time(now))
+            return None
+
+        # Paused, Stopped or preempted: checkpoint first, then let the pod go.
+        verb = "stop" if spec.runState == "Stopped" else "pause"
+        deadline = spec.checkpoint.ackDeadlineSeconds
+        if not outstanding:
+            new["commandId"] = int(new.get("commandId", 0)) + 1
+            new.update(command=verb, commandTime=format_time(now))
+            self._patch_pod(
+                ns,
+                pod["metadata"]["name"],
+                {"metadata": {"annotations": {ANN_COMMAND: verb, ANN_COMMAND_ID: str(new["commandId"])}}},
+            )
+            new.update(
+                phase="Stopping",
+                reason="Checkpointing",
+                message=f"asked the agent to checkpoint and {verb} (command {new['commandId']})",
+            )
+            return float(deadline)
+        sent = parse_time(new.get("commandTime")) or now
+        overdue = (now - sent).total_seconds() >= deadline
+        if not acked and pod_phase != "Succeeded" and not overdue:
+            return max(0.5, deadline - (now - sent).total_seconds())
+        if acked or pod_phase == "Succeeded":
+            new["checkpointAcknowledged"] = True
+            msg = f"checkpoint acknowledged: {new.get('lastCheckpoint')}"
+        else:
+            msg = f"no checkpoint acknowledgement within {deadline}s: released anyway"
+            self.kube.event(obj, "Warning", "CheckpointTimeout", msg)
+        self._release_or_delete(obj, spec, new, pod, now)
+        preempted = new.get("preemptedBy")
+        if spec.runState == "Stopped":
+            new.update(phase="Stopped", reason="Stopped", message=msg, endTime=format_time(now))
+        elif preempted:
+            new.update(
+                phase="Pending",
+                reason="Preempted",
+                message=f"paused for {preempted}; {msg}",
+                preemptedBy=None,
+            )
+        else:
+            new.update(phase="Paused", reason="Paused", message=msg)
+        new.update(podName=None, command=None)
+        return PENDING_RECHECK if preempted else None
+
+    def _without_pod(
+        self,
+        obj: dict[str, Any],
+        spec: TrainingSessionSpec,
+        new: dict[str, Any],
+        want_run: bool,
+        now: datetime,
+    ) -> float | None:
+        if new.get("podName"):
+            # Deleted by someone else while running: a failure, restarted from the checkpoint.
+            if new.get("phase") in ACTIVE and want_run:
+                return self._restart_or_fail(obj, spec, new, None, now)
+            new["podName"] = None
+        if not want_run:
+            if spec.runState == "Stopped":
+                new.update(
+                    phase="Stopped",
+                    reason="Stopped",
+                    message="stopped before it ran",
+                    endTime=format_time(now),
+                )
+            else:
+                new.update(phase="Paused", reason="Paused", message="paused; no pod")
+            new["preemptedBy"] = None
+            return None
+        restart_at = parse_time(new.get("nextRestartTime"))
+        if restart_at and restart_at > now:
+            return (restart_at - now).total_seconds()
+        if spec.poolRef:
+            return self._claim(obj, spec, new, now)
+        verdict = self._admission(obj, spec)
+        if not verdict.admit:
+            for victim in verdict.preempt:
+                self._preempt(obj, victim)
+            new.update(phase="Pending", reason=verdict.reason, message=verdict.message)
+            return PENDING_RECHECK
+        self._start_pod(obj, spec, new, now)
+        return None
+
+    # --- pods --------------------------------------------------------------------------------------------
+
+    def _start_pod(
+        self, obj: dict[str, Any], spec: TrainingSessionSpec, new: dict[str, Any], now: datetime
+    ) -> None:
+        meta = obj["metadata"]
+        ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+        attempt = int(new.get("attempts", 0)) + 1
+        pod_name = f"{name}-{attempt}"
+        for role in agent_role(name, uid, pod_name):
+            self._apply(ns, role)
+        body = session_pod(
+            name,
+            uid,
+            pod_name,
+            spec,
+            self.settings.gpu_resource,
+            self.settings.gpu_memory_resource,
+            resume_from=new.get("lastCheckpoint"),
+        )
+        try:
+            self.kube.create(pods_path(ns), body)
+        except ApiError as exc:
+            if exc.status != 409:
+                new.update(phase="Pending", reason="PodCreateFailed", message=exc.message[:512])
+                self.kube.event(obj, "Warning", "PodCreateFailed", exc.message)
+                return
+        new.update(
+            attempts=attempt,
+            podName=pod_name,
+            phase="Starting",
+            reason="PodCreated",
+            message=f"created pod {pod_name}"
+            + (f", resuming from {new['lastCheckpoint']}" if new.get("lastCheckpoint") else ""),
+            nextRestartTime=None,
+            command=None,
+        )
+
+    def _restart_or_fail(
+        self,
+        obj: dict[str, Any],
+        spec: TrainingSessionSpec,
+        new: dict[str, Any],
+        pod: dict[str, Any] | None,
+        now: datetime,
+    ) -> float | None:
+        rp = spec.restartPolicy
+        restarts = int(new.get("restarts", 0))
+        why = (
+            "pod deleted"
+            if pod is None
+            else f"pod {pod['metadata']['name']} {pod['status'].get('phase', '').lower()}"
+        )
+        if pod is not None:
+            self._release_or_delete(obj, spec, new, pod, now)
+        new["podName"] = None
+        if restarts >= rp.backoffLimit:
+            new.update(
+                phase="Failed",
+                reason="BackoffLimitExceeded",
+                endTime=format_time(now),
+                message=f"{why}; {restarts} restarts used of backoffLimit {rp.backoffLimit}",
+            )
+            return None
+        delay = backoff_seconds(restarts + 1, rp.initialBackoffSeconds, rp.maxBackoffSeconds)
+        new.update(
+            restarts=restarts + 1,
+            phase="Pending",
+            reason="BackoffRestart",
+            nextRestartTime=format_time(now + timedelta(seconds=delay)),
+            message=f"{why}; restart {restarts + 1}/{rp.backoffLimit} in {delay:.0f}s from "
+            f"{new.get('lastCheckpoint') or 'the beginning'}",
+        )
+        self.kube.event(obj, "Warning", "Restarting", new["message"])
+        return delay
+
+    def _release_or_delete(
+        self,
+        obj: dict[str, Any],
+        spec: TrainingSessionSpec,
+        new: dict[str, Any],
+        pod: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        if new.get("claimedFromPool"):
+            self._release(obj, spec, pod, now)
+        else:
+            self.kube.delete(
+                pods_path(obj["metadata"]["namespace"], pod["metadata"]["name"]),
+                uid=pod["metadata"].get("uid"),
+            )
+
+    def _release_or_keep(
+        self,
+        obj: dict[str, Any],
+        spec: TrainingSessionSpec,
+        new: dict[str, Any],
+        pod: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        """A finished run keeps its own pod (logs); a claimed pool pod goes back to its pool."""
+        if new.get("claimedFromPool"):
+            self._release(obj, spec, pod, now)
+
+    def _get_pod(self, namespace: str, pod_name: str | None) -> dict[str, Any] | None:
+        if not pod_name:
+            return None
+        try:
+            pod = self.kube.get(pods_path(namespace, pod_name))
+        except ApiError as exc:
+            if exc.not_found:
+                return None
+            raise
+        return None if pod["metadata"].get("deletionTimestamp") else pod
+
+    def _patch_pod(self, namespace: str, pod: str, patch: dict[str, Any]) -> None:
+        try:
+            self.kube.merge_patch(pods_path(namespace, pod), patch)
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+
+    # --- warm pools -----------------------------------------------------------------------------------
+
+    def _claim(
+        self, obj: dict[str, Any], spec: TrainingSessionSpec, new: dict[str, Any], now: datetime
+    ) -> float | None:
+        meta = obj["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        assert spec.poolRef is not None
+        pool_name = spec.poolRef.name
+        try:
+            pool = self.kube.get(custom_path("containerpools", ns, pool_name))
+            pool_spec = ContainerPoolSpec.model_validate(pool["spec"])
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+            new.update(phase="Pending", reason="PoolNotFound", message=f"ContainerPool {pool_name} not found")
+            return PENDING_RECHECK
+        pods = self.kube.list_items(pods_path(ns), f"{LABEL_POOL}={pool_name}")
+        by_name = {p["metadata"]["name"]: p for p in pods}
+        owned = [v for v in map(pod_view, pods) if v.controller_uid == pool["metadata"]["uid"]]
+        candidates = claimable(owned, pool_spec.recycle, template_hash(pool_spec), now)
+        req = ClaimRequest(
+            signature=f"{spec.game}/{spec.algorithm}",
+            requests=requests(spec, self.settings.gpu_resource, self.settings.gpu_memory_resource),
+        )
+        for _ in range(3):
+            choice = select_pod(pool_spec.selection, candidates, req)
+            if choice is None:
+                break
+            raw = by_name[choice.name]
+            patch = {
+                "metadata": {
+                    "resourceVersion": raw["metadata"][
+                        "resourceVersion"
+                    ],  # lose the race cleanly, never double-claim
+                    "labels": {LABEL_STATE: CLAIMED, LABEL_SESSION: name},
+                    "annotations": {
+                        ANN_CLAIMED_BY: name,
+                        ANN_CLAIMS: str(choice.claims + 1),
+                        ANN_COMMAND: None,
+                        ANN_COMMAND_ID: None,
+                        ANN_PROGRESS: None,
+                        ANN_SESSION_CONFIG: json.dumps(
+                            {**_config(spec), "resumeFrom": new.get("lastCheckpoint")}
+                        ),
+                    },
+                }
+            }
+            try:
+                self.kube.merge_patch(pods_path(ns, choice.name), patch)
+            except ApiError as exc:
+                if exc.conflict:
+                    candidates = [c for c in candidates if c.name != choice.name]
+                    continue
+                raise
+            latency = time.monotonic() - self.first_seen.get(meta["uid"], time.monotonic())
+            telemetry.CLAIM_SECONDS.observe(latency)
+            new.update(
+                podName=choice.name,
+                claimedFromPool=pool_name,
+                phase="Running",
+                reason="ClaimedWarmPod",
+                message=f"bound to warm pod {choice.name} of pool {pool_name}",
+                startTime=format_time(now),
+                commandId=0,
+                command=None,
+            )
+            self.kube.event(
+                obj, "Normal", "Claimed", f"bound to warm pod {choice.name} in {latency * 1000:.0f} ms"
+            )
+            return None
+        new.update(phase="Pending", reason="NoIdlePod", message=f"no idle pod in pool {pool_name}")
+        return 1.0
+
+    def _release(
+        self, obj: dict[str, Any], spec: TrainingSessionSpec, pod: dict[str, Any], now: datetime
+    ) -> None:
+        self._patch_pod(
+            obj["metadata"]["namespace"],
+            pod["metadata"]["name"],
+            {
+                "metadata": {
+                    "labels": {LABEL_SESSION: None},
+                    "annotations": {
+                        ANN_CLAIMED_BY: None,
+                        ANN_LAST_RELEASED: format_time(now),
+                        ANN_SESSION_CONFIG: None,
+                        ANN_LAST_SIGNATURE: f"{spec.game}/{spec.algorithm}",
+                        ANN_COMMAND: None,
+                        ANN_COMMAND_ID: None,
+                    },
+                }
+            },
+        )
+
+    # --- capacity ---------------------------------------------------------------------------------------
+
+    def _admission(self, obj: dict[str, Any], spec: TrainingSessionSpec) -> Any:
+        ns = obj["metadata"]["namespace"]
+        mine = self._view(obj, spec)
+        waiting, running = [], []
+        for other in self.kube.list_items(custom_path(PLURAL, ns)):
+            if other["metadata"]["name"] == obj["metadata"]["name"]:
+                continue
+            try:
+                ospec = TrainingSessionSpec.model_validate(other.get("spec") or {})
+            except ValidationError:
+                continue
+            if ospec.poolRef:
+                continue
+            ost = other.get("status") or {}
+            view = self._view(other, ospec)
+            if ost.get("podName") and ost.get("phase") in ACTIVE:
+                running.append(view)
+            elif ost.get("phase", "Pending") == "Pending" and ospec.runState == "Running":
+                waiting.append(view)
+        return decide_admission(mine, waiting, running, self._free(ns, mine.requests))
+
+    def _view(self, obj: dict[str, Any], spec: TrainingSessionSpec) -> SessionView:
+        created = parse_time(obj["metadata"].get("creationTimestamp"))
+        return SessionView(
+            obj["metadata"]["name"],
+            spec.priority,
+            created.timestamp() if created else 0.0,
+            _decimal_requests(spec, self.settings),
+            preempting=bool((obj.get("status") or {}).get("preemptedBy")),
+        )
+
+    def _free(self, namespace: str, want: Mapping[str, Decimal]) -> dict[str, Decimal]:
+        """The namespace's ResourceQuota headroom if it has one, else unreserved node capacity."""
+        quotas = self.kube.list_items(f"/api/v1/namespaces/{namespace}/resourcequotas")
+        if quotas:
+            free = {k: INF for k in want}
+            for q in quotas:
+                hard = (q.get("status") or {}).get("hard") or q.get("spec", {}).get("hard", {})
+                used = (q.get("status") or {}).get("used") or {}
+                for key, value in hard.items():
+                    res = key.removeprefix("requests.")
+                    if key.startswith(("limits.", "count/")) or res in ("pods", "services", "configmaps"):
+                        continue
+                    left = parse_quantity(value) - parse_quantity(used.get(key, "0"))
+                    free[res] = min(free.get(res, INF), left)
+            return free
+        free = {}
+        for node in self.kube.list_items("/api/v1/nodes"):
+            ready = any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (node.get("status") or {}).get("conditions") or []
+            )
+            if not ready or node.get("spec", {}).get("unschedulable"):
+                continue
+            for k, v in ((node.get("status") or {}).get("allocatable") or {}).items():
+                free[k] = free.get(k, Decimal(0)) + parse_quantity(v)
+        for pod in self.kube.list_items("/api/v1/pods"):
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            for c in pod.get("spec", {}).get("containers", []):
+                for k, v in ((c.get("resources") or {}).get("requests") or {}).items():
+                    free[k] = free.get(k, Decimal(0)) - parse_quantity(v)
+        return free
+
+    def _preempt(self, obj: dict[str, Any], victim: str) -> None:
+        ns, me = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        try:
+            self.kube.merge_patch(custom_path(PLURAL, ns, victim, "status"), {"status": {"preemptedBy": me}})
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+            return
+        self.kube.event(obj, "Normal", "Preempting", f"pausing lower-priority session {victim} to fit")
+
+    # --- supporting objects, progress, status -------------------------------------------------------------
+
+    def _ensure_objects(self, obj: dict[str, Any], spec: TrainingSessionSpec) -> None:
+        meta = obj["metadata"]
+        for body in supporting_objects(meta["name"], meta["uid"], meta["namespace"], spec):
+            self._apply(meta["namespace"], body, create_only=True)
+
+    def _apply(self, namespace: str, body: dict[str, Any], create_only: bool = False) -> None:
+        kind = body["kind"]
+        group = "/apis/rbac.authorization.k8s.io/v1" if kind in ("Role", "RoleBinding") else "/api/v1"
+        plural = {
+            "PersistentVolumeClaim": "persistentvolumeclaims",
+            "ConfigMap": "configmaps",
+            "Service": "services",
+            "ServiceAccount": "serviceaccounts",
+            "Role": "roles",
+            "RoleBinding": "rolebindings",
+        }[kind]
+        path = f"{group}/namespaces/{namespace}/{plural}"
+        try:
+            self.kube.create(path, body)
+        except ApiError as exc:
+            if not exc.conflict:
+                raise
+            if not create_only:
+                self.kube.merge_patch(f"{path}/{body['metadata']['name']}", body)
+
+    def _apply_progress(
+        self, new: dict[str, Any], progress: dict[str, Any], spec: TrainingSessionSpec
+    ) -> None:
+        steps = int(progress.get("timesteps", 0) or 0)
+        new["metrics"] = {
+            k: v
+            for k, v in {
+                "timesteps": steps,
+                "episodes": int(progress.get("episodes", 0) or 0),
+                "meanReward": progress.get("meanReward"),
+                "loss": progress.get("loss"),
+            }.items()
+            if v is not None
+        }
+        new["progress"] = f"{min(100.0, 100.0 * steps / spec.totalTimesteps):.0f}%"
+        last = progress.get("lastCheckpoint") or {}
+        if last.get("path"):
+            new["lastCheckpoint"] = last["path"]
+
+    def _finalize(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        st = obj.get("status") or {}
+        pod = self._get_pod(meta["namespace"], st.get("podName"))
+        if pod is not None:
+            try:
+                spec = TrainingSessionSpec.model_validate(obj.get("spec") or {})
+            except ValidationError:
+                spec = None
+            if st.get("claimedFromPool") and spec is not None:
+                self._release(obj, spec, pod, self.clock())
+            else:
+                self.kube.delete(pods_path(meta["namespace"], pod["metadata"]["name"]))
+        finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+        try:
+            self.kube.merge_patch(
+                custom_path(PLURAL, meta["namespace"], meta["name"]),
+                {"metadata": {"finalizers": finalizers or None}},
+            )
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+        self.first_seen.pop(meta["uid"], None)
+
+    def _write(self, obj: dict[str, Any], new: dict[str, Any], now: datetime) -> None:
+        meta = obj["metadata"]
+        old = obj.get("status") or {}
+        phase = new.get("phase") or "Pending"
+        new["phase"] = phase
+        new["observedGeneration"] = meta.get("generation")
+        new.pop("checkpointAcknowledged", None)
+        conds = [
+            conditions.condition(
+                "Admitted",
+                phase not in ("Pending",) or new.get("reason") == "Preempted",
+                new.get("reason") or "",
+                new.get("message") or "",
+            ),
+            conditions.condition(
+                "Running", phase == "Running", new.get("reason") or "", new.get("message") or ""
+            ),
+        ]
+        if new.get("lastCheckpoint"):
+            conds.append(
+                conditions.condition("Checkpointed", True, "CheckpointWritten", new["lastCheckpoint"])
+            )
+        new["conditions"] = conditions.merge(old.get("conditions"), conds, meta.get("generation"), now)
+        changed = {k: v for k, v in new.items() if old.get(k) != v}
+        if not changed:
+            return
+        if old.get("phase", "Pending") != phase or old.get("reason") != new.get("reason"):
+            level = "Warning" if phase == "Failed" else "Normal"
+            self.kube.event(obj, level, phase, new.get("message") or phase)
+        # Fields cleared this round are sent as null so merge-patch removes them.
+        patch = {k: new.get(k) for k in set(changed) | {k for k in old if k not in new}}
+        try:
+            self.kube.merge_patch(
+                custom_path(PLURAL, meta["namespace"], meta["name"], "status"), {"status": patch}
+            )
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+
+
+def _config(spec: TrainingSessionSpec) -> dict[str, Any]:
+    from shoal.builders.session import training_config
+
+    return training_config(spec)

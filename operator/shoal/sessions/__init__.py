@@ -1,0 +1,1 @@
+"""Pure TrainingSession logic: capacity admission, queue order, preemption, restart backoff."""
