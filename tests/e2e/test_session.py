@@ -37,6 +37,11 @@ def status(kube: Kube, ns: str, name: str) -> dict[str, Any]:
     return dict(session(kube, ns, name).get("status") or {})
 
 
+def reason_is(kube: Kube, ns: str, name: str, reason: str) -> dict[str, Any]:
+    st = status(kube, ns, name)
+    return st if st.get("reason") == reason else {}
+
+
 def phase_is(kube: Kube, ns: str, name: str, phase: str) -> dict[str, Any]:
     st = status(kube, ns, name)
     return st if st.get("phase") == phase else {}
@@ -180,9 +185,7 @@ def test_sessions_queue_on_capacity_and_a_higher_priority_one_preempts(
         "two sessions running",
     )
     queued = wait_until(
-        lambda: (s := status(kube, namespace, "c-third")).get("reason") == "InsufficientCapacity" and s,
-        30,
-        "third session queued",
+        lambda: reason_is(kube, namespace, "c-third", "InsufficientCapacity"), 30, "third queued"
     )
     assert queued["phase"] == "Pending" and "cpu needs 2" in queued["message"]
 
@@ -199,9 +202,7 @@ def test_sessions_queue_on_capacity_and_a_higher_priority_one_preempts(
         "a low-priority session chosen to pause",
     )
     agent_acks(kube, namespace, status(kube, namespace, victim)["podName"], timesteps=1000)
-    pre = wait_until(
-        lambda: (s := status(kube, namespace, victim)).get("reason") == "Preempted" and s, 30, "preempted"
-    )
+    pre = wait_until(lambda: reason_is(kube, namespace, victim, "Preempted"), 30, "preempted")
     assert pre["phase"] == "Pending" and pre["lastCheckpoint"].endswith("ckpt-000000001000.npz")
     wait_until(lambda: phase_is(kube, namespace, "vip", "Running"), 60, "high-priority session running")
 
