@@ -136,3 +136,33 @@ def test_agent_checkpoints_on_command_and_a_new_run_resumes_from_it(tmp_path: Pa
     finally:
         if resumed.proc.poll() is None:
             resumed.proc.kill()
+
+
+def test_gpu_sampler_reads_nvml_when_present(monkeypatch: Any) -> None:
+    """No GPU here: a stand-in pynvml module checks the NVML calls and the exported gauges."""
+    import types
+
+    from prometheus_client import REGISTRY
+
+    from shoal.agent.main import GpuSampler
+
+    fake = types.ModuleType("pynvml")
+    fake.nvmlInit = lambda: None  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetCount = lambda: 2  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetHandleByIndex = lambda i: i  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=40 + h)  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=(h + 1) * 2**30)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    samples = GpuSampler().sample()
+    assert samples == [
+        {"gpu": 0, "utilization": 40.0, "memoryUsed": 2.0**30},
+        {"gpu": 1, "utilization": 41.0, "memoryUsed": 2.0**31},
+    ]
+    assert REGISTRY.get_sample_value("shoal_agent_gpu_utilization_percent", {"gpu": "1"}) == 41.0
+
+
+def test_gpu_sampler_is_quiet_without_nvml(monkeypatch: Any) -> None:
+    from shoal.agent.main import GpuSampler
+
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    assert GpuSampler().sample() == []
