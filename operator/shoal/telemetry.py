@@ -43,3 +43,18 @@ CLAIM_SECONDS = Histogram(
     "From a session first seen to bound to a warm pod",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+SOURCE_SECONDS = Histogram(
+    "shoal_metric_source_duration_seconds",
+    "Time to read one metric",
+    ["source"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+SOURCE_FAILURES = Counter("shoal_metric_source_failures_total", "Metric reads that failed", ["source"])
+SCALER_AT_MAX = Gauge(
+    "shoal_scaler_at_max", "1 while a scaler wants more than maxReplicas", ["namespace", "scaler"]
+)
+SESSION_QUEUED_SINCE = Gauge(
+    "shoal_session_queued_since_timestamp_seconds",
+    "When a waiting session started waiting",
+    ["namespace", "session"],
+)

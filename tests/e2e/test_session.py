@@ -260,3 +260,58 @@ def test_pool_ref_binds_to_an_idle_warm_pod_without_creating_a_pod(
         30,
         "pod back in the pool",
     )
+
+
+def test_failed_pods_restart_with_backoff_from_the_checkpoint_then_fail(
+    kube: Kube, namespace: str, running_operator: OperatorProcess
+) -> None:
+    apply(
+        session_manifest(
+            "flaky", restartPolicy={"backoffLimit": 1, "initialBackoffSeconds": 1, "maxBackoffSeconds": 5}
+        ),
+        namespace,
+    )
+    first = wait_until(lambda: phase_is(kube, namespace, "flaky", "Running"), 60, "Running")["podName"]
+    progress = {"timesteps": 7000, "lastCheckpoint": {"path": "/checkpoints/ckpt-000000007000.npz"}, "ack": 0}
+    kube.merge_patch(
+        pods_path(namespace, first),
+        {"metadata": {"annotations": {"shoal.dev/progress": json.dumps(progress)}}},
+    )
+    wait_until(lambda: status(kube, namespace, "flaky").get("lastCheckpoint"), 30, "checkpoint recorded")
+    kube.merge_patch(pods_path(namespace, first) + "/status", {"status": {"phase": "Failed"}})
+    wait_until(
+        lambda: reason_is(kube, namespace, "flaky", "BackoffRestart"), 30, "backoff before the restart"
+    )
+    second = wait_until(
+        lambda: (s := phase_is(kube, namespace, "flaky", "Running")) and s["podName"] != first and s,
+        30,
+        "restarted",
+    )
+    assert second["restarts"] == 1
+    pod = kube.get(pods_path(namespace, second["podName"]))
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["SHOAL_RESUME_FROM"] == "/checkpoints/ckpt-000000007000.npz"
+    kube.merge_patch(pods_path(namespace, second["podName"]) + "/status", {"status": {"phase": "Failed"}})
+    failed = wait_until(
+        lambda: phase_is(kube, namespace, "flaky", "Failed"), 30, "Failed after the backoff limit"
+    )
+    assert failed["reason"] == "BackoffLimitExceeded"
+
+
+def test_deleting_a_session_cleans_up_through_its_finalizer(
+    kube: Kube, namespace: str, running_operator: OperatorProcess
+) -> None:
+    apply(session_manifest("doomed"), namespace)
+    st = wait_until(lambda: phase_is(kube, namespace, "doomed", "Running"), 60, "Running")
+    assert "shoal.dev/session-cleanup" in session(kube, namespace, "doomed")["metadata"]["finalizers"]
+    kube.delete(custom_path("trainingsessions", namespace, "doomed"))
+
+    def gone() -> bool:
+        try:
+            session(kube, namespace, "doomed")
+        except ApiError as exc:
+            return exc.not_found
+        return False
+
+    wait_until(gone, 30, "session deleted (finalizer removed)")
+    wait_until(lambda: get_pod(kube, namespace, st["podName"]) is None, 60, "its pod removed")

@@ -14,13 +14,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from shoal import conditions, telemetry
-from shoal.api.scaler import WorkerScalerSpec
+from shoal.api.scaler import MetricSpec, WorkerScalerSpec
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.pool.pods import format_time, parse_time
 from shoal.scaling.engine import config, decide
 from shoal.scaling.schedule import valid_cron
-from shoal.scaling.types import Decision, History, Observation
+from shoal.scaling.types import Decision, History, MetricReading, Observation
 from shoal.sources import MetricSource, SourceContext
 
 log = logging.getLogger("shoal.scaler")
@@ -230,7 +230,7 @@ class ScalerReconciler:
             return poll
 
         ctx = SourceContext(self.kube, namespace, selector, current)
-        readings = tuple(self.sources[m.type].read(ctx, m) for m in spec.metrics)
+        readings = tuple(self._read(ctx, m) for m in spec.metrics)
         startup = (
             self._startup_seconds(namespace, selector)
             if spec.predictive and spec.predictive.enabled
@@ -264,8 +264,17 @@ class ScalerReconciler:
             telemetry.SCALER_DECISIONS.labels(decision.reason).inc()
         telemetry.SCALER_REPLICAS.labels(namespace, name, "current").set(current)
         telemetry.SCALER_REPLICAS.labels(namespace, name, "desired").set(decision.desired)
+        telemetry.SCALER_AT_MAX.labels(namespace, name).set(1 if decision.limited_reason == "AtMax" else 0)
         self._status(obj, now, self._conditions(decision), current=current, decision=decision)
         return poll
+
+    def _read(self, ctx: SourceContext, metric: MetricSpec) -> MetricReading:
+        started = time.perf_counter()
+        reading = self.sources[metric.type].read(ctx, metric)
+        telemetry.SOURCE_SECONDS.labels(metric.type).observe(time.perf_counter() - started)
+        if reading.error:
+            telemetry.SOURCE_FAILURES.labels(metric.type).inc()
+        return reading
 
     def _startup_seconds(self, namespace: str, selector: str) -> float | None:
         """Median creation-to-Ready time of the target's pods: how far ahead a forecast must look."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -650,6 +651,17 @@ class SessionReconciler:
                 conditions.condition("Checkpointed", True, "CheckpointWritten", new["lastCheckpoint"])
             )
         new["conditions"] = conditions.merge(old.get("conditions"), conds, meta.get("generation"), now)
+        waiting = phase == "Pending" and new.get("reason") not in ("BackoffRestart",)
+        if waiting:
+            since = parse_time(
+                next(c["lastTransitionTime"] for c in new["conditions"] if c["type"] == "Admitted")
+            )
+            telemetry.SESSION_QUEUED_SINCE.labels(meta["namespace"], meta["name"]).set(
+                since.timestamp() if since else 0
+            )
+        else:
+            with contextlib.suppress(KeyError):
+                telemetry.SESSION_QUEUED_SINCE.remove(meta["namespace"], meta["name"])
         changed = {k: v for k, v in new.items() if old.get(k) != v}
         if not changed:
             return
