@@ -29,7 +29,7 @@ def cluster() -> Iterator[Path]:
     if code != 0:
         pytest.fail(f"the test bed could not start (exit {code}); see {testbed.LOGS}", pytrace=False)
     os.environ["KUBECONFIG"] = str(testbed.KUBECONFIG)
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
     yield testbed.KUBECONFIG
 

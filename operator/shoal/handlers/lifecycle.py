@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from shoal import telemetry
 from shoal.config import Settings
 from shoal.k8s.client import Kube, load_config
 from shoal.reconcile.pool import PoolReconciler
@@ -34,6 +35,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         "WorkerScaler", "workerscalers", ScalerReconciler(kube, cfg, default_sources(cfg.prometheus_url))
     )
     operator.install(runtime)
+    for source in ("Resource", "Prometheus"):
+        telemetry.SOURCE_FAILURES.labels(source)
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port)
     runtime.start()

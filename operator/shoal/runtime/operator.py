@@ -35,6 +35,7 @@ class OperatorRuntime:
     def register(self, kind: str, plural: str, reconciler: Callable[[str, str], float | None]) -> None:
         self.reconcilers[kind] = reconciler
         self.listers[kind] = plural
+        telemetry.RECONCILE_ERRORS.labels(kind)  # a zero series from the start, for rate() and alerts
 
     def enqueue(self, kind: str, namespace: str, name: str) -> None:
         self.queue.add((kind, namespace, name))

@@ -1,0 +1,217 @@
+"""How users install Shoal: the Helm chart, the kustomize base and samples, GitOps re-applies, /metrics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shoal.k8s.client import Kube, custom_path
+from testbed import cluster as testbed
+from tests.e2e.conftest import Exporter, OperatorProcess, pool_manifest, scaler_manifest
+from tests.e2e.util import ROOT, apply, kubectl, live_pods, wait_until
+
+ALL_FEATURES = [
+    "--set",
+    "serviceMonitor.enabled=true",
+    "--set",
+    "prometheusRule.enabled=true",
+    "--set",
+    "grafanaDashboard.enabled=true",
+]
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    version = testbed.versions()["HELM_VERSION"]
+    binary = testbed.CACHE / "bin" / f"helm-{version}" / "helm"
+    return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=120)
+
+
+def render(namespace: str, *values: str) -> list[dict[str, Any]]:
+    out = helm("template", "shoal", str(ROOT / "helm" / "shoal"), "--namespace", namespace, *values)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+@pytest.mark.parametrize("values", [[], ["--set", "watchNamespaces={team-a,team-b}", *ALL_FEATURES]])
+def test_helm_lint_is_clean(values: list[str]) -> None:
+    out = helm("lint", "--strict", str(ROOT / "helm" / "shoal"), *values)
+    assert out.returncode == 0 and "0 chart(s) failed" in out.stdout, out.stdout + out.stderr
+
+
+def test_helm_values_schema_rejects_bad_values() -> None:
+    out = helm("template", "shoal", str(ROOT / "helm" / "shoal"), "--set", "log.format=xml")
+    assert out.returncode != 0 and "/log/format" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("values", [[], ["--set", "watchNamespaces={NS}"]])
+def test_helm_template_is_accepted_by_the_api_server(
+    namespace: str, cluster: Path, values: list[str]
+) -> None:
+    docs = render(namespace, *[v.replace("NS", namespace) for v in values])
+    result = kubectl(
+        "apply",
+        "--dry-run=server",
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "deployment.apps/shoal created (server dry run)" in result.stdout
+
+
+def test_rendered_rbac_names_exact_verbs_and_resources() -> None:
+    docs = render("shoal-system", *ALL_FEATURES) + render("x", "--set", "watchNamespaces={a,b}")
+    roles = [d for d in docs if d["kind"] in ("Role", "ClusterRole")]
+    assert roles
+    for role in roles:
+        for rule in role["rules"]:
+            for key in ("verbs", "resources", "apiGroups"):
+                assert "*" not in rule.get(key, []), f"wildcard {key} in {role['metadata']['name']}: {rule}"
+            assert "secrets" not in rule["resources"], f"{role['metadata']['name']} grants secrets"
+            assert not set(rule["verbs"]) & {"escalate", "bind", "impersonate"}
+    for binding in (d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")):
+        assert binding["roleRef"]["name"] not in ("cluster-admin", "admin", "edit")
+
+
+def test_operator_pod_is_locked_down() -> None:
+    deploy = next(d for d in render("shoal-system") if d["kind"] == "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and "readinessProbe" in c
+
+
+def test_alert_rules_are_valid_promql() -> None:
+    out = subprocess.run(
+        ["promtool", "check", "rules", str(ROOT / "helm/shoal/files/alerts.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and "SUCCESS: 7 rules found" in out.stdout, out.stdout + out.stderr
+
+
+def test_kustomize_base_is_the_rendered_chart() -> None:
+    committed = (ROOT / "manifests" / "shoal.yaml").read_text().split("\n", 1)[1]
+    out = helm("template", "shoal", str(ROOT / "helm" / "shoal"), "--namespace", "shoal-system")
+    assert committed.strip() == out.stdout.strip(), "manifests/shoal.yaml is stale: run make manifests"
+    for crd in (ROOT / "crds").glob("shoal.dev_*.yaml"):
+        assert (ROOT / "helm/shoal/crds" / crd.name).read_text() == crd.read_text()
+
+
+def test_kubectl_apply_k_and_the_samples_work(kube: Kube, namespace: str) -> None:
+    result = kubectl("apply", "-k", str(ROOT / "manifests"), check=False)
+    try:
+        assert result.returncode == 0, result.stderr
+        assert (
+            "deployment.apps/shoal created" in result.stdout
+            or "deployment.apps/shoal configured" in result.stdout
+        )
+        wait_until(
+            lambda: (
+                kube.get("/apis/apps/v1/namespaces/shoal-system/deployments/shoal")
+                .get("status", {})
+                .get("readyReplicas")
+                == 2
+            ),
+            60,
+            "operator Deployment ready (KWOK pods)",
+        )
+        samples = kubectl("apply", "-n", namespace, "-f", str(ROOT / "manifests" / "samples"), check=False)
+        assert samples.returncode == 0, samples.stderr
+        for kind, name in [
+            ("cpool", "ci-runners"),
+            ("tsess", "cartpole-ppo"),
+            ("wscale", "ci-runners-cpu"),
+            ("wscale", "fn-workers-queue"),
+        ]:
+            kubectl("get", "-n", namespace, kind, name)
+    finally:
+        kubectl("delete", "namespace", "shoal-system", "--wait=false", check=False)
+        kubectl(
+            "delete", "clusterrole,clusterrolebinding", "-l", "app.kubernetes.io/instance=shoal", check=False
+        )
+
+
+@pytest.mark.parametrize("server_side", [False, True])
+def test_reapplying_a_manifest_without_replicas_keeps_the_scaled_size(
+    kube: Kube, namespace: str, running_operator: OperatorProcess, server_side: bool
+) -> None:
+    manifest = pool_manifest("gitops", 1)
+    del manifest["spec"]["replicas"]  # what a GitOps repository holds when something else scales
+    flags = ["--server-side"] if server_side else []
+    kubectl("apply", *flags, "-n", namespace, "-f", "-", stdin=json.dumps(manifest))
+    kubectl("scale", "cpool/gitops", "-n", namespace, "--replicas=4")
+    manifest["spec"]["template"]["metadata"]["labels"]["rev"] = "2"  # a real change in Git
+    kubectl("apply", *flags, "-n", namespace, "-f", "-", stdin=json.dumps(manifest))
+    obj = kube.get(custom_path("containerpools", namespace, "gitops"))
+    assert obj["spec"]["replicas"] == 4 and obj["spec"]["template"]["metadata"]["labels"]["rev"] == "2"
+    wait_until(lambda: len(live_pods(kube, namespace, "shoal.dev/pool=gitops")) == 4, 60, "4 pods")
+
+
+def test_operator_metrics_expose_every_documented_series(
+    kube: Kube, namespace: str, exporter: Exporter, running_operator: OperatorProcess
+) -> None:
+    apply(pool_manifest("m-pool", 2), namespace)
+    exporter.set(25)
+    create = {"apiVersion": "shoal.dev/v1alpha1", "kind": "ContainerPool", "name": "m-pool"}
+    metric = [{"type": "Prometheus", "prometheus": {"query": exporter.query, "targetPerReplica": 10}}]
+    apply(scaler_manifest("m-scaler", create, metric), namespace)
+    wait_until(
+        lambda: kube.get(custom_path("containerpools", namespace, "m-pool"))["spec"]["replicas"] == 3,
+        60,
+        "scaled to 3",
+    )
+    apply(
+        {
+            "apiVersion": "shoal.dev/v1alpha1",
+            "kind": "TrainingSession",
+            "metadata": {"name": "m-sess"},
+            "spec": {
+                "game": "g",
+                "algorithm": "PPO",
+                "totalTimesteps": 10,
+                "image": "i",
+                "poolRef": {"name": "m-pool"},
+            },
+        },
+        namespace,
+    )
+    wait_until(
+        lambda: (
+            kube.get(custom_path("trainingsessions", namespace, "m-sess")).get("status", {}).get("phase")
+            == "Running"
+        ),
+        30,
+        "session bound",
+    )
+    want = [
+        'shoal_reconcile_duration_seconds_count{kind="ContainerPool"}',
+        'shoal_reconcile_duration_seconds_count{kind="WorkerScaler"}',
+        'shoal_reconcile_duration_seconds_count{kind="TrainingSession"}',
+        'shoal_reconcile_errors_total{kind="ContainerPool"}',
+        f'shoal_pool_pods{{namespace="{namespace}",pool="m-pool",state="Claimed"}}',
+        f'shoal_scaler_replicas{{kind="desired",namespace="{namespace}",scaler="m-scaler"}}',
+        f'shoal_scaler_replicas{{kind="current",namespace="{namespace}",scaler="m-scaler"}}',
+        'shoal_scaler_scalings_total{reason="ScaleUp"}',
+        'shoal_metric_source_duration_seconds_count{source="Prometheus"}',
+        'shoal_metric_source_failures_total{source="Prometheus"}',
+        "shoal_claim_latency_seconds_count",
+        "shoal_leader 1.0",
+    ]
+
+    def missing() -> list[str]:
+        text = running_operator.metrics()
+        return [w for w in want if w not in text]
+
+    wait_until(lambda: not missing(), 30, "all series")
