@@ -250,3 +250,40 @@ def test_session_pods_pass_pod_security_restricted(
     wait_until(
         lambda: phase_is(kube, namespace, "secure", "Running"), 60, "session pod admitted under restricted"
     )
+
+
+@pytest.mark.chaos
+def test_twenty_seeded_sigkills_during_session_pause_and_resume(
+    kube: Kube, namespace: str, running_operator: OperatorProcess
+) -> None:
+    rng = random.Random(11)
+    apply(session_manifest("cycler"), namespace)
+    wait_until(lambda: phase_is(kube, namespace, "cycler", "Running"), 60, "Running")
+    for i in range(20):
+        steps = 1000 * (i + 1)
+        pod = status(kube, namespace, "cycler")["podName"]
+        kube.merge_patch(
+            custom_path("trainingsessions", namespace, "cycler"), {"spec": {"runState": "Paused"}}
+        )
+        time.sleep(rng.uniform(0.0, 0.5))  # the fault's timing
+        running_operator.kill()
+        running_operator.start()
+        agent_acks(kube, namespace, pod, timesteps=steps)
+        paused = wait_until(
+            lambda: phase_is(kube, namespace, "cycler", "Paused"), 30, f"Paused (cycle {i + 1})"
+        )
+        assert paused["lastCheckpoint"].endswith(f"ckpt-{steps:012d}.npz"), paused["lastCheckpoint"]
+        kube.merge_patch(
+            custom_path("trainingsessions", namespace, "cycler"), {"spec": {"runState": "Running"}}
+        )
+        time.sleep(rng.uniform(0.0, 0.5))
+        running_operator.kill()
+        running_operator.start()
+        st = wait_until(
+            lambda: phase_is(kube, namespace, "cycler", "Running"), 30, f"Running (cycle {i + 1})"
+        )
+        pods = live_pods(kube, namespace, "shoal.dev/session=cycler")
+        assert [p["metadata"]["name"] for p in pods] == [st["podName"]], "duplicate session pods"
+        env = {e["name"]: e.get("value") for e in pods[0]["spec"]["containers"][0]["env"]}
+        assert env["SHOAL_RESUME_FROM"].endswith(f"ckpt-{steps:012d}.npz")
+    print(json.dumps({"session_kills": 40, "survived": 40}))

@@ -47,3 +47,14 @@ def test_cron_windows() -> None:
     monday_0930 = 1_799_659_800.0  # 2027-01-11T09:30:00Z
     assert floor_at((("0 9 * * 1-5", 3600.0, 4),), monday_0930) == 4
     assert floor_at((("0 9 * * 1-5", 1200.0, 4),), monday_0930) is None
+
+
+def test_predictive_ignores_noise_within_the_tolerance_band() -> None:
+    c = EngineConfig(
+        min_replicas=1, max_replicas=50, predictive=True, horizon=120, poll=15, up=Rules(0, 0, None, None, 15)
+    )
+    rng = np.random.default_rng(3)
+    hist = History(samples=tuple((t * 15.0, 6.0 + float(rng.normal(0, 0.3))) for t in range(40)))
+    reading = MetricReading("q", "Prometheus", value=6.0 * 10, target_per_replica=10.0)
+    d, _ = decide(c, Observation(6, (reading,)), hist, 40 * 15.0)
+    assert d.reason != "PredictiveScaleUp" and d.desired == 6

@@ -140,7 +140,8 @@ def decide(cfg: EngineConfig, obs: Observation, history: History, now: float) ->
     if cfg.predictive:
         lead = max(cfg.horizon, obs.pod_startup_seconds or 0.0)
         fc = forecast(samples, cfg.poll, lead, cfg.season)
-        if fc is not None and fc.replicas > raw:
+        # Like the reactive rule, ignore forecasts within the tolerance band: noise is not a trend.
+        if fc is not None and fc.replicas > raw and fc.demand > current * (1 + cfg.tolerance):
             raw, reason = fc.replicas, "PredictiveScaleUp"
             msg = f"forecast demand {fc.demand:.2f} replicas in {fc.horizon_seconds:.0f}s"
     if floor is not None and floor > raw:

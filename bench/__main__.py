@@ -1,0 +1,227 @@
+"""`make bench`: benchmarks (not tests). Prints progress, writes bench/results/ (JSON, Markdown, PNG)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import engine_speed, scaling_sim
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TRACES = ["diurnal", "spike", "ramp", "noisy", "step"]
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def machine() -> str:
+    return (
+        f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+    )
+
+
+def plot(trace: str, metric: str, runs: dict[str, scaling_sim.Run]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    load = scaling_sim.load_trace(trace)
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.plot(
+        [t / 60 for t, _ in load],
+        [x / scaling_sim.TARGET for _, x in load],
+        color="0.75",
+        label=f"demand / target ({scaling_sim.TARGET:.0%})",
+        linewidth=0.8,
+    )
+    ax.plot(
+        [t / 60 for t, _ in load],
+        [x for _, x in load],
+        color="0.45",
+        label="demand (replicas at 100 %)",
+        linewidth=0.8,
+    )
+    styles = {
+        "hpa": ("tab:blue", "-"),
+        "keda": ("tab:green", ":"),
+        "shoal": ("tab:red", "-"),
+        "oracle": ("k", "--"),
+    }
+    for key, run in runs.items():
+        color, ls = styles[key]
+        ax.plot(
+            [t / 60 for t in run.times],
+            run.ready,
+            color=color,
+            linestyle=ls,
+            label=f"{run.name} (ready)",
+            linewidth=1.1,
+        )
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("replicas")
+    ax.set_title(f"B2 {trace} trace, {metric} metric, 60 s pod start-up")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    name = f"b2-{trace}-{metric}.png"
+    fig.savefig(RESULTS / name, dpi=90)
+    plt.close(fig)
+    return name
+
+
+def bench_b2() -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "startup_s": 60,
+        "poll_s": 15,
+        "target_utilization": scaling_sim.TARGET,
+        "traces": {},
+    }
+    for metric in ("queue", "cpu"):
+        for trace in TRACES:
+            log(f"B2 {trace}/{metric}")
+            runs = scaling_sim.simulate(trace, metric)
+            row: dict[str, Any] = {
+                k: {
+                    "under_replica_s": round(r.under),
+                    "over_replica_s": round(r.over),
+                    "cost_replica_s": round(r.cost),
+                    "scale_events": r.events,
+                }
+                for k, r in runs.items()
+            }
+            hpa, shoal = runs["hpa"], runs["shoal"]
+            row["ratios_vs_hpa"] = {
+                "under": round(shoal.under / hpa.under, 3) if hpa.under else None,
+                "cost": round(shoal.cost / hpa.cost, 3),
+                "scale_events": round(shoal.events / hpa.events, 3) if hpa.events else None,
+            }
+            row["plot"] = plot(trace, metric, runs)
+            out["traces"][f"{trace}/{metric}"] = row
+    totals = {
+        k: sum(v[k]["under_replica_s"] for v in out["traces"].values())
+        for k in ("hpa", "keda", "shoal", "oracle")
+    }
+    cost = {
+        k: sum(v[k]["cost_replica_s"] for v in out["traces"].values())
+        for k in ("hpa", "keda", "shoal", "oracle")
+    }
+    events = {
+        k: sum(v[k]["scale_events"] for v in out["traces"].values())
+        for k in ("hpa", "keda", "shoal", "oracle")
+    }
+    out["totals"] = {
+        "under_replica_s": totals,
+        "cost_replica_s": cost,
+        "scale_events": events,
+        "ratios_vs_hpa": {
+            "under": round(totals["shoal"] / totals["hpa"], 3),
+            "cost": round(cost["shoal"] / cost["hpa"], 3),
+            "scale_events": round(events["shoal"] / events["hpa"], 3),
+        },
+    }
+    out["goal"] = {"under_ratio_max": 0.5, "cost_ratio_max": 1.0, "events_ratio_max": 1.0}
+    r = out["totals"]["ratios_vs_hpa"]
+    out["goal_met"] = r["under"] <= 0.5 and r["cost"] <= 1.0 and r["scale_events"] <= 1.0
+    return out
+
+
+def bench_b5() -> dict[str, Any]:
+    log("B5 engine throughput")
+    plain = engine_speed.measure(predictive=False)
+    pred = engine_speed.measure(predictive=True)
+    return {
+        "evaluations_per_s_per_core": round(plain),
+        "with_predictive_240_samples": round(pred),
+        "goal": 10000,
+        "goal_met": plain >= 10000,
+    }
+
+
+def report(results: dict[str, Any]) -> str:
+    b2 = results["B2"]
+    lines = [
+        "# Shoal benchmark results",
+        "",
+        f"Run {results['time']} on {results['machine']}. Produced by `make bench`; raw numbers in `results.json`.",
+        "",
+        "## B2 scaling quality (simulated replay, same run)",
+        "",
+        "Each trace (bench/traces, 4 h, 5 s resolution) is replayed second by second. A replica serves 1 unit of",
+        "load; a new pod serves only after 60 s. Every scaler evaluates every 15 s with a 70 % target: the HPA v2",
+        "reference (0.1 tolerance, 300 s scale-down window, +max(4 pods, 100 %) per 15 s), a KEDA-like 30 s poll in",
+        "front of it, Shoal's engine with its default behaviour and prediction on (horizon = start-up time), and an",
+        "oracle that knows the load 60 s ahead. *under* = replica-seconds of load above ready capacity; *cost* =",
+        "replica-seconds of all pods; *events* = size changes. `queue`: the metric is the load itself; `cpu`:",
+        "utilization of ready pods, which saturates at 100 %.",
+        "",
+        "| trace/metric | under HPA | under KEDA | under Shoal | under oracle | Shoal/HPA under | Shoal/HPA cost | events HPA / Shoal |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, row in b2["traces"].items():
+        rt = row["ratios_vs_hpa"]
+        lines.append(
+            f"| {key} | {row['hpa']['under_replica_s']} | {row['keda']['under_replica_s']} | "
+            f"{row['shoal']['under_replica_s']} | {row['oracle']['under_replica_s']} | {rt['under']} | "
+            f"{rt['cost']} | {row['hpa']['scale_events']} / {row['shoal']['scale_events']} |"
+        )
+    t = b2["totals"]["ratios_vs_hpa"]
+    lines += [
+        "",
+        f"**Totals, Shoal vs HPA:** under-provisioning {t['under']}x, cost {t['cost']}x, scale events "
+        f"{t['scale_events']}x. Goal: under <= 0.5x at cost <= 1.0x and events <= 1.0x: "
+        f"**{'met' if b2['goal_met'] else 'not met'}**.",
+        "",
+    ]
+    lines += [f"![{k}]({row['plot']})" for k, row in b2["traces"].items()]
+    b5 = results["B5"]
+    lines += [
+        "",
+        "## B5 engine throughput",
+        "",
+        f"`decide()` with two metrics (10 pods, one Prometheus value): **{b5['evaluations_per_s_per_core']:,}** "
+        f"evaluations per second on one core (goal >= 10,000: {'met' if b5['goal_met'] else 'not met'}); "
+        f"with Holt forecasting over 240 samples: {b5['with_predictive_240_samples']:,}/s.",
+        "",
+    ]
+    missing = results.get("not_run", [])
+    if missing:
+        lines += ["## Not run yet", "", *[f"- {m}" for m in missing], ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+    }
+    results["B2"] = bench_b2()
+    results["B5"] = bench_b5()
+    results["not_run"] = [
+        "B1 pool throughput against Deployments (test bed)",
+        "B3 warm claim latency (test bed)",
+        "B4 operator footprint at 1,000 pools / 5,000 pods / 500 scalers (test bed)",
+        "B6 reaction time against HPA (test bed)",
+    ]
+    (RESULTS / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "report.md").write_text(report(results))
+    log(f"wrote {RESULTS / 'report.md'}")
+    b2 = results["B2"]["totals"]["ratios_vs_hpa"]
+    print(f"B2 Shoal/HPA: under {b2['under']}x, cost {b2['cost']}x, events {b2['scale_events']}x")
+    print(f"B5 {results['B5']['evaluations_per_s_per_core']:,} evaluations/s/core")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

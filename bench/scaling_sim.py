@@ -1,0 +1,247 @@
+"""B2: scaling quality. Demand traces replayed through Shoal's engine, a reference of the HPA v2
+algorithm, a KEDA-like 30 s poller in front of it, and a perfect-foresight oracle.
+
+The world: each replica serves 1 unit of load; a new pod serves only after `startup` seconds.
+Two metrics are replayed: `cpu` (utilization of ready pods, which saturates at 100 %, as CPU does)
+and `queue` (the total load, as a queue-depth metric per replica: AverageValue / targetPerReplica).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from shoal.api.scaler import WorkerScalerSpec
+from shoal.scaling.engine import config, decide
+from shoal.scaling.types import EngineConfig, History, MetricReading, Observation, PodSample
+
+TRACES = Path(__file__).resolve().parent / "traces"
+TARGET = 0.7  # target utilization for every scaler (HPA's averageUtilization 70 %)
+
+
+def load_trace(name: str) -> list[tuple[float, float]]:
+    with open(TRACES / f"{name}.csv") as f:
+        return [(float(r["time_s"]), float(r["load"])) for r in csv.DictReader(f)]
+
+
+@dataclass
+class Cluster:
+    """Pods: creation times. A pod is ready `startup` seconds after creation."""
+
+    startup: float
+    pods: list[float] = field(default_factory=list)
+
+    def ready(self, now: float) -> int:
+        return sum(1 for c in self.pods if now - c >= self.startup)
+
+    def resize(self, n: int, now: float) -> None:
+        if n > len(self.pods):
+            self.pods += [now] * (n - len(self.pods))
+        elif n < len(self.pods):
+            self.pods = sorted(self.pods)[:n]  # the newest (least ready) go first
+
+
+def observe_cpu(load: float, ready: int) -> float:
+    return min(1.0, load / ready) if ready else 1.0
+
+
+# --- HPA v2 reference ------------------------------------------------------------------------------
+
+
+@dataclass
+class Hpa:
+    """kube-controller-manager's HPA: 15 s sync, 0.1 tolerance, scale-up max(4 pods, 100 %) per 15 s,
+    scale-down 100 % per 15 s after a 300 s stabilization window (the v2 defaults)."""
+
+    min_r: int
+    max_r: int
+    tolerance: float = 0.1
+    down_window: float = 300.0
+    recs: list[tuple[float, int]] = field(default_factory=list)
+    events: list[tuple[float, int]] = field(default_factory=list)  # (time, replicas before)
+
+    def compute(self, current: int, ready: int, metric: str, value: float) -> int:
+        if metric == "cpu":
+            if ready == 0:
+                return current
+            ratio = value / TARGET
+            if abs(ratio - 1) <= self.tolerance:
+                return current
+            if current > ready and ratio > 1:
+                # unready pods count as 0 % on scale-up
+                ratio2 = value * ready / (current * TARGET)
+                if abs(ratio2 - 1) <= self.tolerance or ratio2 < 1:
+                    return current
+                return math.ceil(ratio2 * current)
+            return math.ceil(ratio * ready)
+        # queue: AverageValue target, value = total load; target per replica = TARGET
+        usage = value / max(current, 1)
+        ratio = usage / TARGET
+        if current and abs(ratio - 1) <= self.tolerance:
+            return current
+        return math.ceil(value / TARGET)
+
+    def step(self, now: float, current: int, ready: int, metric: str, value: float) -> int:
+        raw = max(self.min_r, min(self.max_r, self.compute(current, ready, metric, value)))
+        self.recs = [r for r in self.recs if now - r[0] < self.down_window] + [(now, raw)]
+        desired = raw
+        if raw < current:
+            desired = min(current, max(r for _, r in self.recs))
+        self.events = [e for e in self.events if now - e[0] < 15]
+        base = min((e[1] for e in self.events), default=current)
+        if desired > current:
+            desired = min(desired, max(base + 4, base * 2))
+        elif desired < current:
+            desired = max(desired, 0)  # 100 % per period
+        desired = max(self.min_r, min(self.max_r, desired))
+        if desired != current:
+            self.events.append((now, current))
+        return desired
+
+
+# --- Shoal ----------------------------------------------------------------------------------------
+
+
+def shoal_config(min_r: int, max_r: int, startup: float, metric: str) -> EngineConfig:
+    """Shoal's defaults, as a user gets them, with prediction switched on (horizon = pod start-up)."""
+    if metric == "cpu":
+        metrics = [
+            {"type": "Resource", "resource": {"name": "cpu", "targetAverageUtilization": round(TARGET * 100)}}
+        ]
+    else:
+        metrics = [
+            {"type": "Prometheus", "prometheus": {"query": "sum(queue)", "targetPerReplica": str(TARGET)}}
+        ]
+    spec = WorkerScalerSpec.model_validate(
+        {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "sim"},
+            "minReplicas": min_r,
+            "maxReplicas": max_r,
+            "pollIntervalSeconds": 15,
+            "metrics": metrics,
+            "predictive": {"enabled": True, "horizonSeconds": int(startup)},
+        }
+    )
+    return config(spec)
+
+
+def shoal_reading(metric: str, load: float, current: int, ready: int) -> MetricReading:
+    if metric == "cpu":
+        u = observe_cpu(load, ready)
+        pods = tuple(PodSample(f"p{i}", i < ready, u if i < ready else None, 1.0) for i in range(current))
+        return MetricReading("cpu", "Resource", pods=pods, target_utilization=TARGET)
+    return MetricReading("queue", "Prometheus", value=load, target_per_replica=TARGET)
+
+
+# --- replay -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    name: str
+    times: list[float] = field(default_factory=list)
+    replicas: list[int] = field(default_factory=list)
+    ready: list[int] = field(default_factory=list)
+    under: float = 0.0
+    over: float = 0.0
+    cost: float = 0.0
+    events: int = 0
+
+
+def replay(
+    trace: list[tuple[float, float]],
+    name: str,
+    decide_fn: Callable[[float, int, int, float], int] | None,
+    poll: float,
+    startup: float,
+    min_r: int,
+    oracle: bool = False,
+    dt: float = 1.0,
+) -> Run:
+    loads = [x for _, x in trace]
+    step = trace[1][0] - trace[0][0]
+    end = trace[-1][0]
+
+    def load_at(t: float) -> float:
+        return loads[min(len(loads) - 1, int(t // step))]
+
+    cluster = Cluster(startup)
+    cluster.resize(max(min_r, math.ceil(load_at(0) / TARGET)), -startup)  # start warm, at target
+    run = Run(name)
+    desired = len(cluster.pods)
+    t = 0.0
+    next_poll = 0.0
+    while t <= end:
+        load = load_at(t)
+        ready = cluster.ready(t)
+        if oracle:
+            want = max(min_r, math.ceil(load_at(t + startup) / TARGET))
+            if want != desired:
+                run.events += 1
+            desired = want
+            cluster.resize(desired, t)
+        elif t >= next_poll and decide_fn is not None:
+            want = decide_fn(t, len(cluster.pods), ready, load)
+            if want != len(cluster.pods):
+                run.events += 1
+                cluster.resize(want, t)
+            next_poll += poll
+        ready = cluster.ready(t)
+        run.under += max(0.0, load - ready) * dt
+        run.over += max(0.0, ready - load) * dt
+        run.cost += len(cluster.pods) * dt
+        if int(t) % 15 == 0:
+            run.times.append(t)
+            run.replicas.append(len(cluster.pods))
+            run.ready.append(ready)
+        t += dt
+    return run
+
+
+def simulate(
+    trace_name: str, metric: str, startup: float = 60.0, min_r: int = 1, max_r: int = 60
+) -> dict[str, Run]:
+    trace = load_trace(trace_name)
+    out: dict[str, Run] = {}
+
+    hpa = Hpa(min_r, max_r)
+    out["hpa"] = replay(
+        trace,
+        "HPA v2",
+        lambda t, cur, rdy, load: hpa.step(
+            t, cur, rdy, metric, observe_cpu(load, rdy) if metric == "cpu" else load
+        ),
+        15,
+        startup,
+        min_r,
+    )
+
+    keda_hpa = Hpa(min_r, max_r)
+    polled: dict[str, float] = {"t": -1e9, "v": 0.0}
+
+    def keda(t: float, cur: int, rdy: int, load: float) -> int:
+        if t - polled["t"] >= 30:  # KEDA polls its scaler every 30 s; HPA reads that value
+            polled.update(t=t, v=observe_cpu(load, rdy) if metric == "cpu" else load)
+        return keda_hpa.step(t, cur, rdy, metric, polled["v"])
+
+    out["keda"] = replay(trace, "KEDA-like (30 s poll)", keda, 15, startup, min_r)
+
+    cfg = shoal_config(min_r, max_r, startup, metric)
+    state = {"h": History()}
+
+    def shoal(t: float, cur: int, rdy: int, load: float) -> int:
+        d, state["h"] = decide(
+            cfg, Observation(cur, (shoal_reading(metric, load, cur, rdy),), startup), state["h"], t
+        )
+        return d.desired
+
+    out["shoal"] = replay(trace, "Shoal", shoal, 15, startup, min_r)
+    out["oracle"] = replay(trace, "Oracle (perfect foresight)", None, 15, startup, min_r, oracle=True)
+    return out
+
+
+def with_config(cfg: EngineConfig, **kw: object) -> EngineConfig:
+    return replace(cfg, **kw)  # type: ignore[arg-type]
