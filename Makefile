@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-CACHE ?= $(HOME)/.cache/shoal
+CACHE ?= $(or $(SHOAL_CACHE),$(HOME)/.cache/shoal)
 TESTBED_KUBECONFIG := $(CACHE)/testbed/kubeconfig
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 

@@ -1,1 +1,25 @@
 """Per kind: read the world, call the pure logic, write the results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal import conditions
+from shoal.k8s.client import ApiError, Kube, custom_path
+
+
+def write_status(kube: Kube, plural: str, obj: dict[str, Any], status: dict[str, Any]) -> bool:
+    """Merge-patch `status` (with its merged `conditions`) unless nothing changed; a deleted object is fine."""
+    old = obj.get("status") or {}
+    fields = {k: v for k, v in status.items() if k != "conditions"}
+    if all(old.get(k) == v for k, v in fields.items()) and conditions.same(
+        old.get("conditions"), status["conditions"]
+    ):
+        return False
+    meta = obj["metadata"]
+    try:
+        kube.merge_patch(custom_path(plural, meta["namespace"], meta["name"], "status"), {"status": status})
+    except ApiError as exc:
+        if not exc.not_found:
+            raise
+    return True

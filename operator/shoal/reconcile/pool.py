@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.pool.plan import Plan, plan
 from shoal.pool.pods import LABEL_POOL, LABEL_STATE, STATES, format_time, pod_view
+from shoal.reconcile import write_status
 
 log = logging.getLogger("shoal.pool")
 PLURAL = "containerpools"
@@ -36,14 +36,7 @@ class PoolReconciler:
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def __call__(self, namespace: str, name: str) -> float | None:
-        started = time.perf_counter()
-        try:
-            return self.reconcile(namespace, name)
-        except Exception:
-            telemetry.RECONCILE_ERRORS.labels("ContainerPool").inc()
-            raise
-        finally:
-            telemetry.RECONCILE_SECONDS.labels("ContainerPool").observe(time.perf_counter() - started)
+        return self.reconcile(namespace, name)
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         try:
@@ -226,17 +219,5 @@ class PoolReconciler:
             )
         if scaled:
             status["lastScaleTime"] = format_time(now)
-        merged = conditions.merge(old.get("conditions"), conds, generation, now)
-        unchanged = all(old.get(k) == v for k, v in status.items()) and conditions.same(
-            old.get("conditions"), merged
-        )
-        if unchanged:
-            return
-        status["conditions"] = merged
-        try:
-            self.kube.merge_patch(
-                custom_path(PLURAL, meta["namespace"], meta["name"], "status"), {"status": status}
-            )
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
+        status["conditions"] = conditions.merge(old.get("conditions"), conds, generation, now)
+        write_status(self.kube, PLURAL, pool, status)

@@ -18,6 +18,7 @@ from shoal.api.scaler import MetricSpec, WorkerScalerSpec
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.pool.pods import format_time, parse_time
+from shoal.reconcile import write_status
 from shoal.scaling.engine import config, decide
 from shoal.scaling.schedule import valid_cron
 from shoal.scaling.types import Decision, History, MetricReading, Observation
@@ -79,14 +80,7 @@ class ScalerReconciler:
         self.discovery: dict[tuple[str, str], str] = {}
 
     def __call__(self, namespace: str, name: str) -> float | None:
-        started = time.perf_counter()
-        try:
-            return self.reconcile(namespace, name)
-        except Exception:
-            telemetry.RECONCILE_ERRORS.labels("WorkerScaler").inc()
-            raise
-        finally:
-            telemetry.RECONCILE_SECONDS.labels("WorkerScaler").observe(time.perf_counter() - started)
+        return self.reconcile(namespace, name)
 
     # --- target resolution ---------------------------------------------------------------------------
 
@@ -394,16 +388,5 @@ class ScalerReconciler:
         # Keep conditions this evaluation did not speak about (e.g. ScalingLimited while paused).
         spoken = {c["type"] for c in merged}
         merged += [c for c in old.get("conditions") or [] if c["type"] not in spoken]
-        unchanged = all(old.get(k) == v for k, v in status.items()) and conditions.same(
-            old.get("conditions"), merged
-        )
-        if unchanged:
-            return
         status["conditions"] = merged
-        try:
-            self.kube.merge_patch(
-                custom_path(PLURAL, meta["namespace"], meta["name"], "status"), {"status": status}
-            )
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
+        write_status(self.kube, PLURAL, obj, status)

@@ -80,14 +80,7 @@ class SessionReconciler:
         self.first_seen: dict[str, float] = {}
 
     def __call__(self, namespace: str, name: str) -> float | None:
-        started = time.perf_counter()
-        try:
-            return self.reconcile(namespace, name)
-        except Exception:
-            telemetry.RECONCILE_ERRORS.labels("TrainingSession").inc()
-            raise
-        finally:
-            telemetry.RECONCILE_SECONDS.labels("TrainingSession").observe(time.perf_counter() - started)
+        return self.reconcile(namespace, name)
 
     # --- the state machine ---------------------------------------------------------------------------
 
@@ -260,7 +253,12 @@ class SessionReconciler:
         if not verdict.admit:
             for victim in verdict.preempt:
                 self._preempt(obj, victim)
-            new.update(phase="Pending", reason=verdict.reason, message=verdict.message)
+            if new.get("reason") == "Preempted":
+                # Still waiting because it was preempted: say so until it is admitted again.
+                first = (new.get("message") or "").split("; waiting:")[0]
+                new.update(phase="Pending", message=f"{first}; waiting: {verdict.message or verdict.reason}")
+            else:
+                new.update(phase="Pending", reason=verdict.reason, message=verdict.message)
             return PENDING_RECHECK
         self._start_pod(obj, spec, new, now)
         return None

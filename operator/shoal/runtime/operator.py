@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -43,7 +44,14 @@ class OperatorRuntime:
 
     def _reconcile(self, key: Key) -> float | None:
         kind, namespace, name = key
-        return self.reconcilers[kind](namespace, name)
+        started = time.perf_counter()
+        try:
+            return self.reconcilers[kind](namespace, name)
+        except Exception:
+            telemetry.RECONCILE_ERRORS.labels(kind).inc()
+            raise
+        finally:
+            telemetry.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
 
     def _resync(self) -> None:
         """Enqueue every object of every kind: after gaining leadership and now and then."""
