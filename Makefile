@@ -80,7 +80,7 @@ run: venv ## Run the operator: against $$KUBECONFIG if reachable, else the local
 	KUBECONFIG=$${kc:-$$HOME/.kube/config} $(BIN)/python -m shoal
 
 bench: venv cluster-up ## Benchmarks (not tests): writes bench/results/
-	KUBECONFIG=$(TESTBED_KUBECONFIG) $(BIN)/python -m bench
+	KUBECONFIG=$(TESTBED_KUBECONFIG) $(BIN)/python -m bench $(BENCH_ARGS)
 
 kind-up: ## For users with Docker: a kind cluster with metrics-server and Prometheus
 	bash testbed/kind-up.sh

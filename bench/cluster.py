@@ -1,0 +1,440 @@
+"""Benchmarks on the test bed: B1 pools vs Deployments, B3 warm vs cold session starts, B6 reaction vs HPA.
+
+Each runs Shoal and its baseline in the same cluster and run, one after the other, and cleans up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from shoal.k8s.client import ApiError, Kube, custom_path, load_config, pods_path
+from shoal.pool.pods import parse_time
+from testbed import cluster as testbed
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def wait(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not reached in {timeout:.0f}s")
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+class Operator:
+    def __init__(self, **env: str) -> None:
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(testbed.KUBECONFIG),
+            "SHOAL_METRICS_PORT": "28080",
+            "SHOAL_HEALTH_PORT": "28081",
+            "SHOAL_LOG_LEVEL": "WARNING",
+            "SHOAL_LEASE_NAMESPACE": "default",
+            "SHOAL_LEASE_NAME": "shoal-bench",
+            "SHOAL_LEASE_DURATION_SECONDS": "4",
+            "SHOAL_PROMETHEUS_URL": f"http://127.0.0.1:{testbed.PORTS['prometheus']}",
+            "PYTHONPATH": str(ROOT / "operator"),
+            **env,
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shoal"],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait(self._healthy, 30, "operator up")
+        wait(lambda: "shoal_leader 1.0" in self.metrics(), 30, "operator leading")
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:28081/healthz", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:28080/metrics", timeout=5) as r:
+                return str(r.read().decode())
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
+
+
+def apiserver_requests(kube: Kube) -> float:
+    url = f"https://127.0.0.1:{testbed.PORTS['kube-apiserver']}/metrics"
+    resp = kube.api.call_api("GET", url, header_params={"Accept": "text/plain"})
+    text = resp.read().decode()  # type: ignore[no-untyped-call]
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("apiserver_request_total{")
+    )
+
+
+def namespace(kube: Kube, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:5]}"
+    kube.create("/api/v1/namespaces", {"metadata": {"name": name}})
+    wait(lambda: _exists(kube, f"/api/v1/namespaces/{name}/serviceaccounts/default"), 60, "default SA")
+    return name
+
+
+def _exists(kube: Kube, path: str) -> bool:
+    try:
+        kube.get(path)
+    except ApiError:
+        return False
+    return True
+
+
+def ready_pods(kube: Kube, ns: str) -> list[dict[str, Any]]:
+    out = []
+    for p in kube.list_items(pods_path(ns)):
+        conds = {c["type"]: c for c in p.get("status", {}).get("conditions") or []}
+        if conds.get("Ready", {}).get("status") == "True" and not p["metadata"].get("deletionTimestamp"):
+            out.append(p)
+    return out
+
+
+CONTAINER = {
+    "name": "w",
+    "image": "registry.example/w:1",
+    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+}
+
+
+def b1(kube: Kube, objects: int = 200, per: int = 5) -> dict[str, Any]:
+    """200 Deployments x 5 (kube-controller-manager) against 200 ContainerPools x 5 (Shoal)."""
+    results: dict[str, Any] = {"objects": objects, "pods_each": per}
+    for kind in ("Deployment", "ContainerPool"):
+        ns = namespace(kube, f"b1-{kind.lower()}")
+        before = apiserver_requests(kube)
+        created: dict[str, float] = {}
+        start = time.time()
+
+        def make(i: int, kind: str = kind, ns: str = ns, created: dict[str, float] = created) -> None:
+            name = f"w{i:04d}"
+            if kind == "Deployment":
+                kube.create(
+                    f"/apis/apps/v1/namespaces/{ns}/deployments",
+                    {
+                        "metadata": {"name": name},
+                        "spec": {
+                            "replicas": per,
+                            "selector": {"matchLabels": {"app": name}},
+                            "template": {
+                                "metadata": {"labels": {"app": name}},
+                                "spec": {"containers": [CONTAINER]},
+                            },
+                        },
+                    },
+                )
+            else:
+                kube.create(
+                    custom_path("containerpools", ns),
+                    {
+                        "apiVersion": "shoal.dev/v1alpha1",
+                        "kind": "ContainerPool",
+                        "metadata": {"name": name},
+                        "spec": {
+                            "replicas": per,
+                            "template": {
+                                "metadata": {"labels": {"app": name}},
+                                "spec": {"containers": [CONTAINER]},
+                            },
+                        },
+                    },
+                )
+            created[name] = time.time()
+
+        log(f"B1: creating {objects} {kind}s x {per}")
+        with ThreadPoolExecutor(8) as ex:
+            list(ex.map(make, range(objects)))
+
+        def settled(kind: str = kind, ns: str = ns) -> bool:
+            if len(ready_pods(kube, ns)) < objects * per:
+                return False
+            path = (
+                f"/apis/apps/v1/namespaces/{ns}/deployments"
+                if kind == "Deployment"
+                else custom_path("containerpools", ns)
+            )
+            return all((o.get("status") or {}).get("readyReplicas") == per for o in kube.list_items(path))
+
+        wait(settled, 900, f"{kind}s settled", interval=1.0)
+        elapsed = time.time() - start
+        requests = apiserver_requests(kube) - before
+        latencies = []
+        for p in ready_pods(kube, ns):
+            owner = p["metadata"]["labels"].get("app")
+            ready = next(c for c in p["status"]["conditions"] if c["type"] == "Ready")
+            t = parse_time(ready.get("lastTransitionTime"))
+            if owner in created and t:
+                latencies.append(max(0.0, t.timestamp() - created[owner]))
+        results[kind] = {
+            "seconds_to_all_ready_and_status": round(elapsed, 1),
+            "api_requests_per_pod": round(requests / (objects * per), 2),
+            "create_to_ready_p50_s": round(pct(latencies, 0.5), 1),
+            "create_to_ready_p99_s": round(pct(latencies, 0.99), 1),
+        }
+        log(f"B1 {kind}: {results[kind]}")
+        kube.delete(f"/api/v1/namespaces/{ns}")
+    results["ratio_pools_vs_deployments"] = round(
+        results["ContainerPool"]["seconds_to_all_ready_and_status"]
+        / results["Deployment"]["seconds_to_all_ready_and_status"],
+        3,
+    )
+    results["goal_met"] = results["ratio_pools_vs_deployments"] <= 1.0
+    return results
+
+
+def _watch_sessions(
+    kube: Kube, ns: str, names: set[str], seen: dict[str, float], stop: threading.Event
+) -> None:
+    while not stop.is_set() and len(seen) < len(names):
+        for s in kube.list_items(custom_path("trainingsessions", ns)):
+            n = s["metadata"]["name"]
+            if n in names and n not in seen and (s.get("status") or {}).get("phase") == "Running":
+                seen[n] = time.time()
+        time.sleep(0.01)
+
+
+def b3(kube: Kube, sessions: int = 100) -> dict[str, Any]:
+    """Sessions binding to warm pool pods against sessions that start their own pod."""
+    out: dict[str, Any] = {"sessions": sessions}
+    for mode in ("warm", "cold"):
+        ns = namespace(kube, f"b3-{mode}")
+        if mode == "warm":
+            kube.create(
+                custom_path("containerpools", ns),
+                {
+                    "apiVersion": "shoal.dev/v1alpha1",
+                    "kind": "ContainerPool",
+                    "metadata": {"name": "gpu-warm"},
+                    "spec": {"replicas": sessions, "template": {"spec": {"containers": [CONTAINER]}}},
+                },
+            )
+            pool_ns = ns
+
+            def idle(pool_ns: str = pool_ns) -> bool:
+                pods = ready_pods(kube, pool_ns)
+                return len(pods) == sessions and all(
+                    p["metadata"]["labels"].get("shoal.dev/state") == "Idle" for p in pods
+                )
+
+            wait(
+                idle,
+                300,
+                "warm pool ready and idle",
+            )
+        names = {f"s{i:03d}" for i in range(sessions)}
+        posted: dict[str, float] = {}
+        seen: dict[str, float] = {}
+        stop = threading.Event()
+        watcher = threading.Thread(target=_watch_sessions, args=(kube, ns, names, seen, stop), daemon=True)
+        watcher.start()
+        log(f"B3 {mode}: {sessions} sessions")
+        for n in sorted(names):
+            spec: dict[str, Any] = {
+                "game": "CartPole-v1",
+                "algorithm": "PPO",
+                "totalTimesteps": 1000,
+                "image": "t:1",
+                "resources": {"cpu": "10m", "memory": "16Mi"},
+            }
+            if mode == "warm":
+                spec["poolRef"] = {"name": "gpu-warm"}
+            posted[n] = time.time()
+            kube.create(
+                custom_path("trainingsessions", ns),
+                {
+                    "apiVersion": "shoal.dev/v1alpha1",
+                    "kind": "TrainingSession",
+                    "metadata": {"name": n},
+                    "spec": spec,
+                },
+            )
+            time.sleep(0.05)  # sessions arrive one by one, as users submit them
+        wait(partial(lambda got: len(got) == sessions, seen), 300, f"{mode} sessions running", interval=0.5)
+        stop.set()
+        lat = [seen[n] - posted[n] for n in names]
+        out[mode] = {
+            "p50_ms": round(pct(lat, 0.5) * 1000),
+            "p99_ms": round(pct(lat, 0.99) * 1000),
+            "mean_ms": round(statistics.mean(lat) * 1000),
+        }
+        log(f"B3 {mode}: {out[mode]}")
+        for n in names:
+            kube.delete(custom_path("trainingsessions", ns, n))
+        kube.delete(f"/api/v1/namespaces/{ns}")
+    out["goal_met"] = out["warm"]["p50_ms"] <= 100 and out["warm"]["p99_ms"] <= 500
+    return out
+
+
+def b6(kube: Kube) -> dict[str, Any]:
+    """Time from a metric crossing the threshold to the replica patch: Shoal on Prometheus vs HPA on CPU."""
+    from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+    ns = namespace(kube, "b6")
+    out: dict[str, Any] = {}
+    reg = CollectorRegistry()
+    gauge = Gauge("bench_queue", "q", registry=reg)
+    gauge.set(5)
+    server, _ = start_http_server(28999, addr="127.0.0.1", registry=reg)
+    target = testbed.PROM_TARGETS / "bench-b6.json"
+    target.write_text('[{"targets": ["127.0.0.1:28999"]}]')
+    try:
+        for name in ("shoal", "hpa"):
+            kube.create(
+                f"/apis/apps/v1/namespaces/{ns}/deployments",
+                {
+                    "metadata": {"name": name},
+                    "spec": {
+                        "replicas": 1,
+                        "selector": {"matchLabels": {"app": name}},
+                        "template": {
+                            "metadata": {
+                                "labels": {"app": name},
+                                "annotations": {"kwok.x-k8s.io/usage-cpu": "50m"},
+                            },
+                            "spec": {"containers": [{**CONTAINER, "resources": {"requests": {"cpu": "1"}}}]},
+                        },
+                    },
+                },
+            )
+        kube.create(
+            custom_path("workerscalers", ns),
+            {
+                "apiVersion": "shoal.dev/v1alpha1",
+                "kind": "WorkerScaler",
+                "metadata": {"name": "shoal"},
+                "spec": {
+                    "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "shoal"},
+                    "minReplicas": 1,
+                    "maxReplicas": 10,
+                    "pollIntervalSeconds": 15,
+                    "metrics": [
+                        {
+                            "type": "Prometheus",
+                            "prometheus": {"query": "sum(bench_queue)", "targetPerReplica": 10},
+                        }
+                    ],
+                },
+            },
+        )
+        kube.create(
+            f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
+            {
+                "metadata": {"name": "hpa"},
+                "spec": {
+                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "hpa"},
+                    "minReplicas": 1,
+                    "maxReplicas": 10,
+                    "metrics": [
+                        {
+                            "type": "Resource",
+                            "resource": {
+                                "name": "cpu",
+                                "target": {"type": "Utilization", "averageUtilization": 50},
+                            },
+                        }
+                    ],
+                },
+            },
+        )
+        wait(
+            lambda: (
+                "ScalingActive"
+                in json.dumps(kube.get(custom_path("workerscalers", ns, "shoal")).get("status", {}))
+            ),
+            60,
+            "scaler active",
+        )
+        wait(
+            lambda: (
+                kube.get(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/hpa")
+                .get("status", {})
+                .get("currentMetrics")
+            ),
+            120,
+            "HPA reading metrics",
+            interval=1.0,
+        )
+        t0 = time.time()
+        gauge.set(35)  # 35/10 -> 4 replicas
+        for p in kube.list_items(pods_path(ns), "app=hpa"):
+            kube.merge_patch(
+                pods_path(ns, p["metadata"]["name"]),
+                {"metadata": {"annotations": {"kwok.x-k8s.io/usage-cpu": "1"}}},
+            )
+        moved: dict[str, float] = {}
+
+        def both() -> bool:
+            for name in ("shoal", "hpa"):
+                if (
+                    name not in moved
+                    and kube.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{name}")["spec"]["replicas"] > 1
+                ):
+                    moved[name] = time.time() - t0
+            return len(moved) == 2
+
+        wait(both, 180, "both scaled", interval=0.1)
+        out = {
+            "shoal_prometheus_s": round(moved["shoal"], 2),
+            "hpa_cpu_s": round(moved["hpa"], 2),
+            "poll_interval_s": 15,
+            "prometheus_scrape_s": 2,
+            "metrics_server_resolution_s": 10,
+            "goal_met": moved["shoal"] <= 15 + 2 + 1,
+        }
+        log(f"B6: {out}")
+    finally:
+        target.unlink(missing_ok=True)
+        server.shutdown()
+        kube.delete(f"/api/v1/namespaces/{ns}")
+    return out
+
+
+def run_all(which: set[str]) -> dict[str, Any]:
+    os.environ["KUBECONFIG"] = str(testbed.KUBECONFIG)
+    kube = Kube(load_config(pool_size=16))
+    op = Operator()
+    results: dict[str, Any] = {}
+    try:
+        if "B1" in which:
+            results["B1"] = b1(kube)
+        if "B3" in which:
+            results["B3"] = b3(kube)
+        if "B6" in which:
+            results["B6"] = b6(kube)
+    finally:
+        op.stop()
+    return results
