@@ -29,10 +29,12 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
     kube = Kube(load_config(pool_size=cfg.workers + 4))
     runtime = operator.OperatorRuntime(cfg, kube)
-    runtime.register("ContainerPool", "containerpools", PoolReconciler(kube, cfg))
-    runtime.register("TrainingSession", "trainingsessions", SessionReconciler(kube, cfg))
+    runtime.register("ContainerPool", "containerpools", PoolReconciler(kube, cfg).reconcile)
+    runtime.register("TrainingSession", "trainingsessions", SessionReconciler(kube, cfg).reconcile)
     runtime.register(
-        "WorkerScaler", "workerscalers", ScalerReconciler(kube, cfg, default_sources(cfg.prometheus_url))
+        "WorkerScaler",
+        "workerscalers",
+        ScalerReconciler(kube, cfg, default_sources(cfg.prometheus_url)).reconcile,
     )
     operator.install(runtime)
     for source in ("Resource", "Prometheus"):

@@ -35,9 +35,6 @@ class PoolReconciler:
         self.settings = settings
         self.clock = clock or (lambda: datetime.now(UTC))
 
-    def __call__(self, namespace: str, name: str) -> float | None:
-        return self.reconcile(namespace, name)
-
     def reconcile(self, namespace: str, name: str) -> float | None:
         try:
             pool = self.kube.get(custom_path(PLURAL, namespace, name))

@@ -79,9 +79,6 @@ class ScalerReconciler:
         self.lock = threading.Lock()
         self.discovery: dict[tuple[str, str], str] = {}
 
-    def __call__(self, namespace: str, name: str) -> float | None:
-        return self.reconcile(namespace, name)
-
     # --- target resolution ---------------------------------------------------------------------------
 
     def scale_path(self, namespace: str, api_version: str, kind: str, name: str) -> str:

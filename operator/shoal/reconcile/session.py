@@ -79,9 +79,6 @@ class SessionReconciler:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.first_seen: dict[str, float] = {}
 
-    def __call__(self, namespace: str, name: str) -> float | None:
-        return self.reconcile(namespace, name)
-
     # --- the state machine ---------------------------------------------------------------------------
 
     def reconcile(self, namespace: str, name: str) -> float | None:
@@ -154,7 +151,7 @@ class SessionReconciler:
         outstanding = new.get("command") in ("pause", "stop")
         acked = int(progress.get("ack", 0)) >= int(new.get("commandId", 0)) > 0
         if pod_phase == "Succeeded" and (progress.get("done") or not outstanding):
-            self._release_or_keep(obj, spec, new, pod, now)
+            self._let_go(obj, spec, new, pod, now, keep_own=True)
             new.update(
                 phase="Succeeded",
                 reason="Completed",
@@ -203,7 +200,7 @@ class SessionReconciler:
         else:
             msg = f"no checkpoint acknowledgement within {deadline}s: released anyway"
             self.kube.event(obj, "Warning", "CheckpointTimeout", msg)
-        self._release_or_delete(obj, spec, new, pod, now)
+        self._let_go(obj, spec, new, pod, now)
         preempted = new.get("preemptedBy")
         if spec.runState == "Stopped":
             new.update(phase="Stopped", reason="Stopped", message=msg, endTime=format_time(now))
@@ -317,7 +314,7 @@ class SessionReconciler:
             else f"pod {pod['metadata']['name']} {pod['status'].get('phase', '').lower()}"
         )
         if pod is not None:
-            self._release_or_delete(obj, spec, new, pod, now)
+            self._let_go(obj, spec, new, pod, now)
         new["podName"] = None
         if restarts >= rp.backoffLimit:
             new.update(
@@ -339,33 +336,23 @@ class SessionReconciler:
         self.kube.event(obj, "Warning", "Restarting", new["message"])
         return delay
 
-    def _release_or_delete(
+    def _let_go(
         self,
         obj: dict[str, Any],
         spec: TrainingSessionSpec,
         new: dict[str, Any],
         pod: dict[str, Any],
         now: datetime,
+        keep_own: bool = False,
     ) -> None:
+        """A claimed pool pod goes back to its pool; the session's own pod is deleted, or kept (logs) at the end."""
         if new.get("claimedFromPool"):
             self._release(obj, spec, pod, now)
-        else:
+        elif not keep_own:
             self.kube.delete(
                 pods_path(obj["metadata"]["namespace"], pod["metadata"]["name"]),
                 uid=pod["metadata"].get("uid"),
             )
-
-    def _release_or_keep(
-        self,
-        obj: dict[str, Any],
-        spec: TrainingSessionSpec,
-        new: dict[str, Any],
-        pod: dict[str, Any],
-        now: datetime,
-    ) -> None:
-        """A finished run keeps its own pod (logs); a claimed pool pod goes back to its pool."""
-        if new.get("claimedFromPool"):
-            self._release(obj, spec, pod, now)
 
     def _get_pod(self, namespace: str, pod_name: str | None) -> dict[str, Any] | None:
         if not pod_name:
