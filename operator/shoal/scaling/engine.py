@@ -140,8 +140,10 @@ def decide(cfg: EngineConfig, obs: Observation, history: History, now: float) ->
     if cfg.predictive:
         lead = max(cfg.horizon, obs.pod_startup_seconds or 0.0)
         fc = forecast(samples, cfg.poll, lead, cfg.season)
-        # Like the reactive rule, ignore forecasts within the tolerance band: noise is not a trend.
-        if fc is not None and fc.replicas > raw and fc.demand > current * (1 + cfg.tolerance):
+        # Like the reactive rule, ignore forecasts within the tolerance band, and within the forecast's
+        # own error (2 x its one-step RMSE): noise is not a trend.
+        margin = max(current * cfg.tolerance, 2 * (fc.error or 0.0)) if fc is not None else 0.0
+        if fc is not None and fc.replicas > raw and fc.demand > current + margin:
             raw, reason = fc.replicas, "PredictiveScaleUp"
             msg = f"forecast demand {fc.demand:.2f} replicas in {fc.horizon_seconds:.0f}s"
     if floor is not None and floor > raw:
