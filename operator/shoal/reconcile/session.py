@@ -94,7 +94,8 @@ class SessionReconciler:
             self._finalize(obj)
             return None
         if FINALIZER not in (meta.get("finalizers") or []):
-            self.kube.json_patch(
+            # The patched object comes back: carry on with it rather than waiting for the next event.
+            obj = self.kube.json_patch(
                 custom_path(PLURAL, namespace, name),
                 [
                     {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
@@ -105,7 +106,7 @@ class SessionReconciler:
                     },
                 ],
             )
-            return 0.0
+            meta = obj["metadata"]
         st: dict[str, Any] = dict(obj.get("status") or {})
         now = self.clock()
         try:
