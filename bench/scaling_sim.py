@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shoal.api.scaler import WorkerScalerSpec
@@ -241,7 +241,3 @@ def simulate(
     out["shoal"] = replay(trace, "Shoal", shoal, 15, startup, min_r)
     out["oracle"] = replay(trace, "Oracle (perfect foresight)", None, 15, startup, min_r, oracle=True)
     return out
-
-
-def with_config(cfg: EngineConfig, **kw: object) -> EngineConfig:
-    return replace(cfg, **kw)  # type: ignore[arg-type]

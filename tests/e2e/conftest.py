@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,10 +162,6 @@ def pool_manifest(name: str, replicas: int, **spec: Any) -> dict[str, Any]:
             **spec,
         },
     }
-
-
-def time_it() -> float:
-    return time.monotonic()
 
 
 class Exporter:

@@ -50,10 +50,6 @@ class Plan:
     counts: Counts = field(default_factory=Counts)
     requeue_after: float | None = None  # seconds until a time-based rule next fires
 
-    @property
-    def scale_down(self) -> int:
-        return sum(1 for d in self.delete if d.reason == "ScaleDown")
-
 
 def desired_replicas(spec: ContainerPoolSpec, claimed: int) -> int:
     """max(replicas, claimed + warm.minIdle), clamped to [minReplicas, maxReplicas]."""
