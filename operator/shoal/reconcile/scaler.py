@@ -27,6 +27,7 @@ from shoal.sources import MetricSource, SourceContext
 log = logging.getLogger("shoal.scaler")
 PLURAL = "workerscalers"
 MAX_DECISIONS = 10
+LIST_TTL = 5.0
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
 
@@ -78,6 +79,7 @@ class ScalerReconciler:
         self.states: dict[tuple[str, str], _State] = {}
         self.lock = threading.Lock()
         self.discovery: dict[tuple[str, str], str] = {}
+        self.lists: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
     # --- target resolution ---------------------------------------------------------------------------
 
@@ -108,7 +110,7 @@ class ScalerReconciler:
         meta = scaler["metadata"]
         ns, ref = meta["namespace"], spec.targetRef
         me = (meta.get("creationTimestamp", ""), meta["name"])
-        for other in self.kube.list_items(custom_path(PLURAL, ns)):
+        for other in self._listed(custom_path(PLURAL, ns)):
             o = other["metadata"]
             tr = other.get("spec", {}).get("targetRef", {})
             if o["name"] == meta["name"] or (tr.get("kind"), tr.get("name")) != (ref.kind, ref.name):
@@ -116,7 +118,7 @@ class ScalerReconciler:
             if (o.get("creationTimestamp", ""), o["name"]) < me:
                 return f"WorkerScaler {o['name']} already scales {ref.kind}/{ref.name}"
         try:
-            hpas = self.kube.list_items(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers")
+            hpas = self._listed(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers")
         except ApiError:
             hpas = []
         for hpa in hpas:
@@ -126,6 +128,22 @@ class ScalerReconciler:
                     f"HorizontalPodAutoscaler {hpa['metadata']['name']} already scales {ref.kind}/{ref.name}"
                 )
         return None
+
+    def _listed(self, path: str) -> list[dict[str, Any]]:
+        """A namespace's scalers/HPAs, shared by its scalers for LIST_TTL seconds.
+
+        Conflict checks would otherwise list the whole namespace on every evaluation of every scaler
+        (quadratic in the number of scalers); a new conflicting object is seen within LIST_TTL.
+        """
+        now = time.monotonic()
+        with self.lock:
+            hit = self.lists.get(path)
+            if hit and now - hit[0] < LIST_TTL:
+                return hit[1]
+        items = self.kube.list_items(path)
+        with self.lock:
+            self.lists[path] = (now, items)
+        return items
 
     # --- the loop --------------------------------------------------------------------------------------
 
