@@ -7,8 +7,8 @@ import hashlib
 import json
 from typing import Any
 
-from shoal import API_VERSION
 from shoal.api.pool import ContainerPoolSpec
+from shoal.builders import controller_ref
 from shoal.pool.pods import LABEL_POOL, LABEL_STATE, LABEL_TEMPLATE_HASH, PENDING
 
 # Pod Security "restricted" defaults, used where the user's template says nothing.
@@ -33,17 +33,6 @@ def resource_list(spec: ContainerPoolSpec, gpu_resource: str) -> dict[str, str]:
     if r.gpu:
         out[gpu_resource] = str(r.gpu)
     return {k: v for k, v in out.items() if v is not None}
-
-
-def pool_owner(name: str, uid: str) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "ContainerPool",
-        "name": name,
-        "uid": uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
 
 
 def build_pod(
@@ -78,7 +67,7 @@ def build_pod(
             "generateName": f"{pool_name[:57]}-",
             "labels": labels,
             "annotations": dict(meta.get("annotations") or {}),
-            "ownerReferences": [pool_owner(pool_name, pool_uid)],
+            "ownerReferences": [controller_ref("ContainerPool", pool_name, pool_uid)],
         },
         "spec": pod_spec,
     }

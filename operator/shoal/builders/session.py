@@ -6,8 +6,8 @@ import copy
 import json
 from typing import Any
 
-from shoal import API_VERSION
 from shoal.api.session import TrainingSessionSpec
+from shoal.builders import controller_ref
 from shoal.builders.pod import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
 
 LABEL_SESSION = "shoal.dev/session"
@@ -15,17 +15,6 @@ ANN_RESUME_FROM = "shoal.dev/resume-from"
 TENSORBOARD_PORT = 6006
 VIDEO_PORT = 8000
 AGENT_PORT = 9400
-
-
-def owner(name: str, uid: str) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "TrainingSession",
-        "name": name,
-        "uid": uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
 
 
 def names(session: str) -> dict[str, str]:
@@ -113,7 +102,7 @@ def session_pod(
             "name": pod_name,
             "labels": {LABEL_SESSION: session},
             "annotations": annotations,
-            "ownerReferences": [owner(session, uid)],
+            "ownerReferences": [controller_ref("TrainingSession", session, uid)],
         },
         "spec": {
             "restartPolicy": "Never",  # restarts are the operator's, with backoff and from a checkpoint
@@ -142,7 +131,11 @@ def supporting_objects(
     n = names(session)
 
     def meta(name: str) -> dict[str, Any]:
-        return {"name": name, "labels": {LABEL_SESSION: session}, "ownerReferences": [owner(session, uid)]}
+        return {
+            "name": name,
+            "labels": {LABEL_SESSION: session},
+            "ownerReferences": [controller_ref("TrainingSession", session, uid)],
+        }
 
     pvc_spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
@@ -185,7 +178,7 @@ def agent_role(session: str, uid: str, pod_name: str) -> list[dict[str, Any]]:
     meta = {
         "name": n["account"],
         "labels": {LABEL_SESSION: session},
-        "ownerReferences": [owner(session, uid)],
+        "ownerReferences": [controller_ref("TrainingSession", session, uid)],
     }
     return [
         {

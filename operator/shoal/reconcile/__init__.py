@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shoal import conditions
-from shoal.k8s.client import ApiError, Kube, custom_path
+from shoal.k8s.client import Kube, custom_path
 
 
 def write_status(kube: Kube, plural: str, obj: dict[str, Any], status: dict[str, Any]) -> bool:
@@ -17,9 +17,7 @@ def write_status(kube: Kube, plural: str, obj: dict[str, Any], status: dict[str,
     ):
         return False
     meta = obj["metadata"]
-    try:
-        kube.merge_patch(custom_path(plural, meta["namespace"], meta["name"], "status"), {"status": status})
-    except ApiError as exc:
-        if not exc.not_found:
-            raise
+    kube.merge_patch_if_exists(
+        custom_path(plural, meta["namespace"], meta["name"], "status"), {"status": status}
+    )
     return True

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from shoal import conditions, telemetry
 from shoal.api.pool import ContainerPoolSpec
-from shoal.builders.pod import build_pod, pool_owner, template_hash
+from shoal.builders import controller_ref
+from shoal.builders.pod import build_pod, template_hash
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.pool.plan import Plan, plan
@@ -67,14 +68,19 @@ class PoolReconciler:
         p = plan(spec, uid, [pod_view(x) for x in pods], thash, now)
 
         for pod_name in p.adopt:
-            self._patch_pod(namespace, pod_name, {"metadata": {"ownerReferences": [pool_owner(name, uid)]}})
+            self.kube.merge_patch_if_exists(
+                pods_path(namespace, pod_name),
+                {"metadata": {"ownerReferences": [controller_ref("ContainerPool", name, uid)]}},
+            )
         deleted: dict[str, list[str]] = defaultdict(list)
         for d in p.delete:
             if self.kube.delete(pods_path(namespace, d.pod), uid=d.uid):
                 deleted[d.reason].append(d.pod)
                 telemetry.POOL_EVENTS.labels("delete", d.reason).inc()
         for pod_name, state in p.relabel.items():
-            self._patch_pod(namespace, pod_name, {"metadata": {"labels": {LABEL_STATE: state}}})
+            self.kube.merge_patch_if_exists(
+                pods_path(namespace, pod_name), {"metadata": {"labels": {LABEL_STATE: state}}}
+            )
         created, create_error = self._create(namespace, name, uid, spec, thash, p.create)
 
         self._events(pool, p, created, deleted, create_error)
@@ -111,13 +117,6 @@ class PoolReconciler:
         if create_error:
             return RETRY_AFTER_CREATE_FAILURE
         return p.requeue_after
-
-    def _patch_pod(self, namespace: str, pod: str, patch: dict[str, Any]) -> None:
-        try:
-            self.kube.merge_patch(pods_path(namespace, pod), patch)
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
 
     def _create(
         self, namespace: str, name: str, uid: str, spec: ContainerPoolSpec, thash: str, count: int

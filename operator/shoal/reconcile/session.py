@@ -25,6 +25,7 @@ from shoal.builders.session import (
     requests,
     session_pod,
     supporting_objects,
+    training_config,
 )
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
@@ -180,9 +181,8 @@ class SessionReconciler:
         if not outstanding:
             new["commandId"] = int(new.get("commandId", 0)) + 1
             new.update(command=verb, commandTime=format_time(now))
-            self._patch_pod(
-                ns,
-                pod["metadata"]["name"],
+            self.kube.merge_patch_if_exists(
+                pods_path(ns, pod["metadata"]["name"]),
                 {"metadata": {"annotations": {ANN_COMMAND: verb, ANN_COMMAND_ID: str(new["commandId"])}}},
             )
             new.update(
@@ -366,13 +366,6 @@ class SessionReconciler:
             raise
         return None if pod["metadata"].get("deletionTimestamp") else pod
 
-    def _patch_pod(self, namespace: str, pod: str, patch: dict[str, Any]) -> None:
-        try:
-            self.kube.merge_patch(pods_path(namespace, pod), patch)
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
-
     # --- warm pools -----------------------------------------------------------------------------------
 
     def _claim(
@@ -416,7 +409,7 @@ class SessionReconciler:
                         ANN_COMMAND_ID: None,
                         ANN_PROGRESS: None,
                         ANN_SESSION_CONFIG: json.dumps(
-                            {**_config(spec), "resumeFrom": new.get("lastCheckpoint")}
+                            {**training_config(spec), "resumeFrom": new.get("lastCheckpoint")}
                         ),
                     },
                 }
@@ -450,9 +443,8 @@ class SessionReconciler:
     def _release(
         self, obj: dict[str, Any], spec: TrainingSessionSpec, pod: dict[str, Any], now: datetime
     ) -> None:
-        self._patch_pod(
-            obj["metadata"]["namespace"],
-            pod["metadata"]["name"],
+        self.kube.merge_patch_if_exists(
+            pods_path(obj["metadata"]["namespace"], pod["metadata"]["name"]),
             {
                 "metadata": {
                     "labels": {LABEL_SESSION: None},
@@ -536,11 +528,9 @@ class SessionReconciler:
 
     def _preempt(self, obj: dict[str, Any], victim: str) -> None:
         ns, me = obj["metadata"]["namespace"], obj["metadata"]["name"]
-        try:
-            self.kube.merge_patch(custom_path(PLURAL, ns, victim, "status"), {"status": {"preemptedBy": me}})
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
+        if not self.kube.merge_patch_if_exists(
+            custom_path(PLURAL, ns, victim, "status"), {"status": {"preemptedBy": me}}
+        ):
             return
         self.kube.event(obj, "Normal", "Preempting", f"pausing lower-priority session {victim} to fit")
 
@@ -604,14 +594,10 @@ class SessionReconciler:
             else:
                 self.kube.delete(pods_path(meta["namespace"], pod["metadata"]["name"]))
         finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
-        try:
-            self.kube.merge_patch(
-                custom_path(PLURAL, meta["namespace"], meta["name"]),
-                {"metadata": {"finalizers": finalizers or None}},
-            )
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
+        self.kube.merge_patch_if_exists(
+            custom_path(PLURAL, meta["namespace"], meta["name"]),
+            {"metadata": {"finalizers": finalizers or None}},
+        )
         self.first_seen.pop(meta["uid"], None)
 
     def _write(self, obj: dict[str, Any], new: dict[str, Any], now: datetime) -> None:
@@ -656,16 +642,6 @@ class SessionReconciler:
             self.kube.event(obj, level, phase, new.get("message") or phase)
         # Fields cleared this round are sent as null so merge-patch removes them.
         patch = {k: new.get(k) for k in set(changed) | {k for k in old if k not in new}}
-        try:
-            self.kube.merge_patch(
-                custom_path(PLURAL, meta["namespace"], meta["name"], "status"), {"status": patch}
-            )
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
-
-
-def _config(spec: TrainingSessionSpec) -> dict[str, Any]:
-    from shoal.builders.session import training_config
-
-    return training_config(spec)
+        self.kube.merge_patch_if_exists(
+            custom_path(PLURAL, meta["namespace"], meta["name"], "status"), {"status": patch}
+        )
