@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -84,6 +85,17 @@ def decisions(kube: Kube, ns: str, name: str) -> list[dict[str, Any]]:
     return list(scaler(kube, ns, name).get("status", {}).get("decisions", []))
 
 
+def wait_decision(
+    kube: Kube, ns: str, name: str, match: Callable[[dict[str, Any]], bool], what: str, timeout: float = 30
+) -> dict[str, Any]:
+    """The scaler patches /scale before it writes status, so a resized target can be seen first."""
+
+    def found() -> dict[str, Any]:
+        return next((d for d in decisions(kube, ns, name) if match(d)), {})
+
+    return wait_until(found, timeout, what)
+
+
 def test_cpu_load_scales_a_pool_up_through_the_metrics_api_and_down_after_cooldown(
     kube: Kube, namespace: str, running_operator: OperatorProcess
 ) -> None:
@@ -101,12 +113,16 @@ def test_cpu_load_scales_a_pool_up_through_the_metrics_api_and_down_after_cooldo
         namespace,
     )
     wait_until(lambda: pool_replicas(kube, namespace, "cpu") == 4, 120, "pool scaled 2 -> 4 by 90 % CPU")
-    up = next(d for d in decisions(kube, namespace, "cpu") if d["toReplicas"] == 4)
+    up = wait_decision(
+        kube, namespace, "cpu", lambda d: d["toReplicas"] == 4, "the 2 -> 4 decision in status"
+    )
     assert up["reason"] == "ScaleUp" and up["fromReplicas"] == 2 and "cpu=90%" in up["message"]
 
     set_cpu(kube, namespace, "shoal.dev/pool=cpu", "50m")
     wait_until(lambda: pool_replicas(kube, namespace, "cpu") == 1, 120, "pool scaled down to minReplicas")
-    down = next(d for d in decisions(kube, namespace, "cpu") if d["toReplicas"] == 1)
+    down = wait_decision(
+        kube, namespace, "cpu", lambda d: d["toReplicas"] == 1, "the scale-down decision in status"
+    )
     gap = _ts(down["time"]) - _ts(up["time"])
     assert gap >= 10, f"scaled down {gap}s after the scale-up, inside the 10 s cooldown"
     events = kube.list_items(f"/api/v1/namespaces/{namespace}/events")
@@ -175,6 +191,13 @@ def test_prometheus_outage_holds_then_falls_back_then_resumes(
         held = wait_until(inactive, 30, "ScalingActive=False while Prometheus is down")
         assert held["reason"] == "MetricsUnavailable" and "Prometheus unreachable" in held["message"]
         wait_until(lambda: deployment(kube, namespace, "batch")["spec"]["replicas"] == 6, 30, "fallback to 6")
+        wait_decision(
+            kube,
+            namespace,
+            "batch",
+            lambda d: d["reason"] == "FallbackReplicas",
+            "FallbackReplicas in status",
+        )
         history = decisions(kube, namespace, "batch")
         reasons = [(d["reason"], d["fromReplicas"], d["toReplicas"]) for d in history]
         assert ("MetricsUnavailable", 3, 3) in reasons, reasons  # held before the threshold
@@ -228,7 +251,9 @@ def test_emergency_spike_scales_in_one_step_within_one_poll_interval(
     assert scaled is not None, "no scale within 120 s of the spike"
     reaction = scaled - (seen if seen is not None else scaled)
     assert pool_replicas(kube, namespace, "spike") == 4  # ceil(2 * 0.99 / 0.5), in one step
-    last = decisions(kube, namespace, "spike")[-1]
+    last = wait_decision(
+        kube, namespace, "spike", lambda d: d["toReplicas"] != 2, "the spike decision in status"
+    )
     assert (last["reason"], last["fromReplicas"], last["toReplicas"]) == ("EmergencyScaleUp", 2, 4)
     assert reaction <= 2 + 1.0, f"took {reaction:.2f}s after the metrics API showed the spike (poll is 2 s)"
     print(f"emergency reaction after the metrics API showed >95%: {reaction:.2f}s")
