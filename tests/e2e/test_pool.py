@@ -9,7 +9,7 @@ import pytest
 
 from shoal.k8s.client import Kube, custom_path, pods_path
 from tests.e2e.conftest import OperatorProcess, pool_manifest
-from tests.e2e.util import apply, condition, kubectl, live_pods, pool, running, wait_until
+from tests.e2e.util import apply, condition, events_where, kubectl, live_pods, pool, running, wait_until
 
 SEL = "shoal.dev/pool={}"
 
@@ -43,8 +43,12 @@ def test_pool_of_five_runs_and_kubectl_shows_the_columns(
     for p in live_pods(kube, namespace, SEL.format("web")):
         assert p["metadata"]["labels"]["shoal.dev/state"] == "Idle"
         assert p["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
-    events = kube.list_items(f"/api/v1/namespaces/{namespace}/events")
-    assert any(e["reason"] == "ScaledUp" and e["involvedObject"]["name"] == "web" for e in events)
+    events_where(
+        kube,
+        namespace,
+        lambda e: e["reason"] == "ScaledUp" and e["involvedObject"]["name"] == "web",
+        "ScaledUp",
+    )
 
 
 def test_kubectl_scale_and_an_hpa_style_client_use_the_scale_subresource(
@@ -112,8 +116,9 @@ def test_old_pods_are_recycled_and_deleted_pods_replaced(
         60,
         "both pods replaced after maxAgeSeconds",
     )
-    events = kube.list_items(f"/api/v1/namespaces/{namespace}/events")
-    assert any(e["reason"] == "Recycled" and "MaxAge" in e["message"] for e in events)
+    events_where(
+        kube, namespace, lambda e: e["reason"] == "Recycled" and "MaxAge" in e["message"], "Recycled"
+    )
 
     apply(pool_manifest("steady", 3), namespace)
     wait_until(lambda: pool_settled(kube, namespace, "steady", 3), 60, "3 pods")
@@ -228,10 +233,11 @@ def test_failed_pods_are_replaced_with_a_warning_event(
         60,
         "failed pod replaced",
     )
-    events = kube.list_items(f"/api/v1/namespaces/{namespace}/events")
-    assert any(
-        e["reason"] == "PodFailed" and e["type"] == "Warning" and victim["name"] in e["message"]
-        for e in events
+    events_where(
+        kube,
+        namespace,
+        lambda e: e["reason"] == "PodFailed" and e["type"] == "Warning" and victim["name"] in e["message"],
+        "a PodFailed warning naming the pod",
     )
 
 

@@ -11,7 +11,7 @@ from shoal.api.common import parse_quantity
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from testbed import cluster as testbed
 from tests.e2e.conftest import Exporter, OperatorProcess, pool_manifest, scaler_manifest
-from tests.e2e.util import apply, condition, kubectl, live_pods, wait_until
+from tests.e2e.util import apply, condition, events_where, kubectl, live_pods, wait_until
 
 POOL = {"apiVersion": "shoal.dev/v1alpha1", "kind": "ContainerPool"}
 CPU_50 = [{"type": "Resource", "resource": {"name": "cpu", "targetAverageUtilization": 50}}]
@@ -125,8 +125,18 @@ def test_cpu_load_scales_a_pool_up_through_the_metrics_api_and_down_after_cooldo
     )
     gap = _ts(down["time"]) - _ts(up["time"])
     assert gap >= 10, f"scaled down {gap}s after the scale-up, inside the 10 s cooldown"
-    events = kube.list_items(f"/api/v1/namespaces/{namespace}/events")
-    assert sum(1 for e in events if e["reason"] == "Scaled" and e["involvedObject"]["name"] == "cpu") >= 2
+    events_where(
+        kube,
+        namespace,
+        lambda e: (
+            e["reason"] == "Scaled" and e["involvedObject"]["name"] == "cpu" and " -> 1:" in e["message"]
+        ),
+        "a Scaled event for the scale-down",
+    )
+    scaled = events_where(
+        kube, namespace, lambda e: e["reason"] == "Scaled" and e["involvedObject"]["name"] == "cpu", "Scaled"
+    )
+    assert len(scaled) >= 2, scaled
 
 
 def _ts(text: str) -> float:

@@ -9,7 +9,7 @@ from typing import Any
 
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from tests.e2e.conftest import OperatorProcess, pool_manifest
-from tests.e2e.util import apply, condition, live_pods, wait_until
+from tests.e2e.util import apply, condition, events_where, live_pods, wait_until
 
 
 def session_manifest(name: str, **spec: Any) -> dict[str, Any]:
@@ -128,12 +128,22 @@ def test_gpu_session_gets_a_gpu_pod_service_and_pvc_and_phases_follow_the_pod(
     finish(kube, namespace, st["podName"])
     done = wait_until(lambda: phase_is(kube, namespace, "gpu", "Succeeded"), 30, "session Succeeded")
     assert done["progress"] == "100%" and done["metrics"]["meanReward"] == 199.0 and done.get("endTime")
-    events = [
+    events = events_where(
+        kube,
+        namespace,
+        lambda e: (
+            e["involvedObject"].get("name") == "gpu"
+            and e["involvedObject"].get("kind") == "TrainingSession"
+            and e["reason"] == "Succeeded"
+        ),
+        "the Succeeded event",
+    )
+    reasons = {
         e["reason"]
         for e in kube.list_items(f"/api/v1/namespaces/{namespace}/events")
         if e["involvedObject"].get("name") == "gpu" and e["involvedObject"].get("kind") == "TrainingSession"
-    ]
-    assert {"Starting", "Running", "Succeeded"} <= set(events), events
+    }
+    assert events and {"Starting", "Running", "Succeeded"} <= reasons, reasons
 
 
 def test_pause_checkpoints_releases_the_pod_and_resume_starts_from_the_checkpoint(
@@ -241,12 +251,8 @@ def test_pool_ref_binds_to_an_idle_warm_pod_without_creating_a_pod(
         "pod labelled Claimed",
     )
     assert {p["metadata"]["name"] for p in kube.list_items(pods_path(namespace))} == before  # no new pod
-    events = [
-        e["message"]
-        for e in kube.list_items(f"/api/v1/namespaces/{namespace}/events")
-        if e["reason"] == "Claimed"
-    ]
-    assert events and "bound to warm pod" in events[0]
+    claimed = events_where(kube, namespace, lambda e: e["reason"] == "Claimed", "a Claimed event")
+    assert "bound to warm pod" in claimed[0]["message"]
 
     kube.merge_patch(custom_path("trainingsessions", namespace, "quick"), {"spec": {"runState": "Stopped"}})
     agent_acks(kube, namespace, st["podName"], timesteps=500)
@@ -287,8 +293,12 @@ def test_failed_pods_restart_with_backoff_from_the_checkpoint_then_fail(
     assert second["restarts"] == 1
     restarting = [
         e["message"]
-        for e in kube.list_items(f"/api/v1/namespaces/{namespace}/events")
-        if e["reason"] == "Restarting" and e["involvedObject"].get("name") == "flaky"
+        for e in events_where(
+            kube,
+            namespace,
+            lambda e: e["reason"] == "Restarting" and e["involvedObject"].get("name") == "flaky",
+            "a Restarting event",
+        )
     ]
     assert restarting and "restart 1/1 in 1s from /checkpoints/ckpt-000000007000.npz" in restarting[0], (
         restarting

@@ -62,3 +62,14 @@ def pool(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), {})
+
+
+def events_where(
+    kube: Kube, namespace: str, match: Callable[[dict[str, Any]], bool], what: str, timeout: float = 30
+) -> list[dict[str, Any]]:
+    """Events are recorded after the state they describe, so wait for them like any other state."""
+    return wait_until(
+        lambda: [e for e in kube.list_items(f"/api/v1/namespaces/{namespace}/events") if match(e)],
+        timeout,
+        what,
+    )
