@@ -27,10 +27,12 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
-    kube = Kube(load_config(pool_size=cfg.workers + 4))
+    kube = Kube(load_config(pool_size=cfg.workers * 3 + 4), async_events=True)
     runtime = operator.OperatorRuntime(cfg, kube)
     runtime.register("ContainerPool", "containerpools", PoolReconciler(kube, cfg).reconcile)
-    runtime.register("TrainingSession", "trainingsessions", SessionReconciler(kube, cfg).reconcile)
+    runtime.register(
+        "TrainingSession", "trainingsessions", SessionReconciler(kube, cfg, index=runtime.index).reconcile
+    )
     runtime.register(
         "WorkerScaler",
         "workerscalers",

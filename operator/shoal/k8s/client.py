@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import queue
 import socket
+import threading
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +22,9 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from shoal.pool.pods import format_time
+
+log = logging.getLogger("shoal.k8s")
+EVENT_BACKLOG = 1000  # client-go's broadcaster queue length: beyond it, events are dropped, not waited on
 
 
 class ApiError(Exception):
@@ -51,10 +57,18 @@ def load_config(pool_size: int = 16) -> kubernetes.client.ApiClient:
 
 
 class Kube:
-    def __init__(self, api: kubernetes.client.ApiClient | None = None) -> None:
+    def __init__(self, api: kubernetes.client.ApiClient | None = None, async_events: bool = False) -> None:
+        """`async_events`: Events go through a background poster (as client-go's recorder does), so a
+        reconcile never waits on a write nobody reads from; otherwise they are posted inline."""
         self.api = api or load_config()
         self.component = "shoal-operator"
         self.instance = os.environ.get("HOSTNAME", socket.gethostname())
+        self._events: queue.Queue[tuple[str, dict[str, Any]] | threading.Event] | None = (
+            queue.Queue(maxsize=EVENT_BACKLOG) if async_events else None
+        )
+        self._poster_lock = threading.Lock()
+        self._poster: threading.Thread | None = None
+        self.events_dropped = 0
 
     def request(
         self,
@@ -148,8 +162,41 @@ class Kube:
             "reportingComponent": f"shoal.dev/{self.component}",
             "reportingInstance": self.instance[:128],
         }
+        path = f"/api/v1/namespaces/{meta['namespace']}/events"
+        if self._events is None:
+            self._post_event(path, body)
+            return
+        with self._poster_lock:
+            if self._poster is None:
+                self._poster = threading.Thread(target=self._post_events, name="event-poster", daemon=True)
+                self._poster.start()
+        try:
+            self._events.put_nowait((path, body))
+        except queue.Full:
+            self.events_dropped += 1
+            log.warning("event backlog full: dropped %s %s for %s", type_, reason, meta["name"])
+
+    def flush_events(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued Event was posted (shutdown, tests); False on timeout."""
+        with self._poster_lock:
+            if self._events is None or self._poster is None:
+                return True
+        done = threading.Event()
+        self._events.put(done)
+        return done.wait(timeout)
+
+    def _post_events(self) -> None:
+        assert self._events is not None
+        while True:
+            item = self._events.get()
+            if isinstance(item, threading.Event):
+                item.set()
+            else:
+                self._post_event(*item)
+
+    def _post_event(self, path: str, body: dict[str, Any]) -> None:
         with contextlib.suppress(ApiError, OSError):
-            self.create(f"/api/v1/namespaces/{meta['namespace']}/events", body)
+            self.create(path, body)
 
 
 def _api_error(status: int, reason: Any, body: Any) -> ApiError:

@@ -12,6 +12,7 @@ from typing import Any
 from shoal import telemetry
 from shoal.config import Settings
 from shoal.k8s.client import Kube
+from shoal.runtime.cache import ClaimIndex
 from shoal.runtime.leader import LeaderElector
 from shoal.runtime.workqueue import WorkQueue, run_workers
 
@@ -26,9 +27,12 @@ class OperatorRuntime:
     def __init__(self, settings: Settings, kube: Kube) -> None:
         self.settings = settings
         self.kube = kube
-        self.queue = WorkQueue()
-        self.executor = ThreadPoolExecutor(max_workers=settings.workers + 1, thread_name_prefix="reconcile")
+        # One queue and its own workers per kind (client-go's controller per kind): a burst of pool
+        # reconciles never delays a session's claim, and a slow scaler source never delays a pool.
+        self.queues: dict[str, WorkQueue] = {}
+        self.executor = ThreadPoolExecutor(max_workers=1)  # replaced in start(), once the kinds are known
         self.reconcilers: dict[str, Callable[[str, str], float | None]] = {}
+        self.index = ClaimIndex()  # fed by the pool and pod watches, read by the claim path
         self.listers: dict[str, str] = {}  # kind -> plural, for full resyncs
         self.leader: LeaderElector | None = None
         self.tasks: list[asyncio.Task[Any]] = []
@@ -36,11 +40,14 @@ class OperatorRuntime:
     def register(self, kind: str, plural: str, reconciler: Callable[[str, str], float | None]) -> None:
         self.reconcilers[kind] = reconciler
         self.listers[kind] = plural
+        self.queues[kind] = WorkQueue()
+        telemetry.QUEUE_DEPTH.labels(kind).set(0)
         telemetry.RECONCILE_ERRORS.labels(kind)  # a zero series from the start, for rate() and alerts
 
     def enqueue(self, kind: str, namespace: str, name: str) -> None:
-        self.queue.add((kind, namespace, name))
-        telemetry.QUEUE_DEPTH.set(len(self.queue))
+        queue = self.queues[kind]
+        queue.add((kind, namespace, name))
+        telemetry.QUEUE_DEPTH.labels(kind).set(len(queue))
 
     def _reconcile(self, key: Key) -> float | None:
         kind, namespace, name = key
@@ -84,6 +91,10 @@ class OperatorRuntime:
 
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self.executor.shutdown(wait=False)
+        self.executor = ThreadPoolExecutor(
+            max_workers=self.settings.workers * len(self.queues) + 1, thread_name_prefix="reconcile"
+        )
         if self.settings.leader_election:
             self.leader = LeaderElector(
                 self.kube,
@@ -96,12 +107,13 @@ class OperatorRuntime:
             self.tasks.append(asyncio.create_task(self.leader.run(), name="leader-election"))
         else:
             telemetry.LEADER.set(1)
-        self.tasks.append(
-            asyncio.create_task(
-                run_workers(self.queue, self._reconcile, self.settings.workers, self.executor, self._ready),
-                name="workers",
+        for kind, queue in self.queues.items():
+            self.tasks.append(
+                asyncio.create_task(
+                    run_workers(queue, self._reconcile, self.settings.workers, self.executor, self._ready),
+                    name=f"workers-{kind}",
+                )
             )
-        )
         self.tasks.append(asyncio.create_task(self._periodic_resync(), name="resync"))
 
     async def stop(self) -> None:
@@ -110,6 +122,7 @@ class OperatorRuntime:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.leader is not None:
             await self.leader.release()
+        await asyncio.get_running_loop().run_in_executor(None, self.kube.flush_events, 2.0)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
