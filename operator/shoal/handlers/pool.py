@@ -14,10 +14,18 @@ KIND = "ContainerPool"
 
 
 @kopf.on.event("shoal.dev", "v1alpha1", "containerpools")
-async def pool_event(namespace: str | None, name: str, **_: Any) -> None:
-    operator.get().enqueue(KIND, namespace or "", name)
+async def pool_event(
+    namespace: str | None, name: str, type: str | None, event: Mapping[str, Any], **_: Any
+) -> None:
+    runtime = operator.get()
+    runtime.index.pool_event(type, event["object"])
+    runtime.enqueue(KIND, namespace or "", name)
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_POOL: kopf.PRESENT})
-async def pod_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
-    operator.get().enqueue(KIND, namespace or "", labels[LABEL_POOL])
+async def pod_event(
+    namespace: str | None, labels: Mapping[str, str], type: str | None, event: Mapping[str, Any], **_: Any
+) -> None:
+    runtime = operator.get()
+    runtime.index.pod_event(type, event["object"])
+    runtime.enqueue(KIND, namespace or "", labels[LABEL_POOL])

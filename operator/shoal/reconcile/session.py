@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -39,9 +39,9 @@ from shoal.pool.pods import (
     LABEL_STATE,
     format_time,
     parse_time,
-    pod_view,
 )
 from shoal.pool.selection import ClaimRequest, claimable, select_pod
+from shoal.runtime.cache import CachedPod, CachedPool, ClaimIndex
 from shoal.sessions.admission import SessionView, backoff_seconds, decide_admission
 
 log = logging.getLogger("shoal.session")
@@ -74,9 +74,16 @@ def _decimal_requests(spec: TrainingSessionSpec, settings: Settings) -> dict[str
 
 
 class SessionReconciler:
-    def __init__(self, kube: Kube, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: Settings,
+        clock: Callable[[], datetime] | None = None,
+        index: ClaimIndex | None = None,
+    ) -> None:
         self.kube = kube
         self.settings = settings
+        self.index = index  # the watches' view of pools and their pods; None: list on every claim
         self.clock = clock or (lambda: datetime.now(UTC))
         self.first_seen: dict[str, float] = {}
 
@@ -121,8 +128,6 @@ class SessionReconciler:
         if phase in ("Succeeded", "Failed", "Stopped"):
             return None  # the record is kept; nothing runs any more
 
-        if not spec.poolRef:
-            self._ensure_objects(obj, spec)
         pod = self._get_pod(namespace, st.get("podName"))
         new = dict(st)
         new.setdefault("endpoints", endpoints(name, namespace))
@@ -270,6 +275,9 @@ class SessionReconciler:
         ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
         attempt = int(new.get("attempts", 0)) + 1
         pod_name = f"{name}-{attempt}"
+        # Config, checkpoint claim, Service: created when a pod is about to need them, not re-posted
+        # on every pass over a queued or running session.
+        self._ensure_objects(obj, spec)
         for role in agent_role(name, uid, pod_name):
             self._apply(ns, role)
         body = session_pod(
@@ -375,70 +383,100 @@ class SessionReconciler:
         ns, name = meta["namespace"], meta["name"]
         assert spec.poolRef is not None
         pool_name = spec.poolRef.name
-        try:
-            pool = self.kube.get(custom_path("containerpools", ns, pool_name))
-            pool_spec = ContainerPoolSpec.model_validate(pool["spec"])
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
-            new.update(phase="Pending", reason="PoolNotFound", message=f"ContainerPool {pool_name} not found")
-            return PENDING_RECHECK
-        pods = self.kube.list_items(pods_path(ns), f"{LABEL_POOL}={pool_name}")
-        by_name = {p["metadata"]["name"]: p for p in pods}
-        owned = [v for v in map(pod_view, pods) if v.controller_uid == pool["metadata"]["uid"]]
-        candidates = claimable(owned, pool_spec.recycle, template_hash(pool_spec), now)
+        pool = self.index.pool(ns, pool_name) if self.index else None
+        if pool is None:
+            try:
+                raw_pool = self.kube.get(custom_path("containerpools", ns, pool_name))
+            except ApiError as exc:
+                if not exc.not_found:
+                    raise
+                new.update(
+                    phase="Pending", reason="PoolNotFound", message=f"ContainerPool {pool_name} not found"
+                )
+                return PENDING_RECHECK
+            pool = CachedPool(raw_pool["metadata"]["uid"], raw_pool["spec"])
+        pool_spec = ContainerPoolSpec.model_validate(pool.spec)
         req = ClaimRequest(
             signature=f"{spec.game}/{spec.algorithm}",
             requests=requests(spec, self.settings.gpu_resource, self.settings.gpu_memory_resource),
         )
-        for _ in range(3):
-            choice = select_pod(pool_spec.selection, candidates, req)
-            if choice is None:
-                break
-            raw = by_name[choice.name]
-            patch = {
-                "metadata": {
-                    "resourceVersion": raw["metadata"][
-                        "resourceVersion"
-                    ],  # lose the race cleanly, never double-claim
-                    "labels": {LABEL_STATE: CLAIMED, LABEL_SESSION: name},
-                    "annotations": {
-                        ANN_CLAIMED_BY: name,
-                        ANN_CLAIMS: str(choice.claims + 1),
-                        ANN_COMMAND: None,
-                        ANN_COMMAND_ID: None,
-                        ANN_PROGRESS: None,
-                        ANN_SESSION_CONFIG: json.dumps(
-                            {**training_config(spec), "resumeFrom": new.get("lastCheckpoint")}
-                        ),
-                    },
-                }
-            }
-            try:
-                self.kube.merge_patch(pods_path(ns, choice.name), patch)
-            except ApiError as exc:
-                if exc.conflict:
-                    candidates = [c for c in candidates if c.name != choice.name]
-                    continue
-                raise
-            latency = time.monotonic() - self.first_seen.get(meta["uid"], time.monotonic())
-            telemetry.CLAIM_SECONDS.observe(latency)
-            new.update(
-                podName=choice.name,
-                claimedFromPool=pool_name,
-                phase="Running",
-                reason="ClaimedWarmPod",
-                message=f"bound to warm pod {choice.name} of pool {pool_name}",
-                startTime=format_time(now),
-                commandId=0,
-                command=None,
-            )
-            self.kube.event(
-                obj, "Normal", "Claimed", f"bound to warm pod {choice.name} in {latency * 1000:.0f} ms"
-            )
-            return None
+        hashed = template_hash(pool_spec)
+        uid = pool.uid
+
+        def choose(pods: Sequence[CachedPod]) -> str | None:
+            owned = [p.view for p in pods if p.view.controller_uid == uid]
+            choice = select_pod(pool_spec.selection, claimable(owned, pool_spec.recycle, hashed, now), req)
+            return choice.name if choice else None
+
+        # First the watch index (no reads on the way to the claim), then a fresh list of the pool.
+        for index in (self.index, ClaimIndex()) if self.index else (ClaimIndex(),):
+            lost: set[str] = set()
+            if index is not self.index:
+                # Claimed pods can never be chosen: leave them out of the list.
+                for p in self.kube.list_items(
+                    pods_path(ns), f"{LABEL_POOL}={pool_name},{LABEL_STATE}!={CLAIMED}"
+                ):
+                    index.pod_event(None, p)
+            for _ in range(3):
+                picked = index.pick(ns, pool_name, choose, exclude=lost)
+                if picked is None:
+                    break
+                pod_name = picked.view.name
+                try:
+                    claimed = self.kube.merge_patch(
+                        pods_path(ns, pod_name), self._claim_patch(spec, new, name, picked)
+                    )
+                except ApiError as exc:
+                    index.release(ns, pod_name)
+                    if exc.conflict or exc.not_found:
+                        lost.add(pod_name)  # someone else was faster, or it is gone: the next one
+                        continue
+                    raise
+                index.release(ns, pod_name, claimed)
+                if self.index is not None and index is not self.index:
+                    self.index.pod_event("MODIFIED", claimed)
+                self._claimed(obj, new, pod_name, pool_name, now)
+                return None
         new.update(phase="Pending", reason="NoIdlePod", message=f"no idle pod in pool {pool_name}")
         return 1.0
+
+    def _claim_patch(
+        self, spec: TrainingSessionSpec, new: dict[str, Any], session: str, pod: CachedPod
+    ) -> dict[str, Any]:
+        return {
+            "metadata": {
+                "resourceVersion": pod.resource_version,  # lose the race cleanly, never double-claim
+                "labels": {LABEL_STATE: CLAIMED, LABEL_SESSION: session},
+                "annotations": {
+                    ANN_CLAIMED_BY: session,
+                    ANN_CLAIMS: str(pod.view.claims + 1),
+                    ANN_COMMAND: None,
+                    ANN_COMMAND_ID: None,
+                    ANN_PROGRESS: None,
+                    ANN_SESSION_CONFIG: json.dumps(
+                        {**training_config(spec), "resumeFrom": new.get("lastCheckpoint")}
+                    ),
+                },
+            }
+        }
+
+    def _claimed(
+        self, obj: dict[str, Any], new: dict[str, Any], pod_name: str, pool_name: str, now: datetime
+    ) -> None:
+        meta = obj["metadata"]
+        latency = time.monotonic() - self.first_seen.get(meta["uid"], time.monotonic())
+        telemetry.CLAIM_SECONDS.observe(latency)
+        new.update(
+            podName=pod_name,
+            claimedFromPool=pool_name,
+            phase="Running",
+            reason="ClaimedWarmPod",
+            message=f"bound to warm pod {pod_name} of pool {pool_name}",
+            startTime=format_time(now),
+            commandId=0,
+            command=None,
+        )
+        self.kube.event(obj, "Normal", "Claimed", f"bound to warm pod {pod_name} in {latency * 1000:.0f} ms")
 
     def _release(
         self, obj: dict[str, Any], spec: TrainingSessionSpec, pod: dict[str, Any], now: datetime

@@ -1,0 +1,104 @@
+"""The claim path's watch index: what it keeps, and how concurrent claims avoid choosing the same pod."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from shoal.runtime.cache import CachedPod, ClaimIndex
+
+
+def raw_pod(
+    name: str, rv: str = "1", claimed_by: str | None = None, pool: str = "warm", **meta: Any
+) -> dict[str, Any]:
+    annotations = {"shoal.dev/claimed-by": claimed_by} if claimed_by else {}
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "uid": f"uid-{name}",
+            "resourceVersion": rv,
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "labels": {"shoal.dev/pool": pool, "shoal.dev/state": "Claimed" if claimed_by else "Idle"},
+            "annotations": annotations,
+            "ownerReferences": [{"controller": True, "uid": "pool-uid"}],
+            **meta,
+        },
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+def first_unclaimed(pods: Sequence[CachedPod]) -> str | None:
+    names = sorted(p.view.name for p in pods if not p.view.claimed)
+    return names[0] if names else None
+
+
+def test_watch_events_add_update_and_remove_pods_per_pool() -> None:
+    index = ClaimIndex()
+    index.pod_event(None, raw_pod("a"))
+    index.pod_event("ADDED", raw_pod("b"))
+    index.pod_event("ADDED", raw_pod("x", pool="other"))
+    index.pod_event("MODIFIED", raw_pod("a", rv="7", claimed_by="s1"))
+    index.pod_event("ADDED", {"metadata": {"name": "unlabelled", "namespace": "ns", "labels": {}}})
+    pods = {p.view.name: p for p in index.pods("ns", "warm")}
+    assert set(pods) == {"a", "b"}
+    assert pods["a"].resource_version == "7" and pods["a"].view.claimed_by == "s1"
+    index.pod_event("DELETED", raw_pod("a", rv="8"))
+    index.pod_event("MODIFIED", raw_pod("b", rv="9", deletionTimestamp="2026-01-01T00:01:00Z"))
+    assert index.pods("ns", "warm") == [] and len(index) == 1  # only the other pool's pod is left
+
+
+def test_pools_are_kept_until_deleted() -> None:
+    index = ClaimIndex()
+    pool = {"metadata": {"name": "warm", "namespace": "ns", "uid": "u1"}, "spec": {"replicas": 3}}
+    index.pool_event("ADDED", pool)
+    cached = index.pool("ns", "warm")
+    assert cached is not None and cached.uid == "u1" and cached.spec["replicas"] == 3
+    index.pool_event("DELETED", pool)
+    assert index.pool("ns", "warm") is None
+
+
+def test_a_reserved_pod_is_not_offered_to_a_concurrent_claim() -> None:
+    index = ClaimIndex()
+    for name in ("a", "b"):
+        index.pod_event(None, raw_pod(name))
+    first = index.pick("ns", "warm", first_unclaimed)
+    second = index.pick("ns", "warm", first_unclaimed)
+    assert first is not None and second is not None
+    assert (first.view.name, second.view.name) == ("a", "b")
+    assert index.pick("ns", "warm", first_unclaimed) is None  # both are being claimed
+
+
+def test_release_with_the_claimed_pod_keeps_it_out_and_a_failed_claim_puts_it_back() -> None:
+    index = ClaimIndex()
+    for name in ("a", "b"):
+        index.pod_event(None, raw_pod(name))
+    a = index.pick("ns", "warm", first_unclaimed)
+    b = index.pick("ns", "warm", first_unclaimed)
+    assert a is not None and b is not None
+    index.release("ns", "a", raw_pod("a", rv="2", claimed_by="s1"))  # claimed: now marked so
+    index.release("ns", "b")  # the claim failed: b is free again
+    again = index.pick("ns", "warm", first_unclaimed)
+    assert again is not None and again.view.name == "b"
+    assert index.pick("ns", "warm", first_unclaimed, exclude={"b"}) is None
+
+
+def test_concurrent_pickers_never_get_the_same_pod() -> None:
+    index = ClaimIndex()
+    for i in range(50):
+        index.pod_event(None, raw_pod(f"p{i:02d}"))
+    got: list[str] = []
+    lock = threading.Lock()
+
+    def claimer() -> None:
+        while (p := index.pick("ns", "warm", first_unclaimed)) is not None:
+            with lock:
+                got.append(p.view.name)
+
+    threads = [threading.Thread(target=claimer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == [f"p{i:02d}" for i in range(50)]
