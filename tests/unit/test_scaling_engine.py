@@ -123,6 +123,18 @@ def test_scale_up_cooldown_then_allowed() -> None:
     assert run(c, 3, cpu(3, 0.8), history=hist, now=T + 25)[0].desired == 5
 
 
+def test_a_scale_up_cut_short_by_the_step_limit_is_finished_without_waiting_for_the_cooldown() -> None:
+    c = cfg(max_replicas=40, up=Rules(30, 0, 4, 100, 15))
+    d1, h1 = run(c, 6, prom(220))  # wants 22, the step limit allows 6 + max(4, 100 %) = 12
+    assert (d1.desired, d1.limited_reason) == (12, "ScaleUpLimited") and h1.capped_up == 22
+    d2, h2 = run(c, 12, prom(220), history=h1, now=T + 15)  # one period later, inside the 30 s cooldown
+    assert (d2.desired, d2.reason) == (22, "ScaleUp") and h2.capped_up == 0
+    # A new rise after an uncapped step is a new reaction: the cooldown applies again.
+    d3, _ = run(c, 22, prom(300), history=h2, now=T + 30)
+    assert (d3.desired, d3.reason) == (22, "CooldownActive")
+    assert run(c, 22, prom(300), history=h2, now=T + 46)[0].desired == 30
+
+
 def test_scale_down_cooldown_counts_from_any_scaling() -> None:
     c = cfg(down=Rules(180, 0, None, None, 15))
     hist = History(events=((T - 100, 2, 10),))
@@ -202,6 +214,7 @@ def test_config_from_spec_defaults() -> None:
         0.3,
         0.95,
     )
+    assert (c.up.stabilization, c.down.stabilization) == (0, 300)  # HPA's scale-down window
 
 
 # --- properties -----------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def _rules(
 
 
 def config(spec: WorkerScalerSpec) -> EngineConfig:
-    """Defaults: up 30 s cooldown, +max(4 pods, 100 %) per 15 s; down 180 s cooldown, 60 s window."""
+    """Defaults: up 30 s cooldown, +max(4 pods, 100 %) per 15 s; down 180 s cooldown, 300 s window (HPA's)."""
     b = spec.behavior
     p = spec.predictive
     fb = spec.fallback
@@ -49,7 +49,7 @@ def config(spec: WorkerScalerSpec) -> EngineConfig:
         scale_down=spec.thresholds.scaleDown,
         emergency=spec.thresholds.emergency,
         up=_rules(b.scaleUp if b else None, 30, 0, 4, 100),
-        down=_rules(b.scaleDown if b else None, 180, 60, None, 100),
+        down=_rules(b.scaleDown if b else None, 180, 300, None, 100),
         predictive=bool(p and p.enabled),
         horizon=float(p.horizonSeconds) if p else 120.0,
         season=float(p.seasonalityPeriodSeconds) if p and p.seasonalityPeriodSeconds else None,
@@ -162,6 +162,7 @@ def decide(cfg: EngineConfig, obs: Observation, history: History, now: float) ->
 
     desired = clamped
     able = True
+    capped_up = 0
     if emergency and clamped > current:
         reason = "EmergencyScaleUp"
         msg = f"utilization above {cfg.emergency:.0%}: scaling to {clamped} in one step"
@@ -179,7 +180,10 @@ def decide(cfg: EngineConfig, obs: Observation, history: History, now: float) ->
                 )
         last_up = max((t for t, f, to in events if to > f), default=None)
         last_any = max((t for t, _, _ in events), default=None)
-        if desired > current and last_up is not None and now - last_up < cfg.up.cooldown:
+        # The cooldown keeps the scaler from reacting to the effects of its own last step; finishing a
+        # scale-up that the step limit cut short is not a new reaction, so only the step limit paces it.
+        finishing = history.capped_up > current
+        if desired > current and last_up is not None and now - last_up < cfg.up.cooldown and not finishing:
             able, reason = False, "CooldownActive"
             msg = f"scale-up cooldown: {cfg.up.cooldown - (now - last_up):.0f}s left (wants {desired})"
             desired = current
@@ -192,6 +196,8 @@ def decide(cfg: EngineConfig, obs: Observation, history: History, now: float) ->
                 current, desired, history, cfg.up if desired > current else cfg.down, now, desired > current
             )
             if limited_to != desired:
+                if desired > current:
+                    capped_up = desired
                 limited, limited_reason = True, "ScaleUpLimited" if desired > current else "ScaleDownLimited"
                 msg += f"; step limit allows {limited_to}"
                 desired = limited_to
@@ -203,7 +209,9 @@ def decide(cfg: EngineConfig, obs: Observation, history: History, now: float) ->
     ):
         reason = "AtMax"
     new_events = (*events, (now, current, desired)) if desired != current else events
-    new_hist = History(recommendations=recs, events=new_events, samples=samples, failures=0)
+    new_hist = History(
+        recommendations=recs, events=new_events, samples=samples, failures=0, capped_up=capped_up
+    )
     return Decision(
         desired,
         current,

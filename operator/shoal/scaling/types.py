@@ -63,6 +63,7 @@ class History:
     events: tuple[tuple[float, int, int], ...] = ()  # (time, from, to) of applied scalings
     samples: tuple[tuple[float, float], ...] = ()  # (time, demand in replicas)
     failures: int = 0  # consecutive evaluations with no usable metric
+    capped_up: int = 0  # target of a scale-up the step limit cut short, while it is being finished
 
 
 @dataclass(frozen=True)
