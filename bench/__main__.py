@@ -58,6 +58,8 @@ def plot(trace: str, metric: str, runs: dict[str, scaling_sim.Run]) -> str:
         "oracle": ("k", "--"),
     }
     for key, run in runs.items():
+        if key not in styles:
+            continue  # the causal floor never scales down: it would only flatten the plot
         color, ls = styles[key]
         ax.plot(
             [t / 60 for t in run.times],
@@ -108,15 +110,15 @@ def bench_b2() -> dict[str, Any]:
             out["traces"][f"{trace}/{metric}"] = row
     totals = {
         k: sum(v[k]["under_replica_s"] for v in out["traces"].values())
-        for k in ("hpa", "keda", "shoal", "oracle")
+        for k in ("hpa", "keda", "shoal", "oracle", "floor")
     }
     cost = {
         k: sum(v[k]["cost_replica_s"] for v in out["traces"].values())
-        for k in ("hpa", "keda", "shoal", "oracle")
+        for k in ("hpa", "keda", "shoal", "oracle", "floor")
     }
     events = {
         k: sum(v[k]["scale_events"] for v in out["traces"].values())
-        for k in ("hpa", "keda", "shoal", "oracle")
+        for k in ("hpa", "keda", "shoal", "oracle", "floor")
     }
     out["totals"] = {
         "under_replica_s": totals,
@@ -131,6 +133,10 @@ def bench_b2() -> dict[str, Any]:
     out["goal"] = {"under_ratio_max": 0.5, "cost_ratio_max": 1.0, "events_ratio_max": 1.0}
     r = out["totals"]["ratios_vs_hpa"]
     out["goal_met"] = r["under"] <= 0.5 and r["cost"] <= 1.0 and r["scale_events"] <= 1.0
+    out["floor_vs_hpa"] = {
+        "under": round(totals["floor"] / totals["hpa"], 3),
+        "cost": round(cost["floor"] / cost["hpa"], 3),
+    }
     return out
 
 
@@ -159,19 +165,23 @@ def report(results: dict[str, Any]) -> str:
         "load; a new pod serves only after 60 s. Every scaler evaluates every 15 s with a 70 % target: the HPA v2",
         "reference (0.1 tolerance, 300 s scale-down window, +max(4 pods, 100 %) per 15 s), a KEDA-like 30 s poll in",
         "front of it, Shoal's engine with its default behaviour and prediction on (horizon = start-up time), and an",
-        "oracle that knows the load 60 s ahead. *under* = replica-seconds of load above ready capacity; *cost* =",
-        "replica-seconds of all pods; *events* = size changes. `queue`: the metric is the load itself; `cpu`:",
-        "utilization of ready pods, which saturates at 100 %.",
+        "oracle that knows the load ahead and keeps whatever the coming start-up window needs (so it is never short),",
+        "and a *causal floor*: a scaler without foresight that sees every second, sizes for the load at once with",
+        "no step limit and never scales down; its under-provisioning is what start-up time alone makes",
+        "unavoidable. *under* = replica-seconds of load above ready capacity; *cost* = replica-seconds of all",
+        "pods; *events* = size changes. `queue`: the metric is the load itself; `cpu`: utilization of ready pods,",
+        "which saturates at 100 %.",
         "",
-        "| trace/metric | under HPA | under KEDA | under Shoal | under oracle | Shoal/HPA under | Shoal/HPA cost | events HPA / Shoal |",
-        "|---|---|---|---|---|---|---|---|",
+        "| trace/metric | under HPA | under KEDA | under Shoal | under causal floor | Shoal/HPA under | Shoal/HPA cost | Oracle/HPA cost | events HPA / Shoal |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for key, row in b2["traces"].items():
         rt = row["ratios_vs_hpa"]
         lines.append(
             f"| {key} | {row['hpa']['under_replica_s']} | {row['keda']['under_replica_s']} | "
-            f"{row['shoal']['under_replica_s']} | {row['oracle']['under_replica_s']} | {rt['under']} | "
-            f"{rt['cost']} | {row['hpa']['scale_events']} / {row['shoal']['scale_events']} |"
+            f"{row['shoal']['under_replica_s']} | {row['floor']['under_replica_s']} | {rt['under']} | "
+            f"{rt['cost']} | {round(row['oracle']['cost_replica_s'] / row['hpa']['cost_replica_s'], 3)} | "
+            f"{row['hpa']['scale_events']} / {row['shoal']['scale_events']} |"
         )
     t = b2["totals"]["ratios_vs_hpa"]
     lines += [
@@ -179,6 +189,15 @@ def report(results: dict[str, Any]) -> str:
         f"**Totals, Shoal vs HPA:** under-provisioning {t['under']}x, cost {t['cost']}x, scale events "
         f"{t['scale_events']}x. Goal: under <= 0.5x at cost <= 1.0x and events <= 1.0x: "
         f"**{'met' if b2['goal_met'] else 'not met'}**.",
+        "",
+        f"Nearly all of HPA's under-provisioning is on the spike and step traces, where the load jumps with no "
+        f"warning. The causal floor, which reacts within a second and in one step, keeps "
+        f"{b2['floor_vs_hpa']['under']}x of it (at {b2['floor_vs_hpa']['cost']}x the cost, as it never scales "
+        "down): the rest of the gap is reaction time, a 15 s poll plus doubling steps "
+        "(max(4 pods, 100 %) per 15 s), which Shoal keeps by default like HPA. Shoal gains on the CPU spikes "
+        "(its emergency step past saturation), on noisy load and in flapping (300 s down window, and a "
+        "scale-up cut short by the step limit is finished without waiting for the cooldown); it pays a few "
+        "percent of cost for scaling ahead of trends that the 30 % headroom would also have absorbed.",
         "",
     ]
     lines += [f"![{k}]({row['plot']})" for k, row in b2["traces"].items()]
@@ -216,8 +235,8 @@ def report(results: dict[str, Any]) -> str:
         lines += [
             "## B3 warm claim",
             "",
-            f"{b3['sessions']} TrainingSessions submitted one every 50 ms; latency from the create call returning to the "
-            "session's status reading Running, observed through a watch.",
+            f"{b3['sessions']} TrainingSessions submitted one every 50 ms; latency from just before the create call to "
+            "the session's status reading Running, observed through a watch (so it includes the create itself).",
             "",
             "| | p50 | p99 | mean |",
             "|---|---|---|---|",

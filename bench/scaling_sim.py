@@ -178,7 +178,12 @@ def replay(
         load = load_at(t)
         ready = cluster.ready(t)
         if oracle:
-            want = max(min_r, math.ceil(load_at(t + startup) / TARGET))
+            # Perfect foresight: a pod asked for now serves from t + startup, and a pod let go now
+            # cannot be back before then, so keep what any moment of the coming start-up window needs.
+            want = max(
+                min_r,
+                max(math.ceil(load_at(t + s) / TARGET) for s in range(0, int(startup) + 1, int(step))),
+            )
             if want != desired:
                 run.events += 1
             desired = want
@@ -240,4 +245,14 @@ def simulate(
 
     out["shoal"] = replay(trace, "Shoal", shoal, 15, startup, min_r)
     out["oracle"] = replay(trace, "Oracle (perfect foresight)", None, 15, startup, min_r, oracle=True)
+    # The least under-provisioning any scaler without foresight can have: it sees every second, sizes
+    # for the load at once with no step limit, and never scales down (cost is no concern here).
+    out["floor"] = replay(
+        trace,
+        "Causal floor",
+        lambda t, cur, rdy, load: max(cur, math.ceil(load / TARGET)),
+        1,
+        startup,
+        min_r,
+    )
     return out
