@@ -33,11 +33,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     runtime.register(
         "TrainingSession", "trainingsessions", SessionReconciler(kube, cfg, index=runtime.index).reconcile
     )
-    runtime.register(
-        "WorkerScaler",
-        "workerscalers",
-        ScalerReconciler(kube, cfg, default_sources(cfg.prometheus_url)).reconcile,
-    )
+    scalers = ScalerReconciler(kube, cfg, default_sources(cfg.prometheus_url))
+    runtime.register("WorkerScaler", "workerscalers", scalers.reconcile, relevant=scalers.relevant)
     operator.install(runtime)
     for source in ("Resource", "Prometheus"):
         telemetry.SOURCE_FAILURES.labels(source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -12,5 +13,5 @@ KIND = "WorkerScaler"
 
 
 @kopf.on.event("shoal.dev", "v1alpha1", "workerscalers")
-async def scaler_event(namespace: str | None, name: str, **_: Any) -> None:
-    operator.get().enqueue(KIND, namespace or "", name)
+async def scaler_event(type: str | None, event: Mapping[str, Any], **_: Any) -> None:
+    operator.get().notify(KIND, type, event["object"])

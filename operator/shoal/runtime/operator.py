@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,13 +32,23 @@ class OperatorRuntime:
         self.queues: dict[str, WorkQueue] = {}
         self.executor = ThreadPoolExecutor(max_workers=1)  # replaced in start(), once the kinds are known
         self.reconcilers: dict[str, Callable[[str, str], float | None]] = {}
+        self.filters: dict[str, Callable[[str | None, Mapping[str, Any]], bool]] = {}
         self.index = ClaimIndex()  # fed by the pool and pod watches, read by the claim path
         self.listers: dict[str, str] = {}  # kind -> plural, for full resyncs
         self.leader: LeaderElector | None = None
         self.tasks: list[asyncio.Task[Any]] = []
 
-    def register(self, kind: str, plural: str, reconciler: Callable[[str, str], float | None]) -> None:
+    def register(
+        self,
+        kind: str,
+        plural: str,
+        reconciler: Callable[[str, str], float | None],
+        relevant: Callable[[str | None, Mapping[str, Any]], bool] | None = None,
+    ) -> None:
+        """`relevant(event_type, object)` may drop watch events that need no reconcile."""
         self.reconcilers[kind] = reconciler
+        if relevant is not None:
+            self.filters[kind] = relevant
         self.listers[kind] = plural
         self.queues[kind] = WorkQueue()
         telemetry.QUEUE_DEPTH.labels(kind).set(0)
@@ -48,6 +58,13 @@ class OperatorRuntime:
         queue = self.queues[kind]
         queue.add((kind, namespace, name))
         telemetry.QUEUE_DEPTH.labels(kind).set(len(queue))
+
+    def notify(self, kind: str, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        """A watch event about an object of `kind`: enqueue it unless the kind's filter drops it."""
+        relevant = self.filters.get(kind)
+        if relevant is None or relevant(event_type, obj):
+            meta = obj.get("metadata") or {}
+            self.enqueue(kind, meta.get("namespace", ""), meta.get("name", ""))
 
     def _reconcile(self, key: Key) -> float | None:
         kind, namespace, name = key
