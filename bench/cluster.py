@@ -100,11 +100,27 @@ def apiserver_requests(kube: Kube) -> float:
     )
 
 
+_DELETED: list[str] = []
+
+
 def namespace(kube: Kube, prefix: str) -> str:
+    """A fresh namespace, once every dropped one is fully deleted: each measurement starts on a
+    quiet cluster, not beside the garbage collection of the previous one's pods."""
+    wait(
+        lambda: not any(_exists(kube, f"/api/v1/namespaces/{n}") for n in _DELETED),
+        600,
+        "earlier benchmark namespaces deleted",
+        interval=1.0,
+    )
     name = f"{prefix}-{uuid.uuid4().hex[:5]}"
     kube.create("/api/v1/namespaces", {"metadata": {"name": name}})
     wait(lambda: _exists(kube, f"/api/v1/namespaces/{name}/serviceaccounts/default"), 60, "default SA")
     return name
+
+
+def drop_namespace(kube: Kube, ns: str) -> None:
+    kube.delete(f"/api/v1/namespaces/{ns}")
+    _DELETED.append(ns)
 
 
 def _exists(kube: Kube, path: str) -> bool:
@@ -206,7 +222,7 @@ def b1(kube: Kube, objects: int = 200, per: int = 5) -> dict[str, Any]:
             "create_to_ready_p99_s": round(pct(latencies, 0.99), 1),
         }
         log(f"B1 {kind}: {results[kind]}")
-        kube.delete(f"/api/v1/namespaces/{ns}")
+        drop_namespace(kube, ns)
     results["ratio_pools_vs_deployments"] = round(
         results["ContainerPool"]["seconds_to_all_ready_and_status"]
         / results["Deployment"]["seconds_to_all_ready_and_status"],
@@ -308,7 +324,7 @@ def b3(kube: Kube, sessions: int = 100, modes: tuple[str, ...] = ("warm", "cold"
         log(f"B3 {mode}: {out[mode]}")
         for n in names:
             kube.delete(custom_path("trainingsessions", ns, n))
-        kube.delete(f"/api/v1/namespaces/{ns}")
+        drop_namespace(kube, ns)
     if "warm" not in out:
         return out
     out["goal_met"] = out["warm"]["p50_ms"] <= 100 and out["warm"]["p99_ms"] <= 500
@@ -436,7 +452,7 @@ def b6(kube: Kube) -> dict[str, Any]:
     finally:
         target.unlink(missing_ok=True)
         server.shutdown()
-        kube.delete(f"/api/v1/namespaces/{ns}")
+        drop_namespace(kube, ns)
     return out
 
 
@@ -548,7 +564,7 @@ def b4(
     out["goal_met"] = max(rss) / 2**20 <= 200 and cores <= 0.25
     log(f"B4: {out}")
     for ns in spaces:
-        kube.delete(f"/api/v1/namespaces/{ns}")
+        drop_namespace(kube, ns)
     return out
 
 
