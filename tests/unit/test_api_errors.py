@@ -96,3 +96,46 @@ def test_work_queue_backs_off_until_the_server_recovers(kube: tuple[Kube, type[F
     gaps = [b - a for a, b in zip(handler.seen, handler.seen[1:], strict=False)]
     assert len(handler.seen) == 5  # four failures, then success
     assert gaps[0] >= 0.45 and gaps[1] >= 0.95 and gaps[2] >= 1.95 and gaps[3] >= 3.9  # 0.5, 1, 2, 4 s
+
+
+class DropsFirstPost(BaseHTTPRequestHandler):
+    posted: ClassVar[list[str]] = []
+    drops: ClassVar[int] = 1
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if type(self).drops > 0:
+            type(self).drops -= 1
+            self.close_connection = True  # hang up without an answer: a transport error, not an API one
+            return
+        type(self).posted.append(body["reason"])
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(json.dumps(body).encode())
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_the_event_recorder_survives_a_transport_error_and_posts_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shoal.k8s.client as client_module
+
+    monkeypatch.setattr(client_module, "EVENT_RETRY_SECONDS", 0.01)
+    handler = type("H", (DropsFirstPost,), {"posted": [], "drops": 1})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cfg = kubernetes.client.Configuration()
+    cfg.host = f"http://127.0.0.1:{server.server_address[1]}"
+    cfg.retries = False  # let the first failure reach the recorder
+    try:
+        kube = Kube(kubernetes.client.ApiClient(cfg), async_events=True)
+        obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "x", "uid": "u"}}
+        for reason in ("First", "Second", "Third"):
+            kube.event(obj, "Normal", reason, "m")
+        assert kube.flush_events(10)
+        assert handler.posted == ["First", "Second", "Third"]
+    finally:
+        server.shutdown()

@@ -13,6 +13,7 @@ import os
 import queue
 import socket
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,8 @@ from shoal.pool.pods import format_time
 
 log = logging.getLogger("shoal.k8s")
 EVENT_BACKLOG = 1000  # client-go's broadcaster queue length: beyond it, events are dropped, not waited on
+EVENT_TRIES = 5  # per Event, across transport errors (an API server restart), one second apart
+EVENT_RETRY_SECONDS = 1.0
 
 
 class ApiError(Exception):
@@ -164,7 +167,8 @@ class Kube:
         }
         path = f"/api/v1/namespaces/{meta['namespace']}/events"
         if self._events is None:
-            self._post_event(path, body)
+            with contextlib.suppress(OSError):
+                self._post_event(path, body)
             return
         with self._poster_lock:
             if self._poster is None:
@@ -191,11 +195,18 @@ class Kube:
             item = self._events.get()
             if isinstance(item, threading.Event):
                 item.set()
-            else:
-                self._post_event(*item)
+                continue
+            for attempt in range(EVENT_TRIES):
+                try:
+                    self._post_event(*item)
+                    break
+                except Exception as exc:  # the poster outlives anything: transport errors, API outages
+                    log.debug("posting an event failed (attempt %d): %s", attempt + 1, exc)
+                    time.sleep(EVENT_RETRY_SECONDS)
 
     def _post_event(self, path: str, body: dict[str, Any]) -> None:
-        with contextlib.suppress(ApiError, OSError):
+        """Post one Event; an API answer (namespace gone, forbidden, ...) is final, not retried."""
+        with contextlib.suppress(ApiError):
             self.create(path, body)
 
 
