@@ -124,7 +124,7 @@ def test_the_event_recorder_survives_a_transport_error_and_posts_in_order(
     import shoal.k8s.client as client_module
 
     monkeypatch.setattr(client_module, "EVENT_RETRY_SECONDS", 0.01)
-    handler = type("H", (DropsFirstPost,), {"posted": [], "drops": 1})
+    handler: type[DropsFirstPost] = type("H", (DropsFirstPost,), {"posted": [], "drops": 1})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     cfg = kubernetes.client.Configuration()
