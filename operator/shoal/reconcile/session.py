@@ -379,8 +379,7 @@ class SessionReconciler:
     def _claim(
         self, obj: dict[str, Any], spec: TrainingSessionSpec, new: dict[str, Any], now: datetime
     ) -> float | None:
-        meta = obj["metadata"]
-        ns, name = meta["namespace"], meta["name"]
+        ns = obj["metadata"]["namespace"]
         assert spec.poolRef is not None
         pool_name = spec.poolRef.name
         pool = self.index.pool(ns, pool_name) if self.index else None
@@ -409,36 +408,54 @@ class SessionReconciler:
             return choice.name if choice else None
 
         # First the watch index (no reads on the way to the claim), then a fresh list of the pool.
-        for index in (self.index, ClaimIndex()) if self.index else (ClaimIndex(),):
-            lost: set[str] = set()
-            if index is not self.index:
-                # Claimed pods can never be chosen: leave them out of the list.
-                for p in self.kube.list_items(
-                    pods_path(ns), f"{LABEL_POOL}={pool_name},{LABEL_STATE}!={CLAIMED}"
-                ):
-                    index.pod_event(None, p)
-            for _ in range(3):
-                picked = index.pick(ns, pool_name, choose, exclude=lost)
-                if picked is None:
-                    break
-                pod_name = picked.view.name
-                try:
-                    claimed = self.kube.merge_patch(
-                        pods_path(ns, pod_name), self._claim_patch(spec, new, name, picked)
-                    )
-                except ApiError as exc:
-                    index.release(ns, pod_name)
-                    if exc.conflict or exc.not_found:
-                        lost.add(pod_name)  # someone else was faster, or it is gone: the next one
-                        continue
-                    raise
-                index.release(ns, pod_name, claimed)
-                if self.index is not None and index is not self.index:
-                    self.index.pod_event("MODIFIED", claimed)
-                self._claimed(obj, new, pod_name, pool_name, now)
-                return None
+        claimed = self._claim_from(self.index, obj, spec, new, pool_name, choose) if self.index else None
+        if claimed is None:
+            listed = ClaimIndex()
+            # Claimed pods can never be chosen: leave them out of the list.
+            for p in self.kube.list_items(
+                pods_path(ns), f"{LABEL_POOL}={pool_name},{LABEL_STATE}!={CLAIMED}"
+            ):
+                listed.pod_event(None, p)
+            claimed = self._claim_from(listed, obj, spec, new, pool_name, choose)
+            if claimed is not None and self.index is not None:
+                self.index.pod_event("MODIFIED", claimed)
+        if claimed is not None:
+            self._claimed(obj, new, claimed["metadata"]["name"], pool_name, now)
+            return None
         new.update(phase="Pending", reason="NoIdlePod", message=f"no idle pod in pool {pool_name}")
         return 1.0
+
+    def _claim_from(
+        self,
+        index: ClaimIndex,
+        obj: dict[str, Any],
+        spec: TrainingSessionSpec,
+        new: dict[str, Any],
+        pool_name: str,
+        choose: Callable[[Sequence[CachedPod]], str | None],
+    ) -> dict[str, Any] | None:
+        """Claim the pod `choose` picks from `index`, trying the next one when another claim wins;
+        the claimed pod as the API server returned it, or None."""
+        ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        lost: set[str] = set()
+        for _ in range(3):
+            picked = index.pick(ns, pool_name, choose, exclude=lost)
+            if picked is None:
+                return None
+            pod_name = picked.view.name
+            try:
+                claimed = self.kube.merge_patch(
+                    pods_path(ns, pod_name), self._claim_patch(spec, new, name, picked)
+                )
+            except ApiError as exc:
+                index.release(ns, pod_name)
+                if exc.conflict or exc.not_found:
+                    lost.add(pod_name)  # someone else was faster, or it is gone: the next one
+                    continue
+                raise
+            index.release(ns, pod_name, claimed)
+            return claimed
+        return None
 
     def _claim_patch(
         self, spec: TrainingSessionSpec, new: dict[str, Any], session: str, pod: CachedPod
