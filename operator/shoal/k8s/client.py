@@ -66,12 +66,10 @@ class Kube:
         self.api = api or load_config()
         self.component = "shoal-operator"
         self.instance = os.environ.get("HOSTNAME", socket.gethostname())
-        self._events: queue.Queue[tuple[str, dict[str, Any]] | threading.Event] | None = (
-            queue.Queue(maxsize=EVENT_BACKLOG) if async_events else None
-        )
-        self._poster_lock = threading.Lock()
-        self._poster: threading.Thread | None = None
-        self.events_dropped = 0
+        self._events: queue.Queue[tuple[str, dict[str, Any]] | threading.Event] | None = None
+        if async_events:
+            self._events = queue.Queue(maxsize=EVENT_BACKLOG)
+            threading.Thread(target=self._post_events, name="event-poster", daemon=True).start()
 
     def request(
         self,
@@ -170,21 +168,15 @@ class Kube:
             with contextlib.suppress(OSError):
                 self._post_event(path, body)
             return
-        with self._poster_lock:
-            if self._poster is None:
-                self._poster = threading.Thread(target=self._post_events, name="event-poster", daemon=True)
-                self._poster.start()
         try:
             self._events.put_nowait((path, body))
         except queue.Full:
-            self.events_dropped += 1
             log.warning("event backlog full: dropped %s %s for %s", type_, reason, meta["name"])
 
     def flush_events(self, timeout: float = 5.0) -> bool:
         """Wait until every queued Event was posted (shutdown, tests); False on timeout."""
-        with self._poster_lock:
-            if self._events is None or self._poster is None:
-                return True
+        if self._events is None:
+            return True
         done = threading.Event()
         self._events.put(done)
         return done.wait(timeout)
