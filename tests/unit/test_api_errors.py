@@ -4,6 +4,7 @@ status, and the work queue retries the reconcile with growing delays until the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -47,15 +48,24 @@ class Flaky(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def kube() -> Iterator[tuple[Kube, type[Flaky]]]:
-    handler = type("H", (Flaky,), {"answers": [], "seen": []})
+@contextlib.contextmanager
+def loopback(handler: type[BaseHTTPRequestHandler]) -> Iterator[kubernetes.client.Configuration]:
+    """An HTTP server on a free loopback port answering with `handler`; the client configuration for it."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     cfg = kubernetes.client.Configuration()
     cfg.host = f"http://127.0.0.1:{server.server_address[1]}"
-    yield Kube(kubernetes.client.ApiClient(cfg)), handler
-    server.shutdown()
+    try:
+        yield cfg
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def kube() -> Iterator[tuple[Kube, type[Flaky]]]:
+    handler: type[Flaky] = type("H", (Flaky,), {"answers": [], "seen": []})
+    with loopback(handler) as cfg:
+        yield Kube(kubernetes.client.ApiClient(cfg)), handler
 
 
 def test_throttling_is_retried_after_retry_after_and_server_errors_surface(
@@ -125,17 +135,11 @@ def test_the_event_recorder_survives_a_transport_error_and_posts_in_order(
 
     monkeypatch.setattr(client_module, "EVENT_RETRY_SECONDS", 0.01)
     handler: type[DropsFirstPost] = type("H", (DropsFirstPost,), {"posted": [], "drops": 1})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    cfg = kubernetes.client.Configuration()
-    cfg.host = f"http://127.0.0.1:{server.server_address[1]}"
-    cfg.retries = False  # let the first failure reach the recorder
-    try:
+    with loopback(handler) as cfg:
+        cfg.retries = False  # let the first failure reach the recorder
         kube = Kube(kubernetes.client.ApiClient(cfg), async_events=True)
         obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "x", "uid": "u"}}
         for reason in ("First", "Second", "Third"):
             kube.event(obj, "Normal", reason, "m")
         assert kube.flush_events(10)
         assert handler.posted == ["First", "Second", "Third"]
-    finally:
-        server.shutdown()

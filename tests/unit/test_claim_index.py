@@ -29,6 +29,14 @@ def raw_pod(
     }
 
 
+def index_of(*names: str) -> ClaimIndex:
+    """An index holding idle, ready pods of pool `warm` in namespace `ns`."""
+    index = ClaimIndex()
+    for name in names:
+        index.pod_event(None, raw_pod(name))
+    return index
+
+
 def first_unclaimed(pods: Sequence[CachedPod]) -> str | None:
     names = sorted(p.view.name for p in pods if not p.view.claimed)
     return names[0] if names else None
@@ -60,9 +68,7 @@ def test_pools_are_kept_until_deleted() -> None:
 
 
 def test_a_reserved_pod_is_not_offered_to_a_concurrent_claim() -> None:
-    index = ClaimIndex()
-    for name in ("a", "b"):
-        index.pod_event(None, raw_pod(name))
+    index = index_of("a", "b")
     first = index.pick("ns", "warm", first_unclaimed)
     second = index.pick("ns", "warm", first_unclaimed)
     assert first is not None and second is not None
@@ -71,9 +77,7 @@ def test_a_reserved_pod_is_not_offered_to_a_concurrent_claim() -> None:
 
 
 def test_release_with_the_claimed_pod_keeps_it_out_and_a_failed_claim_puts_it_back() -> None:
-    index = ClaimIndex()
-    for name in ("a", "b"):
-        index.pod_event(None, raw_pod(name))
+    index = index_of("a", "b")
     a = index.pick("ns", "warm", first_unclaimed)
     b = index.pick("ns", "warm", first_unclaimed)
     assert a is not None and b is not None
@@ -85,9 +89,7 @@ def test_release_with_the_claimed_pod_keeps_it_out_and_a_failed_claim_puts_it_ba
 
 
 def test_concurrent_pickers_never_get_the_same_pod() -> None:
-    index = ClaimIndex()
-    for i in range(50):
-        index.pod_event(None, raw_pod(f"p{i:02d}"))
+    index = index_of(*(f"p{i:02d}" for i in range(50)))
     got: list[str] = []
     lock = threading.Lock()
 
