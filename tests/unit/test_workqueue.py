@@ -1,8 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
+from shoal.config import Settings
+from shoal.k8s.client import Kube
+from shoal.runtime.operator import OperatorRuntime
 from shoal.runtime.workqueue import WorkQueue, run_workers
 
 
@@ -60,3 +66,36 @@ def test_failures_back_off_exponentially() -> None:
     assert [q.backoff("x") for _ in range(4)] == [0.5, 1.0, 2.0, 4.0]
     q.forget("x")
     assert q.backoff("x") == 0.5
+
+
+def test_each_kind_has_its_own_workers_so_a_stuck_kind_does_not_hold_up_another() -> None:
+    release = threading.Event()
+    done: list[str] = []
+
+    def stuck(namespace: str, name: str) -> None:
+        release.wait(10)
+        done.append(f"pool/{name}")
+
+    def quick(namespace: str, name: str) -> None:
+        done.append(f"session/{name}")
+
+    async def scenario() -> None:
+        runtime = OperatorRuntime(Settings(workers=1, leader_election=False), cast(Kube, None))
+        runtime.register("ContainerPool", "containerpools", stuck)
+        runtime.register("TrainingSession", "trainingsessions", quick)
+        runtime.start()
+        try:
+            runtime.enqueue("ContainerPool", "ns", "busy")  # takes the only pool worker and holds it
+            runtime.enqueue("TrainingSession", "ns", "s1")
+            deadline = time.monotonic() + 5
+            while "session/s1" not in done and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert done == ["session/s1"]  # served while the pool reconcile is still stuck
+        finally:
+            release.set()
+            for task in runtime.tasks:
+                task.cancel()
+            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            runtime.executor.shutdown(wait=True)
+
+    asyncio.run(scenario())
