@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# System packages for the test bed: Prometheus (Debian's build) and openssl. Go must already be on PATH.
+# System packages for the test bed and tests: Prometheus (Debian's build), openssl, chromium. Go must already be on PATH.
 set -euo pipefail
 need=()
 command -v prometheus >/dev/null || [[ -x /usr/bin/prometheus ]] || need+=(prometheus)
 command -v openssl >/dev/null || need+=(openssl)
+command -v chromium >/dev/null || need+=(chromium)  # screenshots of the training stream in the tests
 if ((${#need[@]})); then
   echo "[deps] installing ${need[*]} with apt-get"
   export DEBIAN_FRONTEND=noninteractive

@@ -18,6 +18,9 @@ POOL_DESIRED = Gauge("shoal_pool_desired_replicas", "Desired pods of a pool", ["
 POOL_EVENTS = Counter(
     "shoal_pool_pod_changes_total", "Pods created or deleted, by reason", ["action", "reason"]
 )
+POD_EVENTS = Counter(
+    "shoal_pod_events_total", "Pod watch events the operator handled, by the watch (pool, session)", ["watch"]
+)
 QUEUE_DEPTH = Gauge("shoal_workqueue_depth", "Keys waiting in the work queue", ["kind"])
 LEADER = Gauge("shoal_leader", "1 while this replica holds the leader lease")
 

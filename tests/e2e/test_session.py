@@ -96,7 +96,10 @@ def test_gpu_session_gets_a_gpu_pod_service_and_pvc_and_phases_follow_the_pod(
     kube: Kube, namespace: str, running_operator: OperatorProcess
 ) -> None:
     apply(
-        session_manifest("gpu", resources={"cpu": "2", "memory": "4Gi", "gpu": 1, "disk": "10Gi"}), namespace
+        session_manifest(
+            "gpu", videoRecording=True, resources={"cpu": "2", "memory": "4Gi", "gpu": 1, "disk": "10Gi"}
+        ),
+        namespace,
     )
     st = wait_until(lambda: phase_is(kube, namespace, "gpu", "Running"), 60, "session Running")
     pod = kube.get(pods_path(namespace, st["podName"]))
@@ -106,7 +109,10 @@ def test_gpu_session_gets_a_gpu_pod_service_and_pvc_and_phases_follow_the_pod(
     assert pod["spec"]["nodeName"].startswith("kwok-gpu-")
     svc = kube.get(f"/api/v1/namespaces/{namespace}/services/gpu")
     assert sorted(p["port"] for p in svc["spec"]["ports"]) == [6006, 8000]
-    assert st["endpoints"]["tensorboard"] == f"http://gpu.{namespace}.svc:6006"
+    assert st["endpoints"] == {
+        "tensorboard": f"http://gpu.{namespace}.svc:6006",
+        "video": f"http://gpu.{namespace}.svc:8000/stream",
+    }
     pvc = wait_until(
         lambda: (
             (c := kube.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/gpu-checkpoints"))

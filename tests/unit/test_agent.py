@@ -1,4 +1,4 @@
-"""The agent and the reference trainer as real local processes: checkpoint on command, resume with progress."""
+"""The agent and the bandit test double as real local processes: checkpoint on command, resume with progress."""
 
 from __future__ import annotations
 
@@ -12,20 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from shoal.agent.main import parse_annotations
-from shoal.agent.trainer import Trainer
+from tests.doubles.bandit import Trainer
 from tests.e2e.util import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def test_downward_api_annotation_format() -> None:
-    text = 'shoal.dev/command="pause"\nshoal.dev/command-id="7"\nother="a \\"quoted\\" value"\n'
-    assert parse_annotations(text) == {
-        "shoal.dev/command": "pause",
-        "shoal.dev/command-id": "7",
-        "other": 'a "quoted" value',
-    }
 
 
 def test_trainer_learns_the_best_arm() -> None:
@@ -39,12 +29,12 @@ def test_trainer_learns_the_best_arm() -> None:
 class AgentRun:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.podinfo = tmp / "annotations"
+        self.annotations = tmp / "annotations.json"
         self.report = tmp / "report.json"
-        self.podinfo.write_text("")
+        self.annotations.write_text("{}")
         env = {
             **os.environ,
-            "PYTHONPATH": str(ROOT / "operator"),
+            "PYTHONPATH": f"{ROOT / 'operator'}:{ROOT}",
             "SHOAL_WORKDIR": str(tmp / "work"),
             "SHOAL_CHECKPOINT_DIR": str(tmp / "ckpt"),
             "SHOAL_CONFIG_FILE": str(tmp / "config.json"),
@@ -66,14 +56,22 @@ class AgentRun:
                 sys.executable,
                 "-m",
                 "shoal.agent",
-                "--podinfo",
-                str(self.podinfo),
+                "--annotations-file",
+                str(self.annotations),
                 "--report",
                 "file",
                 "--report-file",
                 str(self.report),
                 "--port",
                 "0",
+                "--tensorboard-port",
+                "0",
+                "--report-every",
+                "0.5",
+                "--",
+                sys.executable,
+                "-m",
+                "tests.doubles.bandit",
             ],
             env=env,
             stdout=subprocess.PIPE,
@@ -94,7 +92,7 @@ class AgentRun:
         return wait_until(check, timeout, what)
 
     def command(self, verb: str, cid: int) -> None:
-        self.podinfo.write_text(f'shoal.dev/command="{verb}"\nshoal.dev/command-id="{cid}"\n')
+        self.annotations.write_text(json.dumps({"shoal.dev/command": verb, "shoal.dev/command-id": str(cid)}))
 
 
 def test_agent_checkpoints_on_command_and_a_new_run_resumes_from_it(tmp_path: Path) -> None:

@@ -104,3 +104,19 @@ def test_concurrent_pickers_never_get_the_same_pod() -> None:
     for t in threads:
         t.join()
     assert sorted(got) == [f"p{i:02d}" for i in range(50)]
+
+
+def test_a_progress_report_alone_does_not_concern_the_pool_but_a_claim_does() -> None:
+    index = ClaimIndex()
+    assert index.pod_event("ADDED", raw_pod("a")) is True  # new to the pool
+    report = raw_pod("a", rv="2")
+    report["metadata"]["annotations"]["shoal.dev/progress"] = '{"timesteps": 100}'
+    assert index.pod_event("MODIFIED", report) is False  # only progress and resourceVersion moved
+    # The claim path records its own write first; the watch event that follows still counts.
+    claimed = raw_pod("a", rv="3", claimed_by="s1")
+    index.release("ns", "a", claimed)
+    assert index.pods("ns", "warm")[0].view.claimed
+    assert index.pod_event("MODIFIED", claimed) is True
+    assert index.pod_event("MODIFIED", raw_pod("a", rv="4", claimed_by="s1")) is False
+    assert index.pod_event("DELETED", raw_pod("a", rv="5", claimed_by="s1")) is True
+    assert index.pods("ns", "warm") == []

@@ -1,10 +1,14 @@
 """shoal-agent: runs the trainer as a child, relays commands to it and reports its progress.
 
-- Commands arrive as pod annotations (shoal.dev/command, shoal.dev/command-id), which the
-  downward API projects into a file; a new id is relayed as a signal to the trainer.
-- Progress (the trainer's progress.json, plus the id of the last acknowledged command) is
-  reported by patching the pod's shoal.dev/progress annotation, or into a file for local runs.
-- CPU, RSS and, when NVML is present, GPU utilization and memory are served for Prometheus.
+- Commands arrive as annotations of the agent's own pod (shoal.dev/command, shoal.dev/command-id),
+  heard through a watch on that pod; a new id becomes a signal to the trainer at once.
+- A warm pool pod has no config when it starts: the agent waits for the session's config in the
+  pod's shoal.dev/session-config annotation, written when a session claims it.
+- Progress (the trainer's progress.json, the id of the last acknowledged command, GPU use) is
+  patched onto the pod's shoal.dev/progress annotation at once after an acknowledgement, a new
+  checkpoint, an error or the exit, and otherwise at most every SHOAL_REPORT_EVERY seconds.
+- TensorBoard (6006) and, with videoRecording, the live stream (8000) are served; CPU, RSS and
+  NVML GPU figures are exported for Prometheus (9400).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -23,32 +28,31 @@ from typing import Any, Protocol
 import psutil
 from prometheus_client import Gauge, start_http_server
 
-from shoal.agent.protocol import command_id_file, progress_file, read_json, write_json
+from shoal.agent.podwatch import Annotations, FileWatch, PodWatch
+from shoal.agent.protocol import (
+    checkpoint_dir,
+    command_id_file,
+    config_file,
+    load_config,
+    progress_file,
+    read_json,
+    workdir,
+    write_json,
+)
 
 log = logging.getLogger("shoal.agent")
 ANN_COMMAND = "shoal.dev/command"
 ANN_COMMAND_ID = "shoal.dev/command-id"
 ANN_PROGRESS = "shoal.dev/progress"
+ANN_SESSION_CONFIG = "shoal.dev/session-config"
+TICK = 0.2  # seconds between looks at the trainer when no command arrives
+URGENT = ("ack", "lastCheckpoint", "error", "exitCode", "done")  # changes reported at once
 
 CPU = Gauge("shoal_agent_cpu_percent", "CPU use of the training process tree")
 RSS = Gauge("shoal_agent_rss_bytes", "Resident memory of the training process tree")
 GPU_UTIL = Gauge("shoal_agent_gpu_utilization_percent", "GPU utilization (NVML)", ["gpu"])
 GPU_MEM = Gauge("shoal_agent_gpu_memory_used_bytes", "GPU memory in use (NVML)", ["gpu"])
 TIMESTEPS = Gauge("shoal_agent_timesteps", "Timesteps trained so far")
-
-
-def parse_annotations(text: str) -> dict[str, str]:
-    """The downward API's `key="value"` lines (Go-quoted values) as a dict."""
-    out = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue
-        try:
-            out[key.strip()] = json.loads(value.strip())
-        except ValueError:
-            out[key.strip()] = value.strip().strip('"')
-    return out
 
 
 class Reporter(Protocol):
@@ -64,13 +68,13 @@ class FileReporter:
 
 
 class PodReporter:
-    """Patches this pod's annotation; needs `patch` on its own pod (the operator grants exactly that)."""
+    """Patches this pod's annotation; the agent's Role allows exactly that pod."""
 
-    def __init__(self) -> None:
+    def __init__(self, namespace: str, name: str) -> None:
         from shoal.k8s.client import Kube, pods_path
 
         self.kube = Kube()
-        self.path = pods_path(os.environ["POD_NAMESPACE"], os.environ["POD_NAME"])
+        self.path = pods_path(namespace, name)
 
     def report(self, progress: dict[str, Any]) -> None:
         from shoal.k8s.client import ApiError
@@ -107,27 +111,93 @@ class GpuSampler:
 
 
 class Agent:
-    def __init__(self, command: list[str], podinfo: Path, reporter: Reporter, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        annotations: Annotations,
+        reporter: Reporter,
+        report_every: float = 5.0,
+        bind: str = "0.0.0.0",
+        tensorboard_port: int = 6006,
+        stream_port: int = 8000,
+    ) -> None:
         self.command = command
-        self.podinfo = podinfo
+        self.annotations = annotations
         self.reporter = reporter
-        self.interval = interval
+        self.report_every = report_every
+        self.bind, self.tensorboard_port, self.stream_port = bind, tensorboard_port, stream_port
+        self.current: dict[str, str] = {}
         self.handled_id = 0
         self.acked_id = 0
         self.last_report: dict[str, Any] | None = None
+        self.last_report_time = 0.0
         self.gpu = GpuSampler()
-        self.stopping = False
+        self.stop_requested = False
 
-    def _tree(self, proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    # --- config ----------------------------------------------------------------------------------------
+
+    def _await_config(self) -> dict[str, str]:
+        """Environment for the trainer: the config file, or the claim's config once it arrives."""
+        if config_file().exists():
+            return dict(os.environ)
+        log.info("no config at %s: waiting for a session to claim this pod", config_file())
+        while ANN_SESSION_CONFIG not in self.current and not self.stop_requested:
+            self._next_annotations(timeout=1.0)
+        if not self.stop_requested:
+            claim = json.loads(self.current[ANN_SESSION_CONFIG])
+            path = workdir() / "config.json"
+            write_json(path, claim)
+            # The agent's own environment too: its servers read the same config and directories.
+            os.environ["SHOAL_CONFIG_FILE"] = str(path)
+            if claim.get("checkpointDir"):
+                os.environ["SHOAL_CHECKPOINT_DIR"] = str(claim["checkpointDir"])
+        return dict(os.environ)
+
+    # --- the loop ----------------------------------------------------------------------------------------
+
+    def _next_annotations(self, timeout: float) -> bool:
+        try:
+            self.current = self.annotations.updates.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        while True:  # only the newest set matters
+            try:
+                self.current = self.annotations.updates.get_nowait()
+            except queue.Empty:
+                return True
+
+    def _command(self, proc: subprocess.Popen[bytes]) -> None:
+        try:
+            cid = int(self.current.get(ANN_COMMAND_ID, "0"))
+        except ValueError:
+            return
+        verb = self.current.get(ANN_COMMAND, "")
+        if cid <= self.handled_id or not verb:
+            return
+        self.handled_id = cid
+        command_id_file().parent.mkdir(parents=True, exist_ok=True)
+        command_id_file().write_text(str(cid))
+        if verb == "checkpoint":
+            proc.send_signal(signal.SIGUSR1)
+        elif verb in ("pause", "stop"):
+            proc.send_signal(signal.SIGTERM)
+        elif verb == "kill":  # a forced stop: no checkpoint
+            proc.kill()
+        else:
+            log.warning("command %d: unknown verb %r ignored", cid, verb)
+            return
+        with open(workdir() / "commands.jsonl", "a") as f:  # when each command reached the trainer
+            f.write(json.dumps({"id": cid, "verb": verb, "signalled": time.time()}) + "\n")
+        log.info("command %d: %s", cid, verb)
+
+    def _sample(self, proc: subprocess.Popen[bytes]) -> list[dict[str, float]]:
+        cpu = rss = 0.0
         try:
             root = psutil.Process(proc.pid)
-            return [root, *root.children(recursive=True)]
+            tree = [root, *root.children(recursive=True)]
         except psutil.Error:
-            return []
-
-    def _sample(self, proc: subprocess.Popen[bytes]) -> None:
-        cpu = rss = 0.0
-        for p in self._tree(proc):
+            tree = []
+        for p in tree:
             try:
                 cpu += p.cpu_percent(None)
                 rss += p.memory_info().rss
@@ -135,72 +205,101 @@ class Agent:
                 continue
         CPU.set(cpu)
         RSS.set(rss)
-        self.gpu.sample()
+        return self.gpu.sample()
 
-    def _command(self, proc: subprocess.Popen[bytes]) -> None:
-        try:
-            ann = parse_annotations(self.podinfo.read_text())
-        except OSError:
-            return
-        try:
-            cid = int(ann.get(ANN_COMMAND_ID, "0"))
-        except ValueError:
-            return
-        verb = ann.get(ANN_COMMAND, "")
-        if cid <= self.handled_id or not verb:
-            return
-        self.handled_id = cid
-        command_id_file().parent.mkdir(parents=True, exist_ok=True)
-        command_id_file().write_text(str(cid))
-        log.info("command %d: %s", cid, verb)
-        if verb == "checkpoint":
-            proc.send_signal(signal.SIGUSR1)
-        elif verb in ("pause", "stop"):
-            self.stopping = True
-            proc.send_signal(signal.SIGTERM)
-
-    def _report(self, exit_code: int | None = None) -> None:
+    def _report(self, gpu: list[dict[str, float]], exit_code: int | None = None) -> None:
         progress = read_json(progress_file()) or {}
         last = progress.get("lastCheckpoint") or {}
         if last.get("commandId"):
             self.acked_id = max(self.acked_id, int(last["commandId"]))
         progress["ack"] = self.acked_id
+        if gpu:
+            progress["gpu"] = gpu
         if exit_code is not None:
             progress["exitCode"] = exit_code
-        TIMESTEPS.set(float(progress.get("timesteps", 0)))
-        if progress != self.last_report:
+        TIMESTEPS.set(float(progress.get("timesteps") or 0))
+        before = self.last_report or {}
+        urgent = any(progress.get(k) != before.get(k) for k in URGENT)
+        due = time.monotonic() - self.last_report_time >= self.report_every
+        if progress != before and (urgent or due):
             self.reporter.report(progress)
             self.last_report = progress
+            self.last_report_time = time.monotonic()
+
+    def _servers(self) -> tuple[Any, Any]:
+        from shoal.agent.servers import StreamServer, start_tensorboard
+
+        ckpt = checkpoint_dir()
+        tensorboard = start_tensorboard(ckpt / "tensorboard", self.bind, self.tensorboard_port)
+        stream = None
+        video = str(load_config().get("videoRecording", "")).lower() in ("true", "1")
+        if video and self.stream_port:
+            stream = StreamServer(self.bind, self.stream_port, workdir() / "frame.jpg", ckpt / "videos")
+            stream.start()
+        return tensorboard, stream
 
     def run(self) -> int:
-        proc = subprocess.Popen(self.command)
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stop_requested", True))
+        self.annotations.start()
+        env = self._await_config()
+        if self.stop_requested:
+            return 0
+        tensorboard, stream = self._servers()
+        proc = subprocess.Popen(self.command, env=env)
         signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
-        while proc.poll() is None:
-            self._command(proc)
-            self._sample(proc)
-            self._report()
-            time.sleep(self.interval)
-        code = proc.returncode
-        self._report(exit_code=code)
-        return int(code)
+        try:
+            while proc.poll() is None:
+                if self._next_annotations(timeout=TICK):
+                    self._command(proc)
+                self._report(self._sample(proc))
+            code = int(proc.returncode)
+            self._report(self.gpu.sample(), exit_code=code)
+        finally:
+            if tensorboard is not None:
+                tensorboard.terminate()
+            if stream is not None:
+                stream.stop()
+        return code
 
 
 def main(argv: list[str] | None = None) -> int:
+    env = os.environ.get
     parser = argparse.ArgumentParser(
         prog="shoal-agent", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--podinfo", default=os.environ.get("SHOAL_PODINFO", "/etc/podinfo/annotations"))
-    parser.add_argument("--report", choices=["pod", "file"], default=os.environ.get("SHOAL_REPORT", "pod"))
-    parser.add_argument("--report-file", default=os.environ.get("SHOAL_REPORT_FILE", "/shoal/report.json"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("SHOAL_AGENT_PORT", "9400")))
-    parser.add_argument("command", nargs="*", help="training command (default: the reference trainer)")
+    parser.add_argument(
+        "--annotations-file",
+        default=env("SHOAL_ANNOTATIONS_FILE", ""),
+        help="read annotations from this JSON file instead of watching the pod (local runs)",
+    )
+    parser.add_argument("--report", choices=["pod", "file"], default=env("SHOAL_REPORT", "pod"))
+    parser.add_argument("--report-file", default=env("SHOAL_REPORT_FILE", "/shoal/report.json"))
+    parser.add_argument("--report-every", type=float, default=float(env("SHOAL_REPORT_EVERY", "5")))
+    parser.add_argument("--bind", default=env("SHOAL_BIND", "0.0.0.0"))
+    parser.add_argument("--port", type=int, default=int(env("SHOAL_AGENT_PORT", "9400")))
+    parser.add_argument("--tensorboard-port", type=int, default=int(env("SHOAL_TENSORBOARD_PORT", "6006")))
+    parser.add_argument("--stream-port", type=int, default=int(env("SHOAL_STREAM_PORT", "8000")))
+    parser.add_argument("command", nargs="*", help="training command (default: the SB3 trainer)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.port:
-        start_http_server(args.port)
-    command = args.command or [sys.executable, "-m", "shoal.agent.trainer"]
-    reporter: Reporter = PodReporter() if args.report == "pod" else FileReporter(Path(args.report_file))
-    return Agent(command, Path(args.podinfo), reporter).run()
+        start_http_server(args.port, addr=args.bind)
+    command = args.command or [sys.executable, "-m", "shoal.agent.sb3"]
+    pod = (env("POD_NAMESPACE", ""), env("POD_NAME", ""))
+    annotations: Annotations = (
+        FileWatch(Path(args.annotations_file)) if args.annotations_file else PodWatch(*pod)
+    )
+    reporter: Reporter = PodReporter(*pod) if args.report == "pod" else FileReporter(Path(args.report_file))
+    agent = Agent(
+        command,
+        annotations,
+        reporter,
+        report_every=args.report_every,
+        bind=args.bind,
+        tensorboard_port=args.tensorboard_port,
+        stream_port=args.stream_port,
+    )
+    return agent.run()
 
 
 if __name__ == "__main__":

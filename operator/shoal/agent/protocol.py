@@ -1,4 +1,9 @@
-"""File locations and atomic JSON writes shared by the agent and trainers."""
+"""What the agent and a trainer share: file locations, the config, atomic JSON writes, exit codes.
+
+A trainer is any program that reads its config (`load_config`), writes `progress.json` in the work
+directory, checkpoints on SIGUSR1 and checkpoints then exits 0 on SIGTERM. It acknowledges a command
+by writing the id it finds in `command-id` into `lastCheckpoint.commandId`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,17 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+EXIT_BAD_INPUT = 3  # the config or checkpoint cannot be used: fail the session, do not restart it
+CONFIG_KEYS = (
+    "game",
+    "algorithm",
+    "totalTimesteps",
+    "vecEnvs",
+    "learningRate",
+    "checkpointEverySec",
+    "videoRecording",
+)
 
 
 def workdir() -> Path:
@@ -22,6 +38,20 @@ def progress_file() -> Path:
 
 def command_id_file() -> Path:
     return workdir() / "command-id"
+
+
+def config_file() -> Path:
+    return Path(os.environ.get("SHOAL_CONFIG_FILE", "/etc/shoal/config.json"))
+
+
+def load_config(extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The config file, then SHOAL_<KEY> variables over it (the pod spec's own env wins)."""
+    cfg = read_json(config_file()) or {}
+    for key in (*CONFIG_KEYS, *extra):
+        env = os.environ.get(f"SHOAL_{key.upper()}")
+        if env is not None:
+            cfg[key] = env
+    return cfg
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

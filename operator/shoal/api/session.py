@@ -76,10 +76,14 @@ class TrainingSessionSpec(Model):
 
 
 class TrainingMetrics(Model):
-    timesteps: int = 0
-    episodes: int = 0
-    meanReward: float | None = None
-    loss: float | None = None
+    timesteps: int = Field(default=0, description="Environment steps trained so far")
+    episodes: int = Field(default=0, description="Episodes finished so far")
+    meanReward: float | None = Field(default=None, description="Mean reward of the last 100 episodes")
+    loss: float | None = Field(default=None, description="Last training loss the algorithm logged")
+    fps: float | None = Field(default=None, description="Timesteps per second over the last report")
+    gpuUtilization: float | None = Field(default=None, description="Mean GPU utilization, percent (NVML)")
+    gpuMemoryUsedBytes: int | None = Field(default=None, description="GPU memory in use, bytes (NVML)")
+    device: str | None = Field(default=None, description="Where the trainer runs: cpu or cuda")
 
 
 class Endpoints(Model):
@@ -99,6 +103,11 @@ class TrainingSessionStatus(Model):
     restarts: int = 0
     nextRestartTime: datetime | None = None
     lastCheckpoint: str | None = None
+    videos: list[str] | None = Field(
+        default=None,
+        max_length=10,
+        description="Recorded episode videos in the checkpoint volume's videos/ folder, newest last",
+    )
     progress: str | None = Field(default=None, description="timesteps / totalTimesteps, as a percentage")
     metrics: TrainingMetrics | None = None
     endpoints: Endpoints | None = None
@@ -130,6 +139,7 @@ KIND = {
         {"name": "Algorithm", "type": "string", "jsonPath": ".spec.algorithm"},
         {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
         {"name": "Reward", "type": "number", "jsonPath": ".status.metrics.meanReward"},
+        {"name": "FPS", "type": "number", "jsonPath": ".status.metrics.fps", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
 }

@@ -65,7 +65,6 @@ def session_pod(
         {"name": "SHOAL_CONFIG_FILE", "value": "/etc/shoal/config.json"},
         {"name": "SHOAL_CHECKPOINT_DIR", "value": "/checkpoints"},
         {"name": "SHOAL_WORKDIR", "value": "/shoal"},
-        {"name": "SHOAL_PODINFO", "value": "/etc/podinfo/annotations"},
         {"name": "SHOAL_GAME", "value": spec.game},
         {"name": "SHOAL_ALGORITHM", "value": spec.algorithm},
     ]
@@ -85,7 +84,6 @@ def session_pod(
         "volumeMounts": [
             {"name": "checkpoints", "mountPath": "/checkpoints"},
             {"name": "config", "mountPath": "/etc/shoal", "readOnly": True},
-            {"name": "podinfo", "mountPath": "/etc/podinfo", "readOnly": True},
             {"name": "work", "mountPath": "/shoal"},
         ],
         "securityContext": copy.deepcopy(RESTRICTED_CONTAINER_SECURITY),
@@ -112,12 +110,6 @@ def session_pod(
             "volumes": [
                 {"name": "checkpoints", "persistentVolumeClaim": {"claimName": n["pvc"]}},
                 {"name": "config", "configMap": {"name": n["config"]}},
-                {
-                    "name": "podinfo",
-                    "downwardAPI": {
-                        "items": [{"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}]
-                    },
-                },
                 {"name": "work", "emptyDir": {}},
             ],
         },
@@ -159,7 +151,11 @@ def supporting_objects(
                 "selector": {LABEL_SESSION: session},
                 "ports": [
                     {"name": "tensorboard", "port": TENSORBOARD_PORT, "targetPort": TENSORBOARD_PORT},
-                    {"name": "video", "port": VIDEO_PORT, "targetPort": VIDEO_PORT},
+                    *(
+                        [{"name": "video", "port": VIDEO_PORT, "targetPort": VIDEO_PORT}]
+                        if spec.videoRecording
+                        else []
+                    ),
                 ],
             },
         },
@@ -173,7 +169,9 @@ def supporting_objects(
 
 
 def agent_role(session: str, uid: str, pod_name: str) -> list[dict[str, Any]]:
-    """The agent may read and patch its own pod (to report progress), and nothing else."""
+    """The agent may read, watch (commands) and patch (progress) its own pod, and nothing else.
+
+    A watch with the field selector metadata.name=<pod> is authorized against resourceNames."""
     n = names(session)
     meta = {
         "name": n["account"],
@@ -189,7 +187,7 @@ def agent_role(session: str, uid: str, pod_name: str) -> list[dict[str, Any]]:
                 {
                     "apiGroups": [""],
                     "resources": ["pods"],
-                    "verbs": ["get", "patch"],
+                    "verbs": ["get", "watch", "patch"],
                     "resourceNames": [pod_name],
                 }
             ],
@@ -204,6 +202,10 @@ def agent_role(session: str, uid: str, pod_name: str) -> list[dict[str, Any]]:
     ]
 
 
-def endpoints(session: str, namespace: str) -> dict[str, str]:
+def endpoints(session: str, namespace: str, video: bool) -> dict[str, str]:
+    """What the agent serves: TensorBoard always, the live stream only with videoRecording."""
     host = f"{session}.{namespace}.svc"
-    return {"tensorboard": f"http://{host}:{TENSORBOARD_PORT}", "video": f"http://{host}:{VIDEO_PORT}/stream"}
+    out = {"tensorboard": f"http://{host}:{TENSORBOARD_PORT}"}
+    if video:
+        out["video"] = f"http://{host}:{VIDEO_PORT}/stream"
+    return out

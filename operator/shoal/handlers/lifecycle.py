@@ -30,9 +30,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     kube = Kube(load_config(pool_size=cfg.workers * 3 + 4), async_events=True)
     runtime = operator.OperatorRuntime(cfg, kube)
     runtime.register("ContainerPool", "containerpools", PoolReconciler(kube, cfg).reconcile)
-    runtime.register(
-        "TrainingSession", "trainingsessions", SessionReconciler(kube, cfg, index=runtime.index).reconcile
-    )
+    sessions = SessionReconciler(kube, cfg, index=runtime.index)
+    runtime.register("TrainingSession", "trainingsessions", sessions.reconcile, relevant=sessions.relevant)
     scalers = ScalerReconciler(kube, cfg, default_sources(cfg.prometheus_url))
     runtime.register("WorkerScaler", "workerscalers", scalers.reconcile, relevant=scalers.relevant)
     operator.install(runtime)

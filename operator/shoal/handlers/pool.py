@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 
+from shoal import telemetry
 from shoal.pool.pods import LABEL_POOL
 from shoal.runtime import operator
 
@@ -27,5 +28,6 @@ async def pod_event(
     namespace: str | None, labels: Mapping[str, str], type: str | None, event: Mapping[str, Any], **_: Any
 ) -> None:
     runtime = operator.get()
-    runtime.index.pod_event(type, event["object"])
-    runtime.enqueue(KIND, namespace or "", labels[LABEL_POOL])
+    telemetry.POD_EVENTS.labels("pool").inc()
+    if runtime.index.pod_event(type, event["object"]):  # not for a progress report alone
+        runtime.enqueue(KIND, namespace or "", labels[LABEL_POOL])

@@ -52,6 +52,7 @@ ANN_COMMAND_ID = "shoal.dev/command-id"
 ANN_PROGRESS = "shoal.dev/progress"
 ANN_SESSION_CONFIG = "shoal.dev/session-config"
 PENDING_RECHECK = 3.0
+MAX_VIDEOS = 10
 ACTIVE = ("Starting", "Running", "Stopping")
 INF = Decimal("Infinity")
 
@@ -64,6 +65,32 @@ def progress_of(pod: dict[str, Any] | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def metrics_of(progress: Mapping[str, Any]) -> dict[str, Any]:
+    """The agent's report as status.metrics: numbers only, each kept only when reported."""
+
+    def num(key: str, cast: Callable[[Any], Any] = float) -> Any:
+        value = progress.get(key)
+        try:
+            return None if value is None else cast(value)
+        except (TypeError, ValueError):
+            return None
+
+    gpus = [g for g in progress.get("gpu") or [] if isinstance(g, dict)]
+    out = {
+        "timesteps": num("timesteps", int) or 0,
+        "episodes": num("episodes", int) or 0,
+        "meanReward": num("meanReward"),
+        "loss": num("loss"),
+        "fps": num("fps"),
+        "gpuUtilization": round(sum(float(g.get("utilization", 0)) for g in gpus) / len(gpus), 1)
+        if gpus
+        else None,
+        "gpuMemoryUsedBytes": int(sum(float(g.get("memoryUsed", 0)) for g in gpus)) if gpus else None,
+        "device": str(progress["device"])[:32] if progress.get("device") else None,
+    }
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _decimal_requests(spec: TrainingSessionSpec, settings: Settings) -> dict[str, Decimal]:
@@ -86,6 +113,19 @@ class SessionReconciler:
         self.index = index  # the watches' view of pools and their pods; None: list on every claim
         self.clock = clock or (lambda: datetime.now(UTC))
         self.first_seen: dict[str, float] = {}
+        self.written: dict[
+            tuple[str, str], str
+        ] = {}  # resourceVersion of this reconciler's last status write
+
+    def relevant(self, event_type: str | None, obj: Mapping[str, Any]) -> bool:
+        """The watch event of this reconciler's own status write carries nothing new: skip it, so a
+        progress report costs one reconcile, not two."""
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        if event_type == "DELETED":
+            self.written.pop(key, None)
+            return True
+        return event_type != "MODIFIED" or self.written.get(key) != meta.get("resourceVersion")
 
     # --- the state machine ---------------------------------------------------------------------------
 
@@ -130,7 +170,7 @@ class SessionReconciler:
 
         pod = self._get_pod(namespace, st.get("podName"))
         new = dict(st)
-        new.setdefault("endpoints", endpoints(name, namespace))
+        new["endpoints"] = endpoints(name, namespace, spec.videoRecording)
         progress = progress_of(pod)
         if progress:
             self._apply_progress(new, progress, spec)
@@ -157,6 +197,18 @@ class SessionReconciler:
         pod_phase = (pod.get("status") or {}).get("phase", "Pending")
         outstanding = new.get("command") in ("pause", "stop")
         acked = int(progress.get("ack", 0)) >= int(new.get("commandId", 0)) > 0
+        error = progress.get("error")
+        if isinstance(error, dict) and error.get("reason"):
+            # The trainer refused its config or checkpoint: restarting would only repeat that.
+            self._let_go(obj, spec, new, pod, now, keep_own=True)
+            new.update(
+                phase="Failed",
+                reason=str(error["reason"])[:128],
+                message=str(error.get("message") or "")[:1024],
+                endTime=format_time(now),
+                podName=None,
+            )
+            return None
         if pod_phase == "Succeeded" and (progress.get("done") or not outstanding):
             self._let_go(obj, spec, new, pod, now, keep_own=True)
             new.update(
@@ -619,21 +671,15 @@ class SessionReconciler:
     def _apply_progress(
         self, new: dict[str, Any], progress: dict[str, Any], spec: TrainingSessionSpec
     ) -> None:
-        steps = int(progress.get("timesteps", 0) or 0)
-        new["metrics"] = {
-            k: v
-            for k, v in {
-                "timesteps": steps,
-                "episodes": int(progress.get("episodes", 0) or 0),
-                "meanReward": progress.get("meanReward"),
-                "loss": progress.get("loss"),
-            }.items()
-            if v is not None
-        }
+        new["metrics"] = metrics_of(progress)
+        steps = new["metrics"].get("timesteps", 0)
         new["progress"] = f"{min(100.0, 100.0 * steps / spec.totalTimesteps):.0f}%"
         last = progress.get("lastCheckpoint") or {}
         if last.get("path"):
             new["lastCheckpoint"] = last["path"]
+        videos = progress.get("videos")
+        if isinstance(videos, list):
+            new["videos"] = [str(v)[:253] for v in videos[-MAX_VIDEOS:]] or None
 
     def _finalize(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -697,6 +743,12 @@ class SessionReconciler:
             self.kube.event(obj, level, phase, new.get("message") or phase)
         # Fields cleared this round are sent as null so merge-patch removes them.
         patch = {k: new.get(k) for k in set(changed) | {k for k in old if k not in new}}
-        self.kube.merge_patch_if_exists(
-            custom_path(PLURAL, meta["namespace"], meta["name"], "status"), {"status": patch}
-        )
+        try:
+            written = self.kube.merge_patch(
+                custom_path(PLURAL, meta["namespace"], meta["name"], "status"), {"status": patch}
+            )
+        except ApiError as exc:
+            if exc.not_found:
+                return
+            raise
+        self.written[(meta["namespace"], meta["name"])] = str(written["metadata"].get("resourceVersion"))

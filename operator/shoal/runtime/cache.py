@@ -37,22 +37,39 @@ class ClaimIndex:
         # Pods a worker of this process is claiming right now: concurrent claims skip them rather
         # than all choosing the same least-recently-used pod and losing the race to each other.
         self._reserved: set[tuple[str, str]] = set()
+        self._watched: dict[tuple[str, str], PodView] = {}  # (namespace, pod): as the watch last said
 
-    def pod_event(self, event_type: str | None, pod: Mapping[str, Any]) -> None:
+    def pod_event(self, event_type: str | None, pod: Mapping[str, Any], from_watch: bool = True) -> bool:
+        """Record a pod; True when the pool's view of it changed since the watch last delivered it.
+
+        A pod event that changes nothing the pool plans on (an agent's progress report, a
+        resourceVersion bump) returns False, so the pool is not re-listed for it. `from_watch=False`
+        (the claim path's own write) updates the index without counting as delivered: the watch
+        event that follows still reports the change to the pool.
+        """
         meta = pod.get("metadata") or {}
         pool = (meta.get("labels") or {}).get(LABEL_POOL)
         if not pool:
-            return
+            return False
         key = (meta.get("namespace", ""), pool)
         name = meta["name"]
+        gone = event_type == "DELETED" or bool(meta.get("deletionTimestamp"))
+        view = None if gone else pod_view(dict(pod))
         with self._lock:
             pods = self._pods.setdefault(key, {})
-            if event_type == "DELETED" or meta.get("deletionTimestamp"):
+            if view is None:
                 pods.pop(name, None)
                 if not pods:
                     del self._pods[key]
             else:
-                pods[name] = CachedPod(pod_view(dict(pod)), str(meta.get("resourceVersion", "")))
+                pods[name] = CachedPod(view, str(meta.get("resourceVersion", "")))
+            if not from_watch:
+                return False
+            wkey = (key[0], name)
+            before = self._watched.pop(wkey, None) if view is None else self._watched.get(wkey)
+            if view is not None:
+                self._watched[wkey] = view
+            return view is None or before != view
 
     def pool_event(self, event_type: str | None, pool: Mapping[str, Any]) -> None:
         meta = pool.get("metadata") or {}
@@ -94,7 +111,7 @@ class ClaimIndex:
     def release(self, namespace: str, name: str, pod: Mapping[str, Any] | None = None) -> None:
         """End a reservation; `pod` is the claimed pod as the API server returned it."""
         if pod is not None:
-            self.pod_event("MODIFIED", pod)  # before un-reserving: nobody may see it as idle again
+            self.pod_event("MODIFIED", pod, from_watch=False)  # before un-reserving: never idle again
         with self._lock:
             self._reserved.discard((namespace, name))
 

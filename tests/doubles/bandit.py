@@ -1,6 +1,7 @@
-"""Reference trainer: softmax policy gradient (REINFORCE with a baseline) on a 10-armed bandit, in numpy.
+"""A test double for the SB3 trainer: REINFORCE on a 10-armed bandit, in numpy, no torch.
 
-Small enough for tests, real enough to show learning: the mean reward climbs towards the best
+It keeps the trainer protocol (shoal.agent.protocol) so tests and benchmarks can run many agents
+at once on two cores, where one torch process each would not fit. Real enough to show learning: the mean reward climbs towards the best
 arm's. Checkpoints hold the policy, the baseline, the counters and the random state, so a
 resumed run continues exactly where it stopped.
 """
@@ -18,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from shoal.agent.protocol import checkpoint_dir, command_id_file, progress_file, read_json, write_json
+from shoal.agent.protocol import (
+    checkpoint_dir,
+    command_id_file,
+    load_config,
+    progress_file,
+    read_json,
+    write_json,
+)
 
 ARMS = 10
 
@@ -145,25 +153,8 @@ class Trainer:
         return 0
 
 
-def load_config() -> dict[str, Any]:
-    path = Path(os.environ.get("SHOAL_CONFIG_FILE", "/etc/shoal/config.json"))
-    cfg = read_json(path) or {}
-    for key in (
-        "totalTimesteps",
-        "learningRate",
-        "vecEnvs",
-        "checkpointEverySec",
-        "game",
-        "secondsPerEpisode",
-    ):
-        env = os.environ.get(f"SHOAL_{key.upper()}")
-        if env is not None:
-            cfg[key] = env
-    return cfg
-
-
 def main() -> int:
-    trainer = Trainer(load_config())
+    trainer = Trainer(load_config(extra=("secondsPerEpisode",)))
     resume = os.environ.get("SHOAL_RESUME_FROM")
     if not resume:
         latest = read_json(checkpoint_dir() / "latest.json")

@@ -1,0 +1,174 @@
+"""The agent's servers as a person meets them: TensorBoard's scalars over HTTP, the live MJPEG stream."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.e2e.util import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+POLE = np.array([202, 152, 101])  # CartPole's pole colour in gymnasium's renderer
+CART = np.array([0, 0, 0])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalAgent:
+    """shoal-agent with its default command (the SB3 trainer), reading annotations from a file."""
+
+    def __init__(self, tmp: Path, **cfg: Any) -> None:
+        self.tmp = tmp
+        self.tensorboard, self.stream = free_port(), free_port()
+        config = {
+            "game": "CartPole-v1",
+            "algorithm": "PPO",
+            "totalTimesteps": 10**7,
+            "checkpointEverySec": 600,
+        }
+        (tmp / "config.json").write_text(json.dumps({**config, **cfg}))
+        (tmp / "annotations.json").write_text("{}")
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "operator"),
+            "SHOAL_WORKDIR": str(tmp / "work"),
+            "SHOAL_CHECKPOINT_DIR": str(tmp / "ckpt"),
+            "SHOAL_CONFIG_FILE": str(tmp / "config.json"),
+        }
+        args = ["--annotations-file", str(tmp / "annotations.json"), "--report", "file"]
+        args += ["--report-file", str(tmp / "report.json"), "--report-every", "1", "--bind", "127.0.0.1"]
+        args += [
+            "--port",
+            "0",
+            "--tensorboard-port",
+            str(self.tensorboard),
+            "--stream-port",
+            str(self.stream),
+        ]
+        self.proc = subprocess.Popen([sys.executable, "-m", "shoal.agent", *args], env=env)
+
+    def progress(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads((self.tmp / "report.json").read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture
+def agent(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalAgent]:
+    run = LocalAgent(tmp_path, **getattr(request, "param", {}))
+    yield run
+    run.stop()
+
+
+def get_json(url: str) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return json.loads(resp.read())
+    except OSError:
+        return None
+
+
+def test_tensorboard_serves_the_runs_scalars(agent: LocalAgent) -> None:
+    base = f"http://127.0.0.1:{agent.tensorboard}"
+    want = {"rollout/ep_rew_mean", "train/loss"}  # the loss appears from the second rollout on
+    wait_until(
+        lambda: want <= set((get_json(f"{base}/data/plugin/scalars/tags") or {}).get("run_0", ())),
+        120,
+        "tags",
+    )
+
+    def points() -> list[Any]:
+        url = f"{base}/data/plugin/scalars/scalars?run=run_0&tag=rollout/ep_rew_mean"
+        return list(get_json(url) or [])
+
+    series = wait_until(lambda: points() if len(points()) >= 2 else [], 120, "two reward points")
+    steps = [step for _, step, _ in series]
+    assert steps == sorted(steps) and steps[-1] > 0
+    assert all(value > 0 for _, _, value in series)  # CartPole pays 1 per step survived
+
+
+def frames(url: str, count: int) -> list[np.ndarray]:
+    """Read `count` parts of a multipart/x-mixed-replace stream and decode each as a JPEG."""
+    out: list[np.ndarray] = []
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.headers["Content-Type"] == "multipart/x-mixed-replace; boundary=frame"
+        while len(out) < count:
+            line = resp.readline()
+            if line.strip() != b"--frame":
+                continue
+            headers = {}
+            while (h := resp.readline().strip()) != b"":
+                key, _, value = h.decode().partition(":")
+                headers[key.lower()] = value.strip()
+            assert headers["content-type"] == "image/jpeg"
+            data = resp.read(int(headers["content-length"]))
+            out.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    return out
+
+
+def near(image: np.ndarray, colour: np.ndarray, tolerance: int = 40) -> int:
+    return int((np.abs(image.astype(int) - colour).sum(axis=2) < tolerance).sum())
+
+
+@pytest.mark.parametrize("agent", [{"videoRecording": True}], indirect=True)
+def test_the_stream_shows_the_environment_live_and_episodes_are_recorded(
+    agent: LocalAgent, tmp_path: Path
+) -> None:
+    url = f"http://127.0.0.1:{agent.stream}"
+    wait_until(lambda: (tmp_path / "work" / "frame.jpg").exists(), 120, "the first frame")
+    got = frames(f"{url}/stream", 6)
+    assert all(f.shape == (400, 600, 3) for f in got)
+    assert all(near(f, POLE) > 200 and near(f, CART) > 200 for f in got)  # a pole and a cart in every frame
+    assert any(not np.array_equal(got[0], f) for f in got[1:]), "the stream does not move"
+
+    videos: list[str] = wait_until(lambda: agent.progress().get("videos") or [], 120, "a recorded episode")
+    with urllib.request.urlopen(f"{url}/videos/{videos[0]}", timeout=10) as resp:
+        assert resp.read(12)[4:8] == b"ftyp"  # an MP4 file
+    assert get_json(f"{url}/videos") == sorted(videos)
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed (testbed/install-deps.sh installs it)"
+    shot = Path(os.environ.get("SHOAL_SCREENSHOT", tmp_path / "page.png"))  # set it to keep and look
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--screenshot={shot}",
+            "--window-size=640,480",
+            "--virtual-time-budget=3000",
+            f"{url}/",
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    page = np.asarray(Image.open(shot).convert("RGB"))
+    assert near(page[:400, :600], POLE) > 200, "the page does not show the pole"
+    assert near(page[:400, :600], CART) > 200, "the page does not show the cart"
