@@ -7,7 +7,7 @@ CACHE ?= $(or $(SHOAL_CACHE),$(HOME)/.cache/shoal)
 TESTBED_KUBECONFIG := $(CACHE)/testbed/kubeconfig
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv deps testbed-build cluster-up cluster-down cluster-status crds manifests image check-crds lint \
+.PHONY: help venv deps testbed-build cluster-up cluster-down cluster-status crds manifests image image-trainer check-crds lint \
         unit e2e test test-chaos run bench kind-up kind-down clean
 
 help:
@@ -49,6 +49,9 @@ manifests: crds testbed-build ## Render manifests/shoal.yaml (kustomize base) fr
 
 image: ## Build the operator image (needs Docker)
 	docker build -t ghcr.io/shoal-dev/shoal:$$(grep -m1 '^version' pyproject.toml | cut -d'"' -f2) .
+
+image-trainer: ## Build the training image (shoal-agent + the SB3 trainer; needs Docker)
+	docker build -f Dockerfile.trainer -t ghcr.io/shoal-dev/trainer:$$(grep -m1 '^version' pyproject.toml | cut -d'"' -f2) .
 
 check-crds: venv
 	$(BIN)/python -m shoal.crdgen --check --out crds --chart helm/shoal/crds

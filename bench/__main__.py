@@ -271,15 +271,53 @@ def report(results: dict[str, Any]) -> str:
             "The API server, etcd, KWOK and metrics-server share the same 2 cores.",
             "",
         ]
+    lines += agent_sections(results)
     missing = results.get("not_run", [])
     if missing:
         lines += ["## Not run yet", "", *[f"- {m}" for m in missing], ""]
     return "\n".join(lines)
 
 
+def agent_sections(results: dict[str, Any]) -> list[str]:
+    """B7 and B8 carry their own start time and commit: they are reported only when run."""
+    lines: list[str] = []
+    if "B7" in results:
+        b7 = results["B7"]
+        q = b7["latency_s"]
+        lines += [
+            "## B7 agent command latency",
+            "",
+            f"Run {b7['started']} at {b7['commit']}. A real shoal-agent as a local process for a KWOK session pod "
+            "(its ServiceAccount token, its watch on its own pod), the bandit test double as its trainer; "
+            f"{b7['commands']} checkpoint commands written as pod annotations at random 0.05-0.5 s spacing; latency "
+            "from just before the PATCH to the agent signalling the trainer.",
+            "",
+            "| p50 | p90 | p99 | max |",
+            "|---|---|---|---|",
+            f"| {q['p50'] * 1000:.0f} ms | {q['p90'] * 1000:.0f} ms | {q['p99'] * 1000:.0f} ms | {q['max'] * 1000:.0f} ms |",
+            "",
+            f"Goal p99 <= 1 s: **{'met' if b7['goal_met'] else 'not met'}** (raw samples in results.json).",
+            "",
+        ]
+    if "B8" in results:
+        b8 = results["B8"]
+        reps = ", ".join(f"{r['mean_reward']} ({r['seconds']} s, {r['fps']} fps)" for r in b8["repetitions"])
+        lines += [
+            "## B8 learning check",
+            "",
+            f"Run {b8['started']} at {b8['commit']}. `python -m shoal.agent.sb3`, PPO on CartPole-v1 with a session's "
+            f"defaults (1 environment, learning rate 3e-4, observation normalisation), {b8['timesteps']:,} timesteps, "
+            f"{len(b8['repetitions'])} repetitions on CPU: mean episode reward over the last 100 episodes {reps}; "
+            f"median **{b8['median_mean_reward']}** against **{b8['random_policy_mean_reward']}** for a random "
+            f"policy. Goal (median at least 4x random): **{'met' if b8['goal_met'] else 'not met'}**.",
+            "",
+        ]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", default="B1,B2,B3,B4,B5,B6", help="comma-separated benchmarks to run")
+    parser.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7,B8", help="comma-separated benchmarks to run")
     parser.add_argument("--report-only", action="store_true", help="rewrite report.md from results.json")
     args = parser.parse_args(argv)
     if args.report_only:
@@ -298,7 +336,11 @@ def main(argv: list[str] | None = None) -> int:
         results["B2"] = bench_b2()
     if "B5" in which:
         results["B5"] = bench_b5()
-    if which & {"B1", "B3", "B4", "B6"}:
+    if "B8" in which:
+        from bench import agent
+
+        results["B8"] = agent.b8()
+    if which & {"B1", "B3", "B4", "B6", "B7"}:
         from bench import cluster
 
         results.update(cluster.run_all(which))

@@ -580,6 +580,10 @@ def run_all(which: set[str]) -> dict[str, Any]:
             results["B3"] = b3(kube)
         if "B6" in which:
             results["B6"] = b6(kube)
+        if "B7" in which:
+            from bench import agent
+
+            results["B7"] = agent.b7(kube)
         if "B4" in which:
             results["B4"] = b4(kube, op)
     finally:

@@ -207,6 +207,7 @@ def test_operator_metrics_expose_every_documented_series(
         'shoal_metric_source_duration_seconds_count{source="Prometheus"}',
         'shoal_metric_source_failures_total{source="Prometheus"}',
         "shoal_claim_latency_seconds_count",
+        'shoal_pod_events_total{watch="pool"}',
         "shoal_leader 1.0",
     ]
 

@@ -258,3 +258,34 @@ def test_two_replicas_one_leader_and_hand_over_on_kill(
         wait_until(lambda: pool_settled(kube, namespace, "after", 3), 60, "pool served by the new leader")
     finally:
         standby.stop()
+
+
+def metric(text: str, series: str) -> float:
+    line = next((x for x in text.splitlines() if x.startswith(series + " ")), f"{series} 0")
+    return float(line.rsplit(" ", 1)[1])
+
+
+def test_progress_reports_on_pool_pods_do_not_re_list_the_pool(
+    kube: Kube, namespace: str, running_operator: OperatorProcess
+) -> None:
+    apply(pool_manifest("quiet", 2), namespace)
+    wait_until(lambda: pool_settled(kube, namespace, "quiet", 2, idleReplicas=2), 60, "2 idle pods")
+    first, second = sorted(p["metadata"]["name"] for p in live_pods(kube, namespace, SEL.format("quiet")))
+    reconciles = 'shoal_reconcile_duration_seconds_count{kind="ContainerPool"}'
+    events = 'shoal_pod_events_total{watch="pool"}'
+    before = running_operator.metrics()
+    for step in range(10):  # what an agent in a pool pod sends while it works
+        report = json.dumps({"timesteps": 1000 * step})
+        kube.merge_patch(
+            pods_path(namespace, first), {"metadata": {"annotations": {"shoal.dev/progress": report}}}
+        )
+    # Then a change the pool must act on; once it shows, the reports' events were handled before it.
+    kube.merge_patch(pods_path(namespace, second), {"metadata": {"annotations": {"shoal.dev/busy": "true"}}})
+    wait_until(
+        lambda: pool(kube, namespace, "quiet").get("status", {}).get("claimedReplicas") == 1, 30, "busy seen"
+    )
+    after = running_operator.metrics()
+    assert metric(after, events) - metric(before, events) >= 11  # every event reached the operator
+    # The busy pod: one reconcile that also grows the pool, plus the events of what it created.
+    # Re-listing on each report would add ten more.
+    assert metric(after, reconciles) - metric(before, reconciles) <= 5

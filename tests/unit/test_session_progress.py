@@ -39,15 +39,24 @@ def test_the_agents_report_becomes_status_metrics() -> None:
     }
 
 
-def session_obj(rv: str, event: str = "MODIFIED") -> tuple[str, dict[str, Any]]:
-    return event, {"metadata": {"namespace": "ns", "name": "s", "resourceVersion": rv}}
+def session_obj(
+    generation: int, event: str = "MODIFIED", preempted_by: str | None = None, **meta: Any
+) -> tuple[str, dict[str, Any]]:
+    return event, {
+        "metadata": {"namespace": "ns", "name": "s", "uid": "u1", "generation": generation, **meta},
+        "status": {"phase": "Running", "preemptedBy": preempted_by},
+    }
 
 
-def test_the_echo_of_its_own_status_write_is_not_a_reason_to_reconcile() -> None:
+def test_only_new_specs_and_deletions_need_a_reconcile_from_the_sessions_own_watch() -> None:
     rec = SessionReconciler(kube=None, settings=Settings.from_env())  # type: ignore[arg-type]
-    assert rec.relevant(*session_obj("10", "ADDED"))
-    rec.written[("ns", "s")] = "11"
-    assert not rec.relevant(*session_obj("11"))  # the write itself coming back
-    assert rec.relevant(*session_obj("12"))  # anything after it: a user's edit
-    assert rec.relevant(*session_obj("11", "DELETED"))
-    assert ("ns", "s") not in rec.written
+    assert rec.relevant(*session_obj(1, "ADDED"))
+    assert rec.relevant(*session_obj(1))  # never reconciled yet
+    rec.seen[("ns", "s")] = ("u1", 1, None)
+    assert not rec.relevant(*session_obj(1))  # the echo of a status write: same spec
+    assert rec.relevant(*session_obj(1, preempted_by="vip"))  # another session's reconcile wrote it
+    assert rec.relevant(*session_obj(2))  # the user changed the spec
+    assert rec.relevant(*session_obj(1, deletionTimestamp="2026-01-01T00:00:00Z"))
+    assert rec.relevant(*session_obj(1, uid="u2"))  # deleted and created again under the same name
+    assert rec.relevant(*session_obj(1, "DELETED"))
+    assert ("ns", "s") not in rec.seen

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import psutil
-from prometheus_client import Gauge, start_http_server
+from prometheus_client import Counter, Gauge, start_http_server
 
 from shoal.agent.podwatch import Annotations, FileWatch, PodWatch
 from shoal.agent.protocol import (
@@ -53,6 +53,8 @@ RSS = Gauge("shoal_agent_rss_bytes", "Resident memory of the training process tr
 GPU_UTIL = Gauge("shoal_agent_gpu_utilization_percent", "GPU utilization (NVML)", ["gpu"])
 GPU_MEM = Gauge("shoal_agent_gpu_memory_used_bytes", "GPU memory in use (NVML)", ["gpu"])
 TIMESTEPS = Gauge("shoal_agent_timesteps", "Timesteps trained so far")
+REPORTS = Counter("shoal_agent_reports_total", "Progress reports sent")
+COMMANDS = Counter("shoal_agent_commands_total", "Commands relayed to the trainer", ["verb"])
 
 
 class Reporter(Protocol):
@@ -186,6 +188,7 @@ class Agent:
         else:
             log.warning("command %d: unknown verb %r ignored", cid, verb)
             return
+        COMMANDS.labels(verb).inc()
         with open(workdir() / "commands.jsonl", "a") as f:  # when each command reached the trainer
             f.write(json.dumps({"id": cid, "verb": verb, "signalled": time.time()}) + "\n")
         log.info("command %d: %s", cid, verb)
@@ -222,6 +225,7 @@ class Agent:
         urgent = any(progress.get(k) != before.get(k) for k in URGENT)
         due = time.monotonic() - self.last_report_time >= self.report_every
         if progress != before and (urgent or due):
+            REPORTS.inc()
             self.reporter.report(progress)
             self.last_report = progress
             self.last_report_time = time.monotonic()

@@ -199,7 +199,6 @@ class Run:
                     model.load_replay_buffer(str(ckpt.file(REPLAY)))
             except (OSError, ValueError, KeyError, RuntimeError, EOFError) as exc:
                 raise CheckpointError("CheckpointCorrupt", f"{ckpt.path} cannot be loaded: {exc}") from None
-            model.learning_rate = self.lr  # a spec edit applies from the next update on
             return model
         kwargs: dict[str, Any] = {"learning_rate": self.lr, "verbose": 0, "tensorboard_log": str(self.tb_dir)}
         if self.algorithm not in ON_POLICY:
@@ -256,9 +255,8 @@ class Run:
     def report(self, done: bool = False) -> None:
         now, steps = time.monotonic(), int(self.model.num_timesteps)
         since, before = self._rate
-        if now - since >= 1.0:
+        if now - since >= 1.0:  # since this process began learning, as SB3's time/fps: updates included
             self.fps = round((steps - before) / (now - since), 1)
-            self._rate = (now, steps)
         rewards = [float(e["r"]) for e in self.model.ep_info_buffer or []]
         write_json(
             progress_file(),
@@ -310,6 +308,7 @@ class Run:
 
         signal.signal(signal.SIGUSR1, lambda *_: setattr(self, "want_checkpoint", True))
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "want_stop", True))
+        self._rate = (time.monotonic(), int(self.model.num_timesteps))
         self.report()
         remaining = self.total - int(self.model.num_timesteps)
         if remaining > 0 and not self.want_stop:

@@ -93,6 +93,15 @@ def metrics_of(progress: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def seen_key(obj: Mapping[str, Any]) -> tuple[str, int, str | None]:
+    meta = obj.get("metadata") or {}
+    return (
+        str(meta.get("uid")),
+        int(meta.get("generation") or 0),
+        (obj.get("status") or {}).get("preemptedBy"),
+    )
+
+
 def _decimal_requests(spec: TrainingSessionSpec, settings: Settings) -> dict[str, Decimal]:
     return {
         k: parse_quantity(v)
@@ -113,19 +122,23 @@ class SessionReconciler:
         self.index = index  # the watches' view of pools and their pods; None: list on every claim
         self.clock = clock or (lambda: datetime.now(UTC))
         self.first_seen: dict[str, float] = {}
-        self.written: dict[
-            tuple[str, str], str
-        ] = {}  # resourceVersion of this reconciler's last status write
+        # What a reconcile last read of each session: uid, generation, and the one status field that
+        # another session's reconcile writes (a preemption).
+        self.seen: dict[tuple[str, str], tuple[str, int, str | None]] = {}
 
     def relevant(self, event_type: str | None, obj: Mapping[str, Any]) -> bool:
-        """The watch event of this reconciler's own status write carries nothing new: skip it, so a
-        progress report costs one reconcile, not two."""
+        """Only a new object, a spec change (a new generation), a preemption by another session or a
+        deletion needs a reconcile from the session's own watch: everything else it does follows its
+        pod's events and its own requeues. So the echo of each status write is skipped, and a
+        progress report costs one reconcile, not two. (Matching the echo by resourceVersion would
+        race the patch's response.)"""
         meta = obj.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
-        if event_type == "DELETED":
-            self.written.pop(key, None)
+        if event_type in (None, "ADDED", "DELETED") or meta.get("deletionTimestamp"):
+            if event_type == "DELETED":
+                self.seen.pop(key, None)
             return True
-        return event_type != "MODIFIED" or self.written.get(key) != meta.get("resourceVersion")
+        return self.seen.get(key) != seen_key(obj)
 
     # --- the state machine ---------------------------------------------------------------------------
 
@@ -134,9 +147,11 @@ class SessionReconciler:
             obj = self.kube.get(custom_path(PLURAL, namespace, name))
         except ApiError as exc:
             if exc.not_found:
+                self.seen.pop((namespace, name), None)
                 return None
             raise
         meta = obj["metadata"]
+        self.seen[(namespace, name)] = seen_key(obj)
         self.first_seen.setdefault(meta["uid"], time.monotonic())
         if meta.get("deletionTimestamp"):
             self._finalize(obj)
@@ -295,8 +310,8 @@ class SessionReconciler:
                     message="stopped before it ran",
                     endTime=format_time(now),
                 )
-            else:
-                new.update(phase="Paused", reason="Paused", message="paused; no pod")
+            elif new.get("phase") != "Paused":  # already Paused: keep what the pause said
+                new.update(phase="Paused", reason="Paused", message="paused before it ran")
             new["preemptedBy"] = None
             return None
         restart_at = parse_time(new.get("nextRestartTime"))
@@ -743,12 +758,6 @@ class SessionReconciler:
             self.kube.event(obj, level, phase, new.get("message") or phase)
         # Fields cleared this round are sent as null so merge-patch removes them.
         patch = {k: new.get(k) for k in set(changed) | {k for k in old if k not in new}}
-        try:
-            written = self.kube.merge_patch(
-                custom_path(PLURAL, meta["namespace"], meta["name"], "status"), {"status": patch}
-            )
-        except ApiError as exc:
-            if exc.not_found:
-                return
-            raise
-        self.written[(meta["namespace"], meta["name"])] = str(written["metadata"].get("resourceVersion"))
+        self.kube.merge_patch_if_exists(
+            custom_path(PLURAL, meta["namespace"], meta["name"], "status"), {"status": patch}
+        )

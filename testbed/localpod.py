@@ -1,0 +1,211 @@
+"""Run a KWOK pod's container as a local process, the way a kubelet would start it.
+
+KWOK simulates pods without running anything. For the pods whose behaviour is the point (a training
+session's agent, a pool pod's agent), this plays the kubelet's part on this machine:
+
+- the container's command and args (`shoal-agent` resolves to this Python's `-m shoal.agent`);
+- its environment: literal values and the downward API's metadata.name/namespace/uid fieldRefs;
+- its volumes: ConfigMaps written out as files, PVCs as folders that outlive the pod (so checkpoints
+  survive a restart), emptyDirs as folders of this pod; paths in env values are mapped onto them;
+- its credentials: a token of the pod's ServiceAccount bound to the pod (TokenRequest, as the
+  kubelet asks for one), in a kubeconfig of its own: the process has the pod's permissions only;
+- its end: the pod's phase becomes Succeeded or Failed when the process exits (restartPolicy Never).
+
+Ports the agent would open on the pod IP are given free loopback ports instead (`ports`).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from shoal.k8s.client import ApiError, Kube, pods_path
+from testbed.cluster import HOST, PKI, PORTS, STATE
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL = STATE / "localpods"
+AGENT_PORTS = {
+    "tensorboard": "SHOAL_TENSORBOARD_PORT",
+    "video": "SHOAL_STREAM_PORT",
+    "metrics": "SHOAL_AGENT_PORT",
+}
+FIELD_REFS = {"metadata.name": ("name",), "metadata.namespace": ("namespace",), "metadata.uid": ("uid",)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def pod_token(kube: Kube, pod: dict[str, Any], seconds: int = 3600) -> str:
+    meta = pod["metadata"]
+    account = pod["spec"].get("serviceAccountName") or "default"
+    body = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {
+            "expirationSeconds": seconds,
+            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
+        },
+    }
+    path = f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{account}/token"
+    return str(kube.create(path, body)["status"]["token"])
+
+
+def token_kubeconfig(path: Path, token: str) -> Path:
+    ca = base64.b64encode((PKI / "ca.crt").read_bytes()).decode()
+    path.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters:
+- name: testbed
+  cluster: {{server: "https://{HOST}:{PORTS["kube-apiserver"]}", certificate-authority-data: {ca}}}
+users:
+- name: pod
+  user: {{token: {token}}}
+contexts:
+- name: pod
+  context: {{cluster: testbed, user: pod}}
+current-context: pod
+"""
+    )
+    path.chmod(0o600)
+    return path
+
+
+class LocalPod:
+    def __init__(self, kube: Kube, namespace: str, name: str, command: list[str] | None = None) -> None:
+        """`command` replaces the container's command (a test double instead of the real trainer)."""
+        self.kube = kube
+        self.pod = kube.get(pods_path(namespace, name))
+        self.meta = self.pod["metadata"]
+        self.dir = LOCAL / self.meta["uid"]
+        self.command = command
+        self.ports = {port: free_port() for port in AGENT_PORTS}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.mounts: dict[str, Path] = {}
+        self.kubeconfig = self.dir / "kubeconfig"
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def container(self) -> dict[str, Any]:
+        return dict(self.pod["spec"]["containers"][0])
+
+    def _volumes(self) -> None:
+        ns = self.meta["namespace"]
+        volumes = {v["name"]: v for v in self.pod["spec"].get("volumes") or []}
+        for mount in self.container.get("volumeMounts") or []:
+            vol = volumes.get(mount["name"], {})
+            if "persistentVolumeClaim" in vol:
+                local = LOCAL / "pvc" / ns / vol["persistentVolumeClaim"]["claimName"]
+            else:
+                local = self.dir / "volumes" / mount["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            if "configMap" in vol:
+                cm = self.kube.get(f"/api/v1/namespaces/{ns}/configmaps/{vol['configMap']['name']}")
+                for key, value in (cm.get("data") or {}).items():
+                    (local / key).write_text(value)
+            self.mounts[mount["mountPath"].rstrip("/")] = local
+
+    def _path(self, value: str) -> str:
+        for mount, local in sorted(self.mounts.items(), key=lambda kv: -len(kv[0])):
+            if value == mount or value.startswith(mount + "/"):
+                return str(local) + value[len(mount) :]
+        return value
+
+    def environment(self) -> dict[str, str]:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.dir),
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": f"{ROOT / 'operator'}:{ROOT}",
+            "KUBECONFIG": str(self.kubeconfig),
+            "SHOAL_BIND": HOST,
+        }
+        for var in self.container.get("env") or []:
+            if "value" in var:
+                env[var["name"]] = self._path(str(var["value"]))
+            elif (ref := (var.get("valueFrom") or {}).get("fieldRef")) and ref["fieldPath"] in FIELD_REFS:
+                env[var["name"]] = str(self.meta[FIELD_REFS[ref["fieldPath"]][0]])
+        env.update({AGENT_PORTS[port]: str(p) for port, p in self.ports.items()})
+        return env
+
+    def argv(self) -> list[str]:
+        cmd = list(self.container.get("command") or ["shoal-agent"])
+        if cmd[0] == "shoal-agent":
+            cmd = [sys.executable, "-m", "shoal.agent", *cmd[1:]]
+        cmd += list(self.container.get("args") or [])
+        if self.command:
+            cmd = [*cmd, "--", *self.command] if cmd[2:3] == ["shoal.agent"] else list(self.command)
+        return cmd
+
+    def start(self) -> LocalPod:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        self._volumes()
+        token_kubeconfig(self.kubeconfig, pod_token(self.kube, self.pod))
+        log = open(self.dir / "output.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            self.argv(), env=self.environment(), stdout=log, stderr=subprocess.STDOUT, cwd=self.dir
+        )
+        self._watcher = threading.Thread(target=self._on_exit, daemon=True)
+        self._watcher.start()
+        return self
+
+    def _on_exit(self) -> None:
+        assert self.proc is not None
+        code = self.proc.wait()
+        if code < 0:  # killed by the test itself (stop): the pod's fate is the test's
+            return
+        phase = "Succeeded" if code == 0 else "Failed"
+        with contextlib.suppress(ApiError):  # the pod may be gone already
+            self.kube.merge_patch(
+                pods_path(self.meta["namespace"], self.meta["name"]) + "/status", {"status": {"phase": phase}}
+            )
+
+    def output(self) -> str:
+        path = self.dir / "output.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.kill()
+        self.proc.wait(timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m testbed.localpod [-n NAMESPACE] POD`: run that pod's agent here until it exits."""
+    import argparse
+
+    from testbed.cluster import KUBECONFIG
+
+    parser = argparse.ArgumentParser(prog="python -m testbed.localpod", description=main.__doc__)
+    parser.add_argument("-n", "--namespace", default="default")
+    parser.add_argument("pod")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("KUBECONFIG", str(KUBECONFIG))
+    pod = LocalPod(Kube(), args.namespace, args.pod).start()
+    print(f"running {args.namespace}/{args.pod} here (output: {pod.dir / 'output.log'})")
+    print(f"  TensorBoard  http://{HOST}:{pod.ports['tensorboard']}/")
+    print(f"  live stream  http://{HOST}:{pod.ports['video']}/   (videoRecording: true)")
+    print(f"  agent        http://{HOST}:{pod.ports['metrics']}/metrics", flush=True)
+    assert pod.proc is not None
+    try:
+        return pod.proc.wait()
+    except KeyboardInterrupt:
+        pod.stop()
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
