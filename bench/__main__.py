@@ -152,14 +152,21 @@ def bench_b5() -> dict[str, Any]:
     }
 
 
+def not_rerun(results: dict[str, Any], key: str) -> str:
+    """A figure carried over from an earlier run says so, with that run's date, in its heading."""
+    since = results.get(key, {}).get("from_run")
+    return f" (not rerun: figures of the run of {since})" if since else ""
+
+
 def report(results: dict[str, Any]) -> str:
     b2 = results["B2"]
     lines = [
         "# Shoal benchmark results",
         "",
-        f"Run {results['time']} on {results['machine']}. Produced by `make bench`; raw numbers in `results.json`.",
+        f"Run {results['time']} on {results['machine']} (reran: {', '.join(results.get('reran', [])) or 'none'}). "
+        "Produced by `make bench`; raw numbers in `results.json`. A section not rerun says so in its heading.",
         "",
-        "## B2 scaling quality (simulated replay, same run)",
+        "## B2 scaling quality (simulated replay, same run)" + not_rerun(results, "B2"),
         "",
         "Each trace (bench/traces, 4 h, 5 s resolution) is replayed second by second. A replica serves 1 unit of",
         "load; a new pod serves only after 60 s. Every scaler evaluates every 15 s with a 70 % target: the HPA v2",
@@ -204,7 +211,7 @@ def report(results: dict[str, Any]) -> str:
     b5 = results["B5"]
     lines += [
         "",
-        "## B5 engine throughput",
+        "## B5 engine throughput" + not_rerun(results, "B5"),
         "",
         f"`decide()` with two metrics (10 pods, one Prometheus value): **{b5['evaluations_per_s_per_core']:,}** "
         f"evaluations per second on one core (goal >= 10,000: {'met' if b5['goal_met'] else 'not met'}); "
@@ -215,7 +222,7 @@ def report(results: dict[str, Any]) -> str:
         b1 = results["B1"]
         d, p = b1["Deployment"], b1["ContainerPool"]
         lines += [
-            "## B1 pool throughput",
+            "## B1 pool throughput" + not_rerun(results, "B1"),
             "",
             f"{b1['objects']} objects x {b1['pods_each']} pods on the test bed (KWOK nodes), created by 8 client threads; "
             "measured until every pod is Ready and every object's status says so. Baseline: Deployments reconciled by "
@@ -233,7 +240,7 @@ def report(results: dict[str, Any]) -> str:
     if "B3" in results:
         b3 = results["B3"]
         lines += [
-            "## B3 warm claim",
+            "## B3 warm claim" + not_rerun(results, "B3"),
             "",
             f"{b3['sessions']} TrainingSessions submitted one every 50 ms; latency from just before the create call to "
             "the session's status reading Running, observed through a watch (so it includes the create itself).",
@@ -249,7 +256,7 @@ def report(results: dict[str, Any]) -> str:
     if "B6" in results:
         b6 = results["B6"]
         lines += [
-            "## B6 reaction",
+            "## B6 reaction" + not_rerun(results, "B6"),
             "",
             "A load step at t0, then the time until the Deployment's spec.replicas changes: Shoal on a Prometheus "
             f"queue metric (15 s poll, 2 s scrape) against HPA on CPU (15 s sync, metrics-server at 10 s resolution), "
@@ -260,7 +267,7 @@ def report(results: dict[str, Any]) -> str:
     if "B4" in results:
         b4 = results["B4"]
         lines += [
-            "## B4 footprint",
+            "## B4 footprint" + not_rerun(results, "B4"),
             "",
             f"The operator (one Python process) managing {b4['pools']:,} ContainerPools / {b4['pods']:,} pods and "
             f"{b4['scalers']} WorkerScalers (CPU metric, {b4['poll_interval_s']} s poll) on the test bed, measured with "
@@ -344,9 +351,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench import cluster
 
         results.update(cluster.run_all(which))
-    for key in ("B1", "B2", "B3", "B4", "B5", "B6"):
+    results["reran"] = sorted(k for k in results if k.startswith("B"))
+    for key in ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8"):
         if key not in results and key in previous:
-            results[key] = previous[key]  # the last figures of benchmarks not rerun this time
+            # The last figures of a benchmark not rerun, marked with the date of the run that made them.
+            results[key] = {**previous[key], "from_run": previous[key].get("from_run", previous["time"])}
     results["not_run"] = [] if "B4" in results else ["B4 operator footprint (test bed)"]
     (RESULTS / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "report.md").write_text(report(results))

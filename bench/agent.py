@@ -58,7 +58,7 @@ def b7(kube: Kube, commands: int = 100, seed: int = 7) -> dict[str, Any]:
         "spec": {
             "game": "bandit",
             "algorithm": "PPO",
-            "totalTimesteps": 10**12,
+            "totalTimesteps": 2**31 - 1,
             "image": "registry.example/trainer:1",
             "resources": {"cpu": "100m", "memory": "128Mi"},
         },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -172,7 +173,6 @@ def test_sigkill_during_a_scale_from_0_to_30_converges_to_exactly_30(
         ({"replicas": 1, "resources": {"cpu": "2x"}}, ["spec.resources.cpu", "should match"]),
         ({"replicas": 1, "resources": {"memory": "-1Gi"}}, ["spec.resources.memory"]),
         ({"replicas": 1, "selection": "Random"}, ["spec.selection", "Unsupported value"]),
-        ({"replicas": 9, "maxReplicas": 4}, ["spec.replicas", "must not exceed maxReplicas"]),
         (
             {"replicas": 1, "maxReplicas": 2, "warm": {"minIdle": 5}},
             ["spec.warm.minIdle", "must not exceed maxReplicas"],
@@ -289,3 +289,39 @@ def test_progress_reports_on_pool_pods_do_not_re_list_the_pool(
     # The busy pod: one reconcile that also grows the pool, plus the events of what it created.
     # Re-listing on each report would add ten more.
     assert metric(after, reconciles) - metric(before, reconciles) <= 5
+
+
+def limit_is(kube: Kube, ns: str, name: str, reason: str) -> dict[str, Any]:
+    c = condition(pool(kube, ns, name), "ScalingLimited")
+    return c if c.get("reason") == reason else {}
+
+
+@pytest.mark.parametrize("server_side", [False, True])
+def test_a_pool_without_replicas_runs_within_its_bounds_and_says_when_a_bound_decides(
+    kube: Kube, namespace: str, running_operator: OperatorProcess, server_side: bool
+) -> None:
+    manifest = pool_manifest("bounded", 1, minReplicas=2, maxReplicas=4)
+    del manifest["spec"]["replicas"]  # as a GitOps repository holds it when a scaler owns the size
+    flags = ["--server-side"] if server_side else []
+    kubectl("apply", *flags, "-n", namespace, "-f", "-", stdin=json.dumps(manifest))  # accepted
+    wait_until(lambda: pool_settled(kube, namespace, "bounded", 2), 60, "2 pods: minReplicas")
+    limited = wait_until(
+        lambda: condition(pool(kube, namespace, "bounded"), "ScalingLimited"), 30, "condition"
+    )
+    assert (limited["status"], limited["reason"]) == ("True", "BelowMinReplicas")
+    assert limited["message"] == "spec.replicas 1 is below minReplicas 2: running 2"
+
+    kubectl("scale", "cpool/bounded", "-n", namespace, "--replicas=9")
+    wait_until(lambda: pool_settled(kube, namespace, "bounded", 4), 60, "4 pods: maxReplicas")
+    over = wait_until(
+        lambda: limit_is(kube, namespace, "bounded", "AboveMaxReplicas"), 30, "AboveMaxReplicas"
+    )
+    assert over["message"] == "spec.replicas 9 is above maxReplicas 4: running 4"
+    assert len(live_pods(kube, namespace, SEL.format("bounded"))) == 4  # never more than the bound
+
+    kubectl("scale", "cpool/bounded", "-n", namespace, "--replicas=3")
+    within = wait_until(lambda: limit_is(kube, namespace, "bounded", "WithinBounds"), 30, "within bounds")
+    assert within["status"] == "False"
+    kubectl("apply", *flags, "-n", namespace, "-f", "-", stdin=json.dumps(manifest))  # Git re-applied
+    assert pool(kube, namespace, "bounded")["spec"]["replicas"] == 3
+    wait_until(lambda: pool_settled(kube, namespace, "bounded", 3), 60, "3 pods kept")

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -84,3 +86,62 @@ def test_model_rejects_unknown_fields_and_empty_templates() -> None:
         ContainerPoolSpec.model_validate({"template": {"spec": {"containers": []}}})
     with pytest.raises(ValidationError):
         ContainerPoolSpec.model_validate({**base, "selection": "Random"})
+
+
+def schemas() -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for text in crdgen.render().values():
+        doc = yaml.safe_load(text)
+        out.append((doc["spec"]["names"]["kind"], doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]))
+    return out
+
+
+def fields(node: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for key, child in (node.get("properties") or {}).items():
+        yield f"{path}.{key}", child
+        yield from fields(child, f"{path}.{key}")
+    if "items" in node:
+        yield from fields(node["items"], f"{path}[]")
+
+
+def test_kubectl_explain_has_a_description_for_every_spec_and_status_field() -> None:
+    """What `kubectl explain tsess.spec.checkpoint` shows comes from these descriptions."""
+    undescribed = [
+        f"{kind}: {path}"
+        for kind, schema in schemas()
+        for part in ("spec", "status")
+        for path, node in fields(schema["properties"][part], part)
+        if not (node.get("description") or "").strip()
+    ]
+    assert undescribed == [], "\n".join(undescribed)
+    count = sum(
+        1 for _, schema in schemas() for p in ("spec", "status") for _ in fields(schema["properties"][p], p)
+    )
+    assert count >= 180  # the walk reaches every kind's nested fields (188 today)
+
+
+def test_every_cel_message_names_a_field_of_its_object() -> None:
+    """An object-level rule's answer is prefixed with the object's path only: its message must say which
+    of the object's fields is wrong."""
+
+    def rules(node: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any], dict[str, str]]]:
+        for rule in node.get("x-kubernetes-validations") or []:
+            yield path, node, rule
+        for key, child in (node.get("properties") or {}).items():
+            yield from rules(child, f"{path}.{key}")
+        if "items" in node:
+            yield from rules(node["items"], f"{path}[]")
+
+    checked = 0
+    for kind, schema in schemas():
+        for path, node, rule in rules(schema, kind):
+            names = set(node.get("properties") or {}) | {path.rsplit(".", 1)[-1].rstrip("[]")}
+            message = rule["message"]
+            if "properties" not in node:
+                checked += 1
+                continue  # a rule on a leaf: the API server's answer starts with that field's path
+            assert any(name in message for name in names), (
+                f"{path}: {message!r} names none of {sorted(names)}"
+            )
+            checked += 1
+    assert checked >= 15

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shoal.api.pool import ContainerPoolSpec
-from shoal.pool.plan import desired_replicas, plan
+from shoal.pool.plan import desired_replicas, plan, size_limit
 from shoal.pool.pods import PodView
 from tests.unit.podfactory import HASH, POOL_UID, T0, pod
 
@@ -177,3 +177,24 @@ def test_plan_never_deletes_claimed_pods(n_idle: int, n_claimed: int, replicas: 
     claimed_names = {x.name for x in pods if x.claimed}
     assert not claimed_names & {d.pod for d in p.delete}
     assert p.counts.replicas == max(replicas, n_claimed)
+
+
+def test_a_size_outside_the_bounds_is_clamped_and_the_limit_says_why() -> None:
+    gitops = spec(minReplicas=2)  # replicas left out: its default, 1, is below the bound
+    assert desired_replicas(gitops, claimed=0) == 2
+    assert size_limit(gitops, claimed=0) == (
+        "BelowMinReplicas",
+        "spec.replicas 1 is below minReplicas 2: running 2",
+    )
+    over = spec(replicas=9, maxReplicas=4)
+    assert desired_replicas(over, claimed=0) == 4
+    assert size_limit(over, claimed=0) == (
+        "AboveMaxReplicas",
+        "spec.replicas 9 is above maxReplicas 4: running 4",
+    )
+    busy = spec(replicas=2, maxReplicas=4, warm={"minIdle": 2})
+    assert size_limit(busy, claimed=3) == (
+        "AboveMaxReplicas",
+        "3 claimed + warm.minIdle 2 is above maxReplicas 4: running 4",
+    )
+    assert size_limit(spec(replicas=3, minReplicas=2, maxReplicas=4), claimed=1) is None

@@ -77,12 +77,16 @@ class Model(BaseModel):
 
 
 class Condition(Model):
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str = ""
-    message: str = ""
-    lastTransitionTime: datetime | None = None
-    observedGeneration: int | None = None
+    """A Kubernetes-style condition: the state of one aspect of the object, and why."""
+
+    type: str = Field(description="What the condition is about (Ready, Scaling, ScalingActive, ...)")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown")
+    reason: str = Field(default="", description="One CamelCase word: why the status is what it is")
+    message: str = Field(default="", description="Details for people")
+    lastTransitionTime: datetime | None = Field(default=None, description="When the status last changed")
+    observedGeneration: int | None = Field(
+        default=None, description="The metadata.generation this condition was computed from"
+    )
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:

@@ -17,34 +17,46 @@ class ContainerTemplate(BaseModel):
     """A container of the pod template; fields other than name and image pass through unchanged."""
 
     model_config = ConfigDict(extra="allow")
-    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
-    image: str = Field(min_length=1, max_length=1024)
+    name: str = Field(
+        min_length=1, max_length=63, pattern=DNS_LABEL, description="Container name (a DNS label)"
+    )
+    image: str = Field(min_length=1, max_length=1024, description="Container image")
 
 
 class PodSpecTemplate(BaseModel):
+    """A pod spec, as in a Deployment's template; Shoal adds a restricted security context when it sets none."""
+
     model_config = ConfigDict(extra="allow")
-    containers: list[ContainerTemplate] = Field(min_length=1, max_length=64)
+    containers: list[ContainerTemplate] = Field(
+        min_length=1, max_length=64, description="The pod's containers; resources apply to the first"
+    )
 
 
 class PodTemplate(Model):
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    spec: PodSpecTemplate
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Labels and annotations copied to every pod of the pool"
+    )
+    spec: PodSpecTemplate = Field(description="The pods' spec")
 
 
 class Resources(Model):
     """Applied as requests and limits to the first container when that container sets none."""
 
-    cpu: Quantity | None = None
-    memory: Quantity | None = None
+    cpu: Quantity | None = Field(default=None, description="CPU, e.g. 500m or 2")
+    memory: Quantity | None = Field(default=None, description="Memory, e.g. 512Mi or 4Gi")
     gpu: NonNegativeInt | None = Field(default=None, description="GPU count (operator's GPU resource name)")
-    ephemeralStorage: Quantity | None = None
+    ephemeralStorage: Quantity | None = Field(default=None, description="Local scratch disk, e.g. 10Gi")
 
 
 class Warm(Model):
+    """Idle capacity kept ready for claims."""
+
     minIdle: NonNegativeInt = Field(default=0, description="Idle, ready pods kept on top of the claimed ones")
 
 
 class Recycle(Model):
+    """When pods are replaced; a claimed or busy pod only after its claim ends."""
+
     maxAgeSeconds: PositiveInt | None = Field(default=None, description="Replace pods older than this")
     maxClaims: PositiveInt | None = Field(default=None, description="Replace pods claimed this many times")
     onUnhealthy: Literal["Replace", "Keep"] = Field(
@@ -64,12 +76,6 @@ class ContainerPoolSpec(Model):
                 "minReplicas must be less than or equal to maxReplicas",
                 ".minReplicas",
             ),
-            cel("self.replicas >= self.minReplicas", "replicas must be at least minReplicas", ".replicas"),
-            cel(
-                "!has(self.maxReplicas) || self.replicas <= self.maxReplicas",
-                "replicas must not exceed maxReplicas",
-                ".replicas",
-            ),
             cel(
                 "!has(self.maxReplicas) || !has(self.warm) || self.warm.minIdle <= self.maxReplicas",
                 "warm.minIdle must not exceed maxReplicas",
@@ -77,29 +83,47 @@ class ContainerPoolSpec(Model):
             ),
         )
     )
-    template: PodTemplate
-    resources: Resources | None = None
-    replicas: NonNegativeInt = Field(default=1, description="Target size; the scale subresource writes it")
-    minReplicas: NonNegativeInt = 0
-    maxReplicas: NonNegativeInt | None = None
-    warm: Warm | None = None
-    recycle: Recycle | None = None
+    template: PodTemplate = Field(description="The pod template every pod of the pool is made from")
+    resources: Resources | None = Field(
+        default=None, description="Requests and limits for the first container, when it sets none"
+    )
+    # Not refused outside [minReplicas, maxReplicas]: a GitOps manifest may leave replicas to its
+    # default while minReplicas is higher, and `kubectl scale` may overshoot. The pool runs the
+    # clamped size and says so in the ScalingLimited condition.
+    replicas: NonNegativeInt = Field(
+        default=1,
+        description="Target size (the scale subresource writes it); run clamped to [minReplicas, maxReplicas], "
+        "with condition ScalingLimited when outside",
+    )
+    minReplicas: NonNegativeInt = Field(default=0, description="The pool never runs fewer pods than this")
+    maxReplicas: NonNegativeInt | None = Field(
+        default=None,
+        description="The pool never runs more pods than this, claimed ones and warm.minIdle included",
+    )
+    warm: Warm | None = Field(default=None, description="Warm capacity: idle, ready pods kept for claims")
+    recycle: Recycle | None = Field(default=None, description="When pods are replaced")
     selection: SelectionStrategy = Field(
         default="LeastRecentlyUsed", description="How an idle pod is picked for a claim"
     )
 
 
 class ContainerPoolStatus(Model):
-    observedGeneration: int | None = None
-    replicas: int = 0
-    desiredReplicas: int = 0
-    readyReplicas: int = 0
-    idleReplicas: int = 0
-    claimedReplicas: int = 0
-    selector: str = ""
+    observedGeneration: int | None = Field(default=None, description="The generation this status describes")
+    replicas: int = Field(default=0, description="Pods of the pool, starting and deleting ones included")
+    desiredReplicas: int = Field(
+        default=0, description="Pods the pool wants: max(replicas, claimed + minIdle), clamped"
+    )
+    readyReplicas: int = Field(default=0, description="Pods that are Ready")
+    idleReplicas: int = Field(default=0, description="Ready pods no one has claimed or marked busy")
+    claimedReplicas: int = Field(default=0, description="Pods claimed by a session or marked shoal.dev/busy")
+    selector: str = Field(
+        default="", description="Label selector of the pool's pods (for the scale subresource)"
+    )
     utilization: float = Field(default=0.0, description="Claimed pods / pods")
-    lastScaleTime: datetime | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    lastScaleTime: datetime | None = Field(default=None, description="When pods were last created or deleted")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Scaling, ScalingLimited and Degraded"
+    )
 
 
 class ContainerPool(Model):

@@ -13,9 +13,18 @@ NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 
 class TargetRef(Model):
-    apiVersion: str = Field(min_length=1, max_length=253, examples=["apps/v1", "shoal.dev/v1alpha1"])
-    kind: str = Field(min_length=1, max_length=63, pattern=r"^[A-Z][A-Za-z0-9]*$")
-    name: str = Field(min_length=1, max_length=253, pattern=NAME)
+    """What to scale: any object with a scale subresource in the scaler's namespace."""
+
+    apiVersion: str = Field(
+        min_length=1,
+        max_length=253,
+        examples=["apps/v1", "shoal.dev/v1alpha1"],
+        description="API group/version of the target, e.g. apps/v1",
+    )
+    kind: str = Field(
+        min_length=1, max_length=63, pattern=r"^[A-Z][A-Za-z0-9]*$", description="Kind, e.g. Deployment"
+    )
+    name: str = Field(min_length=1, max_length=253, pattern=NAME, description="The target's name")
     namespace: str | None = Field(
         default=None,
         max_length=63,
@@ -24,18 +33,22 @@ class TargetRef(Model):
 
 
 class ResourceMetric(Model):
-    name: Literal["cpu", "memory"]
+    """CPU or memory use of the target's pods (metrics.k8s.io) against their requests."""
+
+    name: Literal["cpu", "memory"] = Field(description="cpu or memory")
     targetAverageUtilization: int | None = Field(
         default=None, ge=1, le=1000, description="Percent of requests, as in HPA (Target mode)"
     )
 
 
 class PrometheusMetric(Model):
+    """A PromQL query against the operator's configured Prometheus."""
+
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
                 "has(self.targetPerReplica) != has(self.targetUtilization)",
-                "set exactly one of targetPerReplica or targetUtilization",
+                "prometheus: set exactly one of targetPerReplica or targetUtilization",
             ),
         )
     )
@@ -49,21 +62,25 @@ class PrometheusMetric(Model):
 
 
 class MetricSpec(Model):
+    """One metric; the scaler follows the one that asks for the most replicas."""
+
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
                 "self.type == 'Resource' ? (has(self.resource) && !has(self.prometheus)) "
                 ": (has(self.prometheus) && !has(self.resource))",
-                "set resource for type Resource, prometheus for type Prometheus, and not the other",
+                "metrics: set resource for type Resource, prometheus for type Prometheus, and not the other",
             ),
         )
     )
-    type: Literal["Resource", "Prometheus"]
-    resource: ResourceMetric | None = None
-    prometheus: PrometheusMetric | None = None
+    type: Literal["Resource", "Prometheus"] = Field(description="Resource (metrics.k8s.io) or Prometheus")
+    resource: ResourceMetric | None = Field(default=None, description="For type Resource")
+    prometheus: PrometheusMetric | None = Field(default=None, description="For type Prometheus")
 
 
 class Thresholds(Model):
+    """Utilization bands: scale up above scaleUp, down below scaleDown, jump at emergency."""
+
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
@@ -72,36 +89,66 @@ class Thresholds(Model):
             ),
         )
     )
-    scaleUp: float = Field(default=0.8, gt=0, le=10)
-    scaleDown: float = Field(default=0.3, ge=0, le=10)
-    emergency: float = Field(default=0.95, gt=0, le=10)
+    scaleUp: float = Field(default=0.8, gt=0, le=10, description="Thresholds mode: scale up above this")
+    scaleDown: float = Field(default=0.3, ge=0, le=10, description="Thresholds mode: scale down below this")
+    emergency: float = Field(
+        default=0.95,
+        gt=0,
+        le=10,
+        description="Either mode: one step up past cooldowns and windows above this",
+    )
 
 
 class ScalingRules(Model):
-    cooldownSeconds: NonNegativeInt | None = Field(default=None, le=86400)
-    stabilizationWindowSeconds: NonNegativeInt | None = Field(default=None, le=3600)
+    """How fast one direction may go."""
+
+    cooldownSeconds: NonNegativeInt | None = Field(
+        default=None, le=86400, description="Wait after a change before the next one (up 30 s, down 180 s)"
+    )
+    stabilizationWindowSeconds: NonNegativeInt | None = Field(
+        default=None,
+        le=3600,
+        description="Act on the most conservative recommendation of this window (up 0 s, down 300 s)",
+    )
     maxPods: PositiveInt | None = Field(default=None, description="At most this many pods per period")
     maxPercent: PositiveInt | None = Field(
         default=None, le=1000, description="At most this percent per period"
     )
-    periodSeconds: PositiveInt = Field(default=15, le=1800)
+    periodSeconds: PositiveInt = Field(
+        default=15, le=1800, description="The period of maxPods and maxPercent"
+    )
 
 
 class Behavior(Model):
-    scaleUp: ScalingRules | None = None
-    scaleDown: ScalingRules | None = None
+    """Speed limits per direction, as HPA's behavior."""
+
+    scaleUp: ScalingRules | None = Field(default=None, description="Rules for growing")
+    scaleDown: ScalingRules | None = Field(default=None, description="Rules for shrinking")
 
 
 class Predictive(Model):
-    enabled: bool = False
+    """Forecast demand (Holt, Holt-Winters with a season) and scale ahead of it."""
+
+    enabled: bool = Field(
+        default=False, description="Scale for the forecast too, never below the reactive size"
+    )
     horizonSeconds: NonNegativeInt = Field(
         default=120, le=3600, description="Scale for demand this far ahead"
     )
-    seasonalityPeriodSeconds: PositiveInt | None = Field(default=None, ge=60, le=604800)
-    historySeconds: PositiveInt = Field(default=3600, ge=60, le=604800)
+    seasonalityPeriodSeconds: PositiveInt | None = Field(
+        default=None,
+        ge=60,
+        le=604800,
+        description="Length of a repeating pattern (86400 for daily); needs historySeconds of two periods",
+    )
+    historySeconds: PositiveInt = Field(
+        default=3600, ge=60, le=604800, description="Demand history the forecast is fitted on"
+    )
 
 
 class ScheduleWindow(Model):
+    """A cron window that raises the floor."""
+
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
@@ -111,13 +158,17 @@ class ScheduleWindow(Model):
             ),
         )
     )
-    name: str | None = Field(default=None, max_length=63)
-    cron: str = Field(min_length=9, max_length=100, examples=["0 8 * * 1-5"])
-    durationSeconds: PositiveInt = Field(le=604800)
-    minReplicas: NonNegativeInt
+    name: str | None = Field(default=None, max_length=63, description="A name for people and Events")
+    cron: str = Field(
+        min_length=9, max_length=100, examples=["0 8 * * 1-5"], description="When the window opens (UTC)"
+    )
+    durationSeconds: PositiveInt = Field(le=604800, description="How long it stays open")
+    minReplicas: NonNegativeInt = Field(description="The floor while it is open")
 
 
 class Fallback(Model):
+    """What to do while metrics fail; never a scale-down on missing data."""
+
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
@@ -127,9 +178,13 @@ class Fallback(Model):
             ),
         )
     )
-    policy: Literal["Hold", "Replicas"] = "Hold"
-    replicas: NonNegativeInt | None = None
-    failureThreshold: PositiveInt = Field(default=3, le=1000)
+    policy: Literal["Hold", "Replicas"] = Field(
+        default="Hold", description="Hold the current size, or go to replicas (never lower than current)"
+    )
+    replicas: NonNegativeInt | None = Field(default=None, description="The size for policy Replicas")
+    failureThreshold: PositiveInt = Field(
+        default=3, le=1000, description="Failed evaluations in a row before the fallback applies"
+    )
 
 
 class WorkerScalerSpec(Model):
@@ -156,63 +211,95 @@ class WorkerScalerSpec(Model):
                 "fallback.replicas must not exceed maxReplicas",
                 ".fallback.replicas",
             ),
+            # The forecaster needs enough history at the poll step; anything less is silently unused.
+            cel(
+                "!has(self.predictive) || self.predictive.historySeconds >= 5 * self.pollIntervalSeconds",
+                "predictive.historySeconds must hold at least six polls (5 x pollIntervalSeconds) for a "
+                "forecast: raise historySeconds or poll more often",
+                ".predictive.historySeconds",
+            ),
+            cel(
+                "!has(self.predictive) || !has(self.predictive.seasonalityPeriodSeconds) || "
+                "self.predictive.seasonalityPeriodSeconds >= 2 * self.pollIntervalSeconds",
+                "predictive.seasonalityPeriodSeconds must span at least two polls (2 x pollIntervalSeconds)",
+                ".predictive.seasonalityPeriodSeconds",
+            ),
+            cel(
+                "!has(self.predictive) || !has(self.predictive.seasonalityPeriodSeconds) || "
+                "self.predictive.historySeconds >= "
+                "2 * self.predictive.seasonalityPeriodSeconds + 2 * self.pollIntervalSeconds",
+                "predictive.historySeconds must hold two seasonality periods plus two polls "
+                "(2 x seasonalityPeriodSeconds + 2 x pollIntervalSeconds): raise historySeconds or "
+                "shorten seasonalityPeriodSeconds",
+                ".predictive.historySeconds",
+            ),
         )
     )
-    targetRef: TargetRef
-    minReplicas: NonNegativeInt = 1
-    maxReplicas: PositiveInt
-    pollIntervalSeconds: PositiveInt = Field(default=15, le=3600)
+    targetRef: TargetRef = Field(description="The object to scale, through its scale subresource")
+    minReplicas: NonNegativeInt = Field(
+        default=1, description="Never fewer replicas (0 allows scale to zero)"
+    )
+    maxReplicas: PositiveInt = Field(description="Never more replicas")
+    pollIntervalSeconds: PositiveInt = Field(default=15, le=3600, description="Seconds between evaluations")
     mode: Literal["Target", "Thresholds"] = Field(
         default="Target",
         description="Target: HPA's ceil(current*value/target); Thresholds: the utilization bands",
     )
     tolerance: float = Field(
-        default=0.1, ge=0, lt=1, description="Target mode: ignore ratios within 1 +/- this"
+        default=0.1, ge=0, lt=1, description="Ignore ratios within 1 +/- this (and forecasts within it)"
     )
-    metrics: list[MetricSpec] = Field(min_length=1, max_length=10)
-    thresholds: Thresholds = Field(default_factory=Thresholds)
-    behavior: Behavior | None = None
-    predictive: Predictive | None = None
-    schedule: list[ScheduleWindow] = Field(default_factory=list, max_length=20)
-    fallback: Fallback | None = None
+    metrics: list[MetricSpec] = Field(
+        min_length=1, max_length=10, description="What to scale on; the largest proposal wins"
+    )
+    thresholds: Thresholds = Field(default_factory=Thresholds, description="Utilization bands")
+    behavior: Behavior | None = Field(default=None, description="Cooldowns, windows and step limits")
+    predictive: Predictive | None = Field(default=None, description="Forecast-driven scaling")
+    schedule: list[ScheduleWindow] = Field(
+        default_factory=list, max_length=20, description="Cron windows that raise minReplicas"
+    )
+    fallback: Fallback | None = Field(default=None, description="What to do while metrics fail")
     paused: bool = Field(default=False, description="Freeze: the target's replicas are left alone")
 
 
 class MetricStatus(Model):
-    name: str
-    type: str
-    value: str | None = None
-    target: str | None = None
-    utilization: float | None = None
-    proposal: int | None = None
-    error: str | None = None
+    name: str = Field(description="The metric: cpu, memory or the PromQL query")
+    type: str = Field(description="Resource or Prometheus")
+    value: str | None = Field(default=None, description="The last reading")
+    target: str | None = Field(default=None, description="What it is compared with")
+    utilization: float | None = Field(default=None, description="Reading / target, for Thresholds mode")
+    proposal: int | None = Field(default=None, description="Replicas this metric alone asks for")
+    error: str | None = Field(default=None, description="Why the reading failed")
 
 
 class ForecastStatus(Model):
-    demand: float
-    replicas: int
-    horizonSeconds: int
+    demand: float = Field(description="Forecast demand at the horizon, in replicas")
+    replicas: int = Field(description="Replicas that demand needs")
+    horizonSeconds: int = Field(description="How far ahead")
     error: float | None = Field(default=None, description="RMSE of one-step-ahead forecasts, in replicas")
-    samples: int = 0
+    samples: int = Field(default=0, description="History samples the fit used")
 
 
 class DecisionRecord(Model):
-    time: datetime
-    fromReplicas: int
-    toReplicas: int
-    reason: str
-    message: str = ""
+    time: datetime = Field(description="When")
+    fromReplicas: int = Field(description="Size before")
+    toReplicas: int = Field(description="Size after")
+    reason: str = Field(description="Why (ScaleUp, EmergencyScaleUp, PredictiveScaleUp, ...)")
+    message: str = Field(default="", description="Details")
 
 
 class WorkerScalerStatus(Model):
-    observedGeneration: int | None = None
-    currentReplicas: int | None = None
-    desiredReplicas: int | None = None
-    lastScaleTime: datetime | None = None
-    currentMetrics: list[MetricStatus] = Field(default_factory=list)
-    forecast: ForecastStatus | None = None
-    decisions: list[DecisionRecord] = Field(default_factory=list, max_length=10)
-    conditions: list[Condition] = Field(default_factory=list)
+    observedGeneration: int | None = Field(default=None, description="The generation this status describes")
+    currentReplicas: int | None = Field(default=None, description="The target's size at the last evaluation")
+    desiredReplicas: int | None = Field(default=None, description="The size the scaler decided on")
+    lastScaleTime: datetime | None = Field(default=None, description="When the scaler last changed the size")
+    currentMetrics: list[MetricStatus] = Field(default_factory=list, description="The last readings")
+    forecast: ForecastStatus | None = Field(default=None, description="The last forecast (predictive only)")
+    decisions: list[DecisionRecord] = Field(
+        default_factory=list, max_length=10, description="The last size changes, newest last"
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="AbleToScale, ScalingActive, ScalingLimited"
+    )
 
 
 class WorkerScaler(Model):

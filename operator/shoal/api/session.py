@@ -14,9 +14,13 @@ Phase = Literal["Pending", "Starting", "Running", "Paused", "Stopping", "Stopped
 
 
 class SessionResources(Model):
-    cpu: Quantity | None = None
-    memory: Quantity | None = None
-    gpu: NonNegativeInt | None = Field(default=None, le=64)
+    """Requests and limits (equal) of the session's pod."""
+
+    cpu: Quantity | None = Field(default=None, description="CPU, e.g. 4")
+    memory: Quantity | None = Field(default=None, description="Memory, e.g. 16Gi")
+    gpu: NonNegativeInt | None = Field(
+        default=None, le=64, description="GPU count, as the operator's GPU resource (nvidia.com/gpu)"
+    )
     gpuMemory: Quantity | None = Field(
         default=None, description="Maps to the operator's GPU-memory resource, if configured"
     )
@@ -24,10 +28,19 @@ class SessionResources(Model):
 
 
 class PoolRef(Model):
-    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    """A ContainerPool in the session's namespace to claim a warm pod from."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="The pool's name",
+    )
 
 
 class RestartPolicy(Model):
+    """Restarts of a failed pod, from the last checkpoint, with exponential backoff."""
+
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
@@ -37,42 +50,83 @@ class RestartPolicy(Model):
             ),
         )
     )
-    backoffLimit: NonNegativeInt = Field(default=3, le=100)
-    initialBackoffSeconds: PositiveInt = Field(default=10, le=3600)
-    maxBackoffSeconds: PositiveInt = Field(default=300, le=86400)
+    backoffLimit: NonNegativeInt = Field(default=3, le=100, description="Restarts allowed before Failed")
+    initialBackoffSeconds: PositiveInt = Field(
+        default=10, le=3600, description="Wait before the first restart; doubles each time"
+    )
+    maxBackoffSeconds: PositiveInt = Field(default=300, le=86400, description="Longest wait between restarts")
 
 
 class CheckpointSpec(Model):
+    """The session's checkpoint volume, kept across restarts and pauses."""
+
     size: Quantity = Field(default="1Gi", description="Size of the checkpoint PersistentVolumeClaim")
-    storageClassName: str | None = Field(default=None, max_length=253)
+    storageClassName: str | None = Field(
+        default=None, max_length=253, description="StorageClass of the claim (the cluster default if unset)"
+    )
     ackDeadlineSeconds: PositiveInt = Field(
         default=120, le=3600, description="How long a pause waits for the checkpoint"
     )
 
 
 class EnvVar(Model):
-    name: str = Field(min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-    value: str = Field(default="", max_length=32768)
+    name: str = Field(
+        min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name"
+    )
+    value: str = Field(default="", max_length=32768, description="Its value")
 
 
 class TrainingSessionSpec(Model):
-    game: str = Field(min_length=1, max_length=128, examples=["CartPole-v1"])
-    algorithm: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", examples=["PPO"])
-    totalTimesteps: PositiveInt = Field(le=10**12)
-    vecEnvs: PositiveInt = Field(default=1, le=1024)
-    learningRate: float = Field(default=3e-4, gt=0, le=10)
-    checkpointEverySec: PositiveInt = Field(default=300, le=86400)
-    videoRecording: bool = False
-    image: str = Field(min_length=1, max_length=1024)
-    command: list[str] | None = Field(default=None, max_length=64)
-    args: list[str] | None = Field(default=None, max_length=256)
-    env: list[EnvVar] = Field(default_factory=list, max_length=128)
-    resources: SessionResources = Field(default_factory=SessionResources)
-    poolRef: PoolRef | None = None
-    runState: RunState = "Running"
-    priority: int = Field(default=0, ge=-1000000, le=1000000)
-    restartPolicy: RestartPolicy = Field(default_factory=RestartPolicy)
-    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    game: str = Field(
+        min_length=1,
+        max_length=128,
+        examples=["CartPole-v1"],
+        description="A registered gymnasium environment id (ALE/... ids need ale-py in the image)",
+    )
+    algorithm: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        examples=["PPO"],
+        description="Stable-Baselines3 algorithm: A2C, DDPG, DQN, PPO, SAC or TD3 (any case)",
+    )
+    totalTimesteps: PositiveInt = Field(le=10**12, description="Environment steps to train for")
+    vecEnvs: PositiveInt = Field(default=1, le=1024, description="Environments stepped together")
+    learningRate: float = Field(default=3e-4, gt=0, le=10, description="The optimizer's learning rate")
+    checkpointEverySec: PositiveInt = Field(
+        default=300,
+        le=86400,
+        description="Seconds between periodic checkpoints (also on pause and at the end)",
+    )
+    videoRecording: bool = Field(
+        default=False, description="Serve a live MJPEG stream on :8000 and record episode videos"
+    )
+    image: str = Field(
+        min_length=1, max_length=1024, description="The trainer image (entrypoint shoal-agent)"
+    )
+    command: list[str] | None = Field(
+        default=None, max_length=64, description="Replaces the image's entrypoint, as in a container"
+    )
+    args: list[str] | None = Field(default=None, max_length=256, description="Arguments, as in a container")
+    env: list[EnvVar] = Field(
+        default_factory=list, max_length=128, description="Extra environment variables of the trainer"
+    )
+    resources: SessionResources = Field(default_factory=SessionResources, description="The pod's resources")
+    poolRef: PoolRef | None = Field(
+        default=None, description="Claim an idle warm pod of this ContainerPool instead of creating a pod"
+    )
+    runState: RunState = Field(
+        default="Running",
+        description="Running; Paused (checkpoint, then free the pod; Running resumes); Stopped (final)",
+    )
+    priority: int = Field(
+        default=0,
+        ge=-1000000,
+        le=1000000,
+        description="Higher starts first when capacity is short, and may pause lower-priority sessions",
+    )
+    restartPolicy: RestartPolicy = Field(default_factory=RestartPolicy, description="Restarts after failures")
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpoint storage")
 
 
 class TrainingMetrics(Model):
@@ -87,38 +141,49 @@ class TrainingMetrics(Model):
 
 
 class Endpoints(Model):
-    tensorboard: str | None = None
-    video: str | None = None
+    """Addresses of the session's Service."""
+
+    tensorboard: str | None = Field(default=None, description="TensorBoard over the session's event files")
+    video: str | None = Field(default=None, description="The live MJPEG stream (videoRecording only)")
 
 
 class TrainingSessionStatus(Model):
-    observedGeneration: int | None = None
-    phase: Phase = "Pending"
-    reason: str | None = None
-    message: str | None = None
-    podName: str | None = None
-    claimedFromPool: str | None = None
-    startTime: datetime | None = None
-    endTime: datetime | None = None
-    restarts: int = 0
-    nextRestartTime: datetime | None = None
-    lastCheckpoint: str | None = None
+    observedGeneration: int | None = Field(default=None, description="The generation this status describes")
+    phase: Phase = Field(
+        default="Pending",
+        description="Pending (queued), Starting, Running, Stopping, Paused, Stopped, Succeeded or Failed",
+    )
+    reason: str | None = Field(
+        default=None, description="Why the session is in its phase (one CamelCase word)"
+    )
+    message: str | None = Field(default=None, description="Details for people")
+    podName: str | None = Field(default=None, description="The pod running the session now")
+    claimedFromPool: str | None = Field(default=None, description="The pool the pod was claimed from")
+    startTime: datetime | None = Field(default=None, description="When training first started")
+    endTime: datetime | None = Field(default=None, description="When the session ended")
+    restarts: int = Field(default=0, description="Restarts after failures so far")
+    nextRestartTime: datetime | None = Field(default=None, description="When the backoff ends")
+    lastCheckpoint: str | None = Field(
+        default=None, description="Path of the latest checkpoint in the volume"
+    )
     videos: list[str] | None = Field(
         default=None,
         max_length=10,
         description="Recorded episode videos in the checkpoint volume's videos/ folder, newest last",
     )
     progress: str | None = Field(default=None, description="timesteps / totalTimesteps, as a percentage")
-    metrics: TrainingMetrics | None = None
-    endpoints: Endpoints | None = None
+    metrics: TrainingMetrics | None = Field(default=None, description="The agent's last report")
+    endpoints: Endpoints | None = Field(default=None, description="TensorBoard and stream addresses")
     attempts: int = Field(default=0, description="Pods created for this session so far")
-    commandId: int = 0
+    commandId: int = Field(default=0, description="Id of the last command sent to the agent")
     command: str | None = Field(
         default=None, description="Last command sent to the agent: checkpoint, pause, stop"
     )
-    commandTime: datetime | None = None
-    preemptedBy: str | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    commandTime: datetime | None = Field(default=None, description="When the last command was sent")
+    preemptedBy: str | None = Field(
+        default=None, description="The higher-priority session this one is being paused for"
+    )
+    conditions: list[Condition] = Field(default_factory=list, description="Admitted, Running, Checkpointed")
 
 
 class TrainingSession(Model):

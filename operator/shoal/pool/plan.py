@@ -51,6 +51,27 @@ class Plan:
     requeue_after: float | None = None  # seconds until a time-based rule next fires
 
 
+def size_limit(spec: ContainerPoolSpec, claimed: int) -> tuple[str, str] | None:
+    """(reason, message) when a bound, not spec.replicas or the claims, sets the pool's size."""
+    min_idle = spec.warm.minIdle if spec.warm else 0
+    want = max(spec.replicas, claimed + min_idle)
+    if want < spec.minReplicas:
+        return "BelowMinReplicas", (
+            f"spec.replicas {spec.replicas} is below minReplicas {spec.minReplicas}: running {spec.minReplicas}"
+        )
+    if spec.maxReplicas is not None and want > spec.maxReplicas:
+        asked = (
+            f"spec.replicas {spec.replicas}"
+            if spec.replicas >= claimed + min_idle
+            else f"{claimed} claimed + warm.minIdle {min_idle}"
+        )
+        return (
+            "AboveMaxReplicas",
+            f"{asked} is above maxReplicas {spec.maxReplicas}: running {spec.maxReplicas}",
+        )
+    return None
+
+
 def desired_replicas(spec: ContainerPoolSpec, claimed: int) -> int:
     """max(replicas, claimed + warm.minIdle), clamped to [minReplicas, maxReplicas]."""
     min_idle = spec.warm.minIdle if spec.warm else 0

@@ -16,7 +16,7 @@ from shoal.builders import controller_ref
 from shoal.builders.pod import build_pod, template_hash
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
-from shoal.pool.plan import Plan, plan
+from shoal.pool.plan import Plan, plan, size_limit
 from shoal.pool.pods import LABEL_POOL, LABEL_STATE, STATES, format_time, pod_view
 from shoal.reconcile import write_status
 
@@ -84,6 +84,7 @@ class PoolReconciler:
         created, create_error = self._create(namespace, name, uid, spec, thash, p.create)
 
         self._events(pool, p, created, deleted, create_error)
+        limit = size_limit(spec, p.counts.claimed)
         conds = [
             conditions.condition(
                 "Ready",
@@ -92,6 +93,12 @@ class PoolReconciler:
                 f"{p.counts.ready}/{p.desired} pods ready",
             ),
             self._scaling_condition(p, created, deleted),
+            conditions.condition(
+                "ScalingLimited",
+                limit is not None,
+                limit[0] if limit else "WithinBounds",
+                limit[1] if limit else f"spec.replicas {spec.replicas} is within the pool's bounds",
+            ),
             conditions.condition(
                 "Degraded",
                 bool(create_error or p.counts.failed),
