@@ -72,15 +72,16 @@ test: lint unit e2e ## Everything CI runs: lint, unit tests, then end-to-end tes
 test-chaos: venv cluster-up ## Long fault-injection variants
 	KUBECONFIG=$(TESTBED_KUBECONFIG) $(BIN)/pytest tests/e2e -q -m chaos
 
-run: venv ## Run the operator: against $$KUBECONFIG if reachable, else the local test bed
-	@if $(KUBECTL) version --request-timeout=3s >/dev/null 2>&1; then \
-	  echo "using the cluster of your current kubeconfig"; kc="$${KUBECONFIG:-}"; \
+run: venv ## Run the operator: against $$KUBECONFIG if reachable, else the local test bed with a live demo
+	@if [ "$${KUBECONFIG:-}" != "$(TESTBED_KUBECONFIG)" ] && $(KUBECTL) version --request-timeout=3s >/dev/null 2>&1; then \
+	  echo "using the cluster of your current kubeconfig"; kc="$${KUBECONFIG:-$$HOME/.kube/config}"; \
+	  KUBECONFIG=$$kc $(KUBECTL) apply --server-side -k crds/ && KUBECONFIG=$$kc $(BIN)/python -m shoal; \
 	else \
-	  echo "no reachable cluster configured: starting the local test bed"; \
-	  $(MAKE) --no-print-directory cluster-up; kc=$(TESTBED_KUBECONFIG); \
-	fi; \
-	KUBECONFIG=$${kc:-$$HOME/.kube/config} $(KUBECTL) apply --server-side -k crds/ && \
-	KUBECONFIG=$${kc:-$$HOME/.kube/config} $(BIN)/python -m shoal
+	  echo "no other cluster configured: the local test bed, with a demo workload and session pods run here"; \
+	  $(MAKE) --no-print-directory cluster-up && \
+	  KUBECONFIG=$(TESTBED_KUBECONFIG) $(KUBECTL) apply --server-side -k crds/ && \
+	  $(BIN)/python -m testbed.run; \
+	fi
 
 bench: venv cluster-up ## Benchmarks (not tests): writes bench/results/
 	KUBECONFIG=$(TESTBED_KUBECONFIG) $(BIN)/python -m bench $(BENCH_ARGS)

@@ -20,6 +20,7 @@ import base64
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -154,8 +155,15 @@ class LocalPod:
         self._volumes()
         token_kubeconfig(self.kubeconfig, pod_token(self.kube, self.pod))
         log = open(self.dir / "output.log", "wb")  # noqa: SIM115
+        # A process group of its own: stopping the pod ends the agent and its trainer together,
+        # as the end of a container's PID namespace would.
         self.proc = subprocess.Popen(
-            self.argv(), env=self.environment(), stdout=log, stderr=subprocess.STDOUT, cwd=self.dir
+            self.argv(),
+            env=self.environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.dir,
+            start_new_session=True,
         )
         self._watcher = threading.Thread(target=self._on_exit, daemon=True)
         self._watcher.start()
@@ -177,9 +185,10 @@ class LocalPod:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
-        self.proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the trainer too, even if the agent is gone
         self.proc.wait(timeout)
 
 
@@ -200,9 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  live stream  http://{HOST}:{pod.ports['video']}/   (videoRecording: true)")
     print(f"  agent        http://{HOST}:{pod.ports['metrics']}/metrics", flush=True)
     assert pod.proc is not None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         return pod.proc.wait()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pod.stop()
         return 130
 

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from testbed import cluster as testbed
 from tests.e2e.util import ROOT, kubectl, wait_until
 
@@ -113,13 +115,22 @@ def test_usage_annotation_command(namespace: str) -> None:
     assert '"kwok.x-k8s.io/usage-cpu":"750m"' in pod
 
 
-def test_make_run_starts_the_operator_against_the_configured_cluster(cluster: Path) -> None:
+@pytest.mark.parametrize("which", ["test bed", "your cluster"])
+def test_make_run_starts_the_operator_against_the_configured_cluster(
+    cluster: Path, tmp_path: Path, which: str
+) -> None:
+    """The test bed's own kubeconfig gets the demo (Prometheus, demo queue, local session pods);
+    any other kubeconfig, here a copy naming the same server, only the CRDs and the operator."""
+    kubeconfig = cluster
+    if which == "your cluster":
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(cluster.read_text())
     env = {
         **os.environ,
-        "KUBECONFIG": str(cluster),
+        "KUBECONFIG": str(kubeconfig),
         "SHOAL_METRICS_PORT": "0",
         "SHOAL_HEALTH_PORT": "0",
-        "SHOAL_LEASE_NAME": "readme-run",
+        "SHOAL_LEASE_NAME": f"readme-run-{which.replace(' ', '-')}",
         "SHOAL_LOG_FORMAT": "text",
     }
     proc = subprocess.Popen(
@@ -140,8 +151,14 @@ def test_make_run_starts_the_operator_against_the_configured_cluster(cluster: Pa
             lines.append(line)
             return "shoal started" in line
 
-        wait_until(started, 60, "make run to start the operator", interval=0)
-        assert any("using the cluster of your current kubeconfig" in x for x in lines)
+        wait_until(started, 120, "make run to start the operator", interval=0)
+        text = "".join(lines)
+        if which == "your cluster":
+            assert "using the cluster of your current kubeconfig" in text
+            assert "demo queue" not in text
+        else:
+            assert "the local test bed" in text and 'job_queue_depth{queue="functions"}' in text
+            assert f"Prometheus http://127.0.0.1:{testbed.PORTS['prometheus']}" in text
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
