@@ -198,3 +198,15 @@ def test_a_size_outside_the_bounds_is_clamped_and_the_limit_says_why() -> None:
         "3 claimed + warm.minIdle 2 is above maxReplicas 4: running 4",
     )
     assert size_limit(spec(replicas=3, minReplicas=2, maxReplicas=4), claimed=1) is None
+
+
+def test_times_parsed_from_annotations_are_always_timezone_aware() -> None:
+    from datetime import UTC, datetime
+
+    from shoal.pool.pods import parse_time
+
+    assert parse_time("2026-01-01T00:00:00Z") == datetime(2026, 1, 1, tzinfo=UTC)
+    naive = parse_time("2026-01-01T00:00:00")  # no offset, as an agent might write it
+    assert naive is not None and naive.tzinfo is not None and naive == datetime(2026, 1, 1, tzinfo=UTC)
+    assert parse_time("yesterday") is None and parse_time("") is None
+    assert naive < datetime.now(UTC)  # comparable with aware times: no TypeError on a claim

@@ -99,3 +99,13 @@ def test_each_kind_has_its_own_workers_so_a_stuck_kind_does_not_hold_up_another(
             runtime.executor.shutdown(wait=True)
 
     asyncio.run(scenario())
+
+
+def test_backoff_is_clamped_however_long_one_key_keeps_failing() -> None:
+    queue = WorkQueue()
+    key = ("ContainerPool", "ns", "broken")
+    delays = [queue.backoff(key) for _ in range(2000)]  # the old 0.5 * 2**n raised OverflowError at ~1,025
+    assert delays[:4] == [0.5, 1.0, 2.0, 4.0]
+    assert max(delays) == 300.0 and delays[-1] == 300.0
+    queue.forget(key)
+    assert queue.backoff(key) == 0.5

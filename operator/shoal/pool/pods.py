@@ -30,12 +30,15 @@ _CRASH_REASONS = {"CrashLoopBackOff"}
 
 
 def parse_time(value: str | None) -> datetime | None:
-    if not value:
+    """An RFC 3339 time, always timezone-aware: one without an offset is taken as UTC (an agent may
+    write such an annotation), a malformed one is None. Naive and aware datetimes never meet."""
+    if not value or not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def format_time(value: datetime) -> str:

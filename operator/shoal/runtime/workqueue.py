@@ -67,7 +67,8 @@ class WorkQueue:
         """Exponential per-key backoff for failed reconciles: 0.5 s doubling to 5 min."""
         n = self._failures.get(key, 0)
         self._failures[key] = n + 1
-        return float(min(300.0, 0.5 * 2**n))
+        # The exponent is capped: 0.5 * 2**n as a float overflows after ~1,025 failures in a row.
+        return min(300.0, 0.5 * 2.0 ** min(n, 10))
 
     def forget(self, key: Key) -> None:
         self._failures.pop(key, None)
