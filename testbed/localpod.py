@@ -38,7 +38,7 @@ AGENT_PORTS = {
     "video": "SHOAL_STREAM_PORT",
     "metrics": "SHOAL_AGENT_PORT",
 }
-FIELD_REFS = {"metadata.name": ("name",), "metadata.namespace": ("namespace",), "metadata.uid": ("uid",)}
+FIELD_REFS = {"metadata.name": "name", "metadata.namespace": "namespace", "metadata.uid": "uid"}
 
 
 def free_port() -> int:
@@ -95,7 +95,6 @@ class LocalPod:
         self.proc: subprocess.Popen[bytes] | None = None
         self.mounts: dict[str, Path] = {}
         self.kubeconfig = self.dir / "kubeconfig"
-        self._watcher: threading.Thread | None = None
 
     @property
     def container(self) -> dict[str, Any]:
@@ -136,7 +135,7 @@ class LocalPod:
             if "value" in var:
                 env[var["name"]] = self._path(str(var["value"]))
             elif (ref := (var.get("valueFrom") or {}).get("fieldRef")) and ref["fieldPath"] in FIELD_REFS:
-                env[var["name"]] = str(self.meta[FIELD_REFS[ref["fieldPath"]][0]])
+                env[var["name"]] = str(self.meta[FIELD_REFS[ref["fieldPath"]]])
         env.update({AGENT_PORTS[port]: str(p) for port, p in self.ports.items()})
         return env
 
@@ -165,8 +164,7 @@ class LocalPod:
             cwd=self.dir,
             start_new_session=True,
         )
-        self._watcher = threading.Thread(target=self._on_exit, daemon=True)
-        self._watcher.start()
+        threading.Thread(target=self._on_exit, daemon=True).start()
         return self
 
     def _on_exit(self) -> None:

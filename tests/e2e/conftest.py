@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -19,6 +18,7 @@ import pytest
 
 from shoal.k8s.client import ApiError, Kube, load_config
 from testbed import cluster as testbed
+from testbed.localpod import free_port
 from tests.e2e.util import ROOT, kubectl, wait_until
 
 
@@ -57,12 +57,6 @@ def _exists(kube: Kube, path: str) -> bool:
             return False
         raise
     return True
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class OperatorProcess:

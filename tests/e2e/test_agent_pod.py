@@ -19,7 +19,7 @@ from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from testbed.localpod import LocalPod
 from tests.e2e.conftest import OperatorProcess
 from tests.e2e.test_session import phase_is, session_manifest, status
-from tests.e2e.util import apply, events_where, wait_until
+from tests.e2e.util import apply, events_where, sample, wait_until
 
 
 @pytest.fixture
@@ -30,15 +30,13 @@ def local_pods() -> Iterator[list[LocalPod]]:
         pod.stop()
 
 
+RECONCILES = 'shoal_reconcile_duration_seconds_count{kind="TrainingSession"}'
+
+
 def kube_as(kubeconfig: str) -> Kube:
     cfg = kubernetes.client.Configuration()
     kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
     return Kube(kubernetes.client.ApiClient(cfg))
-
-
-def sample(text: str, name: str, labels: str = "") -> float:
-    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
 
 
 def agent_metrics(pod: LocalPod) -> str:
@@ -66,9 +64,7 @@ def test_a_session_trains_for_real_and_pauses_on_the_agents_acknowledgement(
 
     # A running session costs the operator one reconcile per progress report, not two.
     reports0 = sample(agent_metrics(agent), "shoal_agent_reports_total")
-    rec0 = sample(
-        running_operator.metrics(), "shoal_reconcile_duration_seconds_count", '{kind="TrainingSession"}'
-    )
+    rec0 = sample(running_operator.metrics(), RECONCILES)
     wait_until(
         lambda: sample(agent_metrics(agent), "shoal_agent_reports_total") >= reports0 + 3, 60, "three reports"
     )
@@ -82,12 +78,7 @@ def test_a_session_trains_for_real_and_pauses_on_the_agents_acknowledgement(
         "the reports in status",
     )
     reports = sample(agent_metrics(agent), "shoal_agent_reports_total") - reports0
-    reconciles = (
-        sample(
-            running_operator.metrics(), "shoal_reconcile_duration_seconds_count", '{kind="TrainingSession"}'
-        )
-        - rec0
-    )
+    reconciles = sample(running_operator.metrics(), RECONCILES) - rec0
     assert 1 <= reconciles <= reports + 1, (reconciles, reports)  # +1: a report in flight at the start
 
     # A pause is a command on the pod; the agent hears it through its watch, the trainer checkpoints

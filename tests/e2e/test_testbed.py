@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from shoal.api.common import parse_quantity
 from shoal.k8s.client import Kube, pods_path
 from testbed import cluster as testbed
-from tests.e2e.conftest import free_port
+from testbed.localpod import free_port
 from tests.e2e.util import ROOT, wait_until
 
 

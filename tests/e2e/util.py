@@ -15,6 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
+def sample(text: str, series: str) -> float:
+    """One series' value in Prometheus text format (`name{labels}` exactly as exposed); 0 if absent."""
+    line = next((x for x in text.splitlines() if x.startswith(series + " ")), f"{series} 0")
+    return float(line.rsplit(" ", 1)[1])
+
+
 def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
     """Poll `check` until it returns something truthy; fail with `what` and the last value."""
     deadline = time.monotonic() + timeout

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -18,17 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from testbed.localpod import free_port
 from tests.e2e.util import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 POLE = np.array([202, 152, 101])  # CartPole's pole colour in gymnasium's renderer
 CART = np.array([0, 0, 0])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LocalAgent:

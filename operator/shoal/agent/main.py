@@ -33,6 +33,7 @@ from shoal.agent.protocol import (
     checkpoint_dir,
     command_id_file,
     config_file,
+    flag,
     load_config,
     progress_file,
     read_json,
@@ -138,10 +139,10 @@ class Agent:
 
     # --- config ----------------------------------------------------------------------------------------
 
-    def _await_config(self) -> dict[str, str]:
-        """Environment for the trainer: the config file, or the claim's config once it arrives."""
+    def _await_config(self) -> None:
+        """The config file, or the claim's config once it arrives, written where the trainer reads it."""
         if config_file().exists():
-            return dict(os.environ)
+            return
         log.info("no config at %s: waiting for a session to claim this pod", config_file())
         while ANN_SESSION_CONFIG not in self.current and not self.stop_requested:
             self._next_annotations(timeout=1.0)
@@ -149,11 +150,10 @@ class Agent:
             claim = json.loads(self.current[ANN_SESSION_CONFIG])
             path = workdir() / "config.json"
             write_json(path, claim)
-            # The agent's own environment too: its servers read the same config and directories.
+            # The agent's environment, which the trainer inherits: both read the same config and directories.
             os.environ["SHOAL_CONFIG_FILE"] = str(path)
             if claim.get("checkpointDir"):
                 os.environ["SHOAL_CHECKPOINT_DIR"] = str(claim["checkpointDir"])
-        return dict(os.environ)
 
     # --- the loop ----------------------------------------------------------------------------------------
 
@@ -236,8 +236,7 @@ class Agent:
         ckpt = checkpoint_dir()
         tensorboard = start_tensorboard(ckpt / "tensorboard", self.bind, self.tensorboard_port)
         stream = None
-        video = str(load_config().get("videoRecording", "")).lower() in ("true", "1")
-        if video and self.stream_port:
+        if flag(load_config(), "videoRecording") and self.stream_port:
             stream = StreamServer(self.bind, self.stream_port, workdir() / "frame.jpg", ckpt / "videos")
             stream.start()
         return tensorboard, stream
@@ -245,11 +244,11 @@ class Agent:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stop_requested", True))
         self.annotations.start()
-        env = self._await_config()
+        self._await_config()
         if self.stop_requested:
             return 0
         tensorboard, stream = self._servers()
-        proc = subprocess.Popen(self.command, env=env)
+        proc = subprocess.Popen(self.command)
         signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
         try:
             while proc.poll() is None:

@@ -36,7 +36,6 @@ class PodWatch:
         self.kube = Kube()
         self.namespace, self.name = namespace, name
         self.updates: queue.Queue[dict[str, str]] = queue.Queue()
-        self.connected = threading.Event()
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="pod-watch", daemon=True).start()
@@ -57,7 +56,6 @@ class PodWatch:
             try:
                 pod = self.kube.get(pods_path(self.namespace, self.name))
                 self._publish(pod)
-                self.connected.set()
                 stream = kubernetes.watch.Watch().stream(  # type: ignore[no-untyped-call]
                     core.list_namespaced_pod,
                     self.namespace,

@@ -54,6 +54,11 @@ def load_config(extra: tuple[str, ...] = ()) -> dict[str, Any]:
     return cfg
 
 
+def flag(cfg: dict[str, Any], key: str) -> bool:
+    """A boolean from the config file (JSON true) or from SHOAL_<KEY> ("true", "1")."""
+    return str(cfg.get(key, "")).lower() in ("true", "1")
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write-then-rename, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ from shoal.agent.protocol import (
     EXIT_BAD_INPUT,
     checkpoint_dir,
     command_id_file,
+    flag,
     load_config,
     progress_file,
     workdir,
@@ -117,7 +118,7 @@ class Run:
         self.vec = max(1, int(cfg.get("vecEnvs", 1)))
         self.lr = float(cfg.get("learningRate", 3e-4))
         self.every = float(cfg.get("checkpointEverySec", 300))
-        self.video = str(cfg.get("videoRecording", "")).lower() in ("true", "1")
+        self.video = flag(cfg, "videoRecording")
         self.normalize = self.algorithm in ON_POLICY and str(cfg.get("normalize", "true")).lower() != "false"
         self.store = CheckpointStore(checkpoint_dir())
         self.tb_dir = checkpoint_dir() / "tensorboard"
@@ -128,7 +129,7 @@ class Run:
         self.loss: float | None = None
         self.fps: float | None = None
         self.preview: Any = None
-        self._rate = (time.monotonic(), 0)
+        self._rate = (0.0, 0)  # (monotonic time, timesteps) when learning began: set in train()
         self._last_save = self._last_progress = time.monotonic()
 
     # --- building -------------------------------------------------------------------------------------------
