@@ -116,6 +116,7 @@ def test_a_run_killed_mid_training_resumes_exactly_from_its_last_checkpoint(
         assert resumed["timesteps"] == latest.timesteps  # not from zero, not from the killed state
         assert latest.timesteps <= killed_at
         assert resumed["digest"] == latest.meta["digest"] == restored
+        assert resumed["learningRate"] == 3e-4  # the config's rate
         if algorithm.upper() == "DQN":
             assert resumed["replayBufferSize"] == latest.meta["replayBufferSize"] > 0
         later = wait_until(
@@ -172,3 +173,16 @@ def test_a_corrupt_or_foreign_checkpoint_fails_the_run_and_is_left_as_it_was(tmp
     corrupt.finish()
     assert corrupt.progress()["error"]["reason"] == "CheckpointCorrupt"
     assert digest_tree(tmp_path / "ckpt") == before  # nothing overwritten, nothing pruned
+
+
+def test_a_resumed_run_trains_at_the_configs_learning_rate_not_the_saved_one(tmp_path: Path) -> None:
+    first = TrainerRun(tmp_path, learningRate=0.001)
+    wait_until(lambda: first.checkpoints(), 120, "a checkpoint")
+    first.proc.send_signal(signal.SIGKILL)
+    first.finish()
+    second = TrainerRun(tmp_path, learningRate=0.0005)  # the spec was edited while paused
+    try:
+        resumed = wait_until(lambda: second.progress().get("resumedFrom") or {}, 120, "resumed")
+        assert resumed["learningRate"] == 0.0005
+    finally:
+        second.finish()

@@ -178,6 +178,7 @@ class Run:
                 "timesteps": self.model.num_timesteps,
                 "digest": state_digest(self.model, self.venv),
                 "replayBufferSize": self._replay_size(),
+                "learningRate": self.model.lr_schedule(1.0),
             }
             print(f"resumed from {ckpt.path} at {self.model.num_timesteps} timesteps", flush=True)
         if self.video:
@@ -193,8 +194,14 @@ class Run:
     def _model(self, algo: type[Any], venv: Any, ckpt: Checkpoint | None, image: bool) -> Any:
         if ckpt is not None:
             try:
+                from stable_baselines3.common.utils import ConstantSchedule
+
                 model = algo.load(
-                    str(ckpt.file(MODEL)), env=venv, device=os.environ.get("SHOAL_DEVICE", "auto")
+                    str(ckpt.file(MODEL)),
+                    env=venv,
+                    device=os.environ.get("SHOAL_DEVICE", "auto"),
+                    # SB3's way to set the rate on load: the spec's learningRate, not the saved one.
+                    custom_objects={"learning_rate": self.lr, "lr_schedule": ConstantSchedule(self.lr)},
                 )
                 if self.algorithm not in ON_POLICY and ckpt.file(REPLAY).exists():
                     model.load_replay_buffer(str(ckpt.file(REPLAY)))
