@@ -26,8 +26,19 @@ def test_trainer_learns_the_best_arm() -> None:
     assert np.mean(t.rewards[:20]) < np.mean(t.rewards[-50:])
 
 
+CONFIG = {
+    "game": "bandit-test",
+    "totalTimesteps": 10**9,
+    "learningRate": 0.1,
+    "vecEnvs": 16,
+    "checkpointEverySec": 3600,
+    "secondsPerEpisode": 0.002,
+}
+
+
 class AgentRun:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, warm: bool = False) -> None:
+        """`warm`: no config file, as in a pool pod that waits to be claimed."""
         self.tmp = tmp
         self.annotations = tmp / "annotations.json"
         self.report = tmp / "report.json"
@@ -39,18 +50,8 @@ class AgentRun:
             "SHOAL_CHECKPOINT_DIR": str(tmp / "ckpt"),
             "SHOAL_CONFIG_FILE": str(tmp / "config.json"),
         }
-        (tmp / "config.json").write_text(
-            json.dumps(
-                {
-                    "game": "bandit-test",
-                    "totalTimesteps": 10**9,
-                    "learningRate": 0.1,
-                    "vecEnvs": 16,
-                    "checkpointEverySec": 3600,
-                    "secondsPerEpisode": 0.002,
-                }
-            )
-        )
+        if not warm:
+            (tmp / "config.json").write_text(json.dumps(CONFIG))
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -164,3 +165,28 @@ def test_gpu_sampler_is_quiet_without_nvml(monkeypatch: Any) -> None:
 
     monkeypatch.setitem(sys.modules, "pynvml", None)
     assert GpuSampler().sample() == []
+
+
+def test_an_agent_without_config_waits_for_its_claim_and_trains_with_the_sessions_config(
+    tmp_path: Path,
+) -> None:
+    run = AgentRun(tmp_path, warm=True)
+    try:
+        out = run.proc.stdout
+        assert out is not None
+        wait_until(
+            lambda: "waiting for a session to claim this pod" in out.readline().decode(), 30, "waiting"
+        )
+        assert (
+            run.proc.poll() is None and not (tmp_path / "work" / "progress.json").exists()
+        )  # no trainer yet
+        claim = {**CONFIG, "game": "bandit-claimed", "checkpointDir": str(tmp_path / "session-ckpt")}
+        run.annotations.write_text(json.dumps({"shoal.dev/session-config": json.dumps(claim)}))
+        run.wait(lambda p: p.get("timesteps", 0) > 100, "training with the claim's config")
+        assert json.loads((tmp_path / "work" / "config.json").read_text())["game"] == "bandit-claimed"
+        run.command("checkpoint", 1)
+        acked = run.wait(lambda p: p.get("ack") == 1, "checkpoint in the claim's directory")
+        assert acked["lastCheckpoint"]["path"].startswith(str(tmp_path / "session-ckpt"))
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
