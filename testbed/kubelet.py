@@ -7,6 +7,7 @@ testbed.shoal.dev/run=local (a pool template can carry it). KWOK keeps simulatin
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -26,25 +27,43 @@ def wanted(pod: dict[str, Any]) -> bool:
 
 
 class LocalKubelet:
-    def __init__(self, kube: Kube) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str | None = None,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`namespace`: only that one's pods (all by default); `command`, `env`: as for LocalPod."""
         self.kube = kube
+        self.namespace = namespace
+        self.command = command
+        self.env = env
         self.pods: dict[str, LocalPod] = {}  # by pod uid
+        self.ended: list[LocalPod] = []  # of deleted pods: their output and files stay readable
         self.stopped = threading.Event()
+        self.lock = threading.Lock()  # the watch thread starts pods while a test looks them up
 
     def start(self) -> LocalKubelet:
         threading.Thread(target=self._run, name="local-kubelet", daemon=True).start()
         return self
 
     def _sync(self, event_type: str, pod: dict[str, Any]) -> None:
+        with self.lock:
+            if not self.stopped.is_set():
+                self._sync_locked(event_type, pod)
+
+    def _sync_locked(self, event_type: str, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
         uid = meta["uid"]
         gone = event_type == "DELETED" or bool(meta.get("deletionTimestamp"))
         running = (pod.get("status") or {}).get("phase") == "Running"
         if gone and uid in self.pods:
-            self.pods.pop(uid).stop()
+            self.ended.append(self.pods.pop(uid))
+            self.ended[-1].stop()
             log.info("stopped %s/%s", meta["namespace"], meta["name"])
         elif not gone and running and wanted(pod) and uid not in self.pods:
-            local = LocalPod(self.kube, meta["namespace"], meta["name"])
+            local = LocalPod(self.kube, meta["namespace"], meta["name"], self.command, self.env)
             self.pods[uid] = local.start()
             log.info(
                 "running %s/%s here: TensorBoard http://127.0.0.1:%d/, stream http://127.0.0.1:%d/",
@@ -58,10 +77,14 @@ class LocalKubelet:
         import kubernetes
 
         core = kubernetes.client.CoreV1Api(self.kube.api)
+        if self.namespace:
+            lister: Any = functools.partial(core.list_namespaced_pod, self.namespace)
+        else:
+            lister = core.list_pod_for_all_namespaces
         while not self.stopped.is_set():
             try:
                 for event in kubernetes.watch.Watch().stream(  # type: ignore[no-untyped-call]
-                    core.list_pod_for_all_namespaces, timeout_seconds=300
+                    lister, timeout_seconds=300
                 ):
                     if self.stopped.is_set():
                         return
@@ -70,8 +93,15 @@ class LocalKubelet:
                 log.warning("pod watch failed (%s); again in 1 s", exc)
                 time.sleep(1)
 
+    def pod(self, name: str) -> LocalPod | None:
+        """The local run of the pod called `name` (the latest, if the name came back)."""
+        with self.lock:
+            runs = [p for p in (*self.ended, *self.pods.values()) if p.meta["name"] == name]
+        return runs[-1] if runs else None
+
     def stop(self) -> None:
-        self.stopped.set()
-        for local in self.pods.values():
-            local.stop()
-        self.pods.clear()
+        with self.lock:
+            self.stopped.set()
+            for local in self.pods.values():
+                local.stop()
+            self.pods.clear()

@@ -84,13 +84,22 @@ current-context: pod
 
 
 class LocalPod:
-    def __init__(self, kube: Kube, namespace: str, name: str, command: list[str] | None = None) -> None:
-        """`command` replaces the container's command (a test double instead of the real trainer)."""
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        name: str,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`command` replaces the trainer (a test double instead of the real one); `env` is set over
+        the container's own (say, SHOAL_TENSORBOARD_PORT=0 where no test opens TensorBoard)."""
         self.kube = kube
         self.pod = kube.get(pods_path(namespace, name))
         self.meta = self.pod["metadata"]
         self.dir = LOCAL / self.meta["uid"]
         self.command = command
+        self.extra_env = env or {}
         self.ports = {port: free_port() for port in AGENT_PORTS}
         self.proc: subprocess.Popen[bytes] | None = None
         self.mounts: dict[str, Path] = {}
@@ -137,6 +146,7 @@ class LocalPod:
             elif (ref := (var.get("valueFrom") or {}).get("fieldRef")) and ref["fieldPath"] in FIELD_REFS:
                 env[var["name"]] = str(self.meta[FIELD_REFS[ref["fieldPath"]]])
         env.update({AGENT_PORTS[port]: str(p) for port, p in self.ports.items()})
+        env.update(self.extra_env)
         return env
 
     def argv(self) -> list[str]:

@@ -18,6 +18,7 @@ import pytest
 
 from shoal.k8s.client import ApiError, Kube, load_config
 from testbed import cluster as testbed
+from testbed.kubelet import LocalKubelet
 from testbed.localpod import free_port
 from tests.e2e.util import ROOT, kubectl, wait_until
 
@@ -57,6 +58,20 @@ def _exists(kube: Kube, path: str) -> bool:
             return False
         raise
     return True
+
+
+BANDIT = [sys.executable, "-m", "tests.doubles.bandit"]
+
+
+@pytest.fixture
+def local_kubelet(kube: Kube, namespace: str) -> Iterator[LocalKubelet]:
+    """The namespace's session pods (and pods labelled testbed.shoal.dev/run=local) run the real agent
+    here, with the bandit trainer double: seconds of numpy per run instead of torch. Reports every
+    second, no TensorBoard (no test here opens it; test_agent_pod runs the real trainer with it)."""
+    env = {"SHOAL_TENSORBOARD_PORT": "0", "SHOAL_REPORT_EVERY": "1", "SHOAL_SECONDSPEREPISODE": "0.005"}
+    kubelet = LocalKubelet(kube, namespace, command=BANDIT, env=env).start()
+    yield kubelet
+    kubelet.stop()
 
 
 class OperatorProcess:

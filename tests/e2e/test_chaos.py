@@ -16,8 +16,9 @@ import yaml
 
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from testbed import cluster as testbed
+from testbed.kubelet import LocalKubelet
 from tests.e2e.conftest import OperatorProcess, pool_manifest, scaler_manifest
-from tests.e2e.test_session import agent_acks, phase_is, session_manifest, status
+from tests.e2e.test_session import checkpoint_steps, phase_is, session_manifest, status
 from tests.e2e.util import ROOT, apply, condition, kubectl, live_pods, pool, wait_until
 
 SEL = "shoal.dev/pool={}"
@@ -86,8 +87,15 @@ def test_twenty_seeded_sigkills_during_scales(
     print(json.dumps(report))
 
 
+def saved_last(kubelet: LocalKubelet, pod: str) -> str:
+    """The checkpoint the pod's trainer saved last (its latest.json on the session's volume)."""
+    agent = kubelet.pod(pod)
+    assert agent is not None
+    return str(json.loads((agent.mounts["/checkpoints"] / "latest.json").read_text())["path"])
+
+
 def test_sigkill_during_a_session_pause_loses_no_checkpoint(
-    kube: Kube, namespace: str, running_operator: OperatorProcess
+    kube: Kube, namespace: str, running_operator: OperatorProcess, local_kubelet: LocalKubelet
 ) -> None:
     apply(session_manifest("survivor"), namespace)
     pod = wait_until(lambda: phase_is(kube, namespace, "survivor", "Running"), 60, "Running")["podName"]
@@ -96,10 +104,13 @@ def test_sigkill_during_a_session_pause_loses_no_checkpoint(
         lambda: status(kube, namespace, "survivor").get("command") == "pause", 30, "pause command sent"
     )
     running_operator.kill()  # between the command and the acknowledgement
-    agent_acks(kube, namespace, pod, timesteps=31000)
+    # The local kubelet may start the agent only now: it then finds the command on its pod at once.
+    agent = wait_until(lambda: local_kubelet.pod(pod), 30, "the agent started")
+    assert agent is not None and agent.proc is not None
+    assert agent.proc.wait(60) == 0  # it checkpointed and acknowledged
     running_operator.start()
     paused = wait_until(lambda: phase_is(kube, namespace, "survivor", "Paused"), 30, "Paused after restart")
-    assert paused["lastCheckpoint"].endswith("ckpt-000000031000.npz") and paused["commandId"] == 1
+    assert paused["lastCheckpoint"] == saved_last(local_kubelet, pod) and paused["commandId"] == 1
     kube.merge_patch(
         custom_path("trainingsessions", namespace, "survivor"), {"spec": {"runState": "Running"}}
     )
@@ -108,7 +119,7 @@ def test_sigkill_during_a_session_pause_loses_no_checkpoint(
         e["name"]: e.get("value")
         for e in kube.get(pods_path(namespace, resumed["podName"]))["spec"]["containers"][0]["env"]
     }
-    assert env["SHOAL_RESUME_FROM"].endswith("ckpt-000000031000.npz")
+    assert env["SHOAL_RESUME_FROM"] == paused["lastCheckpoint"]
 
 
 def test_api_server_restart_operator_reconnects_and_finalizers_complete(
@@ -254,13 +265,13 @@ def test_session_pods_pass_pod_security_restricted(
 
 @pytest.mark.chaos
 def test_twenty_seeded_sigkills_during_session_pause_and_resume(
-    kube: Kube, namespace: str, running_operator: OperatorProcess
+    kube: Kube, namespace: str, running_operator: OperatorProcess, local_kubelet: LocalKubelet
 ) -> None:
     rng = random.Random(11)
     apply(session_manifest("cycler"), namespace)
     wait_until(lambda: phase_is(kube, namespace, "cycler", "Running"), 60, "Running")
+    steps = 0
     for i in range(20):
-        steps = 1000 * (i + 1)
         pod = status(kube, namespace, "cycler")["podName"]
         kube.merge_patch(
             custom_path("trainingsessions", namespace, "cycler"), {"spec": {"runState": "Paused"}}
@@ -268,11 +279,12 @@ def test_twenty_seeded_sigkills_during_session_pause_and_resume(
         time.sleep(rng.uniform(0.0, 0.5))  # the fault's timing
         running_operator.kill()
         running_operator.start()
-        agent_acks(kube, namespace, pod, timesteps=steps)
         paused = wait_until(
-            lambda: phase_is(kube, namespace, "cycler", "Paused"), 30, f"Paused (cycle {i + 1})"
+            lambda: phase_is(kube, namespace, "cycler", "Paused"), 60, f"Paused (cycle {i + 1})"
         )
-        assert paused["lastCheckpoint"].endswith(f"ckpt-{steps:012d}.npz"), paused["lastCheckpoint"]
+        assert paused["lastCheckpoint"] == saved_last(local_kubelet, pod), f"cycle {i + 1}"
+        assert checkpoint_steps(paused["lastCheckpoint"]) >= steps  # never back to an older one
+        steps = checkpoint_steps(paused["lastCheckpoint"])
         kube.merge_patch(
             custom_path("trainingsessions", namespace, "cycler"), {"spec": {"runState": "Running"}}
         )
@@ -285,5 +297,5 @@ def test_twenty_seeded_sigkills_during_session_pause_and_resume(
         pods = live_pods(kube, namespace, "shoal.dev/session=cycler")
         assert [p["metadata"]["name"] for p in pods] == [st["podName"]], "duplicate session pods"
         env = {e["name"]: e.get("value") for e in pods[0]["spec"]["containers"][0]["env"]}
-        assert env["SHOAL_RESUME_FROM"].endswith(f"ckpt-{steps:012d}.npz")
-    print(json.dumps({"session_kills": 40, "survived": 40}))
+        assert env["SHOAL_RESUME_FROM"] == paused["lastCheckpoint"]
+    print(json.dumps({"session_kills": 40, "survived": 40, "last_checkpoint_steps": steps}))

@@ -167,10 +167,14 @@ def test_gpu_sampler_is_quiet_without_nvml(monkeypatch: Any) -> None:
     assert GpuSampler().sample() == []
 
 
-def test_an_agent_without_config_waits_for_its_claim_and_trains_with_the_sessions_config(
-    tmp_path: Path,
-) -> None:
+def test_a_warm_agent_trains_once_per_claim_and_waits_again_after_each_release(tmp_path: Path) -> None:
     run = AgentRun(tmp_path, warm=True)
+
+    def annotate(**ann: str) -> None:
+        run.annotations.write_text(
+            json.dumps({f"shoal.dev/{k.replace('_', '-')}": v for k, v in ann.items()})
+        )
+
     try:
         out = run.proc.stdout
         assert out is not None
@@ -181,12 +185,31 @@ def test_an_agent_without_config_waits_for_its_claim_and_trains_with_the_session
             run.proc.poll() is None and not (tmp_path / "work" / "progress.json").exists()
         )  # no trainer yet
         claim = {**CONFIG, "game": "bandit-claimed", "checkpointDir": str(tmp_path / "session-ckpt")}
-        run.annotations.write_text(json.dumps({"shoal.dev/session-config": json.dumps(claim)}))
+        first = {"session_config": json.dumps(claim), "claimed_by": "a", "claims": "1"}
+        annotate(**first)
         run.wait(lambda p: p.get("timesteps", 0) > 100, "training with the claim's config")
         assert json.loads((tmp_path / "work" / "config.json").read_text())["game"] == "bandit-claimed"
-        run.command("checkpoint", 1)
+        annotate(**first, command="checkpoint", command_id="1")
         acked = run.wait(lambda p: p.get("ack") == 1, "checkpoint in the claim's directory")
         assert acked["lastCheckpoint"]["path"].startswith(str(tmp_path / "session-ckpt"))
+        annotate(**first, command="stop", command_id="2")
+        stopped = run.wait(lambda p: p.get("exitCode") == 0, "the trainer stopped")
+        assert stopped["ack"] == 2 and run.proc.poll() is None  # the agent stays for the next claim
+
+        annotate(claims="1")  # released: the session's annotations are gone
+        wait_until(lambda: not (tmp_path / "work" / "config.json").exists(), 30, "the claim forgotten")
+        second = {**CONFIG, "game": "bandit-second"}  # no checkpointDir: one under the pod's own
+        annotate(session_config=json.dumps(second), claimed_by="b", claims="2")
+        again = run.wait(lambda p: p.get("timesteps", 0) > 100 and "exitCode" not in p, "the second claim")
+        assert again["ack"] == 0 and again["lastCheckpoint"] is None  # nothing carried over from "a"
+        annotate(
+            session_config=json.dumps(second), claimed_by="b", claims="2", command="pause", command_id="1"
+        )
+        paused = run.wait(lambda p: p.get("ack") == 1 and p.get("exitCode") == 0, "the second one paused")
+        assert Path(paused["lastCheckpoint"]["path"]).parent == tmp_path / "ckpt" / "b"
+        assert run.proc.poll() is None
+        run.proc.terminate()  # the pool deletes the pod: the waiting agent ends cleanly
+        assert run.proc.wait(30) == 0
     finally:
         if run.proc.poll() is None:
             run.proc.kill()

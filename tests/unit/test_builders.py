@@ -59,3 +59,33 @@ def test_template_hash_changes_with_the_template_only() -> None:
     a, b = spec(replicas=1), spec(replicas=9)
     c = spec([{"name": "c", "image": "busybox:2"}])
     assert template_hash(a) == template_hash(b) != template_hash(c)
+
+
+def test_a_session_agent_pool_gives_each_pod_its_identity_environment_and_folders() -> None:
+    agent_pool = spec(sessionAgent={"checkpointClaimName": "shared-ckpt"})
+    pod = build_pod("p", "uid-1", agent_pool, "h", name="p-abcde")
+    assert pod["metadata"]["name"] == "p-abcde" and "generateName" not in pod["metadata"]
+    assert pod["spec"]["serviceAccountName"] == "p-abcde"
+    assert pod["spec"]["automountServiceAccountToken"] is True  # the agent watches its pod with it
+    c = pod["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") or e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
+    assert env == {
+        "POD_NAME": "metadata.name",
+        "POD_NAMESPACE": "metadata.namespace",
+        "SHOAL_WORKDIR": "/shoal",
+        "SHOAL_CHECKPOINT_DIR": "/checkpoints",
+    }
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes[mounts["/checkpoints"]]["persistentVolumeClaim"] == {"claimName": "shared-ckpt"}
+    assert volumes[mounts["/shoal"]]["emptyDir"] == {}
+    # Without a claim the checkpoints live in the pod; a template's own mount is left alone.
+    mine = [
+        {"name": "c", "image": "busybox", "volumeMounts": [{"name": "mine", "mountPath": "/checkpoints"}]}
+    ]
+    pod = build_pod("p", "u", spec(mine, sessionAgent={}), "h", name="p-x")
+    assert [m["name"] for m in pod["spec"]["containers"][0]["volumeMounts"]] == ["mine", "shoal-work"]
+    assert [v["name"] for v in pod["spec"]["volumes"]] == ["shoal-work"]
+    # The pods differ, so the hash does; pools without an agent keep theirs.
+    assert template_hash(agent_pool) != template_hash(spec())
+    assert "serviceAccountName" not in build_pod("p", "u", spec(), "h")["spec"]

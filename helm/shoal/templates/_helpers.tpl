@@ -33,8 +33,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: [events]
   verbs: [create, patch]
 - apiGroups: [""]
-  resources: [persistentvolumeclaims, configmaps, services, serviceaccounts]
+  resources: [persistentvolumeclaims, configmaps, services]
   verbs: [create]
+# A sessionAgent pool's pods each get an account: created before the pod, then handed to it (patch),
+# deleted if the pod cannot be created.
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [create, patch, delete]
 - apiGroups: [""]
   resources: [resourcequotas]
   verbs: [list]
@@ -52,7 +57,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [metrics.k8s.io]
   resources: [pods]
   verbs: [list]
-# A session's agent gets a Role for get/patch on its own pod; granting it needs these.
+# A session's or warm pod's agent gets a Role for get/watch/patch on its own pod; granting it needs these.
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
   verbs: [create, patch]

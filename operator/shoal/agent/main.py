@@ -3,7 +3,9 @@
 - Commands arrive as annotations of the agent's own pod (shoal.dev/command, shoal.dev/command-id),
   heard through a watch on that pod; a new id becomes a signal to the trainer at once.
 - A warm pool pod has no config when it starts: the agent waits for the session's config in the
-  pod's shoal.dev/session-config annotation, written when a session claims it.
+  pod's shoal.dev/session-config annotation, written when a session claims it, trains, and after the
+  trainer exits waits for the release (the annotation removed) before waiting for the next claim.
+  Each session checkpoints in its own directory under the pod's (or the claim's `checkpointDir`).
 - Progress (the trainer's progress.json, the id of the last acknowledged command, GPU use) is
   patched onto the pod's shoal.dev/progress annotation at once after an acknowledgement, a new
   checkpoint, an error or the exit, and otherwise at most every SHOAL_REPORT_EVERY seconds.
@@ -46,6 +48,8 @@ ANN_COMMAND = "shoal.dev/command"
 ANN_COMMAND_ID = "shoal.dev/command-id"
 ANN_PROGRESS = "shoal.dev/progress"
 ANN_SESSION_CONFIG = "shoal.dev/session-config"
+ANN_CLAIMED_BY = "shoal.dev/claimed-by"
+ANN_CLAIMS = "shoal.dev/claims"  # counts claims of the pod: tells a new claim from the last one
 TICK = 0.2  # seconds between looks at the trainer when no command arrives
 URGENT = ("ack", "lastCheckpoint", "error", "exitCode", "done")  # changes reported at once
 
@@ -136,24 +140,47 @@ class Agent:
         self.last_report_time = 0.0
         self.gpu = GpuSampler()
         self.stop_requested = False
+        self.config_path = config_file()
+        self.warm = not self.config_path.exists()
+        self.checkpoints = checkpoint_dir()  # the pod's own: a claim's sessions get directories under it
+        self.claim_id: tuple[str | None, str | None] = (None, None)
 
-    # --- config ----------------------------------------------------------------------------------------
+    # --- claims (warm pool pods) -------------------------------------------------------------------
 
-    def _await_config(self) -> None:
-        """The config file, or the claim's config once it arrives, written where the trainer reads it."""
-        if config_file().exists():
-            return
-        log.info("no config at %s: waiting for a session to claim this pod", config_file())
+    def _await_claim(self) -> bool:
+        """Wait for a session's config on this pod and put it where the trainer reads it; False: stopped."""
+        log.info("no config at %s: waiting for a session to claim this pod", self.config_path)
         while ANN_SESSION_CONFIG not in self.current and not self.stop_requested:
             self._next_annotations(timeout=1.0)
-        if not self.stop_requested:
-            claim = json.loads(self.current[ANN_SESSION_CONFIG])
-            path = workdir() / "config.json"
-            write_json(path, claim)
-            # The agent's environment, which the trainer inherits: both read the same config and directories.
-            os.environ["SHOAL_CONFIG_FILE"] = str(path)
-            if claim.get("checkpointDir"):
-                os.environ["SHOAL_CHECKPOINT_DIR"] = str(claim["checkpointDir"])
+        if self.stop_requested:
+            return False
+        claim = json.loads(self.current[ANN_SESSION_CONFIG])
+        self.claim_id = self._claim_id()
+        path = workdir() / "config.json"
+        write_json(path, claim)
+        # The agent's environment, which the trainer inherits: both read the same config and directories.
+        os.environ["SHOAL_CONFIG_FILE"] = str(path)
+        # A directory per session: the next session in this pod must not resume this one's checkpoint.
+        session = self.current.get(ANN_CLAIMED_BY) or "session"
+        os.environ["SHOAL_CHECKPOINT_DIR"] = str(claim.get("checkpointDir") or self.checkpoints / session)
+        if claim.get("resumeFrom"):
+            os.environ["SHOAL_RESUME_FROM"] = str(claim["resumeFrom"])
+        else:
+            os.environ.pop("SHOAL_RESUME_FROM", None)
+        self.handled_id = self.acked_id = 0  # a claim starts its command ids afresh
+        self.last_report = None
+        return True
+
+    def _claim_id(self) -> tuple[str | None, str | None]:
+        return self.current.get(ANN_SESSION_CONFIG), self.current.get(ANN_CLAIMS)
+
+    def _await_release(self) -> None:
+        """After the trainer: wait until the session lets the pod go (or another claims it), then forget it."""
+        while self._claim_id() == self.claim_id and not self.stop_requested:
+            self._next_annotations(timeout=1.0)
+        for leftover in (progress_file(), command_id_file(), workdir() / "config.json"):
+            leftover.unlink(missing_ok=True)
+        log.info("released by its session")
 
     # --- the loop ----------------------------------------------------------------------------------------
 
@@ -242,11 +269,19 @@ class Agent:
         return tensorboard, stream
 
     def run(self) -> int:
+        """A session pod trains once; a warm pool pod (no config file) trains once per claim until stopped."""
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stop_requested", True))
         self.annotations.start()
-        self._await_config()
-        if self.stop_requested:
-            return 0
+        if not self.warm:
+            code = self._train()
+            return code if code >= 0 else 128 - code  # killed by signal N: 128+N, as a shell reports it
+        while self._await_claim():
+            self._train()
+            signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stop_requested", True))
+            self._await_release()
+        return 0
+
+    def _train(self) -> int:
         tensorboard, stream = self._servers()
         proc = subprocess.Popen(self.command)
         signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))

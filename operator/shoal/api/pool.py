@@ -68,6 +68,19 @@ class Recycle(Model):
     )
 
 
+class SessionAgent(Model):
+    """The pool's pods run shoal-agent for the TrainingSessions that claim them (spec.poolRef)."""
+
+    checkpointClaimName: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_LABEL,
+        description="A ReadWriteMany PersistentVolumeClaim mounted at /checkpoints in every pod; each "
+        "session checkpoints in a directory of its own there, so its checkpoints outlive the pod. "
+        "Without it /checkpoints is an emptyDir: a session's checkpoints go with the pod",
+    )
+
+
 class ContainerPoolSpec(Model):
     model_config = ConfigDict(
         json_schema_extra=validations(
@@ -104,6 +117,12 @@ class ContainerPoolSpec(Model):
     recycle: Recycle | None = Field(default=None, description="When pods are replaced")
     selection: SelectionStrategy = Field(
         default="LeastRecentlyUsed", description="How an idle pod is picked for a claim"
+    )
+    sessionAgent: SessionAgent | None = Field(
+        default=None,
+        description="Pods run shoal-agent (the first container) for the TrainingSessions that claim "
+        "them: each pod gets a ServiceAccount whose Role reaches that pod only, the agent's environment "
+        "(POD_NAME, POD_NAMESPACE, SHOAL_*) and /shoal and /checkpoints volumes",
     )
 
 

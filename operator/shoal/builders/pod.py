@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import secrets
 from typing import Any
 
 from shoal.api.pool import ContainerPoolSpec
@@ -18,10 +19,12 @@ RESTRICTED_CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilitie
 
 def template_hash(spec: ContainerPoolSpec) -> str:
     """Changes whenever the pods the pool would create change."""
-    data = {
+    data: dict[str, Any] = {
         "template": spec.template.model_dump(mode="json", exclude_none=True),
         "resources": spec.resources.model_dump(mode="json", exclude_none=True) if spec.resources else None,
     }
+    if spec.sessionAgent is not None:  # only when set: existing pools keep their pods
+        data["sessionAgent"] = spec.sessionAgent.model_dump(mode="json", exclude_none=True)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -35,9 +38,45 @@ def resource_list(spec: ContainerPoolSpec, gpu_resource: str) -> dict[str, str]:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def agent_pod_name(pool_name: str) -> str:
+    """A pod with its own ServiceAccount needs its name before it exists (no generateName)."""
+    return f"{pool_name[:57]}-{secrets.token_hex(3)[:5]}"
+
+
+def _add_agent(pod_spec: dict[str, Any], pod_name: str, checkpoint_claim: str | None) -> None:
+    """What a warm pod's agent needs: its identity, its own pod's name, a work and a checkpoint folder."""
+    pod_spec["serviceAccountName"] = pod_name
+    pod_spec["automountServiceAccountToken"] = True
+    first = pod_spec["containers"][0]
+    env = {e["name"] for e in first.get("env") or []}
+    wanted: list[dict[str, Any]] = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "SHOAL_WORKDIR", "value": "/shoal"},
+        {"name": "SHOAL_CHECKPOINT_DIR", "value": "/checkpoints"},
+    ]
+    first["env"] = [*(first.get("env") or []), *(e for e in wanted if e["name"] not in env)]
+    mounted = {m["mountPath"] for m in first.get("volumeMounts") or []}
+    volumes = pod_spec.setdefault("volumes", [])
+    for vol, path in (("shoal-work", "/shoal"), ("shoal-checkpoints", "/checkpoints")):
+        if path in mounted:
+            continue  # the user's template decides
+        first.setdefault("volumeMounts", []).append({"name": vol, "mountPath": path})
+        if vol == "shoal-checkpoints" and checkpoint_claim:
+            volumes.append({"name": vol, "persistentVolumeClaim": {"claimName": checkpoint_claim}})
+        else:
+            volumes.append({"name": vol, "emptyDir": {}})
+
+
 def build_pod(
-    pool_name: str, pool_uid: str, spec: ContainerPoolSpec, thash: str, gpu_resource: str = "nvidia.com/gpu"
+    pool_name: str,
+    pool_uid: str,
+    spec: ContainerPoolSpec,
+    thash: str,
+    gpu_resource: str = "nvidia.com/gpu",
+    name: str | None = None,
 ) -> dict[str, Any]:
+    """`name`: for a sessionAgent pool, the name its ServiceAccount was created under."""
     template = spec.template.model_dump(mode="json", exclude_none=True)
     meta = copy.deepcopy(template.get("metadata") or {})
     pod_spec: dict[str, Any] = template["spec"]
@@ -60,14 +99,65 @@ def build_pod(
         c.setdefault("securityContext", copy.deepcopy(RESTRICTED_CONTAINER_SECURITY))
     pod_spec.setdefault("automountServiceAccountToken", False)
     pod_spec.setdefault("restartPolicy", "Always")
+    if spec.sessionAgent is not None and name:
+        _add_agent(pod_spec, name, spec.sessionAgent.checkpointClaimName)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "generateName": f"{pool_name[:57]}-",
+            **({"name": name} if name else {"generateName": f"{pool_name[:57]}-"}),
             "labels": labels,
             "annotations": dict(meta.get("annotations") or {}),
             "ownerReferences": [controller_ref("ContainerPool", pool_name, pool_uid)],
         },
         "spec": pod_spec,
     }
+
+
+def agent_account(pool_name: str, pool_uid: str, pod_name: str) -> dict[str, Any]:
+    """Created before the pod (which names it), owned by the pool until the pod exists, then by the pod."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": pod_name,
+            "labels": {LABEL_POOL: pool_name},
+            "ownerReferences": [controller_ref("ContainerPool", pool_name, pool_uid)],
+        },
+        "automountServiceAccountToken": True,
+    }
+
+
+def pod_ref(pod_name: str, pod_uid: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": pod_uid, "controller": True}
+
+
+def own_pod_access(
+    account: str, pod_name: str, owner: dict[str, Any], labels: dict[str, str]
+) -> list[dict[str, Any]]:
+    """A Role and RoleBinding: `account` may read, watch (commands) and patch (progress) `pod_name`
+    and nothing else. A watch with the field selector metadata.name=<pod> is authorized against
+    resourceNames."""
+    meta = {"name": account, "labels": labels, "ownerReferences": [owner]}
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods"],
+                    "verbs": ["get", "watch", "patch"],
+                    "resourceNames": [pod_name],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+            "subjects": [{"kind": "ServiceAccount", "name": account}],
+        },
+    ]

@@ -8,7 +8,7 @@ from typing import Any
 
 from shoal.api.session import TrainingSessionSpec
 from shoal.builders import controller_ref
-from shoal.builders.pod import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
+from shoal.builders.pod import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, own_pod_access
 
 LABEL_SESSION = "shoal.dev/session"
 ANN_RESUME_FROM = "shoal.dev/resume-from"
@@ -169,37 +169,13 @@ def supporting_objects(
 
 
 def agent_role(session: str, uid: str, pod_name: str) -> list[dict[str, Any]]:
-    """The agent may read, watch (commands) and patch (progress) its own pod, and nothing else.
-
-    A watch with the field selector metadata.name=<pod> is authorized against resourceNames."""
-    n = names(session)
-    meta = {
-        "name": n["account"],
-        "labels": {LABEL_SESSION: session},
-        "ownerReferences": [controller_ref("TrainingSession", session, uid)],
-    }
-    return [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": meta,
-            "rules": [
-                {
-                    "apiGroups": [""],
-                    "resources": ["pods"],
-                    "verbs": ["get", "watch", "patch"],
-                    "resourceNames": [pod_name],
-                }
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": meta,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": n["account"]},
-            "subjects": [{"kind": "ServiceAccount", "name": n["account"]}],
-        },
-    ]
+    """The session's agent may reach its own pod and nothing else."""
+    return own_pod_access(
+        names(session)["account"],
+        pod_name,
+        controller_ref("TrainingSession", session, uid),
+        {LABEL_SESSION: session},
+    )
 
 
 def endpoints(session: str, namespace: str, video: bool) -> dict[str, str]:

@@ -13,7 +13,14 @@ from pydantic import ValidationError
 from shoal import conditions, telemetry
 from shoal.api.pool import ContainerPoolSpec
 from shoal.builders import controller_ref
-from shoal.builders.pod import build_pod, template_hash
+from shoal.builders.pod import (
+    agent_account,
+    agent_pod_name,
+    build_pod,
+    own_pod_access,
+    pod_ref,
+    template_hash,
+)
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.pool.plan import Plan, plan, size_limit
@@ -130,9 +137,12 @@ class PoolReconciler:
     ) -> tuple[int, str]:
         created = 0
         for _ in range(count):
-            body = build_pod(name, uid, spec, thash, self.settings.gpu_resource)
             try:
-                self.kube.create(pods_path(namespace), body)
+                if spec.sessionAgent is None:
+                    body = build_pod(name, uid, spec, thash, self.settings.gpu_resource)
+                    self.kube.create(pods_path(namespace), body)
+                else:
+                    self._create_agent_pod(namespace, name, uid, spec, thash)
             except ApiError as exc:
                 if exc.status in (403, 409, 422, 429) or exc.status >= 500:
                     # Quota, admission, a namespace being deleted, a missing service account:
@@ -142,6 +152,33 @@ class PoolReconciler:
             created += 1
             telemetry.POOL_EVENTS.labels("create", "ScaleUp").inc()
         return created, ""
+
+    def _create_agent_pod(
+        self, namespace: str, name: str, uid: str, spec: ContainerPoolSpec, thash: str
+    ) -> None:
+        """A pod whose agent may reach that pod only: a ServiceAccount of its own first (the pod names
+        it), then the pod, then its Role; the pod owns all three, so they go with it. A crash between
+        the account and the pod leaves an account the pool owns (collected with the pool)."""
+        pod_name = agent_pod_name(name)
+        accounts = f"/api/v1/namespaces/{namespace}/serviceaccounts"
+        rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+        self.kube.create(accounts, agent_account(name, uid, pod_name))
+        try:
+            pod = self.kube.create(
+                pods_path(namespace), build_pod(name, uid, spec, thash, self.settings.gpu_resource, pod_name)
+            )
+        except ApiError:
+            self.kube.delete(f"{accounts}/{pod_name}")
+            raise
+        owner = pod_ref(pod_name, pod["metadata"]["uid"])
+        try:
+            role, binding = own_pod_access(pod_name, pod_name, owner, {LABEL_POOL: name})
+            self.kube.create(f"{rbac}/roles", role)
+            self.kube.create(f"{rbac}/rolebindings", binding)
+            self.kube.merge_patch(f"{accounts}/{pod_name}", {"metadata": {"ownerReferences": [owner]}})
+        except ApiError:
+            self.kube.delete(pods_path(namespace, pod_name))  # no pod whose agent cannot reach it
+            raise
 
     @staticmethod
     def _scaling_condition(p: Plan, created: int, deleted: dict[str, list[str]]) -> dict[str, Any]:

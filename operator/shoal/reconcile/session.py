@@ -209,9 +209,22 @@ class SessionReconciler:
         now: datetime,
     ) -> float | None:
         ns = obj["metadata"]["namespace"]
+        ann = pod["metadata"].get("annotations") or {}
+        on_pod = int(ann.get(ANN_COMMAND_ID) or 0)
+        if on_pod > int(new.get("commandId") or 0) and ann.get(ANN_COMMAND):
+            # The command reached the pod but its status write did not (a crash in between): the pod
+            # is the record. Its deadline counts from now, the first moment this replica knows of it.
+            new.update(commandId=on_pod, command=ann[ANN_COMMAND], commandTime=format_time(now))
         pod_phase = (pod.get("status") or {}).get("phase", "Pending")
+        exit_code = progress.get("exitCode")
+        if new.get("claimedFromPool") and pod_phase == "Running" and exit_code is not None:
+            # A warm pod's agent outlives its trainer (it waits for the next claim): the trainer's exit
+            # is this session's end of the pod.
+            pod_phase = "Succeeded" if exit_code == 0 else "Failed"
         outstanding = new.get("command") in ("pause", "stop")
         acked = int(progress.get("ack", 0)) >= int(new.get("commandId", 0)) > 0
+        if new.get("claimedFromPool") and exit_code is None:
+            acked = False  # released only once the trainer is gone: no report of it lands after the release
         error = progress.get("error")
         if isinstance(error, dict) and error.get("reason"):
             # The trainer refused its config or checkpoint: restarting would only repeat that.
@@ -224,7 +237,9 @@ class SessionReconciler:
                 podName=None,
             )
             return None
-        if pod_phase == "Succeeded" and (progress.get("done") or not outstanding):
+        # A trainer that says whether it finished is believed; one that does not, by its exit code.
+        finished = bool(progress.get("done")) if "done" in progress else not outstanding
+        if pod_phase == "Succeeded" and finished:
             self._let_go(obj, spec, new, pod, now, keep_own=True)
             new.update(
                 phase="Succeeded",
@@ -488,6 +503,12 @@ class SessionReconciler:
                 self.index.pod_event("MODIFIED", claimed)
         if claimed is not None:
             self._claimed(obj, new, claimed["metadata"]["name"], pool_name, now)
+            # The Service selects the session's label, which the claim put on the pod: the endpoints
+            # in status answer from the warm pod as from a pod of the session's own.
+            meta = obj["metadata"]
+            for body in supporting_objects(meta["name"], meta["uid"], ns, spec):
+                if body["kind"] == "Service":
+                    self._apply(ns, body, create_only=True)
             return None
         new.update(phase="Pending", reason="NoIdlePod", message=f"no idle pod in pool {pool_name}")
         return 1.0
@@ -574,6 +595,7 @@ class SessionReconciler:
                         ANN_CLAIMED_BY: None,
                         ANN_LAST_RELEASED: format_time(now),
                         ANN_SESSION_CONFIG: None,
+                        ANN_PROGRESS: None,
                         ANN_LAST_SIGNATURE: f"{spec.game}/{spec.algorithm}",
                         ANN_COMMAND: None,
                         ANN_COMMAND_ID: None,
