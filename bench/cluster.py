@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.k8s.client import ApiError, Kube, custom_path, load_config, pods_path
-from shoal.pool.pods import parse_time
+from shoal.times import parse_time
 from testbed import cluster as testbed
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shoal.pool.pods import format_time
+from shoal.times import format_time
 
 
 def condition(type_: str, ok: bool, reason: str, message: str = "") -> dict[str, Any]:

@@ -235,6 +235,80 @@ def test_concurrent_claims_never_share_a_warm_pod(
     )
 
 
+def kill_during_claims(kube: Kube, ns: str, op: OperatorProcess, sessions: int, seed: int) -> dict[str, Any]:
+    """Sessions claim warm pods while the operator is SIGKILLed around each claim; then count claims:
+    every session holds one pod, no pod was claimed twice (a re-claim after a lost status write is an
+    adoption, which does not count), no pod is Claimed without its session holding it."""
+    rng = random.Random(seed)
+    apply(pool_manifest("claims", sessions + 2), ns)
+    wait_until(lambda: converged(kube, ns, "claims", sessions + 2), 60, "the pool")
+    for i in range(sessions):
+        apply(session_manifest(f"s-{i}", poolRef={"name": "claims"}), ns)
+        time.sleep(rng.uniform(0.0, 0.3))  # the fault's timing: before, during or after the claim
+        op.kill()
+        op.start()
+
+    def bound() -> list[str]:
+        names = [status(kube, ns, f"s-{i}").get("podName") for i in range(sessions)]
+        return [str(n) for n in names] if all(names) else []
+
+    held = wait_until(bound, 60, "every session bound")
+    pods = {p["metadata"]["name"]: p for p in live_pods(kube, ns, SEL.format("claims"))}
+    claimed = sorted(
+        n for n, p in pods.items() if p["metadata"]["labels"].get("shoal.dev/state") == "Claimed"
+    )
+    claims = sum(
+        int(p["metadata"].get("annotations", {}).get("shoal.dev/claims", "0")) for p in pods.values()
+    )
+    assert len(set(held)) == sessions, held  # no pod shared
+    assert claimed == sorted(held), (claimed, held)  # none stranded
+    assert claims == sessions, claims  # none claimed twice
+    return {"sessions": sessions, "kills": sessions, "claims": claims}
+
+
+def test_sigkills_around_claims_leave_no_second_claim_and_no_stranded_pod(
+    kube: Kube, namespace: str, running_operator: OperatorProcess
+) -> None:
+    print(json.dumps(kill_during_claims(kube, namespace, running_operator, sessions=4, seed=3)))
+
+
+@pytest.mark.chaos
+def test_twenty_sigkills_around_claims(kube: Kube, namespace: str, running_operator: OperatorProcess) -> None:
+    print(json.dumps(kill_during_claims(kube, namespace, running_operator, sessions=20, seed=2027)))
+
+
+def test_a_claim_no_session_holds_goes_back_to_the_pool(
+    kube: Kube, namespace: str, running_operator: OperatorProcess
+) -> None:
+    """A claim left by a session that is gone (deleted while its finalizer could not run, say)."""
+    apply(pool_manifest("leaky", 1), namespace)
+    wait_until(lambda: converged(kube, namespace, "leaky", 1), 60, "the pool")
+    name = live_pods(kube, namespace, SEL.format("leaky"))[0]["metadata"]["name"]
+    kube.merge_patch(
+        pods_path(namespace, name),
+        {
+            "metadata": {
+                "labels": {"shoal.dev/state": "Claimed", "shoal.dev/session": "ghost"},
+                "annotations": {"shoal.dev/claimed-by": "ghost", "shoal.dev/session-config": "{}"},
+            }
+        },
+    )
+
+    def released() -> dict[str, Any]:
+        p = kube.get(pods_path(namespace, name))
+        return p if p["metadata"]["labels"].get("shoal.dev/state") == "Idle" else {}
+
+    pod = wait_until(released, 30, "the pod back Idle")
+    ann = pod["metadata"].get("annotations") or {}
+    assert "shoal.dev/claimed-by" not in ann and "shoal.dev/session-config" not in ann
+    assert "shoal.dev/session" not in pod["metadata"]["labels"]
+    events = [
+        e for e in kube.list_items(f"/api/v1/namespaces/{namespace}/events") if e["reason"] == "Released"
+    ]
+    assert len(events) == 1 and name in events[0]["message"], events
+    assert len(live_pods(kube, namespace, SEL.format("leaky"))) == 1  # released, not replaced
+
+
 def test_crd_schemas_have_no_user_chosen_addresses() -> None:
     """No field lets a resource make the operator contact an address of its choosing (no SSRF)."""
     suspicious = ("url", "uri", "endpoint", "address", "host", "server", "webhook")

@@ -140,7 +140,7 @@ def test_cpu_load_scales_a_pool_up_through_the_metrics_api_and_down_after_cooldo
 
 
 def _ts(text: str) -> float:
-    from shoal.pool.pods import parse_time
+    from shoal.times import parse_time
 
     t = parse_time(text)
     assert t is not None

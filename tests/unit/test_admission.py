@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from shoal.sessions.admission import SessionView, backoff_seconds, decide_admission
 
@@ -61,3 +62,38 @@ def test_sessions_already_pausing_count_as_capacity_on_its_way() -> None:
 
 def test_exponential_backoff_is_capped() -> None:
     assert [backoff_seconds(n, 10, 60) for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 60, 60]
+
+
+def test_quota_headroom_is_the_tightest_quota_less_what_is_used() -> None:
+    from decimal import Decimal
+
+    from shoal.sessions.capacity import INF, quota_headroom
+
+    quotas = [
+        {"status": {"hard": {"requests.cpu": "8", "pods": "10"}, "used": {"requests.cpu": "3"}}},
+        {"status": {"hard": {"requests.cpu": "4", "limits.cpu": "1"}, "used": {"requests.cpu": "500m"}}},
+        {"spec": {"hard": {"requests.nvidia.com/gpu": "2"}}},  # no status yet: nothing used
+    ]
+    free = quota_headroom(quotas, ["cpu", "memory", "nvidia.com/gpu"])
+    assert free == {"cpu": Decimal("3.5"), "memory": INF, "nvidia.com/gpu": Decimal(2)}
+
+
+def test_node_headroom_counts_ready_schedulable_nodes_less_live_pods() -> None:
+    from decimal import Decimal
+
+    from shoal.sessions.capacity import node_headroom
+
+    ready: dict[str, Any] = {"conditions": [{"type": "Ready", "status": "True"}]}
+    nodes: list[dict[str, Any]] = [
+        {"status": {**ready, "allocatable": {"cpu": "4", "memory": "8Gi"}}},
+        {"status": {**ready, "allocatable": {"cpu": "4"}}, "spec": {"unschedulable": True}},
+        {"status": {"conditions": [{"type": "Ready", "status": "False"}], "allocatable": {"cpu": "4"}}},
+    ]
+    pods: list[dict[str, Any]] = [
+        {"spec": {"containers": [{"resources": {"requests": {"cpu": "1500m", "memory": "1Gi"}}}]}},
+        {
+            "status": {"phase": "Succeeded"},
+            "spec": {"containers": [{"resources": {"requests": {"cpu": "2"}}}]},
+        },
+    ]
+    assert node_headroom(nodes, pods) == {"cpu": Decimal("2.5"), "memory": Decimal(7 * 2**30)}

@@ -120,3 +120,20 @@ def test_a_progress_report_alone_does_not_concern_the_pool_but_a_claim_does() ->
     assert index.pod_event("MODIFIED", raw_pod("a", rv="4", claimed_by="s1")) is False
     assert index.pod_event("DELETED", raw_pod("a", rv="5", claimed_by="s1")) is True
     assert index.pods("ns", "warm") == []
+
+
+def test_claims_no_live_session_holds_or_will_adopt_are_stranded() -> None:
+    from shoal.sessions.claims import stranded
+
+    def session(name: str, run: str = "Running", **st: object) -> dict[str, object]:
+        return {"metadata": {"name": name}, "spec": {"runState": run}, "status": st}
+
+    claims = {"p1": "gone", "p2": "mine", "p3": "other", "p4": "adopting", "p5": "paused", "p6": "done"}
+    sessions = [
+        session("mine", phase="Running", podName="p2"),
+        session("other", phase="Running", podName="p9"),  # went on with another pod
+        session("adopting", phase="Paused"),  # resuming: its claim of p4 landed, its status not yet
+        session("paused", run="Paused", phase="Paused"),
+        session("done", phase="Succeeded", podName="p6"),
+    ]
+    assert stranded(claims, sessions) == ["p1", "p3", "p5", "p6"]

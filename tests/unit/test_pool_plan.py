@@ -203,7 +203,7 @@ def test_a_size_outside_the_bounds_is_clamped_and_the_limit_says_why() -> None:
 def test_times_parsed_from_annotations_are_always_timezone_aware() -> None:
     from datetime import UTC, datetime
 
-    from shoal.pool.pods import parse_time
+    from shoal.times import parse_time
 
     assert parse_time("2026-01-01T00:00:00Z") == datetime(2026, 1, 1, tzinfo=UTC)
     naive = parse_time("2026-01-01T00:00:00")  # no offset, as an agent might write it

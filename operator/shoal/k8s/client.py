@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from shoal.pool.pods import format_time
+from shoal.times import format_time
 
 log = logging.getLogger("shoal.k8s")
 EVENT_BACKLOG = 1000  # client-go's broadcaster queue length: beyond it, events are dropped, not waited on

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shoal.times import parse_time
+
 LABEL_POOL = "shoal.dev/pool"
 LABEL_STATE = "shoal.dev/state"
 LABEL_TEMPLATE_HASH = "shoal.dev/template-hash"
@@ -27,22 +29,6 @@ PENDING, WARMING, IDLE, CLAIMED, DRAINING, FAILED = (
 )
 STATES = (PENDING, WARMING, IDLE, CLAIMED, DRAINING, FAILED)
 _CRASH_REASONS = {"CrashLoopBackOff"}
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """An RFC 3339 time, always timezone-aware: one without an offset is taken as UTC (an agent may
-    write such an annotation), a malformed one is None. Naive and aware datetimes never meet."""
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def format_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,10 @@ from shoal.builders.pod import (
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.pool.plan import Plan, plan, size_limit
-from shoal.pool.pods import LABEL_POOL, LABEL_STATE, STATES, format_time, pod_view
+from shoal.pool.pods import ANN_CLAIMED_BY, LABEL_POOL, LABEL_STATE, STATES, pod_view
 from shoal.reconcile import write_status
+from shoal.sessions.claims import release_patch, stranded
+from shoal.times import format_time
 
 log = logging.getLogger("shoal.pool")
 PLURAL = "containerpools"
@@ -71,6 +73,7 @@ class PoolReconciler:
 
         uid = pool["metadata"]["uid"]
         pods = self.kube.list_items(pods_path(namespace), f"{LABEL_POOL}={name}")
+        pods = self._release_stranded(pool, pods, now)
         thash = template_hash(spec)
         p = plan(spec, uid, [pod_view(x) for x in pods], thash, now)
 
@@ -131,6 +134,38 @@ class PoolReconciler:
         if create_error:
             return RETRY_AFTER_CREATE_FAILURE
         return p.requeue_after
+
+    def _release_stranded(
+        self, pool: dict[str, Any], pods: list[dict[str, Any]], now: datetime
+    ) -> list[dict[str, Any]]:
+        """Give back claims no live session holds (its session deleted, or a claim its session went
+        on without); the pods as they are after that."""
+        claims = {
+            p["metadata"]["name"]: ann[ANN_CLAIMED_BY]
+            for p in pods
+            if (ann := p["metadata"].get("annotations") or {}).get(ANN_CLAIMED_BY)
+        }
+        if not claims:
+            return pods
+        namespace = pool["metadata"]["namespace"]
+        freed = stranded(claims, self.kube.list_items(custom_path("trainingsessions", namespace)))
+        out = []
+        for p in pods:
+            name = p["metadata"]["name"]
+            if name in freed:
+                try:
+                    p = self.kube.merge_patch(pods_path(namespace, name), release_patch(now))
+                except ApiError as exc:
+                    if not exc.not_found:
+                        raise
+                    continue
+                telemetry.POOL_EVENTS.labels("release", "Stranded").inc()
+            out.append(p)
+        if freed:
+            self.kube.event(
+                pool, "Normal", "Released", f"Released pod(s) {_names(freed)}: no session holds them"
+            )
+        return out
 
     def _create(
         self, namespace: str, name: str, uid: str, spec: ContainerPoolSpec, thash: str, count: int

@@ -17,12 +17,12 @@ from shoal import conditions, telemetry
 from shoal.api.scaler import MetricSpec, WorkerScalerSpec
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
-from shoal.pool.pods import format_time, parse_time
 from shoal.reconcile import write_status
 from shoal.scaling.engine import config, decide
 from shoal.scaling.schedule import valid_cron
 from shoal.scaling.types import Decision, History, MetricReading, Observation
 from shoal.sources import MetricSource, SourceContext
+from shoal.times import format_time, parse_time
 
 log = logging.getLogger("shoal.scaler")
 PLURAL = "workerscalers"

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shoal.k8s.client import ApiError, Kube
-from shoal.pool.pods import parse_time
+from shoal.times import parse_time
 
 log = logging.getLogger("shoal.leader")
 

@@ -1,0 +1,392 @@
+"""A TrainingSession's phases as a pure function: what the session should become, and what to do.
+
+`decide(Inputs)` takes the spec, the status, the observed pod and its agent's progress and `now`, and
+returns the new status, the actions that get there and when to look again. No I/O: the reconciler
+(`reconcile/session.py`) reads the world, calls it and carries the actions out. Two answers need the
+world first; `decide` then says so in `Step.needs`, and the reconciler calls it again with them:
+`admission` (whether capacity admits a start) and `claim` (the result of claiming a warm pod).
+
+    Pending --admitted--> Starting --pod ready--> Running --trainer done--> Succeeded
+       ^  \\--poolRef claim----------------------> Running
+       |                      Running --pause/stop/preempt--> Stopping --ack--> Paused | Stopped | Pending
+       \\--backoff-- Pending <--pod failed (restarts left)--  Running --no restarts left--> Failed
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from shoal.api.session import TrainingSessionSpec
+from shoal.sessions.admission import Verdict, backoff_seconds
+from shoal.sessions.progress import apply_progress
+from shoal.times import format_time, parse_time
+
+ANN_COMMAND = "shoal.dev/command"
+ANN_COMMAND_ID = "shoal.dev/command-id"
+ANN_PROGRESS = "shoal.dev/progress"
+PENDING_RECHECK = 3.0
+CLAIM_RECHECK = 1.0
+ACTIVE = ("Starting", "Running", "Stopping")
+FINAL = ("Succeeded", "Failed", "Stopped")
+# Every phase and the phases decide() may move it to; tests walk this against the code.
+TRANSITIONS: dict[str, set[str]] = {
+    "Pending": {"Pending", "Starting", "Running", "Paused", "Stopped"},
+    "Starting": {"Starting", "Running", "Stopping", "Succeeded", "Failed", "Pending"},
+    # Running to Paused or Stopped: the command's own status write was lost (see _with_pod).
+    "Running": {"Running", "Starting", "Stopping", "Succeeded", "Failed", "Pending", "Paused", "Stopped"},
+    "Stopping": {"Stopping", "Paused", "Stopped", "Pending", "Succeeded", "Failed"},
+    "Paused": {"Paused", "Pending", "Starting", "Running", "Stopped"},
+    "Succeeded": {"Succeeded"},
+    "Failed": {"Failed"},
+    "Stopped": {"Stopped"},
+}
+
+
+# --- what decide() reads ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodState:
+    name: str
+    uid: str
+    phase: str = "Pending"
+    ready: bool = False
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def of(pod: Mapping[str, Any]) -> PodState:
+        meta, st = pod["metadata"], pod.get("status") or {}
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or []
+        )
+        return PodState(
+            meta["name"],
+            meta.get("uid", ""),
+            st.get("phase", "Pending"),
+            ready,
+            meta.get("annotations") or {},
+        )
+
+    @property
+    def progress(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.annotations.get(ANN_PROGRESS, "{}"))
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    pod: str | None  # the claimed pod, None when no idle pod (or no pool)
+    pool: str
+    reason: str = "NoIdlePod"  # why not, when pod is None: NoIdlePod | PoolNotFound
+    latency_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Inputs:
+    name: str
+    spec: TrainingSessionSpec
+    status: Mapping[str, Any]
+    pod: PodState | None
+    now: datetime
+    admission: Verdict | None = None
+    claim: ClaimOutcome | None = None
+
+
+# --- what decide() asks for ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatePod:
+    name: str
+    resume_from: str | None
+
+
+@dataclass(frozen=True)
+class SendCommand:
+    pod: str
+    verb: str
+    id: int
+
+
+@dataclass(frozen=True)
+class LetGo:
+    """A claimed pod goes back to its pool; the session's own pod is deleted (unless `keep`: logs)."""
+
+    pod: str
+    uid: str
+    to_pool: bool
+    keep: bool = False
+
+
+@dataclass(frozen=True)
+class Preempt:
+    victim: str
+
+
+@dataclass(frozen=True)
+class EnsureService:
+    pass
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    reason: str
+    message: str
+
+
+Action = CreatePod | SendCommand | LetGo | Preempt | EnsureService | Event
+
+
+@dataclass
+class Step:
+    status: dict[str, Any]
+    actions: list[Action] = field(default_factory=list)
+    requeue: float | None = None
+    needs: str | None = None  # "admission" or "claim": call again with it
+
+
+# --- the machine ----------------------------------------------------------------------------------------
+
+
+def decide(inp: Inputs) -> Step:
+    new = dict(inp.status)
+    phase = new.get("phase") or "Pending"
+    if phase in FINAL:
+        return Step(new)  # the record is kept; nothing runs any more
+    new["phase"] = phase
+    if inp.pod is not None and inp.pod.progress:
+        apply_progress(new, inp.pod.progress, inp.spec.totalTimesteps)
+    want_run = inp.spec.runState == "Running" and not new.get("preemptedBy")
+    step = Step(new)
+    if inp.pod is not None:
+        _with_pod(inp, step, inp.pod, want_run)
+    else:
+        _without_pod(inp, step, want_run)
+    return step
+
+
+def _with_pod(inp: Inputs, step: Step, pod: PodState, want_run: bool) -> None:
+    new, now = step.status, inp.now
+    claimed = bool(new.get("claimedFromPool"))
+    progress = pod.progress
+    on_pod = _int(pod.annotations.get(ANN_COMMAND_ID))
+    if on_pod > _int(new.get("commandId")) and pod.annotations.get(ANN_COMMAND):
+        # The command reached the pod but its status write did not (a crash in between): the pod is
+        # the record. Its deadline counts from now, the first moment this replica knows of it.
+        new.update(commandId=on_pod, command=pod.annotations[ANN_COMMAND], commandTime=format_time(now))
+    pod_phase = pod.phase
+    exit_code = progress.get("exitCode")
+    if claimed and pod_phase == "Running" and exit_code is not None:
+        # A warm pod's agent outlives its trainer (it waits for the next claim): the trainer's exit is
+        # this session's end of the pod.
+        pod_phase = "Succeeded" if exit_code == 0 else "Failed"
+    outstanding = new.get("command") in ("pause", "stop")
+    acked = _int(progress.get("ack")) >= _int(new.get("commandId")) > 0
+    if claimed and exit_code is None:
+        acked = False  # released only once the trainer is gone: no report of it lands after the release
+
+    error = progress.get("error")
+    if isinstance(error, dict) and error.get("reason"):
+        # The trainer refused its config or checkpoint: restarting would only repeat that.
+        step.actions.append(LetGo(pod.name, pod.uid, claimed, keep=True))
+        new.update(
+            phase="Failed",
+            reason=str(error["reason"])[:128],
+            message=str(error.get("message") or "")[:1024],
+            endTime=format_time(now),
+            podName=None,
+        )
+        return
+    # A trainer that says whether it finished is believed; one that does not, by its exit code.
+    finished = bool(progress.get("done")) if "done" in progress else not outstanding
+    if pod_phase == "Succeeded" and finished:
+        step.actions.append(LetGo(pod.name, pod.uid, claimed, keep=True))
+        new.update(
+            phase="Succeeded",
+            reason="Completed",
+            message="training finished",
+            endTime=format_time(now),
+            progress="100%",
+        )
+        return
+    if pod_phase == "Failed" or (pod_phase == "Succeeded" and not outstanding):
+        _restart_or_fail(inp, step, pod, f"pod {pod.name} {pod.phase.lower()}")
+        return
+    if want_run:
+        running = pod_phase == "Running" and pod.ready
+        new["phase"] = "Running" if running else "Starting"
+        new["reason"] = "PodRunning" if running else "PodStarting"
+        new["message"] = f"pod {pod.name} is {pod_phase.lower()}"
+        new.setdefault("startTime", format_time(now))
+        return
+    _stop(inp, step, pod, acked, pod_phase)
+
+
+def _stop(inp: Inputs, step: Step, pod: PodState, acked: bool, pod_phase: str) -> None:
+    """Paused, Stopped or preempted: checkpoint first, then let the pod go."""
+    new, now, spec = step.status, inp.now, inp.spec
+    verb = "stop" if spec.runState == "Stopped" else "pause"
+    deadline = spec.checkpoint.ackDeadlineSeconds
+    if new.get("command") not in ("pause", "stop"):
+        new["commandId"] = _int(new.get("commandId")) + 1
+        new.update(command=verb, commandTime=format_time(now))
+        step.actions.append(SendCommand(pod.name, verb, new["commandId"]))
+        new.update(
+            phase="Stopping",
+            reason="Checkpointing",
+            message=f"asked the agent to checkpoint and {verb} (command {new['commandId']})",
+        )
+        step.requeue = float(deadline)
+        return
+    sent = parse_time(new.get("commandTime")) or now
+    waited = (now - sent).total_seconds()
+    if not acked and pod_phase != "Succeeded" and waited < deadline:
+        step.requeue = max(0.5, deadline - waited)
+        return
+    if acked or pod_phase == "Succeeded":
+        msg = f"checkpoint acknowledged: {new.get('lastCheckpoint')}"
+    else:
+        msg = f"no checkpoint acknowledgement within {deadline}s: released anyway"
+        step.actions.append(Event("Warning", "CheckpointTimeout", msg))
+    step.actions.append(LetGo(pod.name, pod.uid, bool(new.get("claimedFromPool"))))
+    preempted = new.get("preemptedBy")
+    if spec.runState == "Stopped":
+        new.update(phase="Stopped", reason="Stopped", message=msg, endTime=format_time(now))
+    elif preempted:
+        new.update(
+            phase="Pending", reason="Preempted", message=f"paused for {preempted}; {msg}", preemptedBy=None
+        )
+        step.requeue = PENDING_RECHECK
+    else:
+        new.update(phase="Paused", reason="Paused", message=msg)
+    new.update(podName=None, command=None, claimedFromPool=None)
+
+
+def _restart_or_fail(inp: Inputs, step: Step, pod: PodState | None, why: str) -> None:
+    new, now, rp = step.status, inp.now, inp.spec.restartPolicy
+    restarts = _int(new.get("restarts"))
+    if pod is not None:
+        step.actions.append(LetGo(pod.name, pod.uid, bool(new.get("claimedFromPool"))))
+    new.update(podName=None, claimedFromPool=None, command=None)
+    if restarts >= rp.backoffLimit:
+        new.update(
+            phase="Failed",
+            reason="BackoffLimitExceeded",
+            endTime=format_time(now),
+            message=f"{why}; {restarts} restarts used of backoffLimit {rp.backoffLimit}",
+        )
+        return
+    delay = backoff_seconds(restarts + 1, rp.initialBackoffSeconds, rp.maxBackoffSeconds)
+    new.update(
+        restarts=restarts + 1,
+        phase="Pending",
+        reason="BackoffRestart",
+        nextRestartTime=format_time(now + timedelta(seconds=delay)),
+        message=f"{why}; restart {restarts + 1}/{rp.backoffLimit} in {delay:.0f}s from "
+        f"{new.get('lastCheckpoint') or 'the beginning'}",
+    )
+    step.actions.append(Event("Warning", "Restarting", new["message"]))
+    step.requeue = delay
+
+
+def _without_pod(inp: Inputs, step: Step, want_run: bool) -> None:
+    new, now, spec = step.status, inp.now, inp.spec
+    if new.get("podName"):
+        # Deleted by someone else while running: a failure, restarted from the checkpoint.
+        if new.get("phase") in ACTIVE and want_run:
+            _restart_or_fail(inp, step, None, "pod deleted")
+            return
+        new.update(podName=None, claimedFromPool=None)
+    if not want_run:
+        if spec.runState == "Stopped":
+            new.update(
+                phase="Stopped", reason="Stopped", message="stopped before it ran", endTime=format_time(now)
+            )
+        elif new.get("phase") != "Paused":  # already Paused: keep what the pause said
+            new.update(phase="Paused", reason="Paused", message="paused before it ran")
+        new["preemptedBy"] = None
+        return
+    restart_at = parse_time(new.get("nextRestartTime"))
+    if restart_at and restart_at > now:
+        step.requeue = (restart_at - now).total_seconds()
+        return
+    if spec.poolRef:
+        _claim(inp, step)
+    else:
+        _admit(inp, step)
+
+
+def _claim(inp: Inputs, step: Step) -> None:
+    new, claim = step.status, inp.claim
+    if claim is None:
+        step.needs = "claim"
+        return
+    if claim.pod is None:
+        message = (
+            f"ContainerPool {claim.pool} not found"
+            if claim.reason == "PoolNotFound"
+            else f"no idle pod in pool {claim.pool}"
+        )
+        new.update(phase="Pending", reason=claim.reason, message=message)
+        step.requeue = PENDING_RECHECK if claim.reason == "PoolNotFound" else CLAIM_RECHECK
+        return
+    new.update(
+        podName=claim.pod,
+        claimedFromPool=claim.pool,
+        phase="Running",
+        reason="ClaimedWarmPod",
+        message=f"bound to warm pod {claim.pod} of pool {claim.pool}",
+        startTime=format_time(inp.now),
+        commandId=0,
+        command=None,
+        nextRestartTime=None,
+    )
+    step.actions += [
+        EnsureService(),
+        Event("Normal", "Claimed", f"bound to warm pod {claim.pod} in {claim.latency_ms:.0f} ms"),
+    ]
+
+
+def _admit(inp: Inputs, step: Step) -> None:
+    new, verdict = step.status, inp.admission
+    if verdict is None:
+        step.needs = "admission"
+        return
+    if not verdict.admit:
+        step.actions += [Preempt(v) for v in verdict.preempt]
+        if new.get("reason") == "Preempted":
+            # Still waiting because it was preempted: say so until it is admitted again.
+            first = (new.get("message") or "").split("; waiting:")[0]
+            new.update(phase="Pending", message=f"{first}; waiting: {verdict.message or verdict.reason}")
+        else:
+            new.update(phase="Pending", reason=verdict.reason, message=verdict.message)
+        step.requeue = PENDING_RECHECK
+        return
+    attempt = _int(new.get("attempts")) + 1
+    pod_name = f"{inp.name}-{attempt}"
+    step.actions.append(CreatePod(pod_name, new.get("lastCheckpoint")))
+    new.update(
+        attempts=attempt,
+        podName=pod_name,
+        phase="Starting",
+        reason="PodCreated",
+        message=f"created pod {pod_name}"
+        + (f", resuming from {new['lastCheckpoint']}" if new.get("lastCheckpoint") else ""),
+        nextRestartTime=None,
+        command=None,
+    )
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
