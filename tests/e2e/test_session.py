@@ -406,3 +406,43 @@ def test_deleting_a_session_cleans_up_through_its_finalizer(
 
     wait_until(gone, 30, "session deleted (finalizer removed)")
     wait_until(lambda: get_pod(kube, namespace, st["podName"]) is None, 60, "its pod removed")
+
+
+def test_a_checkpoint_on_demand_is_answered_in_status_and_an_immediate_stop_takes_none(
+    kube: Kube, namespace: str, running_operator: OperatorProcess, local_kubelet: LocalKubelet
+) -> None:
+    path = custom_path("trainingsessions", namespace, "ondemand")
+    apply(session_manifest("ondemand", checkpoint={"ackDeadlineSeconds": 600}), namespace)
+    pod_name = wait_until(lambda: phase_is(kube, namespace, "ondemand", "Running"), 60, "Running")["podName"]
+    wait_until(lambda: training(kube, namespace, "ondemand"), 60, "training")
+    kube.merge_patch(path, {"spec": {"checkpointRequest": 1}})
+
+    def answered() -> dict[str, Any]:
+        st = status(kube, namespace, "ondemand")
+        return st if st.get("checkpointRequestServed") == 1 else {}
+
+    served = wait_until(answered, 60, "the request answered")
+    assert served["phase"] == "Running" and served.get("command") is None
+    assert checkpoint_steps(served["lastCheckpoint"]) > 0 and served["lastCheckpointTime"]
+    events_where(
+        kube,
+        namespace,
+        lambda e: e["reason"] == "Checkpointed" and served["lastCheckpoint"] in e["message"],
+        "a Checkpointed event naming the checkpoint",
+    )
+    agent = local_kubelet.pod(pod_name)
+    assert agent is not None and agent.proc is not None and agent.proc.poll() is None  # still training
+
+    def verbs() -> list[str]:
+        assert agent is not None
+        log = (agent.mounts["/shoal"] / "commands.jsonl").read_text().splitlines()
+        return [json.loads(line)["verb"] for line in log]
+
+    assert verbs() == ["checkpoint"]
+
+    kube.merge_patch(path, {"spec": {"runState": "Stopped", "stopMode": "Immediate"}})
+    stopped = wait_until(lambda: phase_is(kube, namespace, "ondemand", "Stopped"), 30, "Stopped at once")
+    assert "without a checkpoint" in stopped["message"], stopped["message"]
+    assert stopped["lastCheckpoint"] == served["lastCheckpoint"]  # nothing saved on the way out
+    wait_until(lambda: get_pod(kube, namespace, pod_name) is None, 30, "the pod deleted")
+    assert verbs() == ["checkpoint"]  # no pause or stop reached the trainer

@@ -344,6 +344,121 @@ CASES = [
         actions=[LetGo, Event],
         check=lambda s: s.actions[0].to_pool,
     ),
+    # Checkpoint on demand: spec.checkpointRequest above status.checkpointRequestServed.
+    Case(
+        "checkpoint-asked",
+        RUNNING,
+        "Running",
+        pod=pod(),
+        spec={"checkpointRequest": 2},
+        actions=[SendCommand],
+        check=lambda s: (
+            s.actions[0] == SendCommand("s-1", "checkpoint", 1) and s.status["checkpointRequestPending"] == 2
+        ),
+    ),
+    Case(
+        "checkpoint-answered",
+        {
+            **RUNNING,
+            "command": "checkpoint",
+            "commandId": 1,
+            "commandTime": AGO,
+            "checkpointRequestPending": 2,
+        },
+        "Running",
+        spec={"checkpointRequest": 2},
+        pod=pod(ack=1, lastCheckpoint={"path": CKPT, "time": 1796126400.0}),
+        actions=[Event],
+        check=lambda s: (
+            s.status["checkpointRequestServed"] == 2
+            and s.status["command"] is None
+            and s.status["lastCheckpointTime"] == "2026-12-01T12:00:00Z"
+            and CKPT in s.actions[0].message
+        ),
+    ),
+    Case(
+        "checkpoint-waits",
+        {
+            **RUNNING,
+            "command": "checkpoint",
+            "commandId": 1,
+            "commandTime": AGO,
+            "checkpointRequestPending": 1,
+        },
+        "Running",
+        spec={"checkpointRequest": 1},
+        pod=pod(),
+        check=lambda s: s.requeue == 90.0,
+    ),
+    Case(
+        "checkpoint-overdue-asks-again",
+        {
+            **RUNNING,
+            "command": "checkpoint",
+            "commandId": 1,
+            "commandTime": format_time(NOW - timedelta(seconds=200)),
+            "checkpointRequestPending": 1,
+        },
+        "Running",
+        spec={"checkpointRequest": 1},
+        pod=pod(),
+        actions=[Event, SendCommand],
+        check=lambda s: s.actions[1].id == 2,
+    ),
+    Case(
+        "served-asks-nothing",
+        {**RUNNING, "checkpointRequestServed": 3},
+        "Running",
+        spec={"checkpointRequest": 3},
+        pod=pod(),
+    ),
+    Case(
+        "a-warm-pod-checkpoints-without-exiting",
+        {
+            **CLAIMED,
+            "command": "checkpoint",
+            "commandId": 1,
+            "commandTime": AGO,
+            "checkpointRequestPending": 1,
+        },
+        "Running",
+        spec={"checkpointRequest": 1},
+        pod=pod(ack=1),
+        actions=[Event],
+    ),
+    # A forced stop: no checkpoint. The session's own pod is deleted at once; a warm pod's trainer is
+    # killed and the pod released when the agent reports the exit.
+    Case(
+        "immediate-stop",
+        RUNNING,
+        "Stopped",
+        pod=pod(),
+        spec={"runState": "Stopped", "stopMode": "Immediate"},
+        actions=[LetGo],
+        check=lambda s: (
+            "without a checkpoint" in s.status["message"]
+            and not s.actions[0].to_pool
+            and not s.actions[0].keep
+        ),
+    ),
+    Case(
+        "immediate-warm-kill",
+        CLAIMED,
+        "Stopping",
+        pod=pod(),
+        spec={"runState": "Paused", "stopMode": "Immediate"},
+        actions=[SendCommand],
+        check=lambda s: s.actions[0].verb == "kill",
+    ),
+    Case(
+        "immediate-warm-killed",
+        {**CLAIMED, **stopping("kill")},
+        "Paused",
+        pod=pod(exitCode=-9),
+        spec={"runState": "Paused", "stopMode": "Immediate"},
+        actions=[LetGo],
+        check=lambda s: s.actions[0].to_pool and "without a checkpoint" in s.status["message"],
+    ),
     Case("still-paused", PAUSED, "Paused", spec={"runState": "Paused"}, check=lambda s: not s.actions),
     Case("resume-queued", PAUSED, "Pending", admission=FULL),
     Case(

@@ -287,7 +287,10 @@ class Agent:
         signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
         try:
             while proc.poll() is None:
-                if self._next_annotations(timeout=TICK):
+                self._next_annotations(timeout=TICK)
+                # Relayed once the trainer has reported: its signal handlers are in place by then (a
+                # SIGTERM or SIGUSR1 before that would kill it). A command that came earlier waits.
+                if progress_file().exists():
                     self._command(proc)
                 self._report(self._sample(proc))
             code = int(proc.returncode)

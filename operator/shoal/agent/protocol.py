@@ -2,7 +2,8 @@
 
 A trainer is any program that reads its config (`load_config`), writes `progress.json` in the work
 directory, checkpoints on SIGUSR1 and checkpoints then exits 0 on SIGTERM. It acknowledges a command
-by writing the id it finds in `command-id` into `lastCheckpoint.commandId`.
+by writing the id it finds in `command-id` into `lastCheckpoint.commandId`. The agent signals it
+only after its first `progress.json`, so it installs its handlers before writing that.
 """
 
 from __future__ import annotations

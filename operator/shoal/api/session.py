@@ -125,6 +125,19 @@ class TrainingSessionSpec(Model):
         le=1000000,
         description="Higher starts first when capacity is short, and may pause lower-priority sessions",
     )
+    stopMode: Literal["Checkpoint", "Immediate"] = Field(
+        default="Checkpoint",
+        description="How Paused, Stopped and a preemption end the pod: Checkpoint (the agent checkpoints "
+        "first, within checkpoint.ackDeadlineSeconds) or Immediate (no checkpoint: a resume starts from "
+        "the last one)",
+    )
+    checkpointRequest: int = Field(
+        default=0,
+        ge=0,
+        le=2**31 - 1,
+        description="Raise it to ask for a checkpoint now (kubectl patch); status.checkpointRequestServed "
+        "says which request the last on-demand checkpoint answered",
+    )
     restartPolicy: RestartPolicy = Field(default_factory=RestartPolicy, description="Restarts after failures")
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpoint storage")
 
@@ -175,9 +188,16 @@ class TrainingSessionStatus(Model):
     metrics: TrainingMetrics | None = Field(default=None, description="The agent's last report")
     endpoints: Endpoints | None = Field(default=None, description="TensorBoard and stream addresses")
     attempts: int = Field(default=0, description="Pods created for this session so far")
+    lastCheckpointTime: datetime | None = Field(default=None, description="When lastCheckpoint was written")
+    checkpointRequestServed: int = Field(
+        default=0, description="The spec.checkpointRequest the last on-demand checkpoint answered"
+    )
+    checkpointRequestPending: int | None = Field(
+        default=None, description="The spec.checkpointRequest the outstanding checkpoint command answers"
+    )
     commandId: int = Field(default=0, description="Id of the last command sent to the agent")
     command: str | None = Field(
-        default=None, description="Last command sent to the agent: checkpoint, pause, stop"
+        default=None, description="Last command sent to the agent: checkpoint, pause, stop, kill"
     )
     commandTime: datetime | None = Field(default=None, description="When the last command was sent")
     preemptedBy: str | None = Field(

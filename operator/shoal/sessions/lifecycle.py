@@ -14,23 +14,50 @@ world first; `decide` then says so in `Step.needs`, and the reconciler calls it 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from shoal.api.session import TrainingSessionSpec
-from shoal.sessions.admission import Verdict, backoff_seconds
+from shoal.sessions.admission import backoff_seconds
 from shoal.sessions.progress import apply_progress
+from shoal.sessions.steps import (
+    ANN_COMMAND,
+    ANN_COMMAND_ID,
+    ANN_PROGRESS,
+    Action,
+    ClaimOutcome,
+    CreatePod,
+    EnsureService,
+    Event,
+    Inputs,
+    LetGo,
+    PodState,
+    Preempt,
+    SendCommand,
+    Step,
+)
 from shoal.times import format_time, parse_time
 
-ANN_COMMAND = "shoal.dev/command"
-ANN_COMMAND_ID = "shoal.dev/command-id"
-ANN_PROGRESS = "shoal.dev/progress"
 PENDING_RECHECK = 3.0
 CLAIM_RECHECK = 1.0
+__all__ = [
+    "ANN_COMMAND",
+    "ANN_COMMAND_ID",
+    "ANN_PROGRESS",
+    "Action",
+    "ClaimOutcome",
+    "CreatePod",
+    "EnsureService",
+    "Event",
+    "Inputs",
+    "LetGo",
+    "PodState",
+    "Preempt",
+    "SendCommand",
+    "Step",
+    "decide",
+]
 ACTIVE = ("Starting", "Running", "Stopping")
+ENDING = ("pause", "stop", "kill")  # commands after which the pod goes
 FINAL = ("Succeeded", "Failed", "Stopped")
 # Every phase and the phases decide() may move it to; tests walk this against the code.
 TRANSITIONS: dict[str, set[str]] = {
@@ -44,113 +71,6 @@ TRANSITIONS: dict[str, set[str]] = {
     "Failed": {"Failed"},
     "Stopped": {"Stopped"},
 }
-
-
-# --- what decide() reads ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PodState:
-    name: str
-    uid: str
-    phase: str = "Pending"
-    ready: bool = False
-    annotations: Mapping[str, str] = field(default_factory=dict)
-
-    @staticmethod
-    def of(pod: Mapping[str, Any]) -> PodState:
-        meta, st = pod["metadata"], pod.get("status") or {}
-        ready = any(
-            c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or []
-        )
-        return PodState(
-            meta["name"],
-            meta.get("uid", ""),
-            st.get("phase", "Pending"),
-            ready,
-            meta.get("annotations") or {},
-        )
-
-    @property
-    def progress(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.annotations.get(ANN_PROGRESS, "{}"))
-        except ValueError:
-            return {}
-        return data if isinstance(data, dict) else {}
-
-
-@dataclass(frozen=True)
-class ClaimOutcome:
-    pod: str | None  # the claimed pod, None when no idle pod (or no pool)
-    pool: str
-    reason: str = "NoIdlePod"  # why not, when pod is None: NoIdlePod | PoolNotFound
-    latency_ms: float = 0.0
-
-
-@dataclass(frozen=True)
-class Inputs:
-    name: str
-    spec: TrainingSessionSpec
-    status: Mapping[str, Any]
-    pod: PodState | None
-    now: datetime
-    admission: Verdict | None = None
-    claim: ClaimOutcome | None = None
-
-
-# --- what decide() asks for ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CreatePod:
-    name: str
-    resume_from: str | None
-
-
-@dataclass(frozen=True)
-class SendCommand:
-    pod: str
-    verb: str
-    id: int
-
-
-@dataclass(frozen=True)
-class LetGo:
-    """A claimed pod goes back to its pool; the session's own pod is deleted (unless `keep`: logs)."""
-
-    pod: str
-    uid: str
-    to_pool: bool
-    keep: bool = False
-
-
-@dataclass(frozen=True)
-class Preempt:
-    victim: str
-
-
-@dataclass(frozen=True)
-class EnsureService:
-    pass
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str
-    reason: str
-    message: str
-
-
-Action = CreatePod | SendCommand | LetGo | Preempt | EnsureService | Event
-
-
-@dataclass
-class Step:
-    status: dict[str, Any]
-    actions: list[Action] = field(default_factory=list)
-    requeue: float | None = None
-    needs: str | None = None  # "admission" or "claim": call again with it
 
 
 # --- the machine ----------------------------------------------------------------------------------------
@@ -188,9 +108,9 @@ def _with_pod(inp: Inputs, step: Step, pod: PodState, want_run: bool) -> None:
         # A warm pod's agent outlives its trainer (it waits for the next claim): the trainer's exit is
         # this session's end of the pod.
         pod_phase = "Succeeded" if exit_code == 0 else "Failed"
-    outstanding = new.get("command") in ("pause", "stop")
+    outstanding = new.get("command") in ENDING
     acked = _int(progress.get("ack")) >= _int(new.get("commandId")) > 0
-    if claimed and exit_code is None:
+    if claimed and outstanding and exit_code is None:
         acked = False  # released only once the trainer is gone: no report of it lands after the release
 
     error = progress.get("error")
@@ -217,8 +137,9 @@ def _with_pod(inp: Inputs, step: Step, pod: PodState, want_run: bool) -> None:
             progress="100%",
         )
         return
-    if pod_phase == "Failed" or (pod_phase == "Succeeded" and not outstanding):
-        _restart_or_fail(inp, step, pod, f"pod {pod.name} {pod.phase.lower()}")
+    killed = new.get("command") == "kill"  # a forced stop: the trainer's death is the answer
+    if (pod_phase == "Failed" and not killed) or (pod_phase == "Succeeded" and not outstanding):
+        _restart_or_fail(inp, step, pod, f"pod {pod.name} {pod_phase.lower()}")
         return
     if want_run:
         running = pod_phase == "Running" and pod.ready
@@ -226,23 +147,60 @@ def _with_pod(inp: Inputs, step: Step, pod: PodState, want_run: bool) -> None:
         new["reason"] = "PodRunning" if running else "PodStarting"
         new["message"] = f"pod {pod.name} is {pod_phase.lower()}"
         new.setdefault("startTime", format_time(now))
+        _checkpoint_on_demand(inp, step, pod, acked)
         return
-    _stop(inp, step, pod, acked, pod_phase)
+    _stop(inp, step, pod, acked or (killed and (exit_code is not None or pod_phase != "Running")), pod_phase)
+
+
+def _checkpoint_on_demand(inp: Inputs, step: Step, pod: PodState, acked: bool) -> None:
+    """spec.checkpointRequest above status.checkpointRequestServed: one checkpoint command, answered
+    in status (the request served, the checkpoint's path and time) and by a Checkpointed Event."""
+    new, now, deadline = step.status, inp.now, inp.spec.checkpoint.ackDeadlineSeconds
+    if new.get("command") == "checkpoint":
+        waited = (now - (parse_time(new.get("commandTime")) or now)).total_seconds()
+        if acked:
+            served = _int(new.get("checkpointRequestPending"))
+            new.update(command=None, checkpointRequestServed=served, checkpointRequestPending=None)
+            step.actions.append(
+                Event("Normal", "Checkpointed", f"checkpoint request {served}: {new.get('lastCheckpoint')}")
+            )
+        elif waited >= deadline:  # asked again below, as the request is still unserved
+            new.update(command=None, checkpointRequestPending=None)
+            step.actions.append(
+                Event("Warning", "CheckpointTimeout", f"no checkpoint within {deadline}s; asking again")
+            )
+        else:
+            step.requeue = max(0.5, deadline - waited)
+            return
+    wanted = inp.spec.checkpointRequest
+    if wanted > _int(new.get("checkpointRequestServed")) and new.get("command") is None:
+        new["commandId"] = _int(new.get("commandId")) + 1
+        new.update(command="checkpoint", commandTime=format_time(now), checkpointRequestPending=wanted)
+        step.actions.append(SendCommand(pod.name, "checkpoint", new["commandId"]))
+        step.requeue = float(deadline)
 
 
 def _stop(inp: Inputs, step: Step, pod: PodState, acked: bool, pod_phase: str) -> None:
-    """Paused, Stopped or preempted: checkpoint first, then let the pod go."""
+    """Paused, Stopped or preempted: checkpoint first (unless stopMode Immediate), then let the pod go."""
     new, now, spec = step.status, inp.now, inp.spec
-    verb = "stop" if spec.runState == "Stopped" else "pause"
+    claimed = bool(new.get("claimedFromPool"))
+    immediate = spec.stopMode == "Immediate"
+    verb = "kill" if immediate else ("stop" if spec.runState == "Stopped" else "pause")
     deadline = spec.checkpoint.ackDeadlineSeconds
-    if new.get("command") not in ("pause", "stop"):
+    if immediate and not claimed:
+        # Deleting the pod ends the trainer as surely as a kill: no command, no wait.
+        resume = new.get("lastCheckpoint") or "the beginning"
+        _let_go(inp, step, pod, f"stopped without a checkpoint (stopMode Immediate); resumes from {resume}")
+        return
+    if new.get("command") not in ENDING:
         new["commandId"] = _int(new.get("commandId")) + 1
         new.update(command=verb, commandTime=format_time(now))
         step.actions.append(SendCommand(pod.name, verb, new["commandId"]))
         new.update(
             phase="Stopping",
-            reason="Checkpointing",
-            message=f"asked the agent to checkpoint and {verb} (command {new['commandId']})",
+            reason="Stopping" if immediate else "Checkpointing",
+            message=f"asked the agent to {'stop the trainer' if immediate else 'checkpoint and ' + verb}"
+            f" (command {new['commandId']})",
         )
         step.requeue = float(deadline)
         return
@@ -251,11 +209,18 @@ def _stop(inp: Inputs, step: Step, pod: PodState, acked: bool, pod_phase: str) -
     if not acked and pod_phase != "Succeeded" and waited < deadline:
         step.requeue = max(0.5, deadline - waited)
         return
-    if acked or pod_phase == "Succeeded":
+    if new.get("command") == "kill":
+        msg = f"stopped without a checkpoint (stopMode Immediate); resumes from {new.get('lastCheckpoint')}"
+    elif acked or pod_phase == "Succeeded":
         msg = f"checkpoint acknowledged: {new.get('lastCheckpoint')}"
     else:
         msg = f"no checkpoint acknowledgement within {deadline}s: released anyway"
         step.actions.append(Event("Warning", "CheckpointTimeout", msg))
+    _let_go(inp, step, pod, msg)
+
+
+def _let_go(inp: Inputs, step: Step, pod: PodState, msg: str) -> None:
+    new, now, spec = step.status, inp.now, inp.spec
     step.actions.append(LetGo(pod.name, pod.uid, bool(new.get("claimedFromPool"))))
     preempted = new.get("preemptedBy")
     if spec.runState == "Stopped":
@@ -267,7 +232,7 @@ def _stop(inp: Inputs, step: Step, pod: PodState, acked: bool, pod_phase: str) -
         step.requeue = PENDING_RECHECK
     else:
         new.update(phase="Paused", reason="Paused", message=msg)
-    new.update(podName=None, command=None, claimedFromPool=None)
+    new.update(podName=None, command=None, claimedFromPool=None, checkpointRequestPending=None)
 
 
 def _restart_or_fail(inp: Inputs, step: Step, pod: PodState | None, why: str) -> None:
@@ -275,7 +240,7 @@ def _restart_or_fail(inp: Inputs, step: Step, pod: PodState | None, why: str) ->
     restarts = _int(new.get("restarts"))
     if pod is not None:
         step.actions.append(LetGo(pod.name, pod.uid, bool(new.get("claimedFromPool"))))
-    new.update(podName=None, claimedFromPool=None, command=None)
+    new.update(podName=None, claimedFromPool=None, command=None, checkpointRequestPending=None)
     if restarts >= rp.backoffLimit:
         new.update(
             phase="Failed",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
+
+from shoal.times import format_time
 
 MAX_VIDEOS = 10
 
@@ -41,6 +45,8 @@ def apply_progress(new: dict[str, Any], progress: Mapping[str, Any], total: int)
     last = progress.get("lastCheckpoint") or {}
     if isinstance(last, dict) and last.get("path"):
         new["lastCheckpoint"] = last["path"]
+        with contextlib.suppress(TypeError, ValueError, OverflowError, OSError):  # no time, or junk
+            new["lastCheckpointTime"] = format_time(datetime.fromtimestamp(float(last.get("time", "")), UTC))
     videos = progress.get("videos")
     if isinstance(videos, list):
         new["videos"] = [str(v)[:253] for v in videos[-MAX_VIDEOS:]] or None

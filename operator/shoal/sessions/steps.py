@@ -1,0 +1,124 @@
+"""What the session lifecycle reads (Inputs: the observed pod, a claim's outcome) and what it asks
+for (the actions of a Step). Plain data, no I/O."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shoal.api.session import TrainingSessionSpec
+from shoal.sessions.admission import Verdict
+
+ANN_COMMAND = "shoal.dev/command"
+ANN_COMMAND_ID = "shoal.dev/command-id"
+ANN_PROGRESS = "shoal.dev/progress"
+
+
+# --- what decide() reads ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodState:
+    name: str
+    uid: str
+    phase: str = "Pending"
+    ready: bool = False
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def of(pod: Mapping[str, Any]) -> PodState:
+        meta, st = pod["metadata"], pod.get("status") or {}
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or []
+        )
+        return PodState(
+            meta["name"],
+            meta.get("uid", ""),
+            st.get("phase", "Pending"),
+            ready,
+            meta.get("annotations") or {},
+        )
+
+    @property
+    def progress(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.annotations.get(ANN_PROGRESS, "{}"))
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    pod: str | None  # the claimed pod, None when no idle pod (or no pool)
+    pool: str
+    reason: str = "NoIdlePod"  # why not, when pod is None: NoIdlePod | PoolNotFound
+    latency_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Inputs:
+    name: str
+    spec: TrainingSessionSpec
+    status: Mapping[str, Any]
+    pod: PodState | None
+    now: datetime
+    admission: Verdict | None = None
+    claim: ClaimOutcome | None = None
+
+
+# --- what decide() asks for ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatePod:
+    name: str
+    resume_from: str | None
+
+
+@dataclass(frozen=True)
+class SendCommand:
+    pod: str
+    verb: str
+    id: int
+
+
+@dataclass(frozen=True)
+class LetGo:
+    """A claimed pod goes back to its pool; the session's own pod is deleted (unless `keep`: logs)."""
+
+    pod: str
+    uid: str
+    to_pool: bool
+    keep: bool = False
+
+
+@dataclass(frozen=True)
+class Preempt:
+    victim: str
+
+
+@dataclass(frozen=True)
+class EnsureService:
+    pass
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    reason: str
+    message: str
+
+
+Action = CreatePod | SendCommand | LetGo | Preempt | EnsureService | Event
+
+
+@dataclass
+class Step:
+    status: dict[str, Any]
+    actions: list[Action] = field(default_factory=list)
+    requeue: float | None = None
+    needs: str | None = None  # "admission" or "claim": call again with it
