@@ -446,3 +446,32 @@ def test_a_checkpoint_on_demand_is_answered_in_status_and_an_immediate_stop_take
     assert stopped["lastCheckpoint"] == served["lastCheckpoint"]  # nothing saved on the way out
     wait_until(lambda: get_pod(kube, namespace, pod_name) is None, 30, "the pod deleted")
     assert verbs() == ["checkpoint"]  # no pause or stop reached the trainer
+
+
+def test_a_spec_edit_under_a_running_pod_restarts_it_from_a_checkpoint_with_the_new_spec(
+    kube: Kube, namespace: str, running_operator: OperatorProcess, local_kubelet: LocalKubelet
+) -> None:
+    apply(session_manifest("edited", learningRate=0.05), namespace)
+    first = wait_until(lambda: phase_is(kube, namespace, "edited", "Running"), 60, "Running")["podName"]
+    wait_until(lambda: training(kube, namespace, "edited"), 60, "training")
+    kube.merge_patch(custom_path("trainingsessions", namespace, "edited"), {"spec": {"learningRate": 0.2}})
+    st = wait_until(
+        lambda: (s := phase_is(kube, namespace, "edited", "Running")) and s["podName"] != first and s,
+        60,
+        "a new pod with the new spec",
+    )
+    assert st["attempts"] == 2 and st.get("restarts", 0) == 0  # not counted as a failure
+    config = kube.get(f"/api/v1/namespaces/{namespace}/configmaps/edited-config")
+    assert json.loads(config["data"]["config.json"])["learningRate"] == 0.2
+    pod = kube.get(pods_path(namespace, st["podName"]))
+    resume = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}["SHOAL_RESUME_FROM"]
+    steps = checkpoint_steps(resume)  # the old pod's checkpoint, taken for the edit
+    changed = events_where(
+        kube, namespace, lambda e: e["reason"] == "SpecChanged", "a SpecChanged event naming the checkpoint"
+    )
+    assert resume in changed[0]["message"]
+    first_agent = local_kubelet.pod(first)
+    assert first_agent is not None
+    log = (first_agent.mounts["/shoal"] / "commands.jsonl").read_text().splitlines()
+    assert [json.loads(x)["verb"] for x in log] == ["pause"]
+    wait_until(lambda: training(kube, namespace, "edited", steps), 60, "training on from the checkpoint")

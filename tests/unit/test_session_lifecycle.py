@@ -28,9 +28,11 @@ from shoal.sessions.lifecycle import (
     SendCommand,
     Step,
     decide,
+    spec_hash,
 )
 from shoal.times import format_time
 
+BASE = {"game": "CartPole-v1", "algorithm": "PPO", "image": "x", "totalTimesteps": 1000}
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 AGO = format_time(NOW - timedelta(seconds=30))
 CKPT = "/checkpoints/ckpt-000000004096.npz"
@@ -80,7 +82,15 @@ class Case:
 
 CASES = [
     Case("new-needs-admission", {}, "Pending", check=lambda s: s.needs == "admission"),
-    Case("admitted", {}, "Starting", admission=ADMIT, actions=[CreatePod], reason="PodCreated"),
+    Case(
+        "admitted",
+        {},
+        "Starting",
+        admission=ADMIT,
+        actions=[CreatePod],
+        reason="PodCreated",
+        check=lambda s: s.status["specHash"] == spec_hash(TrainingSessionSpec.model_validate(BASE)),
+    ),
     Case(
         "queued",
         {"phase": "Pending"},
@@ -459,6 +469,25 @@ CASES = [
         actions=[LetGo],
         check=lambda s: s.actions[0].to_pool and "without a checkpoint" in s.status["message"],
     ),
+    # A spec edit under a running pod: checkpoint, then a new pod made from the new spec.
+    Case(
+        "spec-edited",
+        {**RUNNING, "specHash": "stale"},
+        "Stopping",
+        pod=pod(),
+        actions=[SendCommand],
+        check=lambda s: s.actions[0].verb == "pause" and "to apply the new spec" in s.status["message"],
+    ),
+    Case(
+        "spec-edit-acknowledged",
+        stopping(specHash="stale"),
+        "Pending",
+        pod=pod(command=("pause", 1), ack=1),
+        actions=[LetGo, Event],
+        reason="SpecChanged",
+        check=lambda s: s.requeue == 0.5 and s.status["podName"] is None,
+    ),
+    Case("spec-unchanged", {**RUNNING, "specHash": None}, "Running", pod=pod()),
     Case("still-paused", PAUSED, "Paused", spec={"runState": "Paused"}, check=lambda s: not s.actions),
     Case("resume-queued", PAUSED, "Pending", admission=FULL),
     Case(
@@ -486,9 +515,7 @@ CASES = [
 
 
 def run(case: Case) -> Step:
-    spec = TrainingSessionSpec.model_validate(
-        {"game": "CartPole-v1", "algorithm": "PPO", "image": "x", "totalTimesteps": 1000, **case.spec}
-    )
+    spec = TrainingSessionSpec.model_validate({**BASE, **case.spec})
     return decide(Inputs("s", spec, case.status, case.pod, NOW, case.admission, case.claim))
 
 
@@ -523,3 +550,17 @@ def test_a_pod_that_cannot_be_read_is_not_a_transition() -> None:
     junk = PodState("s-1", "u", "Running", True, {"shoal.dev/progress": "{not json"})
     step = run(Case("junk", RUNNING, "Running", pod=junk))
     assert step.status["phase"] == "Running" and "metrics" not in step.status
+
+
+def test_only_what_shapes_the_pod_changes_its_hash() -> None:
+    base = spec_hash(TrainingSessionSpec.model_validate(BASE))
+    shaping: list[dict[str, Any]] = [
+        {"learningRate": 0.01},
+        {"resources": {"cpu": "4"}},
+        {"env": [{"name": "A"}]},
+    ]
+    others: list[dict[str, Any]] = [{"priority": 5}, {"runState": "Paused"}, {"checkpointRequest": 2}]
+    for edit in shaping:
+        assert spec_hash(TrainingSessionSpec.model_validate({**BASE, **edit})) != base, edit
+    for edit in [*others, {"stopMode": "Immediate"}]:
+        assert spec_hash(TrainingSessionSpec.model_validate({**BASE, **edit})) == base, edit

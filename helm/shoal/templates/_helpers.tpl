@@ -33,8 +33,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: [events]
   verbs: [create, patch]
 - apiGroups: [""]
-  resources: [persistentvolumeclaims, configmaps, services]
+  resources: [persistentvolumeclaims, services]
   verbs: [create]
+# A session's config follows its spec: written again before each pod.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create, patch]
 # A sessionAgent pool's pods each get an account: created before the pod, then handed to it (patch),
 # deleted if the pod cannot be created.
 - apiGroups: [""]

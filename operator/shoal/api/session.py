@@ -189,6 +189,11 @@ class TrainingSessionStatus(Model):
     endpoints: Endpoints | None = Field(default=None, description="TensorBoard and stream addresses")
     attempts: int = Field(default=0, description="Pods created for this session so far")
     lastCheckpointTime: datetime | None = Field(default=None, description="When lastCheckpoint was written")
+    specHash: str | None = Field(
+        default=None,
+        description="Hash of the spec fields the current pod was made from; a change restarts the pod "
+        "from its checkpoint (reason SpecChanged)",
+    )
     checkpointRequestServed: int = Field(
         default=0, description="The spec.checkpointRequest the last on-demand checkpoint answered"
     )

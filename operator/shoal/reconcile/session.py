@@ -198,7 +198,9 @@ class SessionReconciler:
         # Config, checkpoint claim, Service: created when a pod is about to need them, not re-posted
         # on every pass over a queued or running session.
         for body in supporting_objects(name, uid, ns, spec):
-            self._apply(ns, body, create_only=True)
+            # The config follows the spec (an edit while paused or a restart to apply one); the
+            # claim, Service and account only need to exist.
+            self._apply(ns, body, create_only=body["kind"] != "ConfigMap")
         for role in agent_role(name, uid, action.name):
             self._apply(ns, role)
         body = session_pod(

@@ -34,6 +34,7 @@ from shoal.sessions.steps import (
     Preempt,
     SendCommand,
     Step,
+    spec_hash,
 )
 from shoal.times import format_time, parse_time
 
@@ -55,9 +56,11 @@ __all__ = [
     "SendCommand",
     "Step",
     "decide",
+    "spec_hash",
 ]
 ACTIVE = ("Starting", "Running", "Stopping")
 ENDING = ("pause", "stop", "kill")  # commands after which the pod goes
+RESPEC_RECHECK = 0.5  # its status write is no event for the session's own watch (same generation)
 FINAL = ("Succeeded", "Failed", "Stopped")
 # Every phase and the phases decide() may move it to; tests walk this against the code.
 TRANSITIONS: dict[str, set[str]] = {
@@ -141,6 +144,10 @@ def _with_pod(inp: Inputs, step: Step, pod: PodState, want_run: bool) -> None:
     if (pod_phase == "Failed" and not killed) or (pod_phase == "Succeeded" and not outstanding):
         _restart_or_fail(inp, step, pod, f"pod {pod.name} {pod_phase.lower()}")
         return
+    if want_run and new.get("specHash") and new["specHash"] != spec_hash(inp.spec):
+        # The spec changed under a running pod: checkpoint, then a new pod with the new spec.
+        _stop(inp, step, pod, acked, pod_phase, respec=True)
+        return
     if want_run:
         running = pod_phase == "Running" and pod.ready
         new["phase"] = "Running" if running else "Starting"
@@ -180,17 +187,25 @@ def _checkpoint_on_demand(inp: Inputs, step: Step, pod: PodState, acked: bool) -
         step.requeue = float(deadline)
 
 
-def _stop(inp: Inputs, step: Step, pod: PodState, acked: bool, pod_phase: str) -> None:
-    """Paused, Stopped or preempted: checkpoint first (unless stopMode Immediate), then let the pod go."""
+def _stop(inp: Inputs, step: Step, pod: PodState, acked: bool, pod_phase: str, respec: bool = False) -> None:
+    """Paused, Stopped, preempted or respecced: checkpoint first (unless stopMode Immediate), then let
+    the pod go."""
     new, now, spec = step.status, inp.now, inp.spec
     claimed = bool(new.get("claimedFromPool"))
     immediate = spec.stopMode == "Immediate"
     verb = "kill" if immediate else ("stop" if spec.runState == "Stopped" else "pause")
+    why = " to apply the new spec" if respec else ""
     deadline = spec.checkpoint.ackDeadlineSeconds
     if immediate and not claimed:
         # Deleting the pod ends the trainer as surely as a kill: no command, no wait.
         resume = new.get("lastCheckpoint") or "the beginning"
-        _let_go(inp, step, pod, f"stopped without a checkpoint (stopMode Immediate); resumes from {resume}")
+        _let_go(
+            inp,
+            step,
+            pod,
+            f"stopped without a checkpoint (stopMode Immediate); resumes from {resume}",
+            respec,
+        )
         return
     if new.get("command") not in ENDING:
         new["commandId"] = _int(new.get("commandId")) + 1
@@ -200,7 +215,7 @@ def _stop(inp: Inputs, step: Step, pod: PodState, acked: bool, pod_phase: str) -
             phase="Stopping",
             reason="Stopping" if immediate else "Checkpointing",
             message=f"asked the agent to {'stop the trainer' if immediate else 'checkpoint and ' + verb}"
-            f" (command {new['commandId']})",
+            f"{why} (command {new['commandId']})",
         )
         step.requeue = float(deadline)
         return
@@ -216,14 +231,18 @@ def _stop(inp: Inputs, step: Step, pod: PodState, acked: bool, pod_phase: str) -
     else:
         msg = f"no checkpoint acknowledgement within {deadline}s: released anyway"
         step.actions.append(Event("Warning", "CheckpointTimeout", msg))
-    _let_go(inp, step, pod, msg)
+    _let_go(inp, step, pod, msg, respec)
 
 
-def _let_go(inp: Inputs, step: Step, pod: PodState, msg: str) -> None:
+def _let_go(inp: Inputs, step: Step, pod: PodState, msg: str, respec: bool = False) -> None:
     new, now, spec = step.status, inp.now, inp.spec
     step.actions.append(LetGo(pod.name, pod.uid, bool(new.get("claimedFromPool"))))
     preempted = new.get("preemptedBy")
-    if spec.runState == "Stopped":
+    if respec:
+        new.update(phase="Pending", reason="SpecChanged", message=f"restarting with the new spec; {msg}")
+        step.actions.append(Event("Normal", "SpecChanged", new["message"]))
+        step.requeue = RESPEC_RECHECK
+    elif spec.runState == "Stopped":
         new.update(phase="Stopped", reason="Stopped", message=msg, endTime=format_time(now))
     elif preempted:
         new.update(
@@ -304,6 +323,7 @@ def _claim(inp: Inputs, step: Step) -> None:
         step.requeue = PENDING_RECHECK if claim.reason == "PoolNotFound" else CLAIM_RECHECK
         return
     new.update(
+        specHash=spec_hash(inp.spec),
         podName=claim.pod,
         claimedFromPool=claim.pool,
         phase="Running",
@@ -339,6 +359,7 @@ def _admit(inp: Inputs, step: Step) -> None:
     pod_name = f"{inp.name}-{attempt}"
     step.actions.append(CreatePod(pod_name, new.get("lastCheckpoint")))
     new.update(
+        specHash=spec_hash(inp.spec),
         attempts=attempt,
         podName=pod_name,
         phase="Starting",

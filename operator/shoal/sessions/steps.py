@@ -3,6 +3,7 @@ for (the actions of a Step). Plain data, no I/O."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,22 @@ from shoal.sessions.admission import Verdict
 ANN_COMMAND = "shoal.dev/command"
 ANN_COMMAND_ID = "shoal.dev/command-id"
 ANN_PROGRESS = "shoal.dev/progress"
+# What the pod is made from: a change to any of them while a pod runs restarts it from its checkpoint.
+POD_FIELDS = {
+    "game",
+    "algorithm",
+    "totalTimesteps",
+    "vecEnvs",
+    "learningRate",
+    "checkpointEverySec",
+    "videoRecording",
+    "image",
+    "command",
+    "args",
+    "env",
+    "resources",
+    "poolRef",
+}
 
 
 # --- what decide() reads ----------------------------------------------------------------------------------
@@ -122,3 +139,8 @@ class Step:
     actions: list[Action] = field(default_factory=list)
     requeue: float | None = None
     needs: str | None = None  # "admission" or "claim": call again with it
+
+
+def spec_hash(spec: TrainingSessionSpec) -> str:
+    fields = spec.model_dump(mode="json", include=POD_FIELDS)
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
