@@ -475,3 +475,31 @@ def test_a_spec_edit_under_a_running_pod_restarts_it_from_a_checkpoint_with_the_
     log = (first_agent.mounts["/shoal"] / "commands.jsonl").read_text().splitlines()
     assert [json.loads(x)["verb"] for x in log] == ["pause"]
     wait_until(lambda: training(kube, namespace, "edited", steps), 60, "training on from the checkpoint")
+
+
+def test_a_session_no_node_can_take_says_so_and_fails_after_its_start_timeout(
+    kube: Kube, namespace: str, running_operator: OperatorProcess, local_kubelet: LocalKubelet
+) -> None:
+    apply(
+        session_manifest(
+            "nowhere",
+            nodeSelector={"shoal.dev/e2e": "no-such-node"},
+            tolerations=[{"key": "example.com/dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+            startTimeoutSeconds=10,
+            restartPolicy={"backoffLimit": 0, "initialBackoffSeconds": 1, "maxBackoffSeconds": 1},
+        ),
+        namespace,
+    )
+    # The real scheduler's answer, in status while it lasts.
+    waiting = wait_until(lambda: reason_is(kube, namespace, "nowhere", "Unschedulable"), 30, "Unschedulable")
+    assert (
+        waiting["phase"] == "Starting" and "didn't match Pod's node affinity/selector" in waiting["message"]
+    ), waiting["message"]
+    pod = kube.get(pods_path(namespace, waiting["podName"]))
+    assert pod["spec"]["nodeSelector"] == {"shoal.dev/e2e": "no-such-node"}
+    assert {"key": "example.com/dedicated", "operator": "Exists", "effect": "NoSchedule"} in pod["spec"][
+        "tolerations"
+    ]
+    failed = wait_until(lambda: phase_is(kube, namespace, "nowhere", "Failed"), 60, "Failed after 10 s")
+    assert failed["reason"] == "BackoffLimitExceeded"
+    assert f"pod {waiting['podName']} did not start within 10s: " in failed["message"], failed["message"]

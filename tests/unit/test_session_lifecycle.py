@@ -488,6 +488,30 @@ CASES = [
         check=lambda s: s.requeue == 0.5 and s.status["podName"] is None,
     ),
     Case("spec-unchanged", {**RUNNING, "specHash": None}, "Running", pod=pod()),
+    # Placement: the scheduler's verdict in status, and a start that never comes is a failure.
+    Case(
+        "unschedulable",
+        {"phase": "Starting", "podName": "s-1"},
+        "Starting",
+        pod=PodState(
+            "s-1",
+            "u",
+            "Pending",
+            created=NOW - timedelta(seconds=60),
+            unschedulable="0/3 nodes are available: 3 node(s) didn't match node selector",
+        ),
+        reason="Unschedulable",
+        check=lambda s: "didn't match node selector" in s.status["message"] and s.requeue == 540.0,
+    ),
+    Case(
+        "never-started",
+        {"phase": "Starting", "podName": "s-1"},
+        "Pending",
+        pod=PodState("s-1", "u", "Pending", created=NOW - timedelta(seconds=601), unschedulable="no GPU"),
+        actions=[LetGo, Event],
+        reason="BackoffRestart",
+        check=lambda s: s.actions[1].message.startswith("pod s-1 did not start within 600s: no GPU"),
+    ),
     Case("still-paused", PAUSED, "Paused", spec={"runState": "Paused"}, check=lambda s: not s.actions),
     Case("resume-queued", PAUSED, "Pending", admission=FULL),
     Case(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -35,6 +35,20 @@ class PoolRef(Model):
         max_length=253,
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
         description="The pool's name",
+    )
+
+
+class Toleration(Model):
+    """As a pod's toleration: lets the session's pod onto nodes with a matching taint."""
+
+    key: str | None = Field(default=None, max_length=317, description="The taint key; empty with Exists: all")
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal")
+    value: str | None = Field(default=None, max_length=63, description="The taint value, with Equal")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="The taint effect to tolerate; empty: all"
+    )
+    tolerationSeconds: int | None = Field(
+        default=None, ge=0, description="With NoExecute: how long the pod stays after the taint appears"
     )
 
 
@@ -137,6 +151,24 @@ class TrainingSessionSpec(Model):
         le=2**31 - 1,
         description="Raise it to ask for a checkpoint now (kubectl patch); status.checkpointRequestServed "
         "says which request the last on-demand checkpoint answered",
+    )
+    nodeSelector: dict[str, str] | None = Field(
+        default=None, max_length=64, description="Node labels the pod requires, as a pod's nodeSelector"
+    )
+    tolerations: list[Toleration] | None = Field(
+        default=None, max_length=64, description="Taints the pod tolerates, as a pod's tolerations"
+    )
+    affinity: dict[str, Any] | None = Field(
+        default=None,
+        description="The pod's affinity (nodeAffinity, podAffinity, podAntiAffinity), as in a pod spec",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    startTimeoutSeconds: int = Field(
+        default=600,
+        ge=10,
+        le=86400,
+        description="A pod not running this long after its creation (unschedulable, image not pulled) "
+        "counts as a failure: restarted within restartPolicy, then Failed",
     )
     restartPolicy: RestartPolicy = Field(default_factory=RestartPolicy, description="Restarts after failures")
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpoint storage")

@@ -48,6 +48,14 @@ def requests(spec: TrainingSessionSpec, gpu_resource: str, gpu_memory_resource: 
     return {k: v for k, v in out.items() if v is not None}
 
 
+def placement(spec: TrainingSessionSpec) -> dict[str, Any]:
+    return {
+        "nodeSelector": dict(spec.nodeSelector or {}),
+        "tolerations": [t.model_dump(mode="json", exclude_none=True) for t in spec.tolerations or []],
+        "affinity": copy.deepcopy(spec.affinity),
+    }
+
+
 def session_pod(
     session: str,
     uid: str,
@@ -107,6 +115,7 @@ def session_pod(
             "serviceAccountName": n["account"],
             "securityContext": copy.deepcopy(RESTRICTED_POD_SECURITY),
             "containers": [container],
+            **{k: v for k, v in placement(spec).items() if v},
             "volumes": [
                 {"name": "checkpoints", "persistentVolumeClaim": {"claimName": n["pvc"]}},
                 {"name": "config", "configMap": {"name": n["config"]}},

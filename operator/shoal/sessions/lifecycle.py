@@ -150,13 +150,31 @@ def _with_pod(inp: Inputs, step: Step, pod: PodState, want_run: bool) -> None:
         return
     if want_run:
         running = pod_phase == "Running" and pod.ready
+        if not running and not claimed and _start_overdue(inp, step, pod):
+            return
         new["phase"] = "Running" if running else "Starting"
         new["reason"] = "PodRunning" if running else "PodStarting"
         new["message"] = f"pod {pod.name} is {pod_phase.lower()}"
+        if pod.unschedulable and not running:
+            new.update(reason="Unschedulable", message=f"pod {pod.name}: {pod.unschedulable}")
         new.setdefault("startTime", format_time(now))
         _checkpoint_on_demand(inp, step, pod, acked)
         return
     _stop(inp, step, pod, acked or (killed and (exit_code is not None or pod_phase != "Running")), pod_phase)
+
+
+def _start_overdue(inp: Inputs, step: Step, pod: PodState) -> bool:
+    """A pod not running startTimeoutSeconds after its creation is a failure; else look again then."""
+    limit = inp.spec.startTimeoutSeconds
+    age = (inp.now - pod.created).total_seconds() if pod.created else 0.0
+    if age < limit:
+        step.requeue = limit - age
+        return False
+    why = f"pod {pod.name} did not start within {limit}s" + (
+        f": {pod.unschedulable}" if pod.unschedulable else ""
+    )
+    _restart_or_fail(inp, step, pod, why)
+    return True
 
 
 def _checkpoint_on_demand(inp: Inputs, step: Step, pod: PodState, acked: bool) -> None:

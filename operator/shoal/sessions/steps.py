@@ -12,6 +12,7 @@ from typing import Any
 
 from shoal.api.session import TrainingSessionSpec
 from shoal.sessions.admission import Verdict
+from shoal.times import parse_time
 
 ANN_COMMAND = "shoal.dev/command"
 ANN_COMMAND_ID = "shoal.dev/command-id"
@@ -44,12 +45,19 @@ class PodState:
     phase: str = "Pending"
     ready: bool = False
     annotations: Mapping[str, str] = field(default_factory=dict)
+    created: datetime | None = None
+    unschedulable: str | None = None  # the scheduler's message, while it cannot place the pod
 
     @staticmethod
     def of(pod: Mapping[str, Any]) -> PodState:
         meta, st = pod["metadata"], pod.get("status") or {}
-        ready = any(
-            c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or []
+        conds = {c.get("type"): c for c in st.get("conditions") or []}
+        ready = conds.get("Ready", {}).get("status") == "True"
+        sched = conds.get("PodScheduled", {})
+        unschedulable = (
+            str(sched.get("message") or "no node fits")[:512]
+            if sched.get("status") == "False" and sched.get("reason") == "Unschedulable"
+            else None
         )
         return PodState(
             meta["name"],
@@ -57,6 +65,8 @@ class PodState:
             st.get("phase", "Pending"),
             ready,
             meta.get("annotations") or {},
+            parse_time(meta.get("creationTimestamp")),
+            unschedulable,
         )
 
     @property

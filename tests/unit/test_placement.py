@@ -1,0 +1,75 @@
+"""One node must take the whole session: the scheduler's rules, without a pod."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from shoal.sessions.placement import fitting_node, node_free, pod_requests
+
+READY = [{"type": "Ready", "status": "True"}]
+
+
+def node(
+    name: str, gpus: int = 0, cpu: str = "8", labels: dict[str, str] | None = None, **spec: Any
+) -> dict[str, Any]:
+    alloc = {"cpu": cpu, "memory": "32Gi", **({"nvidia.com/gpu": str(gpus)} if gpus else {})}
+    return {
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": spec,
+        "status": {"conditions": READY, "allocatable": alloc},
+    }
+
+
+def pod(on: str, phase: str = "Running", init: dict[str, str] | None = None, **req: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"nodeName": on, "containers": [{"resources": {"requests": req}}]}
+    if init:
+        spec["initContainers"] = [{"resources": {"requests": init}}]
+    return {"spec": spec, "status": {"phase": phase}}
+
+
+GPU4 = {"nvidia.com/gpu": Decimal(4), "cpu": Decimal(2)}
+
+
+def test_four_gpus_need_one_node_with_four_not_four_nodes_with_one() -> None:
+    free = node_free([node(f"g{i}", gpus=1) for i in range(4)], [])
+    name, why = fitting_node(free, GPU4)
+    assert name is None and why == "no single node fits the session (closest: g0, nvidia.com/gpu 3 short)"
+    free = node_free([*(node(f"g{i}", gpus=1) for i in range(4)), node("big", gpus=8)], [])
+    assert fitting_node(free, GPU4) == ("big", "")
+
+
+def test_what_the_nodes_pods_request_is_taken_and_ended_pods_are_not() -> None:
+    nodes = [node("a", gpus=4)]
+    assert fitting_node(node_free(nodes, [pod("a", **{"nvidia.com/gpu": "1"})]), GPU4)[0] is None
+    assert fitting_node(node_free(nodes, [pod("a", "Succeeded", **{"nvidia.com/gpu": "1"})]), GPU4)[0] == "a"
+
+
+def test_init_containers_count_as_the_scheduler_counts_them() -> None:
+    assert pod_requests(pod("a", init={"cpu": "6"}, cpu="1")) == {"cpu": Decimal(6)}  # the larger of the two
+    assert pod_requests(pod("a", init={"cpu": "500m"}, cpu="1")) == {"cpu": Decimal(1)}
+    free = node_free([node("a", cpu="8")], [pod("a", init={"cpu": "7"}, cpu="1")])
+    assert fitting_node(free, {"cpu": Decimal(2)})[0] is None
+
+
+def test_node_selector_taints_and_tolerations() -> None:
+    taint = [{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}]
+    nodes = [node("plain", gpus=4), node("ml", gpus=4, labels={"pool": "ml"}, taints=taint)]
+    free = node_free(nodes, [])
+    assert fitting_node(free, GPU4, {"pool": "ml"}) == (
+        None,
+        "no Ready node matches the nodeSelector and tolerations",
+    )
+    ok = [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}]
+    assert fitting_node(free, GPU4, {"pool": "ml"}, ok) == ("ml", "")
+    assert fitting_node(free, GPU4, {"pool": "ml"}, [{"operator": "Exists"}]) == ("ml", "")
+    wrong = [{"key": "dedicated", "operator": "Equal", "value": "web"}]
+    assert fitting_node(free, GPU4, {"pool": "ml"}, wrong)[0] is None
+    prefer = [node("soft", gpus=4, taints=[{"key": "x", "effect": "PreferNoSchedule"}])]
+    assert fitting_node(node_free(prefer, []), GPU4)[0] == "soft"  # a preference does not keep it off
+
+
+def test_not_ready_and_cordoned_nodes_take_nothing() -> None:
+    down = node("down", gpus=8)
+    down["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    assert fitting_node(node_free([down, node("cordoned", gpus=8, unschedulable=True)], []), GPU4)[0] is None
