@@ -275,6 +275,20 @@ def test_progress_reports_on_pool_pods_do_not_re_list_the_pool(
 ) -> None:
     apply(pool_manifest("quiet", 2), namespace)
     wait_until(lambda: pool_settled(kube, namespace, "quiet", 2, idleReplicas=2), 60, "2 idle pods")
+    # The reconcile count is the operator's, over every pool: wait until earlier tests' namespaces
+    # (and their pools' pod deletions) are gone.
+    wait_until(
+        lambda: (
+            not [
+                n
+                for n in kube.list_items("/api/v1/namespaces")
+                if n["metadata"]["name"].startswith("e2e-")
+                and n.get("status", {}).get("phase") == "Terminating"
+            ]
+        ),
+        120,
+        "earlier tests' namespaces deleted",
+    )
     first, second = sorted(p["metadata"]["name"] for p in live_pods(kube, namespace, SEL.format("quiet")))
     reconciles = 'shoal_reconcile_duration_seconds_count{kind="ContainerPool"}'
     events = 'shoal_pod_events_total{watch="pool"}'

@@ -483,7 +483,20 @@ def test_a_session_no_node_can_take_says_so_and_fails_after_its_start_timeout(
     apply(
         session_manifest(
             "nowhere",
-            nodeSelector={"shoal.dev/e2e": "no-such-node"},
+            # Affinity is the scheduler's to judge (admission judges nodeSelector and taints itself).
+            affinity={
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {"key": "shoal.dev/e2e", "operator": "In", "values": ["none"]}
+                                ]
+                            }
+                        ]
+                    }
+                }
+            },
             tolerations=[{"key": "example.com/dedicated", "operator": "Exists", "effect": "NoSchedule"}],
             startTimeoutSeconds=10,
             restartPolicy={"backoffLimit": 0, "initialBackoffSeconds": 1, "maxBackoffSeconds": 1},
@@ -496,10 +509,25 @@ def test_a_session_no_node_can_take_says_so_and_fails_after_its_start_timeout(
         waiting["phase"] == "Starting" and "didn't match Pod's node affinity/selector" in waiting["message"]
     ), waiting["message"]
     pod = kube.get(pods_path(namespace, waiting["podName"]))
-    assert pod["spec"]["nodeSelector"] == {"shoal.dev/e2e": "no-such-node"}
+    assert pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert {"key": "example.com/dedicated", "operator": "Exists", "effect": "NoSchedule"} in pod["spec"][
         "tolerations"
     ]
     failed = wait_until(lambda: phase_is(kube, namespace, "nowhere", "Failed"), 60, "Failed after 10 s")
     assert failed["reason"] == "BackoffLimitExceeded"
     assert f"pod {waiting['podName']} did not start within 10s: " in failed["message"], failed["message"]
+
+
+def test_a_session_bigger_than_any_one_node_waits_with_the_reason_though_the_sum_would_fit(
+    kube: Kube, namespace: str, running_operator: OperatorProcess
+) -> None:
+    # The test bed has two nodes of 8 GPUs each: 12 fit the cluster's sum, never one pod.
+    apply(session_manifest("wide", resources={"cpu": "1", "memory": "1Gi", "gpu": 12}), namespace)
+    waiting = wait_until(lambda: reason_is(kube, namespace, "wide", "NoNodeFits"), 30, "NoNodeFits")
+    assert waiting["phase"] == "Pending" and not waiting.get("podName")
+    assert "no single node fits the session (closest: kwok-gpu-" in waiting["message"], waiting["message"]
+    assert "nvidia.com/gpu" in waiting["message"]
+    assert [p for p in kube.list_items(pods_path(namespace))] == []  # no pod that could never run
+    apply(session_manifest("picky", nodeSelector={"shoal.dev/e2e": "no-such-node"}), namespace)
+    picky = wait_until(lambda: reason_is(kube, namespace, "picky", "NoNodeFits"), 30, "NoNodeFits")
+    assert picky["message"] == "no Ready node matches the nodeSelector and tolerations"

@@ -21,7 +21,9 @@ def node(
     }
 
 
-def pod(on: str, phase: str = "Running", init: dict[str, str] | None = None, **req: str) -> dict[str, Any]:
+def pod(
+    on: str, req: dict[str, str], phase: str = "Running", init: dict[str, str] | None = None
+) -> dict[str, Any]:
     spec: dict[str, Any] = {"nodeName": on, "containers": [{"resources": {"requests": req}}]}
     if init:
         spec["initContainers"] = [{"resources": {"requests": init}}]
@@ -41,14 +43,16 @@ def test_four_gpus_need_one_node_with_four_not_four_nodes_with_one() -> None:
 
 def test_what_the_nodes_pods_request_is_taken_and_ended_pods_are_not() -> None:
     nodes = [node("a", gpus=4)]
-    assert fitting_node(node_free(nodes, [pod("a", **{"nvidia.com/gpu": "1"})]), GPU4)[0] is None
-    assert fitting_node(node_free(nodes, [pod("a", "Succeeded", **{"nvidia.com/gpu": "1"})]), GPU4)[0] == "a"
+    assert fitting_node(node_free(nodes, [pod("a", {"nvidia.com/gpu": "1"})]), GPU4)[0] is None
+    assert fitting_node(node_free(nodes, [pod("a", {"nvidia.com/gpu": "1"}, "Succeeded")]), GPU4)[0] == "a"
 
 
 def test_init_containers_count_as_the_scheduler_counts_them() -> None:
-    assert pod_requests(pod("a", init={"cpu": "6"}, cpu="1")) == {"cpu": Decimal(6)}  # the larger of the two
-    assert pod_requests(pod("a", init={"cpu": "500m"}, cpu="1")) == {"cpu": Decimal(1)}
-    free = node_free([node("a", cpu="8")], [pod("a", init={"cpu": "7"}, cpu="1")])
+    assert pod_requests(pod("a", {"cpu": "1"}, init={"cpu": "6"})) == {
+        "cpu": Decimal(6)
+    }  # the larger of the two
+    assert pod_requests(pod("a", {"cpu": "1"}, init={"cpu": "500m"})) == {"cpu": Decimal(1)}
+    free = node_free([node("a", cpu="8")], [pod("a", {"cpu": "1"}, init={"cpu": "7"})])
     assert fitting_node(free, {"cpu": Decimal(2)})[0] is None
 
 
@@ -73,3 +77,54 @@ def test_not_ready_and_cordoned_nodes_take_nothing() -> None:
     down = node("down", gpus=8)
     down["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
     assert fitting_node(node_free([down, node("cordoned", gpus=8, unschedulable=True)], []), GPU4)[0] is None
+
+
+class FakeKube:
+    """What Capacity reads, counted per path."""
+
+    def __init__(self, nodes: list[dict[str, Any]], sessions: list[dict[str, Any]]) -> None:
+        self.data = {"/api/v1/nodes": nodes, "/api/v1/pods": []}
+        self.sessions = sessions
+        self.calls: dict[str, int] = {}
+
+    def list_items(self, path: str, selector: str | None = None) -> list[dict[str, Any]]:
+        self.calls[path] = self.calls.get(path, 0) + 1
+        if path.endswith("/trainingsessions"):
+            return self.sessions
+        return list(self.data.get(path, []))
+
+
+def session(name: str, gpus: int) -> tuple[dict[str, Any], Any]:
+    from shoal.api.session import TrainingSessionSpec
+
+    body = {
+        "game": "CartPole-v1",
+        "algorithm": "PPO",
+        "image": "x",
+        "totalTimesteps": 10,
+        "resources": {"gpu": gpus},
+    }
+    obj = {
+        "metadata": {"name": name, "namespace": "ns", "creationTimestamp": "2026-12-01T00:00:00Z"},
+        "spec": body,
+    }
+    return obj, TrainingSessionSpec.model_validate(body)
+
+
+def test_admission_needs_one_node_and_shares_one_snapshot_across_sessions() -> None:
+    from shoal.config import Settings
+    from shoal.sessions.capacity import Capacity
+
+    clock = [0.0]
+    kube = FakeKube([*(node(f"g{i}", gpus=1) for i in range(4)), node("big", gpus=6)], [])
+    cap = Capacity(kube, Settings.from_env(), clock=lambda: clock[0])  # type: ignore[arg-type]
+    first = cap.verdict(*session("a", 4))
+    assert first.admit  # on big
+    second = cap.verdict(*session("b", 4))  # big has 2 left after a; the 1-GPU nodes cannot add up
+    assert (second.admit, second.reason) == (False, "NoNodeFits"), second
+    assert "closest: big, nvidia.com/gpu 2 short" in second.message
+    assert cap.verdict(*session("c", 1)).admit  # one of the small nodes
+    assert kube.calls["/api/v1/nodes"] == kube.calls["/api/v1/pods"] == 1  # three verdicts, one snapshot
+    clock[0] = 2.5
+    cap.verdict(*session("d", 1))
+    assert kube.calls["/api/v1/nodes"] == 2  # the snapshot expired: read again

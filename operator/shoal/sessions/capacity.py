@@ -3,7 +3,9 @@ that feed it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -16,10 +18,12 @@ from shoal.config import Settings
 from shoal.k8s.client import Kube, custom_path
 from shoal.sessions.admission import SessionView, Verdict, decide_admission
 from shoal.sessions.lifecycle import ACTIVE
+from shoal.sessions.placement import fitting_node, node_free
 from shoal.times import parse_time
 
 INF = Decimal("Infinity")
 PLURAL = "trainingsessions"
+SNAPSHOT_SECONDS = 2.0
 
 
 def quota_headroom(quotas: Iterable[Mapping[str, Any]], want: Iterable[str]) -> dict[str, Decimal]:
@@ -61,9 +65,20 @@ def node_headroom(
 
 
 class Capacity:
-    def __init__(self, kube: Kube, settings: Settings) -> None:
+    """Admission's reads. Nodes and pods (cluster-wide, the costly part) come from one snapshot shared
+    by every pending session for SNAPSHOT_SECONDS; what this process admits meanwhile is taken off it,
+    so two admissions in one window never count the same free capacity."""
+
+    def __init__(self, kube: Kube, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.kube = kube
         self.settings = settings
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.taken = -SNAPSHOT_SECONDS
+        self.nodes: list[dict[str, Any]] = []
+        self.pods: list[dict[str, Any]] = []
+        self.per_node: dict[str, tuple[Mapping[str, Any], dict[str, Decimal]]] = {}
+        self.debited: dict[str, Decimal] = {}  # admitted since the snapshot, for the aggregate view
 
     def verdict(self, obj: dict[str, Any], spec: TrainingSessionSpec) -> Verdict:
         ns = obj["metadata"]["namespace"]
@@ -84,7 +99,29 @@ class Capacity:
                 running.append(view)
             elif ost.get("phase", "Pending") == "Pending" and ospec.runState == "Running":
                 waiting.append(view)
-        return decide_admission(mine, waiting, running, self.free(ns, mine.requests))
+        with self.lock:
+            self._refresh()
+            verdict = decide_admission(mine, waiting, running, self.free(ns, mine.requests))
+            if not verdict.admit:
+                return verdict
+            tolerations = [t.model_dump(mode="json", exclude_none=True) for t in spec.tolerations or []]
+            node, why = fitting_node(self.per_node, mine.requests, spec.nodeSelector, tolerations)
+            if node is None:
+                return Verdict(False, reason="NoNodeFits", message=why)
+            left = self.per_node[node][1]
+            for k, v in mine.requests.items():
+                left[k] = left.get(k, Decimal(0)) - v
+                self.debited[k] = self.debited.get(k, Decimal(0)) + v
+            return verdict
+
+    def _refresh(self) -> None:
+        if self.clock() - self.taken < SNAPSHOT_SECONDS:
+            return
+        self.nodes = self.kube.list_items("/api/v1/nodes")
+        self.pods = self.kube.list_items("/api/v1/pods")
+        self.per_node = node_free(self.nodes, self.pods)
+        self.debited = {}
+        self.taken = self.clock()
 
     def view(self, obj: dict[str, Any], spec: TrainingSessionSpec) -> SessionView:
         created = parse_time(obj["metadata"].get("creationTimestamp"))
@@ -102,4 +139,5 @@ class Capacity:
         quotas = self.kube.list_items(f"/api/v1/namespaces/{namespace}/resourcequotas")
         if quotas:
             return quota_headroom(quotas, want)
-        return node_headroom(self.kube.list_items("/api/v1/nodes"), self.kube.list_items("/api/v1/pods"))
+        free = node_headroom(self.nodes, self.pods)
+        return {k: v - self.debited.get(k, Decimal(0)) for k, v in free.items()}

@@ -81,7 +81,7 @@ def fitting_node(
     """The first node that takes `want`, or None and why none does."""
     tolerations = list(tolerations)
     placeable = 0
-    best: tuple[int, str, str] | None = None  # fewest resources short
+    best: tuple[tuple[int, Decimal], str, str] | None = None  # fewest resources short, then least short
     for name, (node, left) in sorted(free.items()):
         labels = (node.get("metadata") or {}).get("labels") or {}
         if any(labels.get(k) != v for k, v in (selector or {}).items()):
@@ -97,9 +97,10 @@ def fitting_node(
         short = {k: v - left.get(k, Decimal(0)) for k, v in want.items() if v > left.get(k, Decimal(0))}
         if not short:
             return name, ""
-        if best is None or len(short) < best[0]:
+        score = (len(short), sum((v / want[k] for k, v in short.items()), Decimal(0)))
+        if best is None or score < best[0]:
             text = ", ".join(f"{k} {v.normalize()} short" for k, v in sorted(short.items()))
-            best = (len(short), name, text)
+            best = (score, name, text)
     if not placeable:
         return None, "no Ready node matches the nodeSelector and tolerations"
     assert best is not None
