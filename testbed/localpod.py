@@ -192,12 +192,17 @@ class LocalPod:
         path = self.dir / "output.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, grace: float = 5.0) -> None:
+        """As a kubelet ends a deleted pod: SIGTERM to the whole group, SIGKILL after the grace."""
         if self.proc is None:
             return
         with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(grace)
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # the trainer too, even if the agent is gone
-        self.proc.wait(timeout)
+        self.proc.wait(30)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,6 +81,15 @@ class Case:
 
 
 CASES = [
+    # The agent reports the trainer's exit before the kubelet ends the pod: that report is the end.
+    Case(
+        "the-agent-reports-the-crash-before-the-kubelet",
+        RUNNING,
+        "Pending",
+        pod=pod(exitCode=137),
+        actions=[LetGo, Event],
+        reason="BackoffRestart",
+    ),
     Case("new-needs-admission", {}, "Pending", check=lambda s: s.needs == "admission"),
     Case(
         "admitted",

@@ -107,9 +107,10 @@ def _with_pod(inp: Inputs, step: Step, pod: PodState, want_run: bool) -> None:
         new.update(commandId=on_pod, command=pod.annotations[ANN_COMMAND], commandTime=format_time(now))
     pod_phase = pod.phase
     exit_code = progress.get("exitCode")
-    if claimed and pod_phase == "Running" and exit_code is not None:
-        # A warm pod's agent outlives its trainer (it waits for the next claim): the trainer's exit is
-        # this session's end of the pod.
+    if pod_phase == "Running" and exit_code is not None:
+        # The trainer's exit, as its agent reports it, is this session's end of the pod: a warm pod's
+        # agent outlives its trainer (it waits for the next claim), and an own pod's phase follows
+        # only once the kubelet notices the container's end.
         pod_phase = "Succeeded" if exit_code == 0 else "Failed"
     outstanding = new.get("command") in ENDING
     acked = _int(progress.get("ack")) >= _int(new.get("commandId")) > 0
