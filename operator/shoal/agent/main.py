@@ -32,6 +32,10 @@ from prometheus_client import Counter, Gauge, start_http_server
 
 from shoal.agent.podwatch import Annotations, FileWatch, PodWatch
 from shoal.agent.protocol import (
+    ANN_COMMAND,
+    ANN_COMMAND_ID,
+    ANN_PROGRESS,
+    ANN_SESSION_CONFIG,
     checkpoint_dir,
     command_id_file,
     config_file,
@@ -42,14 +46,9 @@ from shoal.agent.protocol import (
     workdir,
     write_json,
 )
+from shoal.pool.pods import ANN_CLAIMED_BY, ANN_CLAIMS
 
 log = logging.getLogger("shoal.agent")
-ANN_COMMAND = "shoal.dev/command"
-ANN_COMMAND_ID = "shoal.dev/command-id"
-ANN_PROGRESS = "shoal.dev/progress"
-ANN_SESSION_CONFIG = "shoal.dev/session-config"
-ANN_CLAIMED_BY = "shoal.dev/claimed-by"
-ANN_CLAIMS = "shoal.dev/claims"  # counts claims of the pod: tells a new claim from the last one
 TICK = 0.2  # seconds between looks at the trainer when no command arrives
 URGENT = ("ack", "lastCheckpoint", "error", "exitCode", "done")  # changes reported at once
 

@@ -13,6 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+# Annotations of the agent's pod that the agent and the operator both read or write.
+ANN_COMMAND = "shoal.dev/command"
+ANN_COMMAND_ID = "shoal.dev/command-id"
+ANN_PROGRESS = "shoal.dev/progress"
+ANN_SESSION_CONFIG = "shoal.dev/session-config"
 EXIT_BAD_INPUT = 3  # the config or checkpoint cannot be used: fail the session, do not restart it
 CONFIG_KEYS = (
     "game",

@@ -18,7 +18,7 @@ from shoal.config import Settings
 from shoal.k8s.client import Kube, custom_path
 from shoal.sessions.admission import SessionView, Verdict, decide_admission
 from shoal.sessions.lifecycle import ACTIVE
-from shoal.sessions.placement import fitting_node, node_free
+from shoal.sessions.placement import fitting_node, node_free, schedulable
 from shoal.times import parse_time
 
 INF = Decimal("Infinity")
@@ -47,11 +47,7 @@ def node_headroom(
     """Allocatable of Ready, schedulable nodes less the requests of pods that have not ended."""
     free: dict[str, Decimal] = {}
     for node in nodes:
-        ready = any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in (node.get("status") or {}).get("conditions") or []
-        )
-        if not ready or node.get("spec", {}).get("unschedulable"):
+        if not schedulable(node):
             continue
         for k, v in ((node.get("status") or {}).get("allocatable") or {}).items():
             free[k] = free.get(k, Decimal(0)) + parse_quantity(v)

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from shoal import telemetry
+from shoal.agent.protocol import ANN_SESSION_CONFIG
 from shoal.api.pool import ContainerPoolSpec
 from shoal.api.session import TrainingSessionSpec
 from shoal.builders.pod import template_hash
@@ -34,7 +35,6 @@ from shoal.runtime.cache import CachedPod, CachedPool, ClaimIndex
 from shoal.sessions.lifecycle import ANN_COMMAND, ANN_COMMAND_ID, ANN_PROGRESS, FINAL, ClaimOutcome
 from shoal.times import format_time
 
-ANN_SESSION_CONFIG = "shoal.dev/session-config"
 ATTEMPTS = 3  # claims lost to a faster session before this pass gives up
 
 

@@ -17,12 +17,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from shoal.agent.protocol import ANN_COMMAND, ANN_COMMAND_ID, ANN_PROGRESS
 from shoal.sessions.admission import backoff_seconds
 from shoal.sessions.progress import apply_progress
 from shoal.sessions.steps import (
-    ANN_COMMAND,
-    ANN_COMMAND_ID,
-    ANN_PROGRESS,
     Action,
     ClaimOutcome,
     CreatePod,
@@ -161,7 +159,7 @@ def _with_pod(inp: Inputs, step: Step, pod: PodState, want_run: bool) -> None:
         new.setdefault("startTime", format_time(now))
         _checkpoint_on_demand(inp, step, pod, acked)
         return
-    _stop(inp, step, pod, acked or (killed and (exit_code is not None or pod_phase != "Running")), pod_phase)
+    _stop(inp, step, pod, acked or (killed and pod_phase != "Running"), pod_phase)
 
 
 def _start_overdue(inp: Inputs, step: Step, pod: PodState) -> bool:

@@ -50,19 +50,22 @@ def tolerates(taint: Mapping[str, Any], tolerations: Iterable[Mapping[str, Any]]
     return False
 
 
+def schedulable(node: Mapping[str, Any]) -> bool:
+    """Ready and not cordoned: a node the scheduler would place a pod on."""
+    conds = (node.get("status") or {}).get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+    return ready and not (node.get("spec") or {}).get("unschedulable")
+
+
 def node_free(
     nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
 ) -> dict[str, tuple[Mapping[str, Any], dict[str, Decimal]]]:
     """Per Ready, schedulable node: the node and its allocatable less its live pods' requests."""
     out: dict[str, tuple[Mapping[str, Any], dict[str, Decimal]]] = {}
     for node in nodes:
-        st = node.get("status") or {}
-        ready = any(
-            c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or []
-        )
-        if ready and not (node.get("spec") or {}).get("unschedulable"):
-            alloc = {k: parse_quantity(v) for k, v in (st.get("allocatable") or {}).items()}
-            out[node["metadata"]["name"]] = (node, alloc)
+        if schedulable(node):
+            allocatable = (node.get("status") or {}).get("allocatable") or {}
+            out[node["metadata"]["name"]] = (node, {k: parse_quantity(v) for k, v in allocatable.items()})
     for pod in pods:
         bound = (pod.get("spec") or {}).get("nodeName")
         if bound in out and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):

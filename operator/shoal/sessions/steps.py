@@ -10,14 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shoal.agent.protocol import CONFIG_KEYS
+from shoal.agent.protocol import ANN_PROGRESS, CONFIG_KEYS
 from shoal.api.session import TrainingSessionSpec
 from shoal.sessions.admission import Verdict
 from shoal.times import parse_time
 
-ANN_COMMAND = "shoal.dev/command"
-ANN_COMMAND_ID = "shoal.dev/command-id"
-ANN_PROGRESS = "shoal.dev/progress"
 # What the pod is made from: a change to any of them while a pod runs restarts it from its checkpoint.
 POD_FIELDS = {
     *CONFIG_KEYS,  # the trainer's config
