@@ -18,6 +18,7 @@ import pytest
 
 from shoal.k8s.client import ApiError, Kube, load_config
 from testbed import cluster as testbed
+from testbed.faultproxy import FaultProxy
 from testbed.kubelet import LocalKubelet
 from testbed.localpod import free_port
 from tests.e2e.util import ROOT, kubectl, wait_until
@@ -154,6 +155,21 @@ def running_operator(operator: OperatorProcess) -> OperatorProcess:
     if operator.proc is None or operator.proc.poll() is not None:
         operator.start()
     return operator
+
+
+@pytest.fixture
+def proxied_operator(
+    operator: OperatorProcess, tmp_path: Path
+) -> Iterator[tuple[OperatorProcess, FaultProxy]]:
+    """An operator (not started yet) whose every API request passes through a fault proxy; the shared
+    operator stands down meanwhile (one leader at a time) and the next `running_operator` restarts it."""
+    operator.stop()
+    proxy = FaultProxy(seed=int(os.environ.get("SHOAL_FAULT_SEED", "7")))
+    proxy.start()
+    op = OperatorProcess(proxy.kubeconfig(tmp_path / "proxy.kubeconfig"), tmp_path)
+    yield op, proxy
+    op.stop()
+    proxy.stop()
 
 
 def pool_manifest(name: str, replicas: int, **spec: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import yaml
 
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from testbed import cluster as testbed
+from testbed.faultproxy import Fault, FaultProxy
 from testbed.kubelet import LocalKubelet
 from tests.e2e.conftest import OperatorProcess, pool_manifest, scaler_manifest
 from tests.e2e.test_session import checkpoint_steps, phase_is, session_manifest, status
@@ -275,6 +276,26 @@ def test_sigkills_around_claims_leave_no_second_claim_and_no_stranded_pod(
 @pytest.mark.chaos
 def test_twenty_sigkills_around_claims(kube: Kube, namespace: str, running_operator: OperatorProcess) -> None:
     print(json.dumps(kill_during_claims(kube, namespace, running_operator, sessions=20, seed=2027)))
+
+
+def test_claims_survive_failed_and_lost_status_writes_and_kills(
+    kube: Kube, namespace: str, proxied_operator: tuple[OperatorProcess, FaultProxy]
+) -> None:
+    """Between a claim and its record: the session's status write refused (500), or made with its
+    answer lost; a claim's own pod patch made with its answer lost; and a SIGKILL at random moments.
+    Counted: every session holds one pod, no pod claimed twice, none stranded."""
+    op, proxy = proxied_operator
+    status_write = rf"/namespaces/{namespace}/trainingsessions/[^/]+/status$"
+    refused = proxy.add(Fault("status refused", "PATCH", status_write, probability=0.3))
+    lost = proxy.add(Fault("status answer lost", "PATCH", status_write, probability=0.3, after=True))
+    claim_lost = proxy.add(
+        Fault("claim answer lost", "PATCH", rf"/namespaces/{namespace}/pods/", probability=0.2, after=True)
+    )
+    op.start()
+    print(json.dumps(kill_during_claims(kube, namespace, op, sessions=6, seed=11)))
+    print(json.dumps(dict(proxy.injected)))
+    for fault in (refused, lost, claim_lost):
+        assert proxy.injected[fault.name] > 0, (fault.name, proxy.injected)  # each fault did happen
 
 
 def test_a_claim_no_session_holds_goes_back_to_the_pool(

@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
-from shoal.reconcile.session import progress_of
+from shoal.sessions.steps import PodState
 from testbed.kubelet import LocalKubelet
 from tests.e2e.conftest import OperatorProcess, pool_manifest
 from tests.e2e.util import apply, condition, events_where, live_pods, wait_until
@@ -379,7 +379,10 @@ def test_a_crashed_trainer_restarts_with_backoff_from_its_checkpoint_then_fails(
     assert restarting == [f"pod {first} failed; restart 1/1 in 1s from {resume}"], restarting
     # The second pod's own reports (the status may still show the first pod's later, unsaved steps).
     wait_until(
-        lambda: int(progress_of(get_pod(kube, namespace, second["podName"])).get("timesteps") or 0) >= steps,
+        lambda: (
+            int(PodState.of(get_pod(kube, namespace, second["podName"]) or {}).progress.get("timesteps") or 0)
+            >= steps
+        ),
         60,
         "the second pod training from the checkpoint",
     )

@@ -78,22 +78,40 @@ def test_quota_headroom_is_the_tightest_quota_less_what_is_used() -> None:
     assert free == {"cpu": Decimal("3.5"), "memory": INF, "nvidia.com/gpu": Decimal(2)}
 
 
-def test_node_headroom_counts_ready_schedulable_nodes_less_live_pods() -> None:
+def test_node_headroom_counts_ready_schedulable_nodes_less_live_pods_as_the_scheduler_does() -> None:
     from decimal import Decimal
 
     from shoal.sessions.capacity import node_headroom
 
     ready: dict[str, Any] = {"conditions": [{"type": "Ready", "status": "True"}]}
     nodes: list[dict[str, Any]] = [
-        {"status": {**ready, "allocatable": {"cpu": "4", "memory": "8Gi"}}},
-        {"status": {**ready, "allocatable": {"cpu": "4"}}, "spec": {"unschedulable": True}},
-        {"status": {"conditions": [{"type": "Ready", "status": "False"}], "allocatable": {"cpu": "4"}}},
-    ]
-    pods: list[dict[str, Any]] = [
-        {"spec": {"containers": [{"resources": {"requests": {"cpu": "1500m", "memory": "1Gi"}}}]}},
+        {"metadata": {"name": "a"}, "status": {**ready, "allocatable": {"cpu": "4", "memory": "8Gi"}}},
+        {"metadata": {"name": "b"}, "status": {**ready, "allocatable": {"cpu": "4"}}},
         {
-            "status": {"phase": "Succeeded"},
-            "spec": {"containers": [{"resources": {"requests": {"cpu": "2"}}}]},
+            "metadata": {"name": "c"},
+            "status": {**ready, "allocatable": {"cpu": "4"}},
+            "spec": {"unschedulable": True},
+        },
+        {
+            "metadata": {"name": "d"},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}], "allocatable": {"cpu": "4"}},
         },
     ]
-    assert node_headroom(nodes, pods) == {"cpu": Decimal("2.5"), "memory": Decimal(7 * 2**30)}
+
+    def pod(node: str | None, cpu: str, phase: str = "Running", init: str | None = None) -> dict[str, Any]:
+        spec: dict[str, Any] = {"containers": [{"resources": {"requests": {"cpu": cpu, "memory": "1Gi"}}}]}
+        if node:
+            spec["nodeName"] = node
+        if init:
+            spec["initContainers"] = [{"resources": {"requests": {"cpu": init}}}]
+        return {"spec": spec, "status": {"phase": phase}}
+
+    pods = [
+        pod("a", "1500m"),
+        pod("b", "500m", init="3"),  # its init container needs more than its containers: 3 counts
+        pod("a", "2", phase="Succeeded"),  # ended: holds nothing
+        pod("c", "2"),  # on a node that is not counted
+        pod(None, "1", phase="Pending"),  # not bound yet: it will take its share somewhere
+    ]
+    # cpu: 8 - 1.5 - 3 - 1 = 2.5; memory: 8Gi less the three live pods' 1Gi on counted nodes or none
+    assert node_headroom(nodes, pods) == {"cpu": Decimal("2.5"), "memory": Decimal(5 * 2**30)}

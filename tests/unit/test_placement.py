@@ -85,16 +85,19 @@ class FakeKube:
     def __init__(self, nodes: list[dict[str, Any]], sessions: list[dict[str, Any]]) -> None:
         self.data = {"/api/v1/nodes": nodes, "/api/v1/pods": []}
         self.sessions = sessions
+        self.quotas: list[dict[str, Any]] = []
         self.calls: dict[str, int] = {}
 
     def list_items(self, path: str, selector: str | None = None) -> list[dict[str, Any]]:
         self.calls[path] = self.calls.get(path, 0) + 1
         if path.endswith("/trainingsessions"):
             return self.sessions
+        if path.endswith("/resourcequotas"):
+            return self.quotas
         return list(self.data.get(path, []))
 
 
-def session(name: str, gpus: int) -> tuple[dict[str, Any], Any]:
+def session(name: str, gpus: int, cpu: str = "1", priority: int = 0) -> tuple[dict[str, Any], Any]:
     from shoal.api.session import TrainingSessionSpec
 
     body = {
@@ -102,7 +105,8 @@ def session(name: str, gpus: int) -> tuple[dict[str, Any], Any]:
         "algorithm": "PPO",
         "image": "x",
         "totalTimesteps": 10,
-        "resources": {"gpu": gpus},
+        "resources": {"gpu": gpus, "cpu": cpu},
+        "priority": priority,
     }
     obj = {
         "metadata": {"name": name, "namespace": "ns", "creationTimestamp": "2026-12-01T00:00:00Z"},
@@ -128,3 +132,58 @@ def test_admission_needs_one_node_and_shares_one_snapshot_across_sessions() -> N
     clock[0] = 2.5
     cap.verdict(*session("d", 1))
     assert kube.calls["/api/v1/nodes"] == 2  # the snapshot expired: read again
+
+
+def quota(cpu: str, used: str) -> dict[str, Any]:
+    return {
+        "spec": {"hard": {"requests.cpu": cpu}},
+        "status": {"hard": {"requests.cpu": cpu}, "used": {"requests.cpu": used}},
+    }
+
+
+def test_one_namespace_listing_serves_every_pending_session_and_admissions_stay_debited_until_listed() -> (
+    None
+):
+    from shoal.config import Settings
+    from shoal.sessions.capacity import SETTLE_SECONDS, Capacity
+
+    clock = [0.0]
+    kube = FakeKube([node("n", gpus=0)], [session(n, 0, cpu="2")[0] for n in "abc"])
+    kube.quotas = [quota("4", "0")]
+    cap = Capacity(kube, Settings.from_env(), clock=lambda: clock[0])  # type: ignore[arg-type]
+    assert cap.verdict(*session("a", 0, cpu="2")).admit
+    assert cap.verdict(*session("b", 0, cpu="2")).admit
+    third = cap.verdict(*session("c", 0, cpu="2"))
+    assert (third.admit, third.reason) == (False, "InsufficientCapacity"), third
+    sessions_path = "/apis/shoal.dev/v1alpha1/namespaces/ns/trainingsessions"
+    assert kube.calls[sessions_path] == kube.calls["/api/v1/namespaces/ns/resourcequotas"] == 1
+    # New lists that do not show a and b yet (their pods on the way, the quota's usage stale): still debited.
+    clock[0] = 2.5
+    assert not cap.verdict(*session("c", 0, cpu="2")).admit
+    assert kube.calls[sessions_path] == 2
+    # The lists show a holding its pod and the quota counting it; b's admission came to nothing.
+    a, b, c = (session(n, 0, cpu="2")[0] for n in "abc")
+    kube.sessions = [{**a, "status": {"phase": "Running", "podName": "a-1"}}, b, c]
+    kube.quotas = [quota("4", "2")]
+    clock[0] = 2.5 + SETTLE_SECONDS + 1
+    # 4 - 2 used: a is not counted twice; b's debit is dropped and b, older than c, goes first again.
+    assert not cap.verdict(*session("c", 0, cpu="2")).admit
+    assert cap.verdict(*session("b", 0, cpu="2")).admit
+    assert set(cap.debits) == {("ns", "b")}
+
+
+def test_a_victim_asked_to_pause_is_not_chosen_again_while_the_listing_is_stale() -> None:
+    from shoal.config import Settings
+    from shoal.sessions.capacity import Capacity
+
+    kube = FakeKube([node("n", gpus=0)], [])
+    kube.quotas = [quota("4", "4")]
+    low = [session(n, 0, cpu="2")[0] for n in ("low-1", "low-2")]
+    kube.sessions = [
+        {**o, "status": {"phase": "Running", "podName": f"{o['metadata']['name']}-p"}} for o in low
+    ]
+    cap = Capacity(kube, Settings.from_env(), clock=lambda: 0.0)  # type: ignore[arg-type]
+    first = cap.verdict(*session("vip-1", 0, cpu="2", priority=10))
+    assert first.reason == "Preempting" and len(first.preempt) == 1, first
+    second = cap.verdict(*session("vip-1", 0, cpu="2", priority=10))  # its next pass, same stale lists
+    assert (second.reason, second.preempt) == ("WaitingForPreemption", ()), second

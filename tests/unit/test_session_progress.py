@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from shoal.config import Settings
-from shoal.reconcile.session import SessionReconciler, metrics_of
+from shoal.reconcile.session import SessionReconciler
+from shoal.sessions.progress import metrics_of
 
 
 def test_the_agents_report_becomes_status_metrics() -> None:

@@ -137,6 +137,43 @@ class Kube:
             raise
         return True
 
+    def add_finalizer(self, path: str, obj: dict[str, Any], finalizer: str) -> dict[str, Any]:
+        """`obj` with `finalizer` added (the patched object, to carry on with); guarded by its
+        resourceVersion so that a concurrent edit of the list is not overwritten."""
+        meta = obj["metadata"]
+        if finalizer in (meta.get("finalizers") or []):
+            return obj
+        return self.json_patch(
+            path,
+            [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+                {
+                    "op": "add",
+                    "path": "/metadata/finalizers",
+                    "value": [*(meta.get("finalizers") or []), finalizer],
+                },
+            ],
+        )
+
+    def get_if_exists(self, path: str) -> dict[str, Any] | None:
+        try:
+            return self.get(path)
+        except ApiError as exc:
+            if exc.not_found:
+                return None
+            raise
+
+    def apply(self, namespace: str, body: dict[str, Any], create_only: bool = False) -> None:
+        """Create `body`; when it exists already, merge-patch it to match (or leave it: `create_only`)."""
+        path = object_path(namespace, body["kind"])
+        try:
+            self.create(path, body)
+        except ApiError as exc:
+            if not exc.conflict:
+                raise
+            if not create_only:
+                self.merge_patch(f"{path}/{body['metadata']['name']}", body)
+
     def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Post a core/v1 Event about `obj`; failures are not the caller's problem."""
         meta = obj["metadata"]
@@ -212,6 +249,23 @@ def _api_error(status: int, reason: Any, body: Any) -> ApiError:
     except (ValueError, TypeError, AttributeError):
         pass
     return ApiError(int(status), kind, message)
+
+
+# The kinds the operator creates beside its custom resources, and where they live.
+_PLURALS = {
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "Service": ("/api/v1", "services"),
+    "ServiceAccount": ("/api/v1", "serviceaccounts"),
+    "Pod": ("/api/v1", "pods"),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+}
+
+
+def object_path(namespace: str, kind: str) -> str:
+    group, plural = _PLURALS[kind]
+    return f"{group}/namespaces/{namespace}/{plural}"
 
 
 def pods_path(namespace: str, name: str | None = None) -> str:

@@ -13,12 +13,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shoal import conditions, telemetry
+from shoal import telemetry
 from shoal.api.session import TrainingSessionSpec
 from shoal.builders.session import agent_role, endpoints, session_pod, supporting_objects
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.runtime.cache import ClaimIndex
+from shoal.sessions import record
 from shoal.sessions.capacity import Capacity
 from shoal.sessions.claims import Claimer
 from shoal.sessions.lifecycle import (
@@ -36,17 +37,11 @@ from shoal.sessions.lifecycle import (
     Step,
     decide,
 )
-from shoal.sessions.progress import metrics_of
-from shoal.times import parse_time
 
-__all__ = ["SessionReconciler", "metrics_of", "progress_of", "seen_key"]
+__all__ = ["SessionReconciler", "seen_key"]
 log = logging.getLogger("shoal.session")
 PLURAL = "trainingsessions"
 FINALIZER = "shoal.dev/session-cleanup"
-
-
-def progress_of(pod: Mapping[str, Any] | None) -> dict[str, Any]:
-    return PodState.of(pod).progress if pod else {}
 
 
 def seen_key(obj: Mapping[str, Any]) -> tuple[str, int, str | None]:
@@ -104,20 +99,7 @@ class SessionReconciler:
         if meta.get("deletionTimestamp"):
             self._finalize(obj)
             return None
-        if FINALIZER not in (meta.get("finalizers") or []):
-            # The patched object comes back: carry on with it rather than waiting for the next event.
-            obj = self.kube.json_patch(
-                custom_path(PLURAL, namespace, name),
-                [
-                    {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
-                    {
-                        "op": "add",
-                        "path": "/metadata/finalizers",
-                        "value": [*(meta.get("finalizers") or []), FINALIZER],
-                    },
-                ],
-            )
-            meta = obj["metadata"]
+        obj = self.kube.add_finalizer(custom_path(PLURAL, namespace, name), obj, FINALIZER)
         st: dict[str, Any] = dict(obj.get("status") or {})
         now = self.clock()
         try:
@@ -188,7 +170,7 @@ class SessionReconciler:
                 # in status answer from a warm pod as from a pod of the session's own.
                 for body in supporting_objects(meta["name"], meta["uid"], ns, spec):
                     if body["kind"] == "Service":
-                        self._apply(ns, body, create_only=True)
+                        self.kube.apply(ns, body, create_only=True)
         return events
 
     def _create_pod(self, obj: dict[str, Any], spec: TrainingSessionSpec, action: CreatePod) -> str:
@@ -200,9 +182,9 @@ class SessionReconciler:
         for body in supporting_objects(name, uid, ns, spec):
             # The config follows the spec (an edit while paused or a restart to apply one); the
             # claim, Service and account only need to exist.
-            self._apply(ns, body, create_only=body["kind"] != "ConfigMap")
+            self.kube.apply(ns, body, create_only=body["kind"] != "ConfigMap")
         for role in agent_role(name, uid, action.name):
-            self._apply(ns, role)
+            self.kube.apply(ns, role)
         body = session_pod(
             name,
             uid,
@@ -222,33 +204,8 @@ class SessionReconciler:
     def _get_pod(self, namespace: str, pod_name: str | None) -> dict[str, Any] | None:
         if not pod_name:
             return None
-        try:
-            pod = self.kube.get(pods_path(namespace, pod_name))
-        except ApiError as exc:
-            if exc.not_found:
-                return None
-            raise
-        return None if pod["metadata"].get("deletionTimestamp") else pod
-
-    def _apply(self, namespace: str, body: dict[str, Any], create_only: bool = False) -> None:
-        kind = body["kind"]
-        group = "/apis/rbac.authorization.k8s.io/v1" if kind in ("Role", "RoleBinding") else "/api/v1"
-        plural = {
-            "PersistentVolumeClaim": "persistentvolumeclaims",
-            "ConfigMap": "configmaps",
-            "Service": "services",
-            "ServiceAccount": "serviceaccounts",
-            "Role": "roles",
-            "RoleBinding": "rolebindings",
-        }[kind]
-        path = f"{group}/namespaces/{namespace}/{plural}"
-        try:
-            self.kube.create(path, body)
-        except ApiError as exc:
-            if not exc.conflict:
-                raise
-            if not create_only:
-                self.kube.merge_patch(f"{path}/{body['metadata']['name']}", body)
+        pod = self.kube.get_if_exists(pods_path(namespace, pod_name))
+        return None if pod is None or pod["metadata"].get("deletionTimestamp") else pod
 
     def _finalize(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -273,45 +230,19 @@ class SessionReconciler:
     def _write(self, obj: dict[str, Any], new: dict[str, Any], now: datetime) -> None:
         meta = obj["metadata"]
         old = obj.get("status") or {}
-        phase = new.get("phase") or "Pending"
-        new["phase"] = phase
-        new["observedGeneration"] = meta.get("generation")
-        new.pop("checkpointAcknowledged", None)
-        conds = [
-            conditions.condition(
-                "Admitted",
-                phase not in ("Pending",) or new.get("reason") == "Preempted",
-                new.get("reason") or "",
-                new.get("message") or "",
-            ),
-            conditions.condition(
-                "Running", phase == "Running", new.get("reason") or "", new.get("message") or ""
-            ),
-        ]
-        if new.get("lastCheckpoint"):
-            conds.append(
-                conditions.condition("Checkpointed", True, "CheckpointWritten", new["lastCheckpoint"])
-            )
-        new["conditions"] = conditions.merge(old.get("conditions"), conds, meta.get("generation"), now)
-        waiting = phase == "Pending" and new.get("reason") not in ("BackoffRestart",)
-        if waiting:
-            since = parse_time(
-                next(c["lastTransitionTime"] for c in new["conditions"] if c["type"] == "Admitted")
-            )
-            telemetry.SESSION_QUEUED_SINCE.labels(meta["namespace"], meta["name"]).set(
-                since.timestamp() if since else 0
-            )
+        new = record.complete(old, new, meta.get("generation"), now)
+        since = record.queued_since(new)
+        if since is not None:
+            telemetry.SESSION_QUEUED_SINCE.labels(meta["namespace"], meta["name"]).set(since.timestamp())
         else:
             with contextlib.suppress(KeyError):
                 telemetry.SESSION_QUEUED_SINCE.remove(meta["namespace"], meta["name"])
-        changed = {k: v for k, v in new.items() if old.get(k) != v}
-        if not changed:
+        patch = record.patch(old, new)
+        if not patch:
             return
-        if old.get("phase", "Pending") != phase or old.get("reason") != new.get("reason"):
-            level = "Warning" if phase == "Failed" else "Normal"
-            self.kube.event(obj, level, phase, new.get("message") or phase)
-        # Fields cleared this round are sent as null so merge-patch removes them.
-        patch = {k: new.get(k) for k in set(changed) | {k for k in old if k not in new}}
         self.kube.merge_patch_if_exists(
             custom_path(PLURAL, meta["namespace"], meta["name"], "status"), {"status": patch}
         )
+        event = record.phase_event(old, new)
+        if event:  # after the write it describes, as the lifecycle's own Events are
+            self.kube.event(obj, event.type, event.reason, event.message)

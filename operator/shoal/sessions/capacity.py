@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -18,12 +19,14 @@ from shoal.config import Settings
 from shoal.k8s.client import Kube, custom_path
 from shoal.sessions.admission import SessionView, Verdict, decide_admission
 from shoal.sessions.lifecycle import ACTIVE
-from shoal.sessions.placement import fitting_node, node_free, schedulable
+from shoal.sessions.placement import ENDED, fitting_node, node_free, pod_requests
 from shoal.times import parse_time
 
 INF = Decimal("Infinity")
 PLURAL = "trainingsessions"
 SNAPSHOT_SECONDS = 2.0
+# A debit whose session shows no pod this long after its admission came to nothing (a refused pod).
+SETTLE_SECONDS = 10.0
 
 
 def quota_headroom(quotas: Iterable[Mapping[str, Any]], want: Iterable[str]) -> dict[str, Decimal]:
@@ -44,26 +47,47 @@ def quota_headroom(quotas: Iterable[Mapping[str, Any]], want: Iterable[str]) -> 
 def node_headroom(
     nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
 ) -> dict[str, Decimal]:
-    """Allocatable of Ready, schedulable nodes less the requests of pods that have not ended."""
+    """Allocatable of Ready, schedulable nodes less the requests of pods that have not ended, each pod
+    counted as the scheduler counts it (init containers included, see placement.pod_requests). A pod
+    not yet bound still counts: it will take its share of some node; a pod on a node that is not
+    counted does not."""
+    pods = list(pods)
+    per_node = node_free(nodes, pods)
     free: dict[str, Decimal] = {}
-    for node in nodes:
-        if not schedulable(node):
-            continue
-        for k, v in ((node.get("status") or {}).get("allocatable") or {}).items():
-            free[k] = free.get(k, Decimal(0)) + parse_quantity(v)
+    for _, left in per_node.values():
+        for k, v in left.items():
+            free[k] = free.get(k, Decimal(0)) + v
     for pod in pods:
-        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        if (pod.get("spec") or {}).get("nodeName") or (pod.get("status") or {}).get("phase") in ENDED:
             continue
-        for c in pod.get("spec", {}).get("containers", []):
-            for k, v in ((c.get("resources") or {}).get("requests") or {}).items():
-                free[k] = free.get(k, Decimal(0)) - parse_quantity(v)
+        for k, v in pod_requests(pod).items():
+            free[k] = free.get(k, Decimal(0)) - v
     return free
 
 
+@dataclass
+class Listing:
+    """One namespace's sessions and ResourceQuotas as read at `taken` (monotonic)."""
+
+    taken: float
+    sessions: list[dict[str, Any]]
+    quotas: list[dict[str, Any]]
+
+
+@dataclass
+class Debit:
+    """A session this process admitted that the API server's lists may not show yet."""
+
+    requests: dict[str, Decimal]
+    node: str
+    at: float
+
+
 class Capacity:
-    """Admission's reads. Nodes and pods (cluster-wide, the costly part) come from one snapshot shared
-    by every pending session for SNAPSHOT_SECONDS; what this process admits meanwhile is taken off it,
-    so two admissions in one window never count the same free capacity."""
+    """Admission's reads, from snapshots shared by every pending session for SNAPSHOT_SECONDS: nodes
+    and pods (cluster-wide), and each namespace's sessions and quotas. What this process admits is
+    debited from every view until a later snapshot shows it (the session holding its pod), so two
+    admissions never count the same free capacity however stale the lists are."""
 
     def __init__(self, kube: Kube, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.kube = kube
@@ -74,14 +98,38 @@ class Capacity:
         self.nodes: list[dict[str, Any]] = []
         self.pods: list[dict[str, Any]] = []
         self.per_node: dict[str, tuple[Mapping[str, Any], dict[str, Decimal]]] = {}
-        self.debited: dict[str, Decimal] = {}  # admitted since the snapshot, for the aggregate view
+        self.listings: dict[str, Listing] = {}
+        self.debits: dict[tuple[str, str], Debit] = {}
+        self.pausing: dict[tuple[str, str], float] = {}  # victims this process asked to pause, and when
 
     def verdict(self, obj: dict[str, Any], spec: TrainingSessionSpec) -> Verdict:
-        ns = obj["metadata"]["namespace"]
+        ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
         mine = self.view(obj, spec)
+        with self.lock:
+            listing = self._listing(ns)
+            self._refresh()  # after the listing: a pod the listing names is in the pod list
+            self._settle(ns, listing)
+            waiting, running = self._classify(ns, name, listing)
+            free = self.free(ns, listing, mine.requests)
+            verdict = decide_admission(mine, waiting, running, free)
+            now = self.clock()
+            for victim in verdict.preempt:
+                self.pausing[(ns, victim)] = now
+            if not verdict.admit:
+                return verdict
+            tolerations = [t.model_dump(mode="json", exclude_none=True) for t in spec.tolerations or []]
+            node, why = fitting_node(self.per_node, mine.requests, spec.nodeSelector, tolerations)
+            if node is None:
+                return Verdict(False, reason="NoNodeFits", message=why)
+            self.debits[(ns, name)] = Debit(dict(mine.requests), node, now)
+            self._debit(node, mine.requests)
+            return verdict
+
+    def _classify(self, ns: str, name: str, listing: Listing) -> tuple[list[SessionView], list[SessionView]]:
         waiting, running = [], []
-        for other in self.kube.list_items(custom_path(PLURAL, ns)):
-            if other["metadata"]["name"] == obj["metadata"]["name"]:
+        for other in listing.sessions:
+            other_name = other["metadata"]["name"]
+            if other_name == name:
                 continue
             try:
                 ospec = TrainingSessionSpec.model_validate(other.get("spec") or {})
@@ -90,25 +138,23 @@ class Capacity:
             if ospec.poolRef:
                 continue
             ost = other.get("status") or {}
-            view = self.view(other, ospec)
-            if ost.get("podName") and ost.get("phase") in ACTIVE:
+            view = self.view(other, ospec, preempting=(ns, other_name) in self.pausing)
+            if (ost.get("podName") and ost.get("phase") in ACTIVE) or (ns, other_name) in self.debits:
                 running.append(view)
             elif ost.get("phase", "Pending") == "Pending" and ospec.runState == "Running":
                 waiting.append(view)
-        with self.lock:
-            self._refresh()
-            verdict = decide_admission(mine, waiting, running, self.free(ns, mine.requests))
-            if not verdict.admit:
-                return verdict
-            tolerations = [t.model_dump(mode="json", exclude_none=True) for t in spec.tolerations or []]
-            node, why = fitting_node(self.per_node, mine.requests, spec.nodeSelector, tolerations)
-            if node is None:
-                return Verdict(False, reason="NoNodeFits", message=why)
-            left = self.per_node[node][1]
-            for k, v in mine.requests.items():
-                left[k] = left.get(k, Decimal(0)) - v
-                self.debited[k] = self.debited.get(k, Decimal(0)) + v
-            return verdict
+        return waiting, running
+
+    def _listing(self, ns: str) -> Listing:
+        listing = self.listings.get(ns)
+        if listing is None or self.clock() - listing.taken >= SNAPSHOT_SECONDS:
+            listing = Listing(
+                self.clock(),
+                self.kube.list_items(custom_path(PLURAL, ns)),
+                self.kube.list_items(f"/api/v1/namespaces/{ns}/resourcequotas"),
+            )
+            self.listings[ns] = listing
+        return listing
 
     def _refresh(self) -> None:
         if self.clock() - self.taken < SNAPSHOT_SECONDS:
@@ -116,10 +162,38 @@ class Capacity:
         self.nodes = self.kube.list_items("/api/v1/nodes")
         self.pods = self.kube.list_items("/api/v1/pods")
         self.per_node = node_free(self.nodes, self.pods)
-        self.debited = {}
         self.taken = self.clock()
+        for debit in self.debits.values():
+            self._debit(debit.node, debit.requests)
 
-    def view(self, obj: dict[str, Any], spec: TrainingSessionSpec) -> SessionView:
+    def _debit(self, node: str, want: Mapping[str, Decimal]) -> None:
+        if node in self.per_node:
+            left = self.per_node[node][1]
+            for k, v in want.items():
+                left[k] = left.get(k, Decimal(0)) - v
+
+    def _settle(self, ns: str, listing: Listing) -> None:
+        """Drop the debits and pauses of `ns` that the lists now show (or that came to nothing)."""
+        status = {o["metadata"]["name"]: o.get("status") or {} for o in listing.sessions}
+        for key in [k for k in self.debits if k[0] == ns]:
+            debit, st = self.debits[key], status.get(key[1])
+            if listing.taken <= debit.at:
+                continue
+            shown = st is not None and st.get("podName") and st.get("phase") in ACTIVE
+            if (
+                (shown and self.taken >= listing.taken)
+                or st is None
+                or listing.taken - debit.at > SETTLE_SECONDS
+            ):
+                del self.debits[key]  # in the lists now; or gone, or its admission made no pod
+        for key in [k for k in self.pausing if k[0] == ns]:
+            st = status.get(key[1])
+            if listing.taken > self.pausing[key] and (
+                st is None or st.get("preemptedBy") or st.get("phase") != "Running"
+            ):
+                del self.pausing[key]
+
+    def view(self, obj: dict[str, Any], spec: TrainingSessionSpec, preempting: bool = False) -> SessionView:
         created = parse_time(obj["metadata"].get("creationTimestamp"))
         want = requests(spec, self.settings.gpu_resource, self.settings.gpu_memory_resource)
         return SessionView(
@@ -127,13 +201,18 @@ class Capacity:
             spec.priority,
             created.timestamp() if created else 0.0,
             {k: parse_quantity(v) for k, v in want.items()},
-            preempting=bool((obj.get("status") or {}).get("preemptedBy")),
+            preempting=preempting or bool((obj.get("status") or {}).get("preemptedBy")),
         )
 
-    def free(self, namespace: str, want: Mapping[str, Decimal]) -> dict[str, Decimal]:
-        """The namespace's ResourceQuota headroom if it has one, else unreserved node capacity."""
-        quotas = self.kube.list_items(f"/api/v1/namespaces/{namespace}/resourcequotas")
-        if quotas:
-            return quota_headroom(quotas, want)
-        free = node_headroom(self.nodes, self.pods)
-        return {k: v - self.debited.get(k, Decimal(0)) for k, v in free.items()}
+    def free(self, ns: str, listing: Listing, want: Iterable[str]) -> dict[str, Decimal]:
+        """The namespace's ResourceQuota headroom if it has one, else unreserved node capacity; less
+        what this process admitted that the lists do not show yet."""
+        pending = [d for (n, _), d in self.debits.items() if n == ns or not listing.quotas]
+        if listing.quotas:
+            free = quota_headroom(listing.quotas, {*want, *(k for d in pending for k in d.requests)})
+        else:
+            free = node_headroom(self.nodes, self.pods)
+        for d in pending:
+            for k, v in d.requests.items():
+                free[k] = free.get(k, Decimal(0)) - v
+        return free

@@ -17,6 +17,9 @@ from shoal.api.common import parse_quantity
 Resources = Mapping[str, Decimal]
 
 
+ENDED = ("Succeeded", "Failed")  # a pod in these phases holds nothing on its node
+
+
 def pod_requests(pod: Mapping[str, Any]) -> dict[str, Decimal]:
     """A pod's effective requests, as the scheduler counts them: the sum over its containers, or the
     largest init container's where that is more (init containers run one at a time)."""
@@ -68,7 +71,7 @@ def node_free(
             out[node["metadata"]["name"]] = (node, {k: parse_quantity(v) for k, v in allocatable.items()})
     for pod in pods:
         bound = (pod.get("spec") or {}).get("nodeName")
-        if bound in out and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+        if bound in out and (pod.get("status") or {}).get("phase") not in ENDED:
             free = out[bound][1]
             for k, v in pod_requests(pod).items():
                 free[k] = free.get(k, Decimal(0)) - v

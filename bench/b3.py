@@ -1,0 +1,204 @@
+"""B3: how soon a TrainingSession trains, warm (claiming a pool pod whose agent waits) or cold (its own
+pod), with one definition of "started" on both sides: the create call, to the first progress report of
+the session's trainer as its agent publishes it on the pod (shoal.dev/progress). Every agent runs as a
+real local process for its KWOK pod (testbed/kubelet.py), with the bandit trainer double
+(tests/doubles/bandit.py): this measures the operator, the claim and the agent, not torch's import.
+
+Arrivals: `steady` sessions one by one at random gaps, then a burst of `burst` created at once. Each
+trains briefly and finishes; a warm pod then goes back to the pool for the next session.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from shoal.agent.protocol import ANN_PROGRESS
+from shoal.k8s.client import Kube, custom_path, pods_path
+from testbed.kubelet import LocalKubelet
+
+BANDIT = [sys.executable, "-m", "tests.doubles.bandit"]
+ENV = {"SHOAL_TENSORBOARD_PORT": "0", "SHOAL_REPORT_EVERY": "1", "SHOAL_SECONDSPEREPISODE": "0.002"}
+LABEL_SESSION = "shoal.dev/session"
+
+
+def quantiles(values: list[float]) -> dict[str, float]:
+    """Median, p90, p99 and range, by linear interpolation (statistics' 'inclusive' method)."""
+    if len(values) < 2:
+        return {"n": len(values)}
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return {
+        "n": len(values),
+        "p50": round(q[49], 3),
+        "p90": round(q[89], 3),
+        "p99": round(q[98], 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+def first_progress(kube: Kube, ns: str, seen: dict[str, float], stop: threading.Event) -> Callable[[], None]:
+    """A watch of the namespace's pods recording when each session's pod first carries a progress
+    report (a warm pod's is cleared on release, so the next session's is its own)."""
+    import kubernetes
+
+    def run() -> None:
+        core = kubernetes.client.CoreV1Api(kube.api)
+        while not stop.is_set():
+            w = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
+            for event in w.stream(core.list_namespaced_pod, ns, timeout_seconds=60):  # type: ignore[no-untyped-call]
+                meta = event["raw_object"]["metadata"]
+                session = (meta.get("labels") or {}).get(LABEL_SESSION)
+                if session and ANN_PROGRESS in (meta.get("annotations") or {}) and session not in seen:
+                    seen[session] = time.time()
+                if stop.is_set():
+                    w.stop()  # type: ignore[no-untyped-call]
+
+    return run
+
+
+def session_body(name: str, pool: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "game": "CartPole-v1",
+        "algorithm": "PPO",
+        "totalTimesteps": 2000,
+        "image": "registry.example/trainer:1",
+        "resources": {"cpu": "100m", "memory": "64Mi"},
+    }
+    if pool:
+        spec["poolRef"] = {"name": pool}
+    return {
+        "apiVersion": "shoal.dev/v1alpha1",
+        "kind": "TrainingSession",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def warm_pool(kube: Kube, ns: str, kubelet: LocalKubelet, size: int, wait: Callable[..., Any]) -> None:
+    kube.create(
+        custom_path("containerpools", ns),
+        {
+            "apiVersion": "shoal.dev/v1alpha1",
+            "kind": "ContainerPool",
+            "metadata": {"name": "warm"},
+            "spec": {
+                "replicas": size,
+                "sessionAgent": {},
+                "resources": {"cpu": "100m", "memory": "64Mi"},
+                "template": {
+                    "metadata": {"labels": {"testbed.shoal.dev/run": "local"}},
+                    "spec": {"containers": [{"name": "agent", "image": "registry.example/trainer:1"}]},
+                },
+            },
+        },
+    )
+
+    def agents_waiting() -> bool:
+        pods = kube.list_items(pods_path(ns), "shoal.dev/pool=warm")
+        idle = [p for p in pods if p["metadata"]["labels"].get("shoal.dev/state") == "Idle"]
+        runs = [kubelet.pod(p["metadata"]["name"]) for p in idle]
+        return len(idle) == size and all(r and "waiting for a session to claim" in r.output() for r in runs)
+
+    wait(agents_waiting, 300, f"{size} warm pods, each agent waiting for a claim")
+
+
+def run(
+    kube: Kube,
+    ns: str,
+    mode: str,
+    wait: Callable[..., Any],
+    steady: int = 50,
+    burst: int = 50,
+    pool: int = 20,
+    seed: int = 0,
+) -> dict[str, Any]:
+    rng = random.Random(seed)
+    kubelet = LocalKubelet(kube, ns, command=BANDIT, env=ENV).start()
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+    try:
+        if mode == "warm":
+            warm_pool(kube, ns, kubelet, pool, wait)
+        threading.Thread(target=first_progress(kube, ns, seen, stop), daemon=True).start()
+        posted: dict[str, float] = {}
+        for i in range(steady):
+            name = f"s{i:03d}"
+            posted[name] = time.time()
+            kube.create(
+                custom_path("trainingsessions", ns), session_body(name, "warm" if mode == "warm" else None)
+            )
+            time.sleep(rng.uniform(0.1, 0.5))  # arrivals at random gaps (the workload, not synchronisation)
+        wait(lambda: all(n in seen for n in posted), 300, f"{mode}: the steady sessions training")
+        burst_names = [f"b{i:03d}" for i in range(burst)]
+        bodies = [session_body(n, "warm" if mode == "warm" else None) for n in burst_names]
+        threads = []
+        for name, body in zip(burst_names, bodies, strict=True):
+
+            def post(name: str = name, body: dict[str, Any] = body) -> None:
+                posted[name] = time.time()
+                kube.create(custom_path("trainingsessions", ns), body)
+
+            threads.append(threading.Thread(target=post))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wait(lambda: all(n in seen for n in posted), 600, f"{mode}: the burst training")
+    finally:
+        stop.set()
+        kubelet.stop()
+    lat = {n: seen[n] - posted[n] for n in posted}
+    steady_lat = [v for n, v in lat.items() if n.startswith("s")]
+    burst_lat = [v for n, v in lat.items() if n.startswith("b")]
+    return {
+        "mode": mode,
+        "pool": pool if mode == "warm" else None,
+        "steady": quantiles(steady_lat),
+        "burst": quantiles(burst_lat),
+        "all": quantiles([*steady_lat, *burst_lat]),
+        "raw_s": {n: round(v, 3) for n, v in sorted(lat.items())},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.b3 [reps]`: warm and cold side by side, alternating, on the running test bed."""
+    import json
+    import subprocess
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from bench.cluster import Operator, drop_namespace, namespace
+    from bench.cluster import wait as bench_wait
+    from shoal.k8s.client import load_config
+
+    reps = int((argv or sys.argv[1:] or ["1"])[0])
+    kube = Kube(load_config())
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    op = Operator()
+    runs = []
+    try:
+        for rep in range(reps):
+            for mode in ("warm", "cold") if rep % 2 == 0 else ("cold", "warm"):
+                ns = namespace(kube, f"b3-{mode}")
+                result = run(kube, ns, mode, bench_wait, seed=rep)
+                drop_namespace(kube, ns)
+                print(json.dumps({k: v for k, v in result.items() if k != "raw_s"}), flush=True)
+                runs.append({"rep": rep, **result})
+    finally:
+        op.stop()
+    out = Path(__file__).resolve().parent / "results" / "b3.json"
+    out.write_text(json.dumps({"date": started, "commit": commit, "runs": runs}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""A session's status write, pure: conditions from the phase, the patch, the phase Event."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shoal.sessions import record
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def cond(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+def test_conditions_follow_the_phase_and_keep_their_transition_time_while_unchanged() -> None:
+    queued = record.complete({}, {"reason": "Queued", "message": "waiting"}, 1, T0)
+    assert queued["phase"] == "Pending" and queued["observedGeneration"] == 1
+    assert cond(queued, "Admitted")["status"] == "False" and cond(queued, "Running")["status"] == "False"
+    assert record.queued_since(queued) == T0
+    still = record.complete(queued, {**queued, "message": "still waiting"}, 1, T0 + timedelta(seconds=9))
+    assert record.queued_since(still) == T0  # waiting since the first write, not the latest
+    running = record.complete(still, {"phase": "Running", "lastCheckpoint": "/c/1.zip"}, 2, T0 + timedelta(1))
+    assert cond(running, "Admitted")["status"] == "True" and cond(running, "Running")["status"] == "True"
+    assert cond(running, "Checkpointed")["message"] == "/c/1.zip"
+    assert record.queued_since(running) is None
+
+
+def test_a_preempted_session_was_admitted_and_a_backoff_is_not_queueing() -> None:
+    preempted = record.complete({}, {"phase": "Pending", "reason": "Preempted"}, 1, T0)
+    assert cond(preempted, "Admitted")["status"] == "True"
+    backoff = record.complete({}, {"phase": "Pending", "reason": "BackoffRestart"}, 1, T0)
+    assert record.queued_since(backoff) is None
+
+
+def test_the_patch_carries_changes_and_nulls_cleared_fields_and_nothing_when_equal() -> None:
+    old = record.complete({}, {"phase": "Running", "podName": "p-1", "checkpointAcknowledged": True}, 1, T0)
+    assert "checkpointAcknowledged" not in old
+    assert record.patch(old, dict(old)) == {}
+    new = record.complete(old, {"phase": "Pending", "reason": "Paused"}, 1, T0)
+    p = record.patch(old, new)
+    assert p["podName"] is None and p["phase"] == "Pending" and "conditions" in p
+
+
+def test_a_phase_or_reason_change_posts_one_event_and_failures_warn() -> None:
+    assert record.phase_event({"phase": "Running"}, {"phase": "Running"}) is None
+    e = record.phase_event({"phase": "Running"}, {"phase": "Failed", "message": "boom"})
+    assert e is not None and (e.type, e.reason, e.message) == ("Warning", "Failed", "boom")
+    e = record.phase_event({}, {"phase": "Pending", "reason": "Queued"})
+    assert e is not None and (e.type, e.reason) == ("Normal", "Pending")
