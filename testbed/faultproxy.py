@@ -12,10 +12,12 @@ cannot fail one kind of request; hence this one.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import ssl
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,7 @@ class Fault:
     retry_after: float | None = None
     delay: float = 0.0
     drop: bool = False  # close the connection instead of answering
+    passes: bool = False  # latency only: after `delay`, the request goes on to the API server
     pattern: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -65,6 +68,9 @@ class FaultProxy:
         self.faults: list[Fault] = []
         self.injected: Counter[str] = Counter()  # fault name → times it fired
         self.requests: Counter[tuple[str, str]] = Counter()  # (verb, path without query) → count
+        # Every write that reached the API server: (monotonic time it was sent on, verb, path, status,
+        # holderIdentity for a Lease write). What a test of "who wrote when" reads.
+        self.journal: list[tuple[float, str, str, int, str | None]] = []
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.port = 0
@@ -106,10 +112,11 @@ class FaultProxy:
 
     # --- serving (on the proxy's own loop) -------------------------------------------------------------
 
-    def _pick(self, method: str, path: str, after: bool) -> Fault | None:
+    def _pick(self, method: str, path: str, after: bool, delay_only: bool = False) -> Fault | None:
+        """A fault to apply now; `delay_only`: the latency faults (they delay, then pass the request on)."""
         with self.lock:
             for f in self.faults:
-                if f.after != after or not f.matches(method, path):
+                if f.after != after or not f.matches(method, path) or delay_only != f.passes:
                     continue
                 if f.limit is not None and self.injected[f.name] >= f.limit:
                     continue
@@ -172,9 +179,18 @@ class FaultProxy:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
         session = self._as_client if "Authorization" in request.headers else self._as_admin
         body = await request.read()
+        if fault := self._pick(method, path, after=False, delay_only=True):
+            await asyncio.sleep(fault.delay)  # latency on the way in: the write lands later
+        sent = time.monotonic()
         async with session.request(
             method, self._upstream + request.path_qs, headers=headers, data=body or None, timeout=None
         ) as upstream:
+            if method != "GET":
+                holder = None
+                if "/leases" in path and body:
+                    holder = (json.loads(body).get("spec") or {}).get("holderIdentity")
+                with self.lock:
+                    self.journal.append((sent, method, path, upstream.status, holder))
             late = self._pick(method, path, after=True)
             if late:
                 await upstream.read()  # the write is made; its answer is lost

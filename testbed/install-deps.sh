@@ -5,6 +5,7 @@ need=()
 command -v prometheus >/dev/null || [[ -x /usr/bin/prometheus ]] || need+=(prometheus)
 command -v openssl >/dev/null || need+=(openssl)
 command -v chromium >/dev/null || need+=(chromium)  # screenshots of the training stream in the tests
+[[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]] || need+=(faketime)  # a replica with a skewed clock (leader tests)
 if ((${#need[@]})); then
   echo "[deps] installing ${need[*]} with apt-get"
   export DEBIAN_FRONTEND=noninteractive

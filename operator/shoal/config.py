@@ -25,6 +25,8 @@ class Settings:
     lease_name: str = "shoal-operator"
     lease_namespace: str = "default"
     lease_duration: float = 15.0
+    lease_renew_deadline: float = 10.0
+    lease_retry_period: float = 2.0
     identity: str = field(default_factory=lambda: os.environ.get("HOSTNAME", "shoal") + f"-{os.getpid()}")
 
     @classmethod
@@ -45,4 +47,13 @@ class Settings:
             lease_name=e.get("SHOAL_LEASE_NAME", "shoal-operator"),
             lease_namespace=e.get("SHOAL_LEASE_NAMESPACE", e.get("POD_NAMESPACE", "default")),
             lease_duration=float(e.get("SHOAL_LEASE_DURATION_SECONDS", "15")),
+            # client-go's proportions of the lease (15 / 10 / 2) unless set
+            lease_renew_deadline=float(
+                e.get("SHOAL_LEASE_RENEW_DEADLINE_SECONDS")
+                or float(e.get("SHOAL_LEASE_DURATION_SECONDS", "15")) * 2 / 3
+            ),
+            lease_retry_period=float(
+                e.get("SHOAL_LEASE_RETRY_PERIOD_SECONDS")
+                or float(e.get("SHOAL_LEASE_DURATION_SECONDS", "15")) * 2 / 15
+            ),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import threading
 import time
@@ -16,7 +17,7 @@ from typing import Any, ClassVar
 import kubernetes
 import pytest
 
-from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.client import THROTTLE_TRIES, ApiError, Kube, transport_retries
 from shoal.runtime.workqueue import WorkQueue, run_workers
 
 
@@ -55,6 +56,7 @@ def loopback(handler: type[BaseHTTPRequestHandler]) -> Iterator[kubernetes.clien
     threading.Thread(target=server.serve_forever, daemon=True).start()
     cfg = kubernetes.client.Configuration()
     cfg.host = f"http://127.0.0.1:{server.server_address[1]}"
+    cfg.retries = transport_retries()  # as load_config sets it
     try:
         yield cfg
     finally:
@@ -75,7 +77,7 @@ def test_throttling_is_retried_after_retry_after_and_server_errors_surface(
     handler.answers = [429, 503]
     with pytest.raises(ApiError) as err:
         client.list_items("/api/v1/namespaces/x/pods")
-    # The 429 was retried by the transport after its Retry-After (as client-go does); the 503 surfaced.
+    # The 429 was retried after its Retry-After (as client-go does); the 503 without one surfaced.
     assert err.value.status == 503 and err.value.reason == "ServiceUnavailable"
     assert len(handler.seen) == 2 and handler.seen[1] - handler.seen[0] >= 0.95
     assert [p["metadata"]["name"] for p in client.list_items("/api/v1/namespaces/x/pods")] == ["p"]
@@ -143,3 +145,71 @@ def test_the_event_recorder_survives_a_transport_error_and_posts_in_order(
             kube.event(obj, "Normal", reason, "m")
         assert kube.flush_events(10)
         assert handler.posted == ["First", "Second", "Third"]
+
+
+class Throttles(BaseHTTPRequestHandler):
+    """Answers the first `throttled` POSTs and PATCHes 429 with a short Retry-After, then succeeds."""
+
+    throttled: ClassVar[int] = 2
+    seen: ClassVar[list[tuple[str, float]]] = []
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        mine = [m for m, _ in type(self).seen if m == self.command]
+        type(self).seen.append((self.command, time.monotonic()))
+        if len(mine) < type(self).throttled:
+            data = json.dumps(
+                {"kind": "Status", "reason": "TooManyRequests", "message": "slow down", "code": 429}
+            )
+            self.send_response(429)
+            self.send_header("Retry-After", "0.2")
+        else:
+            data = json.dumps({"metadata": {"name": "cm"}})
+            self.send_response(201 if self.command == "POST" else 200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(data.encode())
+
+    do_POST = do_PATCH = _answer
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_a_throttled_post_and_patch_are_retried_after_retry_after() -> None:
+    handler: type[Throttles] = type("H", (Throttles,), {"throttled": 2, "seen": []})
+    with loopback(handler) as cfg:
+        kube = Kube(kubernetes.client.ApiClient(cfg))
+        assert (
+            kube.create("/api/v1/namespaces/x/configmaps", {"metadata": {"name": "cm"}})["metadata"]["name"]
+            == "cm"
+        )
+        kube.merge_patch("/api/v1/namespaces/x/configmaps/cm", {"data": {"a": "1"}})
+    for verb in ("POST", "PATCH"):
+        times = [t for m, t in handler.seen if m == verb]
+        assert len(times) == 3, handler.seen  # two 429s, then the answer
+        assert all(b - a >= 0.19 for a, b in itertools.pairwise(times)), times
+
+
+def test_throttling_retries_are_bounded() -> None:
+    handler: type[Throttles] = type("H", (Throttles,), {"throttled": 1000, "seen": []})
+    with loopback(handler) as cfg:
+        kube = Kube(kubernetes.client.ApiClient(cfg))
+        with pytest.raises(ApiError) as err:
+            kube.merge_patch("/api/v1/namespaces/x/configmaps/cm", {"data": {"a": "1"}})
+    assert err.value.status == 429 and len(handler.seen) == THROTTLE_TRIES
+
+
+def test_a_fenced_client_sends_no_write_once_the_fence_closes() -> None:
+    from shoal.k8s.client import NotLeading
+
+    handler: type[Throttles] = type("H", (Throttles,), {"throttled": 0, "seen": []})
+    budget = [5.0]
+    with loopback(handler) as cfg:
+        kube = Kube(kubernetes.client.ApiClient(cfg))
+        kube.fence = lambda: budget[0]
+        kube.create("/api/v1/namespaces/x/configmaps", {"metadata": {"name": "cm"}})
+        budget[0] = 0.0
+        with pytest.raises(NotLeading):
+            kube.merge_patch("/api/v1/namespaces/x/configmaps/cm", {"data": {"a": "1"}})
+    assert [m for m, _ in handler.seen] == ["POST"]  # the PATCH never left

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -109,3 +110,52 @@ def test_backoff_is_clamped_however_long_one_key_keeps_failing() -> None:
     assert max(delays) == 300.0 and delays[-1] == 300.0
     queue.forget(key)
     assert queue.backoff(key) == 0.5
+
+
+def test_one_key_failing_two_thousand_times_does_not_delay_the_others_and_a_dead_worker_comes_back() -> None:
+    """The backoff is cut to 1 ms so that 2,000 failures take a moment; the other keys requeue
+    themselves every 20 ms and must keep that pace; one worker is killed once (its `ready` raises)."""
+    from shoal.runtime.workqueue import Supervision
+
+    failures = 0
+    good: dict[str, list[float]] = {f"good-{i}": [] for i in range(3)}
+    lock = threading.Lock()
+
+    def reconcile(key: object) -> float | None:
+        nonlocal failures
+        if key == "bad":
+            with lock:
+                failures += 1
+            raise RuntimeError("always")
+        good[str(key)].append(time.monotonic())
+        return 0.02
+
+    killed = False
+
+    async def ready() -> None:
+        nonlocal killed
+        if not killed and failures >= 1000:
+            killed = True
+            raise RuntimeError("a bug outside any reconcile")
+
+    async def scenario() -> Supervision:
+        q = WorkQueue(max_backoff=0.001)
+        sup = Supervision()
+        for key in ("bad", *good):
+            q.add(key)
+        with ThreadPoolExecutor(2) as ex:
+            task = asyncio.create_task(run_workers(q, reconcile, 2, ex, ready, sup, restart_delay=0.05))
+            deadline = time.monotonic() + 60
+            while failures < 2000 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return sup
+
+    sup = asyncio.run(scenario())
+    assert failures >= 2000 and killed
+    assert sup.restarts == 1 and "outside any reconcile" in sup.last_error
+    for key, times in good.items():
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert len(times) > 20, key
+        assert max(gaps) < 0.5, (key, max(gaps))  # on time throughout: 20 ms pace, well under 0.5 s

@@ -48,6 +48,12 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
 
 
+@kopf.on.probe(id="shoal")
+def health(**_: Any) -> dict[str, Any]:
+    """Served in /healthz by kopf; a raise makes it answer 500 (the liveness probe restarts the pod)."""
+    return operator.get().health()
+
+
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
     await operator.get().stop()

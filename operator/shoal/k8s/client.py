@@ -15,11 +15,13 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from shoal.times import format_time
@@ -28,6 +30,21 @@ log = logging.getLogger("shoal.k8s")
 EVENT_BACKLOG = 1000  # client-go's broadcaster queue length: beyond it, events are dropped, not waited on
 EVENT_TRIES = 5  # per Event, across transport errors (an API server restart), one second apart
 EVENT_RETRY_SECONDS = 1.0
+THROTTLE_TRIES = 5  # attempts of one request answered 429 (or 5xx with Retry-After)
+THROTTLE_MAX_WAIT = 10.0  # seconds; a longer Retry-After is cut to this
+
+
+def retry_after(status: int, headers: Any) -> float | None:
+    """Seconds to wait before retrying an answer, or None when it is final."""
+    value = headers.get("Retry-After") if headers is not None else None
+    if status == 429:
+        value = value or "1"
+    elif status < 500 or value is None:
+        return None
+    try:
+        return min(THROTTLE_MAX_WAIT, max(0.0, float(value)))
+    except ValueError:
+        return 1.0  # an HTTP date or garbage: wait a second, as client-go does
 
 
 class ApiError(Exception):
@@ -46,6 +63,13 @@ class ApiError(Exception):
         return self.status == 409
 
 
+class NotLeading(ApiError):
+    """A write refused before it was sent: this replica's leadership lapsed (shoal.runtime.leader)."""
+
+    def __init__(self) -> None:
+        super().__init__(503, "NotLeading", "this replica is not the leader; the write was not sent")
+
+
 def load_config(pool_size: int = 16) -> kubernetes.client.ApiClient:
     cfg = kubernetes.client.Configuration()
     try:
@@ -56,7 +80,14 @@ def load_config(pool_size: int = 16) -> kubernetes.client.ApiClient:
             config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg
         )
     cfg.connection_pool_maxsize = pool_size
+    cfg.retries = transport_retries()
     return kubernetes.client.ApiClient(cfg)
+
+
+def transport_retries() -> urllib3.util.Retry:
+    """urllib3 retries connection failures only; answers with Retry-After are Kube.request's to retry
+    (one policy for every verb, instead of urllib3's for idempotent ones stacked under ours)."""
+    return urllib3.util.Retry(total=3, status=0, respect_retry_after_header=False, raise_on_status=False)
 
 
 class Kube:
@@ -67,9 +98,13 @@ class Kube:
         self.component = "shoal-operator"
         self.instance = os.environ.get("HOSTNAME", socket.gethostname())
         self._events: queue.Queue[tuple[str, dict[str, Any]] | threading.Event] | None = None
+        # Seconds a write may still take; <= 0: none may start (the leader's fence). None: unfenced.
+        self.fence: Callable[[], float] | None = None
+        self._poster: threading.Thread | None = None
         if async_events:
             self._events = queue.Queue(maxsize=EVENT_BACKLOG)
-            threading.Thread(target=self._post_events, name="event-poster", daemon=True).start()
+            self._poster = threading.Thread(target=self._post_events, name="event-poster", daemon=True)
+            self._poster.start()
 
     def request(
         self,
@@ -89,14 +124,41 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
-        try:
-            resp = self.api.call_api(method, url, header_params=headers, body=data, _request_timeout=timeout)
-        except ApiException as exc:
-            raise _api_error(exc.status or 0, exc.reason, exc.body) from None
-        raw = resp.read()  # type: ignore[no-untyped-call]
-        if not 200 <= resp.status < 300:
-            raise _api_error(resp.status, resp.reason, raw)
-        return json.loads(raw) if raw else {}
+        # An answer that says when to come back (429, or a 5xx with Retry-After: the API server's
+        # priority and fairness, a storage re-initialising) is retried after that wait, for every verb:
+        # urllib3's own retries cover only idempotent verbs and never honour Retry-After. As client-go's
+        # request.go does it, but with fewer tries and a capped wait so a reconcile is never held long.
+        for attempt in range(1, THROTTLE_TRIES + 1):
+            if self.fence is not None and method != "GET":
+                budget = self.fence()
+                if budget <= 0:
+                    raise NotLeading()
+                timeout = min(timeout, budget)
+            try:
+                resp = self.api.call_api(
+                    method, url, header_params=headers, body=data, _request_timeout=timeout
+                )
+            except ApiException as exc:
+                status, reason, raw, answer_headers = exc.status or 0, exc.reason, exc.body, exc.headers
+            else:
+                raw = resp.read()  # type: ignore[no-untyped-call]
+                if 200 <= resp.status < 300:
+                    return json.loads(raw) if raw else {}
+                status, reason, answer_headers = resp.status, resp.reason, resp.headers
+            wait = retry_after(status, answer_headers)
+            if wait is None or attempt == THROTTLE_TRIES:
+                raise _api_error(status, reason, raw)
+            log.info(
+                "%s %s answered %d; retry %d/%d in %.1fs",
+                method,
+                path,
+                status,
+                attempt,
+                THROTTLE_TRIES - 1,
+                wait,
+            )
+            time.sleep(wait)
+        raise AssertionError("unreachable")
 
     def list_items(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
         query = {"labelSelector": label_selector} if label_selector else None
@@ -209,6 +271,12 @@ class Kube:
             self._events.put_nowait((path, body))
         except queue.Full:
             log.warning("event backlog full: dropped %s %s for %s", type_, reason, meta["name"])
+
+    def events_alive(self) -> bool:
+        return self._poster is None or self._poster.is_alive()
+
+    def events_backlog(self) -> int:
+        return self._events.qsize() if self._events is not None else 0
 
     def flush_events(self, timeout: float = 5.0) -> bool:
         """Wait until every queued Event was posted (shutdown, tests); False on timeout."""

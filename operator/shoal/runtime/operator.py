@@ -11,10 +11,10 @@ from typing import Any
 
 from shoal import telemetry
 from shoal.config import Settings
-from shoal.k8s.client import Kube
+from shoal.k8s.client import Kube, NotLeading
 from shoal.runtime.cache import ClaimIndex
 from shoal.runtime.leader import LeaderElector
-from shoal.runtime.workqueue import WorkQueue, run_workers
+from shoal.runtime.workqueue import Supervision, WorkQueue, run_workers
 
 log = logging.getLogger("shoal.runtime")
 RESYNC_SECONDS = 300.0
@@ -36,6 +36,7 @@ class OperatorRuntime:
         self.index = ClaimIndex()  # fed by the pool and pod watches, read by the claim path
         self.listers: dict[str, str] = {}  # kind -> plural, for full resyncs
         self.leader: LeaderElector | None = None
+        self.supervision: dict[str, Supervision] = {}
         self.tasks: list[asyncio.Task[Any]] = []
 
     def register(
@@ -51,6 +52,7 @@ class OperatorRuntime:
             self.filters[kind] = relevant
         self.listers[kind] = plural
         self.queues[kind] = WorkQueue()
+        self.supervision[kind] = Supervision()
         telemetry.QUEUE_DEPTH.labels(kind).set(0)
         telemetry.RECONCILE_ERRORS.labels(kind)  # a zero series from the start, for rate() and alerts
 
@@ -71,6 +73,8 @@ class OperatorRuntime:
         started = time.perf_counter()
         try:
             return self.reconcilers[kind](namespace, name)
+        except NotLeading:
+            return 0.0  # not an error: done by whoever leads next (the workers wait for leadership)
         except Exception:
             telemetry.RECONCILE_ERRORS.labels(kind).inc()
             raise
@@ -114,24 +118,59 @@ class OperatorRuntime:
         )
         if self.settings.leader_election:
             self.leader = LeaderElector(
-                self.kube,
+                Kube(self.kube.api),  # its own, unfenced: the lease writes are what keep the fence open
                 self.settings.lease_namespace,
                 self.settings.lease_name,
                 self.settings.identity,
                 self.settings.lease_duration,
+                self.settings.lease_renew_deadline,
+                self.settings.lease_retry_period,
                 on_change=self._on_leadership,
             )
+            self.kube.fence = self.leader.write_budget
             self.tasks.append(asyncio.create_task(self.leader.run(), name="leader-election"))
         else:
             telemetry.LEADER.set(1)
         for kind, queue in self.queues.items():
             self.tasks.append(
                 asyncio.create_task(
-                    run_workers(queue, self._reconcile, self.settings.workers, self.executor, self._ready),
+                    run_workers(
+                        queue,
+                        self._reconcile,
+                        self.settings.workers,
+                        self.executor,
+                        self._ready,
+                        self.supervision[kind],
+                    ),
                     name=f"workers-{kind}",
                 )
             )
         self.tasks.append(asyncio.create_task(self._periodic_resync(), name="resync"))
+
+    def health(self) -> dict[str, Any]:
+        """For /healthz (kopf's probes): raises when a part that must run is gone (a worker that died
+        is restarted by its supervisor, so it counts in `restarts`, not as gone)."""
+        dead = [t.get_name() for t in self.tasks if t.done()]
+        if dead:
+            raise RuntimeError(f"stopped: {', '.join(dead)}")
+        workers = {
+            kind: {
+                "alive": s.alive,
+                "restarts": s.restarts,
+                "lastError": s.last_error,
+                "queued": len(self.queues[kind]),
+            }
+            for kind, s in self.supervision.items()
+        }
+        if not self.kube.events_alive():
+            raise RuntimeError("the event recorder's thread is gone")
+        leader = self.leader
+        return {
+            "workers": workers,
+            "leader": leader is None or leader.is_leader.is_set(),
+            "leaderTransitions": leader.transitions if leader else 0,
+            "eventBacklog": self.kube.events_backlog(),
+        }
 
     async def stop(self) -> None:
         for task in self.tasks:

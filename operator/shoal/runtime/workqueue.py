@@ -21,7 +21,8 @@ Reconciler = Callable[[Any], float | None]
 
 
 class WorkQueue:
-    def __init__(self) -> None:
+    def __init__(self, max_backoff: float = 300.0) -> None:
+        self.max_backoff = max_backoff
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._queued: set[Key] = set()
         self._active: set[Key] = set()
@@ -68,7 +69,12 @@ class WorkQueue:
         n = self._failures.get(key, 0)
         self._failures[key] = n + 1
         # The exponent is capped: 0.5 * 2**n as a float overflows after ~1,025 failures in a row.
-        return min(300.0, 0.5 * 2.0 ** min(n, 10))
+        return min(self.max_backoff, 0.5 * 2.0 ** min(n, 10))
+
+    def release(self, key: Key) -> None:
+        """A key whose worker died: no longer in progress, without the re-add done() would do."""
+        self._active.discard(key)
+        self._again.discard(key)
 
     def forget(self, key: Key) -> None:
         self._failures.pop(key, None)
@@ -77,21 +83,37 @@ class WorkQueue:
         return len(self._queued)
 
 
+class Supervision:
+    """What the workers of one queue did that a health probe reports."""
+
+    def __init__(self) -> None:
+        self.restarts = 0
+        self.alive = 0
+        self.last_error = ""
+
+
 async def run_workers(
     queue: WorkQueue,
     reconcile: Reconciler,
     workers: int,
     executor: ThreadPoolExecutor,
     ready: Callable[[], Awaitable[None]] | None = None,
+    supervision: Supervision | None = None,
+    restart_delay: float = 1.0,
 ) -> None:
-    """Process keys until cancelled. `ready` is awaited before each key (leadership)."""
+    """Process keys until cancelled. `ready` is awaited before each key (leadership). A worker that
+    dies (an error outside a reconcile: the queue's own bookkeeping, `ready`) is logged and started
+    again after `restart_delay`, so the queue never silently loses its workers."""
     loop = asyncio.get_running_loop()
+    sup = supervision or Supervision()
 
-    async def worker() -> None:
+    holding: dict[int, Key] = {}  # worker -> the key it is processing
+
+    async def worker(n: int) -> None:
         while True:
             if ready:
                 await ready()
-            key = await queue.get()
+            key = holding[n] = await queue.get()
             try:
                 requeue = await loop.run_in_executor(executor, reconcile, key)
             except asyncio.CancelledError:
@@ -106,5 +128,27 @@ async def run_workers(
                     queue.add_after(key, requeue)
             finally:
                 queue.done(key)
+                holding.pop(n, None)
 
-    await asyncio.gather(*(worker() for _ in range(workers)))
+    async def supervised(n: int) -> None:
+        while True:
+            sup.alive += 1
+            try:
+                await worker(n)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                key = holding.pop(n, None)
+                if key is not None:  # not lost: processed again once a worker is back
+                    queue.release(key)
+                    queue.add_after(key, restart_delay)
+                sup.restarts += 1
+                sup.last_error = repr(exc)[:200]
+                log.exception(
+                    "worker %d died; restarting it in %.1fs (restart %d)", n, restart_delay, sup.restarts
+                )
+            finally:
+                sup.alive -= 1
+            await asyncio.sleep(restart_delay)
+
+    await asyncio.gather(*(supervised(n) for n in range(workers)))
