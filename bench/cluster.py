@@ -1,4 +1,4 @@
-"""Benchmarks on the test bed: B1 pools vs Deployments, B3 warm vs cold session starts, B6 reaction vs HPA.
+"""Benchmarks on the test bed: B1 pools vs Deployments, B3 (bench/b3.py) warm vs cold session starts, B6 reaction vs HPA.
 
 Each runs Shoal and its baseline in the same cluster and run, one after the other, and cleans up.
 """
@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -230,105 +227,6 @@ def b1(kube: Kube, objects: int = 200, per: int = 5) -> dict[str, Any]:
     )
     results["goal_met"] = results["ratio_pools_vs_deployments"] <= 1.0
     return results
-
-
-def _watch_sessions(ns: str, names: set[str], seen: dict[str, float], ready: threading.Event) -> None:
-    """Record when each session first reads Running, from a watch (polling would load the API server)."""
-    import kubernetes
-
-    api = kubernetes.client.CustomObjectsApi(
-        kubernetes.config.new_client_from_config(str(testbed.KUBECONFIG))  # type: ignore[no-untyped-call]
-    )
-    w = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
-    ready.set()
-    for event in w.stream(  # type: ignore[no-untyped-call]
-        api.list_namespaced_custom_object,
-        "shoal.dev",
-        "v1alpha1",
-        ns,
-        "trainingsessions",
-        timeout_seconds=600,
-    ):
-        obj = event["object"]
-        name = obj["metadata"]["name"]
-        if name in names and name not in seen and (obj.get("status") or {}).get("phase") == "Running":
-            seen[name] = time.time()
-            if len(seen) == len(names):
-                w.stop()  # type: ignore[no-untyped-call]
-
-
-def b3(kube: Kube, sessions: int = 100, modes: tuple[str, ...] = ("warm", "cold")) -> dict[str, Any]:
-    """Sessions binding to warm pool pods against sessions that start their own pod."""
-    out: dict[str, Any] = {"sessions": sessions}
-    for mode in modes:
-        ns = namespace(kube, f"b3-{mode}")
-        if mode == "warm":
-            kube.create(
-                custom_path("containerpools", ns),
-                {
-                    "apiVersion": "shoal.dev/v1alpha1",
-                    "kind": "ContainerPool",
-                    "metadata": {"name": "gpu-warm"},
-                    "spec": {"replicas": sessions, "template": {"spec": {"containers": [CONTAINER]}}},
-                },
-            )
-            pool_ns = ns
-
-            def idle(pool_ns: str = pool_ns) -> bool:
-                pods = ready_pods(kube, pool_ns)
-                return len(pods) == sessions and all(
-                    p["metadata"]["labels"].get("shoal.dev/state") == "Idle" for p in pods
-                )
-
-            wait(
-                idle,
-                300,
-                "warm pool ready and idle",
-            )
-        names = {f"s{i:03d}" for i in range(sessions)}
-        posted: dict[str, float] = {}
-        seen: dict[str, float] = {}
-        watching = threading.Event()
-        watcher = threading.Thread(target=_watch_sessions, args=(ns, names, seen, watching), daemon=True)
-        watcher.start()
-        watching.wait(10)
-        log(f"B3 {mode}: {sessions} sessions")
-        for n in sorted(names):
-            spec: dict[str, Any] = {
-                "game": "CartPole-v1",
-                "algorithm": "PPO",
-                "totalTimesteps": 1000,
-                "image": "t:1",
-                "resources": {"cpu": "10m", "memory": "16Mi"},
-            }
-            if mode == "warm":
-                spec["poolRef"] = {"name": "gpu-warm"}
-            posted[n] = time.time()
-            kube.create(
-                custom_path("trainingsessions", ns),
-                {
-                    "apiVersion": "shoal.dev/v1alpha1",
-                    "kind": "TrainingSession",
-                    "metadata": {"name": n},
-                    "spec": spec,
-                },
-            )
-            time.sleep(0.05)  # sessions arrive one by one, as users submit them
-        wait(partial(lambda got: len(got) == sessions, seen), 300, f"{mode} sessions running", interval=0.5)
-        lat = [seen[n] - posted[n] for n in names]
-        out[mode] = {
-            "p50_ms": round(pct(lat, 0.5) * 1000),
-            "p99_ms": round(pct(lat, 0.99) * 1000),
-            "mean_ms": round(statistics.mean(lat) * 1000),
-        }
-        log(f"B3 {mode}: {out[mode]}")
-        for n in names:
-            kube.delete(custom_path("trainingsessions", ns, n))
-        drop_namespace(kube, ns)
-    if "warm" not in out:
-        return out
-    out["goal_met"] = out["warm"]["p50_ms"] <= 100 and out["warm"]["p99_ms"] <= 500
-    return out
 
 
 def b6(kube: Kube) -> dict[str, Any]:
@@ -577,7 +475,9 @@ def run_all(which: set[str]) -> dict[str, Any]:
         if "B1" in which:
             results["B1"] = b1(kube)
         if "B3" in which:
-            results["B3"] = b3(kube)
+            from bench import b3
+
+            results["B3"] = b3.bench(kube)
         if "B6" in which:
             results["B6"] = b6(kube)
         if "B7" in which:

@@ -12,7 +12,7 @@ import yaml
 
 from shoal.k8s.client import ApiError, Kube, custom_path
 from tests.e2e.conftest import OperatorProcess, pool_manifest
-from tests.e2e.util import ROOT, apply, condition, kubectl, live_pods, wait_until
+from tests.e2e.util import ROOT, apply, condition, kubectl, live_pods, sample, wait_until
 
 CORPUS = ROOT / "tests" / "data" / "invalid"
 REJECTED = sorted(CORPUS.glob("*.yaml"))
@@ -70,6 +70,8 @@ def test_operator_judged_inputs_get_a_false_condition_and_nothing_else_changes(
     )
     before = kube.get(custom_path("containerpools", namespace, "sentinel-pool"))["metadata"]["generation"]
     starts = running_operator.starts
+    errors = 'shoal_reconcile_errors_total{kind="WorkerScaler"}'
+    errors_before = sample(running_operator.metrics(), errors)
     for path in JUDGED:
         kubectl("apply", "-n", namespace, "-f", str(path))
     for path in JUDGED:
@@ -88,6 +90,8 @@ def test_operator_judged_inputs_get_a_false_condition_and_nothing_else_changes(
         assert (cond["status"], cond["reason"]) == (status, reason), (path.name, cond)
         assert fragment in cond["message"], (path.name, cond)
     assert running_operator.healthy() and running_operator.starts == starts  # never crashed
+    # Judged, not failing: a reconcile that raised on bad input (and so retried in a loop) counts here.
+    assert sample(running_operator.metrics(), errors) == errors_before
     assert kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/sentinel")["spec"]["replicas"] == 2
     pool = kube.get(custom_path("containerpools", namespace, "sentinel-pool"))
     assert (

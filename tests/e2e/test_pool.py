@@ -11,6 +11,7 @@ import pytest
 from shoal.k8s.client import Kube, custom_path, pods_path
 from tests.e2e.conftest import OperatorProcess, pool_manifest
 from tests.e2e.util import (
+    PodHistory,
     apply,
     condition,
     events_where,
@@ -153,6 +154,7 @@ def test_sigkill_during_a_scale_from_0_to_30_converges_to_exactly_30(
     wait_until(
         lambda: pool(kube, namespace, "burst").get("status", {}).get("observedGeneration"), 30, "pool seen"
     )
+    history = PodHistory(kube, namespace, SEL.format("burst"))
     kubectl("scale", "cpool/burst", "-n", namespace, "--replicas=30")
     # Kill as soon as the scale-up is under way, mid-creation.
     seen = wait_until(
@@ -169,6 +171,14 @@ def test_sigkill_during_a_scale_from_0_to_30_converges_to_exactly_30(
     uid = pool(kube, namespace, "burst")["metadata"]["uid"]
     assert len(pods) == 30, f"duplicates: {len(pods)} pods"
     assert all(p["metadata"]["ownerReferences"][0]["uid"] == uid for p in pods), "orphans"
+    # Counted as they happened, not only at the end (the operator would remove a duplicate itself):
+    # exactly 30 pods were ever created, none deleted, never more than 30 alive.
+    history.stop.set()
+    assert (len(history.created), len(history.gone), history.most_alive) == (30, 0, 30), (
+        len(history.created),
+        len(history.gone),
+        history.most_alive,
+    )
     print(f"pods when first seen: {seen}, at SIGKILL: {at_kill}, after convergence: {len(pods)}")
 
 

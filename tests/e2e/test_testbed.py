@@ -133,3 +133,11 @@ def test_cluster_up_fails_clearly_when_a_port_is_taken(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "cannot start etcd" in result.stderr and f"etcd ({port})" in result.stderr
     assert "already in use" in result.stderr
+
+
+def test_every_node_has_both_addresses_so_metrics_server_can_always_scrape_it(kube: Kube) -> None:
+    """With only one of the two, KWOK's node-initialize stage rewrites the list at each resync, and the
+    nodes flip between InternalIP only and Hostname only (seen: ten minutes without node metrics)."""
+    for node in kube.list_items("/api/v1/nodes"):
+        kinds = sorted(a["type"] for a in node["status"].get("addresses", []))
+        assert kinds == ["Hostname", "InternalIP"], (node["metadata"]["name"], kinds)

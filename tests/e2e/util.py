@@ -79,3 +79,55 @@ def events_where(
         timeout,
         what,
     )
+
+
+class PodHistory:
+    """Every pod of a selector as a watch reports it, from before the test acts: creations, deletions,
+    and the most pods alive at once. What end-state checks cannot see (a duplicate the operator made
+    and then removed itself) shows here."""
+
+    def __init__(self, kube: Kube, namespace: str, selector: str) -> None:
+        import threading
+
+        self.kube, self.namespace, self.selector = kube, namespace, selector
+        self.created: set[str] = set()
+        self.gone: set[str] = set()
+        self.most_alive = 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+        if not self.ready.wait(10):
+            raise AssertionError("pod watch did not start")
+
+    def alive(self) -> int:
+        return len(self.created - self.gone)
+
+    def _watch(self) -> None:
+        import kubernetes
+
+        core = kubernetes.client.CoreV1Api(self.kube.api)
+        first = self.kube.request("GET", pods_path(self.namespace), query={"labelSelector": self.selector})
+        version = first["metadata"]["resourceVersion"]
+        with self.lock:
+            self.created |= {str(p["metadata"]["uid"]) for p in first.get("items", [])}
+            self.most_alive = self.alive()
+        self.ready.set()
+        while not self.stop.is_set():
+            w = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
+            for event in w.stream(  # type: ignore[no-untyped-call]
+                core.list_namespaced_pod,
+                self.namespace,
+                label_selector=self.selector,
+                resource_version=version,
+                timeout_seconds=30,
+            ):
+                meta = event["raw_object"]["metadata"]
+                version = meta["resourceVersion"]
+                with self.lock:
+                    self.created.add(meta["uid"])
+                    if event["type"] == "DELETED" or meta.get("deletionTimestamp"):
+                        self.gone.add(meta["uid"])
+                    self.most_alive = max(self.most_alive, self.alive())
+                if self.stop.is_set():
+                    return

@@ -213,3 +213,69 @@ def test_a_fenced_client_sends_no_write_once_the_fence_closes() -> None:
         with pytest.raises(NotLeading):
             kube.merge_patch("/api/v1/namespaces/x/configmaps/cm", {"data": {"a": "1"}})
     assert [m for m, _ in handler.seen] == ["POST"]  # the PATCH never left
+
+
+class EventStore(BaseHTTPRequestHandler):
+    """Events by name, as the API server keeps them; every write recorded."""
+
+    events: ClassVar[dict[str, dict[str, Any]]] = {}
+    writes: ClassVar[list[str]] = []
+
+    def _body(self) -> dict[str, Any]:
+        return dict(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+
+    def _send(self, code: int, body: dict[str, Any]) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(json.dumps(body).encode())
+
+    def do_POST(self) -> None:
+        body = self._body()
+        type(self).writes.append("POST")
+        type(self).events[body["metadata"]["name"]] = body
+        self._send(201, body)
+
+    def do_PATCH(self) -> None:
+        patch = self._body()
+        type(self).writes.append("PATCH")
+        name = self.path.rsplit("/", 1)[1]
+        if name not in type(self).events:
+            self._send(404, {"kind": "Status", "reason": "NotFound", "message": "gone", "code": 404})
+            return
+        type(self).events[name].update(patch)
+        self._send(200, type(self).events[name])
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_a_repeated_event_is_one_event_with_a_count_as_client_go_aggregates_it() -> None:
+    handler: type[EventStore] = type("H", (EventStore,), {"events": {}, "writes": []})
+    with loopback(handler) as cfg:
+        kube = Kube(kubernetes.client.ApiClient(cfg))
+        obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "x", "uid": "u"}}
+        for _ in range(100):
+            kube.event(obj, "Warning", "ConflictingScaler", "another scaler targets this Deployment")
+        kube.event(obj, "Warning", "ConflictingScaler", "a different message")
+        assert handler.writes.count("POST") == 2 and handler.writes.count("PATCH") == 99
+        counts = sorted(e["count"] for e in handler.events.values())
+        assert counts == [1, 100]
+        handler.events.clear()  # the Events expired (their TTL): the next repeat is posted afresh
+        kube.event(obj, "Warning", "ConflictingScaler", "a different message")
+        assert handler.writes[-2:] == ["PATCH", "POST"] and len(handler.events) == 1
+
+
+def test_aggregation_ends_with_its_window() -> None:
+    from shoal.k8s.events import Correlator
+
+    clock = [0.0]
+    c = Correlator(clock=lambda: clock[0], window=600.0)
+    key = ("x", "u", "Warning", "R", "m")
+    assert c.repeat_of(key) is None
+    c.posted(key, "e1")
+    clock[0] = 599.0
+    seen = c.repeat_of(key)
+    assert seen is not None and (seen.name, seen.count) == ("e1", 2)
+    clock[0] = 601.0
+    assert c.repeat_of(key) is None  # a new Event after ten minutes, as client-go starts one

@@ -269,8 +269,17 @@ def test_monotone_in_load(current: int, lo: float, hi: float, mode: str) -> None
     assert d_lo.desired <= d_hi.desired
 
 
-def test_history_is_returned_not_mutated() -> None:
-    h = History()
-    _, h2 = run(cfg(up=Rules(0, 0, None, None, 15)), 2, cpu(2, 1.0))
-    assert h == History() and h2.events and h2.recommendations and h2.samples
-    assert math.isclose(h2.samples[-1][1], 4.0)
+def test_history_is_threaded_through_evaluations_and_the_one_passed_in_is_kept() -> None:
+    """The engine's memory between polls: each decide() returns the old history plus this poll."""
+    import copy
+
+    c = cfg(up=Rules(0, 0, None, None, 15))
+    first, h1 = run(c, 2, cpu(2, 1.0), now=T)
+    assert (first.desired, len(h1.samples), len(h1.events)) == (4, 1, 1)
+    kept = copy.deepcopy(h1)
+    second, h2 = run(c, 4, cpu(4, 1.0), history=h1, now=T + 15)
+    assert h1 == kept  # what was passed in is unchanged
+    assert second.desired == 8
+    assert h2.samples[:1] == h1.samples and math.isclose(h2.samples[-1][1], 8.0) and len(h2.samples) == 2
+    assert h2.events == (*h1.events, (T + 15, 4, 8))
+    assert [t for t, _ in h2.recommendations] == [T, T + 15]

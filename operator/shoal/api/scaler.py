@@ -218,6 +218,13 @@ class WorkerScalerSpec(Model):
                 "forecast: raise historySeconds or poll more often",
                 ".predictive.historySeconds",
             ),
+            # And no more than it can hold: the history is kept (and fitted) sample by sample.
+            cel(
+                "!has(self.predictive) || self.predictive.historySeconds <= 20160 * self.pollIntervalSeconds",
+                "predictive.historySeconds may hold at most 20160 polls (seven days at a 30 s poll): "
+                "poll less often or keep less history",
+                ".predictive.historySeconds",
+            ),
             cel(
                 "!has(self.predictive) || !has(self.predictive.seasonalityPeriodSeconds) || "
                 "self.predictive.seasonalityPeriodSeconds >= 2 * self.pollIntervalSeconds",

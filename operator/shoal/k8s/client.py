@@ -24,6 +24,7 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from shoal.k8s.events import Correlator
 from shoal.times import format_time
 
 log = logging.getLogger("shoal.k8s")
@@ -101,6 +102,8 @@ class Kube:
         # Seconds a write may still take; <= 0: none may start (the leader's fence). None: unfenced.
         self.fence: Callable[[], float] | None = None
         self._poster: threading.Thread | None = None
+        self._correlator = Correlator()
+        self._correlating = threading.Lock()
         if async_events:
             self._events = queue.Queue(maxsize=EVENT_BACKLOG)
             self._poster = threading.Thread(target=self._post_events, name="event-poster", daemon=True)
@@ -302,9 +305,24 @@ class Kube:
                     time.sleep(EVENT_RETRY_SECONDS)
 
     def _post_event(self, path: str, body: dict[str, Any]) -> None:
-        """Post one Event; an API answer (namespace gone, forbidden, ...) is final, not retried."""
-        with contextlib.suppress(ApiError):
-            self.create(path, body)
+        """Post one Event, or count it on the one it repeats (k8s/events.py); an API answer (namespace
+        gone, forbidden, ...) is final, not retried."""
+        inv = body["involvedObject"]
+        key = (inv["namespace"], inv.get("uid") or inv["name"], body["type"], body["reason"], body["message"])
+        with self._correlating:
+            repeat = self._correlator.repeat_of(key)
+            if repeat is not None:
+                patch = {"count": repeat.count, "lastTimestamp": body["lastTimestamp"]}
+                try:
+                    self.merge_patch(f"{path}/{repeat.name}", patch)
+                    return
+                except ApiError as exc:
+                    if not exc.not_found:  # gone (the Event TTL): post it afresh below
+                        return
+                    self._correlator.forget(key)
+            with contextlib.suppress(ApiError):
+                self.create(path, body)
+                self._correlator.posted(key, body["metadata"]["name"])
 
 
 def _api_error(status: int, reason: Any, body: Any) -> ApiError:
