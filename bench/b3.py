@@ -169,9 +169,13 @@ def run(
 def bench(kube: Kube, reps: int = 2) -> dict[str, Any]:
     """Warm and cold side by side on the running operator, alternating which goes first; figures per
     mode over all repetitions, each repetition's raw latencies kept."""
+    import subprocess
+    from datetime import UTC, datetime
+
     from bench.cluster import drop_namespace, namespace
     from bench.cluster import wait as bench_wait
 
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     runs = []
     for rep in range(reps):
         for mode in ("warm", "cold") if rep % 2 == 0 else ("cold", "warm"):
@@ -190,7 +194,15 @@ def bench(kube: Kube, reps: int = 2) -> dict[str, Any]:
             "all": quantiles([*lat["steady"], *lat["burst"]])
         }
     warm = summary["warm"]["all"]
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "operator"], capture_output=True, text=True
+    ).stdout.strip()
     return {
+        "date": started,
+        "commit": head + ("+uncommitted operator changes" if dirty else ""),
         "reps": reps,
         "runs": runs,
         "summary": summary,

@@ -137,3 +137,37 @@ def test_claims_no_live_session_holds_or_will_adopt_are_stranded() -> None:
         session("done", phase="Succeeded", podName="p6"),
     ]
     assert stranded(claims, sessions) == ["p1", "p3", "p5", "p6"]
+
+
+def test_adopting_a_claim_keeps_the_agents_progress_and_config_and_cannot_conflict() -> None:
+    """A session that lost the record of its claim adopts its pod again: the agent may have trained
+    and reported meanwhile (seen in B3: a finished session's final report wiped, the session Running
+    for ever), so the adoption rewrites labels only and carries no resourceVersion."""
+    from datetime import UTC, datetime
+
+    from shoal.api.session import TrainingSessionSpec
+    from shoal.pool.pods import PodView
+    from shoal.runtime.cache import CachedPod
+    from shoal.sessions.claims import Claimer
+
+    spec = TrainingSessionSpec.model_validate(
+        {
+            "game": "CartPole-v1",
+            "algorithm": "PPO",
+            "image": "x",
+            "totalTimesteps": 10,
+            "poolRef": {"name": "p"},
+        }
+    )
+    patch = Claimer._claim_patch(spec, "s1", None)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    fresh = patch(CachedPod(PodView("p-1", "u1", now, claims=2), "41"))
+    assert fresh["metadata"]["resourceVersion"] == "41"
+    ann = fresh["metadata"]["annotations"]
+    assert (
+        ann["shoal.dev/claims"] == "3"
+        and ann["shoal.dev/progress"] is None
+        and "shoal.dev/session-config" in ann
+    )
+    adopted = patch(CachedPod(PodView("p-1", "u1", now, claimed_by="s1", claims=3), "57"))
+    assert adopted == {"metadata": {"labels": {"shoal.dev/state": "Claimed", "shoal.dev/session": "s1"}}}

@@ -131,14 +131,20 @@ class Claimer:
         config = json.dumps({**training_config(spec), "resumeFrom": resume_from})
 
         def patch(pod: CachedPod) -> dict[str, Any]:
-            adopting = pod.view.claimed_by == session
+            labels = {LABEL_STATE: CLAIMED, LABEL_SESSION: session}
+            if pod.view.claimed_by == session:
+                # Adopting a claim made earlier (its record lost): the pod's agent may be training and
+                # reporting already, so its progress, commands and config stay as they are, and no
+                # resourceVersion: the pod is this session's whatever changed on it since (a 409 here
+                # would send the claim on to a second pod).
+                return {"metadata": {"labels": labels}}
             return {
                 "metadata": {
                     "resourceVersion": pod.resource_version,  # lose the race cleanly, never double-claim
-                    "labels": {LABEL_STATE: CLAIMED, LABEL_SESSION: session},
+                    "labels": labels,
                     "annotations": {
                         ANN_CLAIMED_BY: session,
-                        ANN_CLAIMS: str(pod.view.claims + (0 if adopting else 1)),
+                        ANN_CLAIMS: str(pod.view.claims + 1),
                         ANN_COMMAND: None,
                         ANN_COMMAND_ID: None,
                         ANN_PROGRESS: None,
