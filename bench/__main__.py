@@ -249,7 +249,7 @@ def report(results: dict[str, Any]) -> str:
         lines += [
             "## B3 session start" + not_rerun(results, "B3"),
             "",
-            f"Run {b3.get('date', '?')} at commit {b3.get('commit', '?')}.",
+            f"Run {b3.get('started', '?')} at commit {b3.get('commit', '?')}.",
             "",
             "From the create call to the session's trainer reporting its first progress, as its agent publishes it "
             "on the pod (a watch of the namespace's pods). Every agent runs as a real local process for its KWOK pod, "

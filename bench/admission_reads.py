@@ -25,6 +25,7 @@ import yaml
 
 from testbed.faultproxy import FaultProxy
 from testbed.localpod import free_port
+from testbed.seed import kubectl
 
 RESULTS = Path(__file__).resolve().parent / "results" / "admission-reads.json"
 SESSIONS = 200
@@ -60,15 +61,6 @@ def manifests(ns: str) -> str:
             }
         )
     return yaml.safe_dump_all(docs)
-
-
-def kubectl(*args: str, stdin: str | None = None) -> str:
-    from tests.e2e.util import kubectl_path
-
-    done = subprocess.run([kubectl_path(), *args], input=stdin, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr}")
-    return done.stdout
 
 
 def pending(ns: str) -> int:

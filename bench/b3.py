@@ -11,13 +11,13 @@ trains briefly and finishes; a warm pod then goes back to the pool for the next 
 from __future__ import annotations
 
 import random
-import statistics
 import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.stats import quantiles
 from shoal.agent.protocol import ANN_PROGRESS
 from shoal.k8s.client import Kube, custom_path, pods_path
 from testbed.kubelet import LocalKubelet
@@ -25,21 +25,6 @@ from testbed.kubelet import LocalKubelet
 BANDIT = [sys.executable, "-m", "tests.doubles.bandit"]
 ENV = {"SHOAL_TENSORBOARD_PORT": "0", "SHOAL_REPORT_EVERY": "1", "SHOAL_SECONDSPEREPISODE": "0.002"}
 LABEL_SESSION = "shoal.dev/session"
-
-
-def quantiles(values: list[float]) -> dict[str, float]:
-    """Median, p90, p99 and range, by linear interpolation (statistics' 'inclusive' method)."""
-    if len(values) < 2:
-        return {"n": len(values)}
-    q = statistics.quantiles(values, n=100, method="inclusive")
-    return {
-        "n": len(values),
-        "p50": round(q[49], 3),
-        "p90": round(q[89], 3),
-        "p99": round(q[98], 3),
-        "min": round(min(values), 3),
-        "max": round(max(values), 3),
-    }
 
 
 def first_progress(kube: Kube, ns: str, seen: dict[str, float], stop: threading.Event) -> Callable[[], None]:
@@ -214,8 +199,6 @@ def bench(kube: Kube, reps: int = 2) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """`python -m bench.b3 [reps]`: B3 alone on the running test bed (`make bench` runs it too)."""
     import json
-    import subprocess
-    from datetime import UTC, datetime
     from pathlib import Path
 
     from bench.cluster import Operator
@@ -223,18 +206,13 @@ def main(argv: list[str] | None = None) -> int:
 
     reps = int((argv or sys.argv[1:] or ["1"])[0])
     kube = Kube(load_config())
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    started = datetime.now(UTC).isoformat(timespec="seconds")
     op = Operator()
     try:
         result = bench(kube, reps)
     finally:
         op.stop()
     print(json.dumps({"summary": result["summary"], "goal_met": result["goal_met"]}, indent=1))
-    out = Path(__file__).resolve().parent / "results" / "b3.json"
-    out.write_text(json.dumps({"date": started, "commit": commit, **result}, indent=2))
+    (Path(__file__).resolve().parent / "results" / "b3.json").write_text(json.dumps(result, indent=2))
     return 0
 
 

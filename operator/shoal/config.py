@@ -10,6 +10,10 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _seconds(value: str | None) -> float | None:
+    return float(value) if value else None
+
+
 @dataclass(frozen=True)
 class Settings:
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
@@ -25,8 +29,9 @@ class Settings:
     lease_name: str = "shoal-operator"
     lease_namespace: str = "default"
     lease_duration: float = 15.0
-    lease_renew_deadline: float = 10.0
-    lease_retry_period: float = 2.0
+    # None: client-go's proportions of the lease (15 / 10 / 2), applied by runtime.leader
+    lease_renew_deadline: float | None = None
+    lease_retry_period: float | None = None
     identity: str = field(default_factory=lambda: os.environ.get("HOSTNAME", "shoal") + f"-{os.getpid()}")
 
     @classmethod
@@ -47,13 +52,6 @@ class Settings:
             lease_name=e.get("SHOAL_LEASE_NAME", "shoal-operator"),
             lease_namespace=e.get("SHOAL_LEASE_NAMESPACE", e.get("POD_NAMESPACE", "default")),
             lease_duration=float(e.get("SHOAL_LEASE_DURATION_SECONDS", "15")),
-            # client-go's proportions of the lease (15 / 10 / 2) unless set
-            lease_renew_deadline=float(
-                e.get("SHOAL_LEASE_RENEW_DEADLINE_SECONDS")
-                or float(e.get("SHOAL_LEASE_DURATION_SECONDS", "15")) * 2 / 3
-            ),
-            lease_retry_period=float(
-                e.get("SHOAL_LEASE_RETRY_PERIOD_SECONDS")
-                or float(e.get("SHOAL_LEASE_DURATION_SECONDS", "15")) * 2 / 15
-            ),
+            lease_renew_deadline=_seconds(e.get("SHOAL_LEASE_RENEW_DEADLINE_SECONDS")),
+            lease_retry_period=_seconds(e.get("SHOAL_LEASE_RETRY_PERIOD_SECONDS")),
         )

@@ -164,12 +164,20 @@ def proxied_operator(
     """An operator (not started yet) whose every API request passes through a fault proxy; the shared
     operator stands down meanwhile (one leader at a time) and the next `running_operator` restarts it."""
     operator.stop()
-    proxy = FaultProxy(seed=int(os.environ.get("SHOAL_FAULT_SEED", "7")))
-    proxy.start()
-    op = OperatorProcess(proxy.kubeconfig(tmp_path / "proxy.kubeconfig"), tmp_path)
+    op, proxy = behind_proxy(tmp_path, "proxied", int(os.environ.get("SHOAL_FAULT_SEED", "7")))
     yield op, proxy
     op.stop()
     proxy.stop()
+
+
+def behind_proxy(tmp_path: Path, label: str, seed: int, **env: str) -> tuple[OperatorProcess, FaultProxy]:
+    """An operator (not started yet) reaching the API server only through a fault proxy of its own
+    (started, no faults yet); its logs under tmp_path/label."""
+    proxy = FaultProxy(seed=seed)
+    proxy.start()
+    logs = tmp_path / label
+    logs.mkdir()
+    return OperatorProcess(proxy.kubeconfig(tmp_path / f"{label}.kubeconfig"), logs, **env), proxy
 
 
 def pool_manifest(name: str, replicas: int, **spec: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import pytest
 
 from shoal.k8s.client import Kube, pods_path
 from testbed.faultproxy import Fault, FaultProxy
-from tests.e2e.conftest import OperatorProcess, pool_manifest
+from tests.e2e.conftest import OperatorProcess, behind_proxy, pool_manifest
 from tests.e2e.util import apply, live_pods, wait_until
 
 FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
@@ -37,9 +37,6 @@ def replicas(operator: OperatorProcess, tmp_path: Path) -> Iterator[list[tuple[O
     lease = f"leader-test-{random.randrange(10**6)}"
     out = []
     for i, skew in enumerate(("+60s", "")):
-        proxy = FaultProxy(seed=i)
-        proxy.add(Fault("latency", "*", r".", probability=0.3, delay=MAX_DELAY, passes=True))
-        proxy.add(Fault("dropped", "*", r".", probability=0.03, drop=True))
         env = {
             "SHOAL_LEASE_NAME": lease,
             "SHOAL_LEASE_DURATION_SECONDS": str(LEASE_SECONDS),
@@ -49,10 +46,10 @@ def replicas(operator: OperatorProcess, tmp_path: Path) -> Iterator[list[tuple[O
         }
         if skew:
             env |= {"LD_PRELOAD": str(FAKETIME), "FAKETIME": skew, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
-        proxy.start()
-        logs = tmp_path / f"replica-{i}"
-        logs.mkdir()
-        out.append((OperatorProcess(proxy.kubeconfig(tmp_path / f"r{i}.kubeconfig"), logs, **env), proxy))
+        op, proxy = behind_proxy(tmp_path, f"replica-{i}", i, **env)
+        proxy.add(Fault("latency", "*", r".", probability=0.3, delay=MAX_DELAY, passes=True))
+        proxy.add(Fault("dropped", "*", r".", probability=0.03, drop=True))
+        out.append((op, proxy))
     for op, _ in out:
         op.start()
     yield out

@@ -82,6 +82,7 @@ def test_node_headroom_counts_ready_schedulable_nodes_less_live_pods_as_the_sche
     from decimal import Decimal
 
     from shoal.sessions.capacity import node_headroom
+    from shoal.sessions.placement import node_free
 
     ready: dict[str, Any] = {"conditions": [{"type": "Ready", "status": "True"}]}
     nodes: list[dict[str, Any]] = [
@@ -114,4 +115,7 @@ def test_node_headroom_counts_ready_schedulable_nodes_less_live_pods_as_the_sche
         pod(None, "1", phase="Pending"),  # not bound yet: it will take its share somewhere
     ]
     # cpu: 8 - 1.5 - 3 - 1 = 2.5; memory: 8Gi less the three live pods' 1Gi on counted nodes or none
-    assert node_headroom(nodes, pods) == {"cpu": Decimal("2.5"), "memory": Decimal(5 * 2**30)}
+    assert node_headroom(node_free(nodes, pods), pods) == {
+        "cpu": Decimal("2.5"),
+        "memory": Decimal(5 * 2**30),
+    }

@@ -63,6 +63,8 @@ def stopping(verb: str = "pause", since: str = AGO, **st: Any) -> dict[str, Any]
 
 RUNNING = {"phase": "Running", "podName": "s-1", "attempts": 1}
 CLAIMED = {**RUNNING, "claimedFromPool": "warm"}
+# A checkpoint asked of the pod 30 s ago for spec.checkpointRequest 1, not answered yet.
+CHECKPOINTING = {"command": "checkpoint", "commandId": 1, "commandTime": AGO, "checkpointRequestPending": 1}
 PAUSED = {"phase": "Paused", "lastCheckpoint": CKPT, "attempts": 1}
 
 
@@ -377,13 +379,7 @@ CASES = [
     ),
     Case(
         "checkpoint-answered",
-        {
-            **RUNNING,
-            "command": "checkpoint",
-            "commandId": 1,
-            "commandTime": AGO,
-            "checkpointRequestPending": 2,
-        },
+        {**RUNNING, **CHECKPOINTING, "checkpointRequestPending": 2},
         "Running",
         spec={"checkpointRequest": 2},
         pod=pod(ack=1, lastCheckpoint={"path": CKPT, "time": 1796126400.0}),
@@ -397,13 +393,7 @@ CASES = [
     ),
     Case(
         "checkpoint-waits",
-        {
-            **RUNNING,
-            "command": "checkpoint",
-            "commandId": 1,
-            "commandTime": AGO,
-            "checkpointRequestPending": 1,
-        },
+        {**RUNNING, **CHECKPOINTING},
         "Running",
         spec={"checkpointRequest": 1},
         pod=pod(),
@@ -411,13 +401,7 @@ CASES = [
     ),
     Case(
         "checkpoint-overdue-asks-again",
-        {
-            **RUNNING,
-            "command": "checkpoint",
-            "commandId": 1,
-            "commandTime": format_time(NOW - timedelta(seconds=200)),
-            "checkpointRequestPending": 1,
-        },
+        {**RUNNING, **CHECKPOINTING, "commandTime": format_time(NOW - timedelta(seconds=200))},
         "Running",
         spec={"checkpointRequest": 1},
         pod=pod(),
@@ -433,13 +417,7 @@ CASES = [
     ),
     Case(
         "a-warm-pod-checkpoints-without-exiting",
-        {
-            **CLAIMED,
-            "command": "checkpoint",
-            "commandId": 1,
-            "commandTime": AGO,
-            "checkpointRequestPending": 1,
-        },
+        {**CLAIMED, **CHECKPOINTING},
         "Running",
         spec={"checkpointRequest": 1},
         pod=pod(ack=1),

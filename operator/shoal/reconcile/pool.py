@@ -46,13 +46,10 @@ class PoolReconciler:
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def reconcile(self, namespace: str, name: str) -> float | None:
-        try:
-            pool = self.kube.get(custom_path(PLURAL, namespace, name))
-        except ApiError as exc:
-            if exc.not_found:
-                telemetry.forget_pool(namespace, name)
-                return None  # deleted: its pods go with it (ownerReferences)
-            raise
+        pool = self.kube.get_if_exists(custom_path(PLURAL, namespace, name))
+        if pool is None:
+            telemetry.forget_pool(namespace, name)
+            return None  # deleted: its pods go with it (ownerReferences)
         if pool["metadata"].get("deletionTimestamp"):
             return None
         now = self.clock()

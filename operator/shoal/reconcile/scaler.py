@@ -160,14 +160,11 @@ class ScalerReconciler:
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         key = (namespace, name)
-        try:
-            obj = self.kube.get(custom_path(PLURAL, namespace, name))
-        except ApiError as exc:
-            if exc.not_found:
-                with self.lock:
-                    self.states.pop(key, None)
-                return None
-            raise
+        obj = self.kube.get_if_exists(custom_path(PLURAL, namespace, name))
+        if obj is None:
+            with self.lock:
+                self.states.pop(key, None)
+            return None
         meta = obj["metadata"]
         if meta.get("deletionTimestamp"):
             return None

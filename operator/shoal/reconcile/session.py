@@ -86,13 +86,10 @@ class SessionReconciler:
         return self.seen.get(key) != seen_key(obj)
 
     def reconcile(self, namespace: str, name: str) -> float | None:
-        try:
-            obj = self.kube.get(custom_path(PLURAL, namespace, name))
-        except ApiError as exc:
-            if exc.not_found:
-                self.seen.pop((namespace, name), None)
-                return None
-            raise
+        obj = self.kube.get_if_exists(custom_path(PLURAL, namespace, name))
+        if obj is None:
+            self.seen.pop((namespace, name), None)
+            return None
         meta = obj["metadata"]
         self.seen[(namespace, name)] = seen_key(obj)
         self.first_seen.setdefault(meta["uid"], time.monotonic())

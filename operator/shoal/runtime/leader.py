@@ -167,10 +167,8 @@ class LeaderElector:
             except Exception as exc:  # unreachable or slow API: keep leading until the deadline only
                 log.warning("leader election: %s", exc)
                 held = None
-            if held is False and self.is_leader.is_set():
-                self._set(False)  # someone else holds it
-            elif held:
-                self._set(True)
+            if held is not None:
+                self._set(held)  # False: someone else holds it
             wake = self.retry_period
             if self.is_leader.is_set() and self.renewed_at is not None:
                 left = self.renewed_at + self.renew_deadline - self.clock()

@@ -45,14 +45,12 @@ def quota_headroom(quotas: Iterable[Mapping[str, Any]], want: Iterable[str]) -> 
 
 
 def node_headroom(
-    nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
+    per_node: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decimal]]], pods: Iterable[Mapping[str, Any]]
 ) -> dict[str, Decimal]:
-    """Allocatable of Ready, schedulable nodes less the requests of pods that have not ended, each pod
-    counted as the scheduler counts it (init containers included, see placement.pod_requests). A pod
-    not yet bound still counts: it will take its share of some node; a pod on a node that is not
-    counted does not."""
-    pods = list(pods)
-    per_node = node_free(nodes, pods)
+    """Over a per-node view (placement.node_free of the same pods): allocatable of Ready, schedulable
+    nodes less the requests of pods that have not ended, each pod counted as the scheduler counts it
+    (init containers included, see placement.pod_requests). A pod not yet bound still counts: it will
+    take its share of some node; a pod on a node that is not counted does not."""
     free: dict[str, Decimal] = {}
     for _, left in per_node.values():
         for k, v in left.items():
@@ -95,9 +93,8 @@ class Capacity:
         self.clock = clock
         self.lock = threading.Lock()
         self.taken = -SNAPSHOT_SECONDS
-        self.nodes: list[dict[str, Any]] = []
-        self.pods: list[dict[str, Any]] = []
         self.per_node: dict[str, tuple[Mapping[str, Any], dict[str, Decimal]]] = {}
+        self.headroom: dict[str, Decimal] = {}  # the aggregate over all nodes, of the same snapshot
         self.listings: dict[str, Listing] = {}
         self.debits: dict[tuple[str, str], Debit] = {}
         self.pausing: dict[tuple[str, str], float] = {}  # victims this process asked to pause, and when
@@ -159,9 +156,9 @@ class Capacity:
     def _refresh(self) -> None:
         if self.clock() - self.taken < SNAPSHOT_SECONDS:
             return
-        self.nodes = self.kube.list_items("/api/v1/nodes")
-        self.pods = self.kube.list_items("/api/v1/pods")
-        self.per_node = node_free(self.nodes, self.pods)
+        pods = self.kube.list_items("/api/v1/pods")
+        self.per_node = node_free(self.kube.list_items("/api/v1/nodes"), pods)
+        self.headroom = node_headroom(self.per_node, pods)  # before the debits below change per_node
         self.taken = self.clock()
         for debit in self.debits.values():
             self._debit(debit.node, debit.requests)
@@ -211,7 +208,7 @@ class Capacity:
         if listing.quotas:
             free = quota_headroom(listing.quotas, {*want, *(k for d in pending for k in d.requests)})
         else:
-            free = node_headroom(self.nodes, self.pods)
+            free = dict(self.headroom)
         for d in pending:
             for k, v in d.requests.items():
                 free[k] = free.get(k, Decimal(0)) - v

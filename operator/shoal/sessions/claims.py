@@ -58,11 +58,8 @@ class Claimer:
         pool_name = spec.poolRef.name
         pool = self.index.pool(ns, pool_name) if self.index else None
         if pool is None:
-            try:
-                raw = self.kube.get(custom_path("containerpools", ns, pool_name))
-            except ApiError as exc:
-                if not exc.not_found:
-                    raise
+            raw = self.kube.get_if_exists(custom_path("containerpools", ns, pool_name))
+            if raw is None:
                 return ClaimOutcome(None, pool_name, "PoolNotFound")
             pool = CachedPool(raw["metadata"]["uid"], raw["spec"])
         pool_spec = ContainerPoolSpec.model_validate(pool.spec)

@@ -16,8 +16,7 @@ def complete(
 ) -> dict[str, Any]:
     """`new` with its phase defaulted, observedGeneration and the conditions derived from it."""
     out = dict(new)
-    phase = out.setdefault("phase", None) or "Pending"
-    out["phase"] = phase
+    phase = out["phase"] = out.get("phase") or "Pending"
     out["observedGeneration"] = generation
     out.pop("checkpointAcknowledged", None)  # a step's scratch, not part of the record
     reason, message = out.get("reason") or "", out.get("message") or ""
