@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import re
 import ssl
@@ -26,6 +27,17 @@ import aiohttp
 from aiohttp import web
 
 from testbed.cluster import HOST, PKI, PORTS
+
+DROPPED = "fault proxy dropped the connection"
+
+
+def _not_a_drop(record: logging.LogRecord) -> bool:
+    """aiohttp logs a traceback for every connection the handler closed; a dropped one is on purpose."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(exc, ConnectionResetError) and str(exc) == DROPPED)
+
+
+logging.getLogger("aiohttp.server").addFilter(_not_a_drop)
 
 HOP = {
     "connection",
@@ -157,7 +169,7 @@ class FaultProxy:
         if fault.drop:
             if request.transport is not None:
                 request.transport.close()
-            raise ConnectionResetError("fault proxy dropped the connection")
+            raise ConnectionResetError(DROPPED)
         status = {
             "kind": "Status",
             "apiVersion": "v1",

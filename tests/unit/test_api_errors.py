@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import kubernetes
 import pytest
 
-from shoal.k8s.client import THROTTLE_TRIES, ApiError, Kube, transport_retries
+from shoal.k8s.client import THROTTLE_TRIES, ApiError, Kube, NotLeading, transport_retries
 from shoal.runtime.workqueue import WorkQueue, run_workers
 
 
@@ -279,3 +279,19 @@ def test_aggregation_ends_with_its_window() -> None:
     assert seen is not None and (seen.name, seen.count) == ("e1", 2)
     clock[0] = 601.0
     assert c.repeat_of(key) is None  # a new Event after ten minutes, as client-go starts one
+
+
+def test_a_fence_that_closes_after_the_clients_check_stops_the_write_at_the_socket() -> None:
+    """A replica frozen between Kube.request's check and the send (as the e2e hand-over test froze
+    one): the fence is asked again as the bytes go out, and nothing reaches the server."""
+    handler: type[Throttles] = type("H", (Throttles,), {"throttled": 0, "seen": []})
+    with loopback(handler) as cfg:
+        kube = Kube(kubernetes.client.ApiClient(cfg))
+        budgets = iter([5.0])  # open for the client's own check, closed from then on
+        kube.fence = lambda: next(budgets, 0.0)
+        with pytest.raises(NotLeading):
+            kube.create("/api/v1/namespaces/x/configmaps", {"metadata": {"name": "cm"}})
+        assert handler.seen == []
+        kube.fence = lambda: 5.0  # open throughout: the write goes out once
+        kube.create("/api/v1/namespaces/x/configmaps", {"metadata": {"name": "cm"}})
+    assert [m for m, _ in handler.seen] == ["POST"]

@@ -24,6 +24,7 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from shoal.k8s import fence as socket_fence
 from shoal.k8s.events import Correlator
 from shoal.times import format_time
 
@@ -96,6 +97,7 @@ class Kube:
         """`async_events`: Events go through a background poster (as client-go's recorder does), so a
         reconcile never waits on a write nobody reads from; otherwise they are posted inline."""
         self.api = api or load_config()
+        socket_fence.install(self.api.rest_client.pool_manager)
         self.component = "shoal-operator"
         self.instance = os.environ.get("HOSTNAME", socket.gethostname())
         self._events: queue.Queue[tuple[str, dict[str, Any]] | threading.Event] | None = None
@@ -131,16 +133,20 @@ class Kube:
         # priority and fairness, a storage re-initialising) is retried after that wait, for every verb:
         # urllib3's own retries cover only idempotent verbs and never honour Retry-After. As client-go's
         # request.go does it, but with fewer tries and a capped wait so a reconcile is never held long.
+        fence = self.fence if method != "GET" else None
         for attempt in range(1, THROTTLE_TRIES + 1):
-            if self.fence is not None and method != "GET":
-                budget = self.fence()
+            if fence is not None:
+                budget = fence()
                 if budget <= 0:
                     raise NotLeading()
                 timeout = min(timeout, budget)
             try:
-                resp = self.api.call_api(
-                    method, url, header_params=headers, body=data, _request_timeout=timeout
-                )
+                with socket_fence.armed(lambda: fence() > 0) if fence else contextlib.nullcontext():
+                    resp = self.api.call_api(
+                        method, url, header_params=headers, body=data, _request_timeout=timeout
+                    )
+            except socket_fence.FenceClosed:
+                raise NotLeading() from None
             except ApiException as exc:
                 status, reason, raw, answer_headers = exc.status or 0, exc.reason, exc.body, exc.headers
             else:
