@@ -56,6 +56,17 @@ SOURCE_FAILURES = Counter("shoal_metric_source_failures_total", "Metric reads th
 SCALER_AT_MAX = Gauge(
     "shoal_scaler_at_max", "1 while a scaler wants more than maxReplicas", ["namespace", "scaler"]
 )
+
+
+def forget_scaler(namespace: str, scaler: str) -> None:
+    """A deleted scaler's series go with it (new names under churn would otherwise pile up)."""
+    for kind in ("current", "desired"):
+        with contextlib.suppress(KeyError):
+            SCALER_REPLICAS.remove(namespace, scaler, kind)
+    with contextlib.suppress(KeyError):
+        SCALER_AT_MAX.remove(namespace, scaler)
+
+
 SESSION_QUEUED_SINCE = Gauge(
     "shoal_session_queued_since_timestamp_seconds",
     "When a waiting session started waiting",

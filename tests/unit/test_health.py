@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 
+import kubernetes
 import pytest
 
 from shoal.config import Settings
@@ -20,7 +21,7 @@ def test_health_reports_workers_and_fails_when_a_task_that_must_run_has_ended() 
         return None
 
     async def scenario() -> None:
-        kube = Kube(api=object(), async_events=True)  # type: ignore[arg-type]  # no request is made
+        kube = Kube(api=kubernetes.client.ApiClient(), async_events=True)  # no request is made
         runtime = OperatorRuntime(Settings(workers=2, leader_election=False), kube)
         runtime.register("ContainerPool", "containerpools", reconcile)
         runtime.start()
@@ -48,7 +49,7 @@ def test_health_reports_workers_and_fails_when_a_task_that_must_run_has_ended() 
 
 
 def test_health_fails_when_the_event_recorder_thread_is_gone() -> None:
-    kube = Kube(api=object(), async_events=True)  # type: ignore[arg-type]
+    kube = Kube(api=kubernetes.client.ApiClient(), async_events=True)
     runtime = OperatorRuntime(Settings(workers=1, leader_election=False), kube)
     assert runtime.health()["workers"] == {}
     kube._poster = threading.Thread(target=lambda: None)  # a poster that has ended

@@ -169,12 +169,28 @@ def test_clamped_to_max_is_reported() -> None:
 
 def test_scheduled_floor_raises_the_size_in_its_window_only() -> None:
     # 2027-01-11 is a Monday; 09:00 UTC + 8 h window.
-    monday_10 = 1_799_665_200.0  # 2027-01-11T10:00:00Z
+    monday_11 = 1_799_665_200.0  # 2027-01-11T11:00:00Z
     c = cfg(schedule=(("0 9 * * 1-5", 8 * 3600.0, 6),), up=Rules(0, 0, None, None, 15))
-    d, _ = run(c, 2, cpu(2, 0.5), now=monday_10)
+    d, _ = run(c, 2, cpu(2, 0.5), now=monday_11)
     assert d.desired == 6 and d.reason == "ScheduledFloor"
-    d, _ = run(c, 2, cpu(2, 0.5), now=monday_10 + 9 * 3600)
+    d, _ = run(c, 2, cpu(2, 0.5), now=monday_11 + 9 * 3600)
     assert d.desired == 2
+
+
+def test_windows_follow_the_monotonic_clock_and_cron_the_wall_clock() -> None:
+    """The operator passes a monotonic `now` and the wall time apart: a wall clock stepped an hour
+    ahead (NTP, a VM resumed) neither ends a cooldown early nor moves a window; cron reads the wall."""
+    mono = 5_000.0  # seconds since boot, nothing like a date
+    monday_11 = 1_799_665_200.0  # 2027-01-11T11:00:00Z
+    c = cfg(up=Rules(30, 0, None, None, 15))
+    hist = History(events=((mono - 10, 2, 3),))
+    d, _ = decide(c, Observation(3, (cpu(3, 0.8),)), hist, mono, wall=monday_11 + 3600)
+    assert d.reason == "CooldownActive"  # 10 s on the monotonic clock, whatever the wall says
+    d, _ = decide(c, Observation(3, (cpu(3, 0.8),)), hist, mono + 25, wall=monday_11 - 86_400)
+    assert d.desired == 5  # 35 s on: the cooldown is over, though the wall went back a day
+    c = cfg(schedule=(("0 9 * * 1-5", 8 * 3600.0, 6),), up=Rules(0, 0, None, None, 15))
+    assert decide(c, Observation(2, (cpu(2, 0.5),)), History(), mono, wall=monday_11)[0].desired == 6
+    assert decide(c, Observation(2, (cpu(2, 0.5),)), History(), mono, wall=monday_11 - 86_400)[0].desired == 2
 
 
 # --- missing data ----------------------------------------------------------------------------------------

@@ -71,11 +71,15 @@ class ScalerReconciler:
         settings: Settings,
         sources: dict[str, MetricSource],
         clock: Callable[[], float] | None = None,
+        wall: Callable[[], float] | None = None,
     ) -> None:
+        """`clock` (monotonic) times polls, cooldowns and windows; `wall` only what is written or
+        matched against a calendar (status times, cron windows)."""
         self.kube = kube
         self.settings = settings
         self.sources = sources
-        self.clock = clock or time.time
+        self.clock = clock or time.monotonic
+        self.wall = wall or time.time
         self.states: dict[tuple[str, str], _State] = {}
         self.lock = threading.Lock()
         self.discovery: dict[tuple[str, str], str] = {}
@@ -142,6 +146,7 @@ class ScalerReconciler:
                 return hit[1]
         items = self.kube.list_items(path)
         with self.lock:
+            self.lists = {k: v for k, v in self.lists.items() if now - v[0] < LIST_TTL}  # gone namespaces
             self.lists[path] = (now, items)
         return items
 
@@ -164,11 +169,12 @@ class ScalerReconciler:
         if obj is None:
             with self.lock:
                 self.states.pop(key, None)
+            telemetry.forget_scaler(namespace, name)
             return None
         meta = obj["metadata"]
         if meta.get("deletionTimestamp"):
             return None
-        now = self.clock()
+        now, wall = self.clock(), self.wall()
         try:
             spec = WorkerScalerSpec.model_validate(obj.get("spec") or {})
             bad_cron = [w.cron for w in spec.schedule if not valid_cron(w.cron)]
@@ -177,7 +183,7 @@ class ScalerReconciler:
         except (ValidationError, ValueError) as exc:
             self._status(
                 obj,
-                now,
+                wall,
                 [
                     conditions.condition("AbleToScale", False, "InvalidSpec", str(exc)[:512]),
                     conditions.condition("ScalingActive", False, "InvalidSpec", "fix the spec"),
@@ -189,7 +195,7 @@ class ScalerReconciler:
         with self.lock:
             state = self.states.get(key)
             if state is None or state.uid != meta["uid"]:
-                state = _State(meta["uid"], self._seed_history(obj))
+                state = _State(meta["uid"], self._seed_history(obj, now, wall))
                 self.states[key] = state
         # Our own status writes come back as watch events: evaluate once per poll interval, or
         # at once when the spec changed.
@@ -218,7 +224,7 @@ class ScalerReconciler:
             state.last_eval, state.generation = now, meta.get("generation")
             self._status(
                 obj,
-                now,
+                wall,
                 [
                     conditions.condition("AbleToScale", False, exc.reason, exc.message),
                     conditions.condition("ScalingActive", False, exc.reason, "target unavailable"),
@@ -234,7 +240,7 @@ class ScalerReconciler:
         if spec.paused:
             self._status(
                 obj,
-                now,
+                wall,
                 [
                     conditions.condition(
                         "AbleToScale", True, "Paused", "spec.paused is true: replicas left alone"
@@ -253,7 +259,9 @@ class ScalerReconciler:
             if spec.predictive and spec.predictive.enabled
             else None
         )
-        decision, history = decide(config(spec), Observation(current, readings, startup), state.history, now)
+        decision, history = decide(
+            config(spec), Observation(current, readings, startup), state.history, now, wall
+        )
         state.history = history
         if decision.changed:
             if decision.desired < current and ref.kind in ("Deployment", "ReplicaSet"):
@@ -264,7 +272,7 @@ class ScalerReconciler:
                 state.history = replace(history, events=history.events[:-1])
                 self._status(
                     obj,
-                    now,
+                    wall,
                     [
                         conditions.condition("AbleToScale", False, "FailedUpdateScale", exc.message[:512]),
                     ],
@@ -282,7 +290,7 @@ class ScalerReconciler:
         telemetry.SCALER_REPLICAS.labels(namespace, name, "current").set(current)
         telemetry.SCALER_REPLICAS.labels(namespace, name, "desired").set(decision.desired)
         telemetry.SCALER_AT_MAX.labels(namespace, name).set(1 if decision.limited_reason == "AtMax" else 0)
-        self._status(obj, now, self._conditions(decision), current=current, decision=decision)
+        self._status(obj, wall, self._conditions(decision), current=current, decision=decision)
         return poll
 
     def _read(self, ctx: SourceContext, metric: MetricSpec) -> MetricReading:
@@ -303,13 +311,15 @@ class ScalerReconciler:
             return None
         return startup_seconds(pods)
 
-    def _seed_history(self, obj: dict[str, Any]) -> History:
-        """After a restart, cooldowns continue from the scalings recorded in status."""
+    def _seed_history(self, obj: dict[str, Any], now: float, wall: float) -> History:
+        """After a restart, cooldowns continue from the scalings recorded in status: their wall times
+        become ages, placed on this process's monotonic clock."""
         events = []
         for d in (obj.get("status") or {}).get("decisions") or []:
             t = parse_time(d.get("time"))
             if t and d.get("fromReplicas") != d.get("toReplicas"):
-                events.append((t.timestamp(), int(d["fromReplicas"]), int(d["toReplicas"])))
+                age = max(0.0, wall - t.timestamp())  # a time ahead of our clock counts as just now
+                events.append((now - age, int(d["fromReplicas"]), int(d["toReplicas"])))
         return History(events=tuple(events))
 
     def _set_deletion_costs(self, namespace: str, readings: tuple[Any, ...]) -> None:
@@ -350,14 +360,14 @@ class ScalerReconciler:
     def _status(
         self,
         obj: dict[str, Any],
-        now: float,
+        wall: float,
         conds: list[dict[str, Any]],
         current: int | None = None,
         decision: Decision | None = None,
     ) -> None:
         meta = obj["metadata"]
         old = obj.get("status") or {}
-        when = datetime.fromtimestamp(now, tz=UTC)
+        when = datetime.fromtimestamp(wall, tz=UTC)
         status: dict[str, Any] = {"observedGeneration": meta.get("generation")}
         if current is not None:
             status["currentReplicas"] = current

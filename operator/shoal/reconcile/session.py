@@ -223,6 +223,8 @@ class SessionReconciler:
             {"metadata": {"finalizers": finalizers or None}},
         )
         self.first_seen.pop(meta["uid"], None)
+        with contextlib.suppress(KeyError):  # deleted while queued: its series goes too
+            telemetry.SESSION_QUEUED_SINCE.remove(meta["namespace"], meta["name"])
 
     def _write(self, obj: dict[str, Any], new: dict[str, Any], now: datetime) -> None:
         meta = obj["metadata"]

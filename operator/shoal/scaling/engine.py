@@ -3,6 +3,10 @@
 Pipeline: per-metric proposals -> largest -> predictive and scheduled floors -> clamp
 -> emergency bypass | stabilization -> cooldown -> rate limit -> clamp. Missing data never
 scales down. Time and history come in as arguments; the new history goes out with the decision.
+
+`now` measures every window, cooldown and sample age, so the operator passes a monotonic clock (a wall
+clock stepped by NTP would open a cooldown early or hold it for hours); `wall` (UTC seconds) is only
+for the cron schedule. Simulations that run on one clock pass `now` alone.
 """
 
 from __future__ import annotations
@@ -88,12 +92,14 @@ def _rate_limit(current: int, desired: int, history: History, rules: Rules, now:
     return max(desired, min(current, base - allowed))
 
 
-def decide(cfg: EngineConfig, obs: Observation, history: History, now: float) -> tuple[Decision, History]:
+def decide(
+    cfg: EngineConfig, obs: Observation, history: History, now: float, wall: float | None = None
+) -> tuple[Decision, History]:
     current = obs.current_replicas
     proposals = tuple(propose(m, cfg, current) for m in obs.metrics)
     usable = [p for p in proposals if p.replicas is not None]
     failed = [p for p in proposals if p.replicas is None]
-    floor = floor_at(cfg.schedule, now) if cfg.schedule else None
+    floor = floor_at(cfg.schedule, now if wall is None else wall) if cfg.schedule else None
     events = tuple(e for e in history.events if now - e[0] < KEEP_EVENTS)
 
     if not usable:

@@ -150,6 +150,9 @@ class Capacity:
                 self.kube.list_items(custom_path(PLURAL, ns)),
                 self.kube.list_items(f"/api/v1/namespaces/{ns}/resourcequotas"),
             )
+            # Snapshots past their age go (a namespace's sessions may all be gone, or the namespace).
+            now = listing.taken
+            self.listings = {k: v for k, v in self.listings.items() if now - v.taken < SNAPSHOT_SECONDS}
             self.listings[ns] = listing
         return listing
 
