@@ -290,10 +290,41 @@ def report(results: dict[str, Any]) -> str:
             "",
         ]
     lines += agent_sections(results)
+    lines += soak_section()
     missing = results.get("not_run", [])
     if missing:
         lines += ["## Not run yet", "", *[f"- {m}" for m in missing], ""]
     return "\n".join(lines)
+
+
+def soak_section() -> list[str]:
+    """The memory soak (python -m bench.soak, 30 min) has its own file, date and commit."""
+    path = RESULTS / "soak.json"
+    if not path.exists():
+        return []
+    soak = json.loads(path.read_text())
+    v, c = soak["verdict"], soak["counts"]
+    return [
+        "## Memory soak with churn",
+        "",
+        f"Run {soak['started']} at {soak['commit']}, {soak['minutes']:g} minutes (`python -m bench.soak`). One "
+        f"operator process against the test bed; every {soak['cycle_seconds']:g} s a new ContainerPool, a "
+        "WorkerScaler scaling it from Prometheus and a TrainingSession that stays queued, all under new names, "
+        f"each deleted three cycles later, and a new namespace every few cycles: {c['created']:,} objects "
+        f"created, {c['deleted']:,} deleted, {c['namespaces_deleted']} namespaces deleted. RSS and the number of "
+        "series on /metrics sampled every 10 s (raw samples in soak.json).",
+        "",
+        "| | first 5 min after warm-up | last 5 min |",
+        "|---|---|---|",
+        f"| RSS (median) | {v['rss_first_window_mib']} MiB | {v['rss_last_window_mib']} MiB |",
+        f"| /metrics series (median) | {v['series_first_window']:g} | {v['series_last_window']:g} |",
+        "",
+        f"Growth {v['rss_growth']:+.1%}, slope {v['rss_slope_mib_per_hour']:+.2f} MiB/h after warm-up. Flat "
+        f"(last window within 5 % of the first): **{'yes' if v['flat'] else 'no'}**.",
+        "",
+        "![soak](soak.png)",
+        "",
+    ]
 
 
 def agent_sections(results: dict[str, Any]) -> list[str]:

@@ -26,7 +26,7 @@ def b7(kube: Kube, commands: int = 100, seed: int = 7) -> dict[str, Any]:
     """Annotation written -> trainer signalled, for a real agent run as a local process for a KWOK
     pod (its own credentials, its watch on its own pod). Commands are spaced at random so none lands
     at a fixed phase of anything periodic in the agent (its 0.2 s loop, its report interval)."""
-    from bench.cluster import drop_namespace, log, namespace, wait
+    from bench.harness import drop_namespace, log, namespace, wait
     from testbed.localpod import LocalPod
 
     out = provenance()

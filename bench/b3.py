@@ -157,8 +157,8 @@ def bench(kube: Kube, reps: int = 2) -> dict[str, Any]:
     import subprocess
     from datetime import UTC, datetime
 
-    from bench.cluster import drop_namespace, namespace
-    from bench.cluster import wait as bench_wait
+    from bench.harness import drop_namespace, namespace
+    from bench.harness import wait as bench_wait
 
     started = datetime.now(UTC).isoformat(timespec="seconds")
     runs = []
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
     from pathlib import Path
 
-    from bench.cluster import Operator
+    from bench.harness import Operator
     from shoal.k8s.client import load_config
 
     reps = int((argv or sys.argv[1:] or ["1"])[0])

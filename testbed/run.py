@@ -53,7 +53,9 @@ class DemoQueue:
         self.server, _ = start_http_server(self.port, addr="127.0.0.1", registry=self.registry)
         PROM_TARGETS.mkdir(parents=True, exist_ok=True)
         self.target = PROM_TARGETS / "shoal-demo-queue.json"
-        self.target.write_text(f'[{{"targets": ["127.0.0.1:{self.port}"], "labels": {{"job": "demo"}}}}]')
+        self.target.write_text(
+            f'[{{"targets": ["127.0.0.1:{self.port}"], "labels": {{"job": "queue-exporter"}}}}]'
+        )
         self.started = time.monotonic()
         self.cycle = cycle
         self.stopped = threading.Event()

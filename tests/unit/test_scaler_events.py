@@ -24,20 +24,3 @@ def test_status_echoes_are_dropped_but_spec_changes_deletions_and_new_objects_ar
     assert r.relevant("DELETED", scaler())
     assert r.relevant("MODIFIED", scaler(deletionTimestamp="2026-01-01T00:00:00Z"))
     assert r.relevant(None, scaler())  # the listing at start-up and after a watch restart
-
-
-def test_scalings_recorded_in_status_seed_cooldowns_on_the_monotonic_clock() -> None:
-    """After a restart the decisions in status (wall times) become ages on this process's clock."""
-    r = ScalerReconciler(cast(Kube, None), Settings(), {})
-    obj = scaler() | {
-        "status": {
-            "decisions": [
-                {"time": "2027-01-11T09:59:20Z", "fromReplicas": 2, "toReplicas": 5},
-                {"time": "2027-01-11T09:59:50Z", "fromReplicas": 5, "toReplicas": 5},  # no scaling
-                {"time": "2027-01-11T10:00:30Z", "fromReplicas": 5, "toReplicas": 6},  # ahead of us
-            ]
-        }
-    }
-    wall = 1_799_661_600.0  # 2027-01-11T10:00:00Z
-    history = r._seed_history(obj, now=700.0, wall=wall)
-    assert history.events == ((660.0, 2, 5), (700.0, 5, 6))

@@ -6,7 +6,8 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -74,6 +75,54 @@ def test_query_problems_become_clear_errors(
     handler.reply = reply
     r = source.read(None, metric(targetPerReplica=10))  # type: ignore[arg-type]
     assert r.value is None and r.error is not None and fragment in r.error
+
+
+def test_an_oversized_answer_is_refused(prom: tuple[PrometheusSource, type[_Handler]]) -> None:
+    source, handler = prom
+    handler.reply = (200, vector(*range(60_000)))  # about 2 MiB of series
+    r = source.read(None, metric(targetPerReplica=10))  # type: ignore[arg-type]
+    assert r.value is None and r.error is not None and "over 1 MiB" in r.error
+
+
+class _Routed(_Handler):
+    """Answers by query: the scaling query and its health guard get different replies."""
+
+    replies: ClassVar[dict[str, tuple[int, dict[str, Any]]]] = {}
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlparse(self.path).query)["query"][0]
+        type(self).reply = type(self).replies[query]
+        super().do_GET()
+
+
+@pytest.mark.parametrize(
+    ("when_empty", "health", "health_reply", "value", "fragment"),
+    [
+        ("Fail", None, None, None, "no series"),  # the default: missing data, the size is held
+        ("Zero", None, None, 0.0, None),  # stated: no series is an empty queue
+        ("Zero", "up", vector(1, 1), 0.0, None),  # the exporter is up: the queue is empty
+        ("Zero", "up", vector(1, 0), None, "source is down (1, 0)"),  # one target is down
+        ("Zero", "up", vector(), None, "source is down (no series)"),  # the target is gone
+        ("Zero", "up", (400, {"status": "error", "error": "bad"}), None, "healthQuery failed"),
+    ],
+)
+def test_an_empty_result_means_what_the_metric_says(
+    when_empty: str, health: str | None, health_reply: Any, value: float | None, fragment: str | None
+) -> None:
+    handler: type[_Routed] = type("H", (_Routed,), {"replies": {}})
+    handler.replies = {"sum(q)": (200, vector())}
+    if health:
+        handler.replies[health] = health_reply if isinstance(health_reply, tuple) else (200, health_reply)
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        source = PrometheusSource(f"http://127.0.0.1:{server.server_address[1]}")
+        spec = {"targetPerReplica": 10, "whenEmpty": when_empty} | ({"healthQuery": health} if health else {})
+        r = source.read(None, metric(**spec))  # type: ignore[arg-type]
+    finally:
+        server.shutdown()
+    assert r.value == value
+    assert (r.error is None) if fragment is None else (r.error is not None and fragment in r.error), r.error
 
 
 def test_unreachable_and_unconfigured() -> None:

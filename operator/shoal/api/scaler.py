@@ -50,9 +50,30 @@ class PrometheusMetric(Model):
                 "has(self.targetPerReplica) != has(self.targetUtilization)",
                 "prometheus: set exactly one of targetPerReplica or targetUtilization",
             ),
+            cel(
+                "!has(self.healthQuery) || self.whenEmpty == 'Zero'",
+                "prometheus.healthQuery guards whenEmpty: Zero; set whenEmpty: Zero or remove it",
+            ),
         )
     )
     query: str = Field(min_length=1, max_length=2048, description="PromQL instant query returning one series")
+    whenEmpty: Literal["Fail", "Zero"] = Field(
+        default="Fail",
+        description=(
+            "What a query returning no series means. Fail (default): missing data, the size is held and "
+            "after failureThreshold the fallback applies. Zero: the value is 0 (an exporter that emits no "
+            "series for an empty queue); guard it with healthQuery so a target that is down is not read as 0"
+        ),
+    )
+    healthQuery: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description=(
+            'With whenEmpty: Zero, PromQL that tells an empty queue from a source that is down, e.g. up{job="queue"}: '
+            "an empty result counts as 0 only while this returns at least one series, all of them non-zero"
+        ),
+    )
     targetPerReplica: Quantity | None = Field(
         default=None, description="Query value each replica should carry"
     )

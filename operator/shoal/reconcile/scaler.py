@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,15 +17,15 @@ from shoal.api.scaler import MetricSpec, WorkerScalerSpec
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.reconcile import write_status
+from shoal.scaling import record
 from shoal.scaling.engine import config, decide
 from shoal.scaling.schedule import valid_cron
 from shoal.scaling.types import Decision, History, MetricReading, Observation
 from shoal.sources import MetricSource, SourceContext
-from shoal.times import format_time, parse_time
+from shoal.times import parse_time
 
 log = logging.getLogger("shoal.scaler")
 PLURAL = "workerscalers"
-MAX_DECISIONS = 10
 LIST_TTL = 5.0
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
@@ -195,7 +194,7 @@ class ScalerReconciler:
         with self.lock:
             state = self.states.get(key)
             if state is None or state.uid != meta["uid"]:
-                state = _State(meta["uid"], self._seed_history(obj, now, wall))
+                state = _State(meta["uid"], record.seed_history(obj.get("status") or {}, now, wall))
                 self.states[key] = state
         # Our own status writes come back as watch events: evaluate once per poll interval, or
         # at once when the spec changed.
@@ -290,7 +289,7 @@ class ScalerReconciler:
         telemetry.SCALER_REPLICAS.labels(namespace, name, "current").set(current)
         telemetry.SCALER_REPLICAS.labels(namespace, name, "desired").set(decision.desired)
         telemetry.SCALER_AT_MAX.labels(namespace, name).set(1 if decision.limited_reason == "AtMax" else 0)
-        self._status(obj, wall, self._conditions(decision), current=current, decision=decision)
+        self._status(obj, wall, record.conditions_of(decision), current=current, decision=decision)
         return poll
 
     def _read(self, ctx: SourceContext, metric: MetricSpec) -> MetricReading:
@@ -311,17 +310,6 @@ class ScalerReconciler:
             return None
         return startup_seconds(pods)
 
-    def _seed_history(self, obj: dict[str, Any], now: float, wall: float) -> History:
-        """After a restart, cooldowns continue from the scalings recorded in status: their wall times
-        become ages, placed on this process's monotonic clock."""
-        events = []
-        for d in (obj.get("status") or {}).get("decisions") or []:
-            t = parse_time(d.get("time"))
-            if t and d.get("fromReplicas") != d.get("toReplicas"):
-                age = max(0.0, wall - t.timestamp())  # a time ahead of our clock counts as just now
-                events.append((now - age, int(d["fromReplicas"]), int(d["toReplicas"])))
-        return History(events=tuple(events))
-
     def _set_deletion_costs(self, namespace: str, readings: tuple[Any, ...]) -> None:
         """Least-used pods get the lowest deletion cost, so the ReplicaSet removes them first."""
         pods = [p for r in readings if r.kind == "Resource" for p in r.pods]
@@ -334,29 +322,6 @@ class ScalerReconciler:
             except ApiError:
                 continue
 
-    @staticmethod
-    def _conditions(d: Decision) -> list[dict[str, Any]]:
-        return [
-            conditions.condition(
-                "AbleToScale",
-                d.able_to_scale,
-                "ReadyForNewScale" if d.able_to_scale else d.reason,
-                d.message if not d.able_to_scale else "the target's scale can be changed",
-            ),
-            conditions.condition(
-                "ScalingActive",
-                d.scaling_active,
-                "ValidMetricFound" if d.scaling_active else d.reason,
-                d.message if not d.scaling_active else "",
-            ),
-            conditions.condition(
-                "ScalingLimited",
-                d.limited,
-                d.limited_reason or "DesiredWithinRange",
-                d.message if d.limited else "",
-            ),
-        ]
-
     def _status(
         self,
         obj: dict[str, Any],
@@ -365,61 +330,5 @@ class ScalerReconciler:
         current: int | None = None,
         decision: Decision | None = None,
     ) -> None:
-        meta = obj["metadata"]
-        old = obj.get("status") or {}
-        when = datetime.fromtimestamp(wall, tz=UTC)
-        status: dict[str, Any] = {"observedGeneration": meta.get("generation")}
-        if current is not None:
-            status["currentReplicas"] = current
-        decisions = list(old.get("decisions") or [])
-        if decision is not None:
-            status["desiredReplicas"] = decision.desired
-            status["currentMetrics"] = [
-                {
-                    k: v
-                    for k, v in {
-                        "name": p.name,
-                        "type": p.kind,
-                        "value": p.value,
-                        "target": p.target,
-                        "utilization": round(p.utilization, 4) if p.utilization is not None else None,
-                        "proposal": p.replicas,
-                        "error": p.error,
-                    }.items()
-                    if v is not None
-                }
-                for p in decision.proposals
-            ]
-            f = decision.forecast
-            status["forecast"] = (
-                None
-                if f is None
-                else {
-                    "demand": round(f.demand, 3),
-                    "replicas": f.replicas,
-                    "horizonSeconds": int(f.horizon_seconds),
-                    "error": round(f.error, 4) if f.error is not None else None,
-                    "samples": f.samples,
-                }
-            )
-            last = decisions[-1] if decisions else None
-            if decision.changed or last is None or last.get("reason") != decision.reason:
-                decisions.append(
-                    {
-                        "time": format_time(when),
-                        "fromReplicas": decision.current,
-                        "toReplicas": decision.desired,
-                        "reason": decision.reason,
-                        "message": decision.message[:256],
-                    }
-                )
-                decisions = decisions[-MAX_DECISIONS:]
-            status["decisions"] = decisions
-            if decision.changed:
-                status["lastScaleTime"] = format_time(when)
-        merged = conditions.merge(old.get("conditions"), conds, meta.get("generation"), when)
-        # Keep conditions this evaluation did not speak about (e.g. ScalingLimited while paused).
-        spoken = {c["type"] for c in merged}
-        merged += [c for c in old.get("conditions") or [] if c["type"] not in spoken]
-        status["conditions"] = merged
+        status = record.compose(obj, wall, conds, current, decision)
         write_status(self.kube, PLURAL, obj, status)

@@ -14,6 +14,8 @@ from shoal.scaling.types import MetricReading
 from shoal.sources.base import SourceContext
 
 TIMEOUT_SECONDS = 5.0
+EMPTY = "query returned no series"
+MAX_ANSWER_BYTES = 2**20  # a query for one number that returns more is a mistake
 
 
 class PrometheusSource:
@@ -22,12 +24,32 @@ class PrometheusSource:
 
     def query(self, promql: str) -> tuple[float | None, str | None]:
         """(value, error) of an instant query that must return exactly one sample."""
+        values, error = self.samples(promql)
+        if error is not None:
+            return None, error
+        assert values is not None
+        if not values:
+            return None, EMPTY
+        if len(values) > 1:
+            return None, f"query returned {len(values)} series; aggregate it to one (e.g. sum(...))"
+        value = values[0]
+        if math.isnan(value) or math.isinf(value):
+            return None, f"query returned {value}"
+        return value, None
+
+    def samples(self, promql: str) -> tuple[list[float] | None, str | None]:
+        """(values, error) of an instant query: a scalar is one value, a vector one per series."""
         if not self.url:
             return None, "no Prometheus address configured (operator setting SHOAL_PROMETHEUS_URL)"
-        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+        # Prometheus stops evaluating at its own `timeout`, before the client gives up on the socket.
+        params = {"query": promql, "timeout": f"{TIMEOUT_SECONDS - 1:g}s"}
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode(params)}"
         try:
             with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as resp:
-                payload = json.load(resp)
+                raw = resp.read(MAX_ANSWER_BYTES + 1)
+            if len(raw) > MAX_ANSWER_BYTES:
+                return None, f"the answer is over {MAX_ANSWER_BYTES // 2**20} MiB; aggregate the query"
+            payload = json.loads(raw)
         except urllib.error.HTTPError as exc:
             try:
                 detail = json.load(exc).get("error", "")
@@ -40,24 +62,32 @@ class PrometheusSource:
         data = payload.get("data", {})
         kind, result = data.get("resultType"), data.get("result")
         if kind == "scalar":
-            value = float(result[1])
-        elif kind == "vector":
-            if not result:
-                return None, "query returned no series"
-            if len(result) > 1:
-                return None, f"query returned {len(result)} series; aggregate it to one (e.g. sum(...))"
-            value = float(result[0]["value"][1])
-        else:
-            return None, f"query returned a {kind}; an instant vector or scalar is needed"
-        if math.isnan(value) or math.isinf(value):
-            return None, f"query returned {value}"
-        return value, None
+            return [float(result[1])], None
+        if kind == "vector":
+            return [float(r["value"][1]) for r in result], None
+        return None, f"query returned a {kind}; an instant vector or scalar is needed"
+
+    def empty_means_zero(self, health_query: str | None) -> str | None:
+        """None if an empty result may be read as 0: no guard, or the guard returns series, all of
+        them non-zero (a scrape target that is down has up == 0, or no series at all); else why not."""
+        if health_query is None:
+            return None
+        values, error = self.samples(health_query)
+        if error is not None:
+            return f"{EMPTY}, and healthQuery failed: {error}"
+        if not values or any(v == 0 or math.isnan(v) for v in values):
+            shown = "no series" if not values else ", ".join(f"{v:g}" for v in values[:5])
+            return f"{EMPTY}, and healthQuery says the source is down ({shown})"
+        return None
 
     def read(self, ctx: SourceContext, metric: MetricSpec) -> MetricReading:
         assert metric.prometheus is not None
         spec = metric.prometheus
         name = spec.query if len(spec.query) <= 60 else spec.query[:57] + "..."
         value, error = self.query(spec.query)
+        if error == EMPTY and spec.whenEmpty == "Zero":
+            error = self.empty_means_zero(spec.healthQuery)
+            value = 0.0 if error is None else None
         per_replica = (
             float(parse_quantity(spec.targetPerReplica)) if spec.targetPerReplica is not None else None
         )
