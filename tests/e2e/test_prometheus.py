@@ -76,3 +76,38 @@ def test_an_empty_result_holds_by_default_and_is_zero_only_while_the_guard_finds
         )
     finally:
         dead_target.unlink(missing_ok=True)
+
+
+def test_a_target_at_zero_is_activated_by_a_prometheus_metric_and_returns_to_zero(
+    kube: Any, namespace: str, exporter: Exporter, running_operator: OperatorProcess
+) -> None:
+    exporter.set(3)
+    create_deployment(kube, namespace, "idle", 0)
+    prom = {"query": exporter.query, "targetPerReplica": 10, "activationValue": 5}
+    apply(
+        scaler_manifest(
+            "idle",
+            {"apiVersion": "apps/v1", "kind": "Deployment", "name": "idle"},
+            [{"type": "Prometheus", "prometheus": prom}],
+            minReplicas=0,
+            behavior={"scaleDown": {"cooldownSeconds": 0, "stabilizationWindowSeconds": 0}},
+        ),
+        namespace,
+    )
+
+    def read(value: str) -> bool:
+        metrics = scaler(kube, namespace, "idle").get("status", {}).get("currentMetrics") or []
+        return bool(metrics and metrics[0].get("value") == value)
+
+    wait_until(lambda: read("3"), 60, "the scaler reading 3, below the activation value")
+    assert deployment(kube, namespace, "idle")["spec"]["replicas"] == 0
+    exporter.set(8)  # above 5: active, and 8 / 10 per replica is one replica
+    wait_until(lambda: deployment(kube, namespace, "idle")["spec"]["replicas"] == 1, 60, "activated to 1")
+    exporter.set(2)
+    wait_until(lambda: deployment(kube, namespace, "idle")["spec"]["replicas"] == 0, 60, "back to 0")
+    moves = [
+        (d["fromReplicas"], d["toReplicas"])
+        for d in decisions(kube, namespace, "idle")
+        if d["fromReplicas"] != d["toReplicas"]
+    ]
+    assert moves == [(0, 1), (1, 0)], moves

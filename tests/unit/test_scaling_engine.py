@@ -193,6 +193,26 @@ def test_windows_follow_the_monotonic_clock_and_cron_the_wall_clock() -> None:
     assert decide(c, Observation(2, (cpu(2, 0.5),)), History(), mono, wall=monday_11 - 86_400)[0].desired == 2
 
 
+@pytest.mark.parametrize(
+    ("current", "value", "activation", "minimum", "want"),
+    [
+        (0, 3, 5, 0, 0),  # below the activation value: stays at zero
+        (0, 8, 5, 0, 1),  # above it: 8 / 10 per replica still means one
+        (0, 30, 5, 0, 3),
+        (3, 2, 5, 0, 0),  # back at or below it: to zero
+        (3, 2, 5, 1, 1),  # ...unless minReplicas says otherwise
+        (0, 0.5, 0, 0, 1),  # no activation value: anything above 0 activates
+        (0, 0, 0, 0, 0),
+    ],
+)
+def test_activation_from_zero_on_a_prometheus_metric(
+    current: int, value: float, activation: float, minimum: int, want: int
+) -> None:
+    c = cfg(min_replicas=minimum, up=Rules(0, 0, None, None, 15), down=Rules(0, 0, None, None, 15))
+    reading = replace(prom(value), activation=activation)
+    assert run(c, current, reading)[0].desired == want
+
+
 # --- missing data ----------------------------------------------------------------------------------------
 
 

@@ -13,6 +13,8 @@ import pytest
 
 from shoal.api.scaler import MetricSpec
 from shoal.reconcile.scaler import startup_seconds
+from shoal.sources.base import SourceContext
+from shoal.sources.metrics_api import MetricsApiSource, go_duration
 from shoal.sources.prometheus import PrometheusSource
 
 
@@ -145,3 +147,60 @@ def test_startup_seconds_is_the_median_creation_to_ready_time() -> None:
     ]
     assert startup_seconds(pods) == 20.0
     assert startup_seconds([]) is None
+
+
+def test_go_durations_as_metrics_k8s_io_writes_windows() -> None:
+    assert [go_duration(t) for t in ("1m0s", "10.159s", "1h2m3.5s", "250ms", "", None, "10 s", "5x")] == [
+        60.0,
+        10.159,
+        3723.5,
+        0.25,
+        None,
+        None,
+        None,
+        None,
+    ]
+
+
+def test_the_metrics_api_source_passes_what_hpa_judges_pods_by() -> None:
+    """Phase, deletion, start and Ready times, and the sample's time and window reach the calculator."""
+
+    class FakeKube:
+        def list_items(self, path: str, selector: str | None = None) -> list[dict[str, Any]]:
+            if path.startswith("/apis/metrics.k8s.io"):
+                return [
+                    {
+                        "metadata": {"name": "a"},
+                        "timestamp": "2027-01-11T10:00:00Z",
+                        "window": "1m0s",
+                        "containers": [{"usage": {"cpu": "250m"}}],
+                    }
+                ]
+            spec = {"containers": [{"resources": {"requests": {"cpu": "500m"}}}]}
+            ready = {"type": "Ready", "status": "True", "lastTransitionTime": "2027-01-11T09:59:00Z"}
+            return [
+                {
+                    "metadata": {"name": "a"},
+                    "spec": spec,
+                    "status": {
+                        "phase": "Running",
+                        "startTime": "2027-01-11T09:58:00Z",
+                        "conditions": [ready],
+                    },
+                },
+                {
+                    "metadata": {"name": "b", "deletionTimestamp": "2027-01-11T10:00:00Z"},
+                    "spec": spec,
+                    "status": {},
+                },
+                {"metadata": {"name": "c"}, "spec": spec, "status": {"phase": "Succeeded"}},
+            ]
+
+    ctx = SourceContext(FakeKube(), "ns", "app=x", 2)  # type: ignore[arg-type]
+    spec = MetricSpec.model_validate(
+        {"type": "Resource", "resource": {"name": "cpu", "targetAverageUtilization": 50}}
+    )
+    a, b = MetricsApiSource().read(ctx, spec).pods
+    assert (a.usage, a.request, a.ready, a.phase, a.deleting) == (0.25, 0.5, True, "Running", False)
+    assert (a.ready_since - a.started, a.sampled - a.ready_since, a.window) == (60.0, 60.0, 60.0)  # type: ignore[operator]
+    assert (b.name, b.phase, b.deleting, b.started, b.ready_since) == ("b", "Pending", True, None, None)

@@ -57,6 +57,14 @@ class PrometheusMetric(Model):
         )
     )
     query: str = Field(min_length=1, max_length=2048, description="PromQL instant query returning one series")
+    activationValue: Quantity | None = Field(
+        default=None,
+        description=(
+            "Scale from zero (KEDA's activationThreshold): at or below this value the metric asks for "
+            "no replicas, so a target with minReplicas 0 stays at (or returns to) zero; above it, at "
+            "least one. Unset: any value above 0 activates"
+        ),
+    )
     whenEmpty: Literal["Fail", "Zero"] = Field(
         default="Fail",
         description=(

@@ -75,11 +75,10 @@ def _clamp(n: int, cfg: EngineConfig) -> int:
 
 
 def _rate_limit(current: int, desired: int, history: History, rules: Rules, now: float, up: bool) -> int:
-    """At most max(maxPods, maxPercent of the size at the start of the period) per period."""
+    """At most max(maxPods, maxPercent of the size at the start of the period) per period. The size at
+    the start is HPA's: the current size less what was added in the period, plus what was removed."""
     recent = [e for e in history.events if now - e[0] < rules.period]
-    base = (
-        min((e[1] for e in recent), default=current) if up else max((e[1] for e in recent), default=current)
-    )
+    base = max(0, current - sum(to - frm for _, frm, to in recent))
     allowed = 0
     if rules.max_pods is not None:
         allowed = max(allowed, rules.max_pods)
@@ -96,7 +95,7 @@ def decide(
     cfg: EngineConfig, obs: Observation, history: History, now: float, wall: float | None = None
 ) -> tuple[Decision, History]:
     current = obs.current_replicas
-    proposals = tuple(propose(m, cfg, current) for m in obs.metrics)
+    proposals = tuple(propose(m, cfg, current, now if wall is None else wall) for m in obs.metrics)
     usable = [p for p in proposals if p.replicas is not None]
     failed = [p for p in proposals if p.replicas is None]
     floor = floor_at(cfg.schedule, now if wall is None else wall) if cfg.schedule else None

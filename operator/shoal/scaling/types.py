@@ -13,6 +13,15 @@ class PodSample:
     ready: bool
     usage: float | None  # None: the metrics API has no sample for it
     request: float | None
+    phase: str = "Running"  # Pending pods are unready to HPA; Failed ones are left out
+    deleting: bool = False  # a deletionTimestamp: left out
+    # For CPU's initialization rules (UTC seconds): status.startTime, the Ready condition's last
+    # transition, and the metric's sample time and window; None where the API gave none (HPA then
+    # counts the pod unready). The defaults are a pod started and ready long ago.
+    started: float | None = 0.0
+    ready_since: float | None = 0.0
+    sampled: float | None = None
+    window: float | None = None
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,7 @@ class MetricReading:
     value: float | None = None  # Prometheus: the query's value
     target_per_replica: float | None = None
     target_value_utilization: float | None = None  # Prometheus: query is itself a 0..1 utilization
+    activation: float = 0.0  # Prometheus: at or below it, the metric asks for zero replicas
 
 
 @dataclass(frozen=True)

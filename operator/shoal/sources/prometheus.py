@@ -101,4 +101,7 @@ class PrometheusSource:
             value=value,
             target_per_replica=per_replica,
             target_value_utilization=util,
+            activation=float(parse_quantity(spec.activationValue))
+            if spec.activationValue is not None
+            else 0.0,
         )
