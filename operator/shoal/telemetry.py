@@ -72,3 +72,9 @@ SESSION_QUEUED_SINCE = Gauge(
     "When a waiting session started waiting",
     ["namespace", "session"],
 )
+
+
+def forget_session(namespace: str, session: str) -> None:
+    """A session no longer waiting (admitted, or deleted while queued) has no queued-since series."""
+    with contextlib.suppress(KeyError):
+        SESSION_QUEUED_SINCE.remove(namespace, session)

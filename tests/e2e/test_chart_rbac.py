@@ -29,19 +29,8 @@ def chart_operator(
     operator.stop()  # the admin operator stands down; the next running_operator restarts it
     release = f"rbac{random.randrange(10**6)}"
     values = ["--set", f"watchNamespaces={{{namespace}}}"] if request.param == "namespaces" else []
-    docs = [d for d in render(namespace, *values) if d["kind"] != "Deployment"]
-    for d in docs:  # a release name of its own: the cluster-scoped roles must not meet another's
-        d["metadata"]["name"] = d["metadata"]["name"].replace("shoal", f"{release}-shoal", 1)
-        if d["kind"].endswith("Binding"):
-            d["roleRef"]["name"] = d["roleRef"]["name"].replace("shoal", f"{release}-shoal", 1)
-            for s in d["subjects"]:
-                s["name"] = s["name"].replace("shoal", f"{release}-shoal", 1)
-        for rule in d.get("rules", []):
-            rule["resourceNames"] = [
-                n.replace("shoal", f"{release}-shoal", 1) for n in rule.get("resourceNames", [])
-            ]
-            if not rule["resourceNames"]:
-                del rule["resourceNames"]
+    # A release name of its own: the cluster-scoped roles must not meet another release's.
+    docs = [d for d in render(namespace, *values, release=release) if d["kind"] != "Deployment"]
     kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
     account = f"{release}-shoal"
     token = kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()

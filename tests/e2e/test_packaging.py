@@ -31,8 +31,8 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=120)
 
 
-def render(namespace: str, *values: str) -> list[dict[str, Any]]:
-    out = helm("template", "shoal", str(ROOT / "helm" / "shoal"), "--namespace", namespace, *values)
+def render(namespace: str, *values: str, release: str = "shoal") -> list[dict[str, Any]]:
+    out = helm("template", release, str(ROOT / "helm" / "shoal"), "--namespace", namespace, *values)
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 

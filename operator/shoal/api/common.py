@@ -52,6 +52,11 @@ def parse_quantity(text: str | int | float) -> Decimal:
     return Decimal(s)
 
 
+def quantity(text: str | None) -> float | None:
+    """An optional quantity field as a float; None when unset."""
+    return float(parse_quantity(text)) if text is not None else None
+
+
 # Accepts `cpu: 2` as well as `cpu: "500m"`, as Kubernetes resource fields do.
 Quantity = Annotated[
     str,

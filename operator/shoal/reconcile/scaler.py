@@ -17,7 +17,7 @@ from shoal.api.scaler import MetricSpec, WorkerScalerSpec
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.reconcile import write_status
-from shoal.reconcile.targets import ScaleTargets, TargetError
+from shoal.reconcile.targets import PLURAL, ScaleTargets, TargetError
 from shoal.scaling import record
 from shoal.scaling.engine import config, decide
 from shoal.scaling.schedule import valid_cron
@@ -26,7 +26,6 @@ from shoal.sources import MetricSource, SourceContext
 from shoal.times import parse_time
 
 log = logging.getLogger("shoal.scaler")
-PLURAL = "workerscalers"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
 

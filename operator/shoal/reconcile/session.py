@@ -3,7 +3,6 @@ the pure lifecycle (sessions/lifecycle.py), carries out its actions, then writes
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -223,8 +222,7 @@ class SessionReconciler:
             {"metadata": {"finalizers": finalizers or None}},
         )
         self.first_seen.pop(meta["uid"], None)
-        with contextlib.suppress(KeyError):  # deleted while queued: its series goes too
-            telemetry.SESSION_QUEUED_SINCE.remove(meta["namespace"], meta["name"])
+        telemetry.forget_session(meta["namespace"], meta["name"])  # deleted while queued
 
     def _write(self, obj: dict[str, Any], new: dict[str, Any], now: datetime) -> None:
         meta = obj["metadata"]
@@ -234,8 +232,7 @@ class SessionReconciler:
         if since is not None:
             telemetry.SESSION_QUEUED_SINCE.labels(meta["namespace"], meta["name"]).set(since.timestamp())
         else:
-            with contextlib.suppress(KeyError):
-                telemetry.SESSION_QUEUED_SINCE.remove(meta["namespace"], meta["name"])
+            telemetry.forget_session(meta["namespace"], meta["name"])
         patch = record.patch(old, new)
         if not patch:
             return

@@ -131,11 +131,10 @@ def _resource(r: MetricReading, cfg: EngineConfig, current: int, now: float) -> 
     if not any(p.usage is not None for p in pods):
         return Proposal(r.name, r.kind, None, error=f"no {r.name} metrics for the target's pods yet")
     target = r.target_utilization
-    util, _ = resource_utilization(pods, 0, target)
-    incomplete = any(p.usage is None or not p.ready for p in pods)
     target_txt = f"{round(target * 100)}%" if target is not None else None
     if cfg.mode == "Thresholds" or target is None:
-        if incomplete:
+        util, _ = resource_utilization(pods, 0, target)
+        if any(p.usage is None or not p.ready for p in pods):
             direction = 1 if util > cfg.scale_up else -1 if util < cfg.scale_down else 0
             util, _ = resource_utilization(pods, direction, None)
         replicas = _band(util, cfg, current)

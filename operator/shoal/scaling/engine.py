@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from shoal.api.common import parse_quantity
 from shoal.api.scaler import ScalingRules, WorkerScalerSpec
 from shoal.scaling.calculator import propose
 from shoal.scaling.forecast import forecast
@@ -66,10 +65,6 @@ def config(spec: WorkerScalerSpec) -> EngineConfig:
     )
 
 
-def quantity(value: str | None) -> float | None:
-    return float(parse_quantity(value)) if value is not None else None
-
-
 def _clamp(n: int, cfg: EngineConfig) -> int:
     return max(cfg.min_replicas, min(cfg.max_replicas, n))
 
@@ -95,10 +90,11 @@ def decide(
     cfg: EngineConfig, obs: Observation, history: History, now: float, wall: float | None = None
 ) -> tuple[Decision, History]:
     current = obs.current_replicas
-    proposals = tuple(propose(m, cfg, current, now if wall is None else wall) for m in obs.metrics)
+    wall = now if wall is None else wall
+    proposals = tuple(propose(m, cfg, current, wall) for m in obs.metrics)
     usable = [p for p in proposals if p.replicas is not None]
     failed = [p for p in proposals if p.replicas is None]
-    floor = floor_at(cfg.schedule, now if wall is None else wall) if cfg.schedule else None
+    floor = floor_at(cfg.schedule, wall) if cfg.schedule else None
     events = tuple(e for e in history.events if now - e[0] < KEEP_EVENTS)
 
     if not usable:

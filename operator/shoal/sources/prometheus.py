@@ -8,7 +8,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from shoal.api.common import parse_quantity
+from shoal.api.common import quantity
 from shoal.api.scaler import MetricSpec
 from shoal.scaling.types import MetricReading
 from shoal.sources.base import SourceContext
@@ -88,10 +88,7 @@ class PrometheusSource:
         if error == EMPTY and spec.whenEmpty == "Zero":
             error = self.empty_means_zero(spec.healthQuery)
             value = 0.0 if error is None else None
-        per_replica = (
-            float(parse_quantity(spec.targetPerReplica)) if spec.targetPerReplica is not None else None
-        )
-        util = float(parse_quantity(spec.targetUtilization)) if spec.targetUtilization is not None else None
+        per_replica, util = quantity(spec.targetPerReplica), quantity(spec.targetUtilization)
         if (per_replica is not None and per_replica <= 0) or (util is not None and util <= 0):
             error = "targetPerReplica and targetUtilization must be greater than zero"
         return MetricReading(
@@ -101,7 +98,5 @@ class PrometheusSource:
             value=value,
             target_per_replica=per_replica,
             target_value_utilization=util,
-            activation=float(parse_quantity(spec.activationValue))
-            if spec.activationValue is not None
-            else 0.0,
+            activation=quantity(spec.activationValue) or 0.0,
         )
