@@ -127,7 +127,7 @@ def test_sigkill_during_a_session_pause_loses_no_checkpoint(
     assert env["SHOAL_RESUME_FROM"] == paused["lastCheckpoint"]
 
 
-def test_api_server_restart_operator_reconnects_and_finalizers_complete(
+def test_api_server_restart_operator_reconnects_and_deletes_complete(
     kube: Kube, namespace: str, running_operator: OperatorProcess
 ) -> None:
     apply(pool_manifest("steady", 3), namespace)
@@ -151,7 +151,7 @@ def test_api_server_restart_operator_reconnects_and_finalizers_complete(
             return exc.not_found
         return False
 
-    wait_until(gone, 60, "finalizer completed")
+    wait_until(gone, 60, "session deleted")
     assert running_operator.healthy()
 
 
@@ -305,7 +305,7 @@ def test_claims_survive_failed_and_lost_status_writes_and_kills(
 def test_a_claim_no_session_holds_goes_back_to_the_pool(
     kube: Kube, namespace: str, running_operator: OperatorProcess
 ) -> None:
-    """A claim left by a session that is gone (deleted while its finalizer could not run, say)."""
+    """A claim left by a session that is gone (deleted while the operator was down, say)."""
     apply(pool_manifest("leaky", 1), namespace)
     wait_until(lambda: converged(kube, namespace, "leaky", 1), 60, "the pool")
     name = live_pods(kube, namespace, SEL.format("leaky"))[0]["metadata"]["name"]

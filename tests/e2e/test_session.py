@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.sessions.steps import PodState
@@ -331,6 +332,21 @@ def test_a_warm_pod_trains_the_session_that_claims_it_and_returns_to_the_pool_cl
     assert agent.proc is not None and agent.proc.poll() is None  # waiting for the next claim
     wait_until(lambda: "released by its session" in agent.output(), 30, "the agent saw the release")
 
+    # Deleted while it trains: no finalizer, so the session is gone at once and its pool gives the
+    # claim back (woken by the deletion), remembering the job it ran for Affinity.
+    apply(session_manifest("deleted", game="Acrobot-v1", poolRef={"name": "warm"}), namespace)
+    again = wait_until(lambda: phase_is(kube, namespace, "deleted", "Running"), 30, "bound again")
+    wait_until(lambda: training(kube, namespace, "deleted"), 60, "training again")
+    kube.delete(custom_path("trainingsessions", namespace, "deleted"))
+
+    def released() -> dict[str, Any]:
+        p = kube.get(pods_path(namespace, again["podName"]))
+        return p if p["metadata"]["labels"]["shoal.dev/state"] == "Idle" else {}
+
+    freed = wait_until(released, 30, "the deleted session's pod back in the pool")
+    assert freed["metadata"]["annotations"]["shoal.dev/last-signature"] == "Acrobot-v1/PPO"
+    assert "shoal.dev/claimed-by" not in freed["metadata"]["annotations"]
+
 
 def kill_trainer(kubelet: LocalKubelet, pod_name: str) -> None:
     """SIGKILL the trainer under the pod's agent, as the kernel's OOM killer would: the agent reports
@@ -393,26 +409,33 @@ def test_a_crashed_trainer_restarts_with_backoff_from_its_checkpoint_then_fails(
     assert failed["reason"] == "BackoffLimitExceeded" and failed["attempts"] == 2
 
 
-def test_deleting_a_session_cleans_up_through_its_finalizer(
+def test_deleting_a_session_waits_on_no_finalizer_and_an_earlier_versions_finalizer_comes_off(
     kube: Kube,
     namespace: str,
     running_operator: OperatorProcess,
     local_kubelet: LocalKubelet,
 ) -> None:
+    old = session_manifest("upgraded")
+    old["metadata"]["finalizers"] = ["shoal.dev/session-cleanup"]  # what an earlier Shoal put on
+    apply(old, namespace)
     apply(session_manifest("doomed"), namespace)
     st = wait_until(lambda: phase_is(kube, namespace, "doomed", "Running"), 60, "Running")
-    assert "shoal.dev/session-cleanup" in session(kube, namespace, "doomed")["metadata"]["finalizers"]
-    kube.delete(custom_path("trainingsessions", namespace, "doomed"))
-
-    def gone() -> bool:
-        try:
+    assert not session(kube, namespace, "doomed")["metadata"].get("finalizers")
+    wait_until(
+        lambda: not session(kube, namespace, "upgraded")["metadata"].get("finalizers"),
+        30,
+        "the earlier version's finalizer taken off",
+    )
+    running_operator.stop()  # nothing waits on the operator: the delete finishes without it
+    try:
+        kube.delete(custom_path("trainingsessions", namespace, "doomed"))
+        with pytest.raises(ApiError) as gone:
             session(kube, namespace, "doomed")
-        except ApiError as exc:
-            return exc.not_found
-        return False
-
-    wait_until(gone, 30, "session deleted (finalizer removed)")
-    wait_until(lambda: get_pod(kube, namespace, st["podName"]) is None, 60, "its pod removed")
+        assert gone.value.not_found  # at once: no finalizer held it
+        # Its pod goes by its owner reference (the cluster's garbage collector), not by the operator.
+        wait_until(lambda: get_pod(kube, namespace, st["podName"]) is None, 60, "its pod removed")
+    finally:
+        running_operator.start()
 
 
 def test_a_checkpoint_on_demand_is_answered_in_status_and_an_immediate_stop_takes_none(

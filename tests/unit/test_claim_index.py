@@ -139,6 +139,22 @@ def test_claims_no_live_session_holds_or_will_adopt_are_stranded() -> None:
     assert stranded(claims, sessions) == ["p1", "p3", "p5", "p6"]
 
 
+def test_a_stranded_claim_is_given_back_with_the_signature_of_the_job_it_was_handed() -> None:
+    """The session is gone (no finalizer kept it), so Affinity's memory comes from the pod's config."""
+    import json
+
+    from shoal.sessions.claims import config_signature
+
+    def pod(config: str | None) -> dict[str, Any]:
+        return {"metadata": {"annotations": {} if config is None else {"shoal.dev/session-config": config}}}
+
+    assert config_signature(pod(json.dumps({"game": "Acrobot-v1", "algorithm": "DQN"}))) == "Acrobot-v1/DQN"
+    assert config_signature(pod(None)) is None
+    assert config_signature(pod("{not json")) is None
+    assert config_signature(pod('["a"]')) is None
+    assert config_signature(pod('{"game": "Acrobot-v1"}')) is None
+
+
 def test_adopting_a_claim_keeps_the_agents_progress_and_config_and_cannot_conflict() -> None:
     """A session that lost the record of its claim adopts its pod again: the agent may have trained
     and reported meanwhile (seen in B3: a finished session's final report wiped, the session Running

@@ -16,7 +16,14 @@ KIND = "TrainingSession"
 
 @kopf.on.event("shoal.dev", "v1alpha1", "trainingsessions")
 async def session_event(type: str | None, event: Mapping[str, Any], **_: Any) -> None:
-    operator.get().notify(KIND, type, event["object"])
+    obj = event["object"]
+    runtime = operator.get()
+    runtime.notify(KIND, type, obj)
+    pool = (obj.get("status") or {}).get("claimedFromPool")
+    if type == "DELETED" and pool:
+        # No finalizer holds the session back, so its claim is given back by its pool (which frees
+        # claims no session holds): now, not at the pool's next requeue.
+        runtime.enqueue("ContainerPool", obj["metadata"]["namespace"], pool)
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_SESSION: kopf.PRESENT})

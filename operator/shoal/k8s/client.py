@@ -208,23 +208,24 @@ class Kube:
             raise
         return True
 
-    def add_finalizer(self, path: str, obj: dict[str, Any], finalizer: str) -> dict[str, Any]:
-        """`obj` with `finalizer` added (the patched object, to carry on with); guarded by its
-        resourceVersion so that a concurrent edit of the list is not overwritten."""
+    def remove_finalizer(self, path: str, obj: dict[str, Any], finalizer: str) -> dict[str, Any] | None:
+        """`obj` without `finalizer` (the patched object; None once it is gone); guarded by its
+        resourceVersion so that a concurrent edit of the list is not overwritten (a conflict raises,
+        and the reconcile is retried on the fresh object)."""
         meta = obj["metadata"]
-        if finalizer in (meta.get("finalizers") or []):
-            return obj
-        return self.json_patch(
-            path,
-            [
-                {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
-                {
-                    "op": "add",
-                    "path": "/metadata/finalizers",
-                    "value": [*(meta.get("finalizers") or []), finalizer],
-                },
-            ],
-        )
+        kept = [f for f in meta.get("finalizers") or [] if f != finalizer]
+        try:
+            return self.json_patch(
+                path,
+                [
+                    {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+                    {"op": "replace", "path": "/metadata/finalizers", "value": kept},
+                ],
+            )
+        except ApiError as exc:
+            if exc.not_found:
+                return None
+            raise
 
     def get_if_exists(self, path: str) -> dict[str, Any] | None:
         try:

@@ -26,7 +26,7 @@ from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.pool.plan import Plan, plan, size_limit
 from shoal.pool.pods import ANN_CLAIMED_BY, LABEL_POOL, LABEL_STATE, STATES, pod_view
 from shoal.reconcile import write_status
-from shoal.sessions.claims import release_patch, stranded
+from shoal.sessions.claims import config_signature, release_patch, stranded
 from shoal.times import format_time
 
 log = logging.getLogger("shoal.pool")
@@ -150,8 +150,9 @@ class PoolReconciler:
         for p in pods:
             name = p["metadata"]["name"]
             if name in freed:
+                patch = release_patch(now, config_signature(p))
                 try:
-                    p = self.kube.merge_patch(pods_path(namespace, name), release_patch(now))
+                    p = self.kube.merge_patch(pods_path(namespace, name), patch)
                 except ApiError as exc:
                     if not exc.not_found:
                         raise

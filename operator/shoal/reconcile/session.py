@@ -40,7 +40,10 @@ from shoal.sessions.lifecycle import (
 __all__ = ["SessionReconciler", "seen_key"]
 log = logging.getLogger("shoal.session")
 PLURAL = "trainingsessions"
-FINALIZER = "shoal.dev/session-cleanup"
+# Earlier versions put this finalizer on every session; it is taken off on sight. Shoal sets no
+# finalizer: a session's own pod and objects go by owner references, a pool claim is released by its
+# pool when no session holds it, so nothing waits on the operator and an uninstall always finishes.
+FORMER_FINALIZER = "shoal.dev/session-cleanup"
 
 
 def seen_key(obj: Mapping[str, Any]) -> tuple[str, int, str | None]:
@@ -92,10 +95,14 @@ class SessionReconciler:
         meta = obj["metadata"]
         self.seen[(namespace, name)] = seen_key(obj)
         self.first_seen.setdefault(meta["uid"], time.monotonic())
+        if FORMER_FINALIZER in (meta.get("finalizers") or []):
+            obj = self.kube.remove_finalizer(custom_path(PLURAL, namespace, name), obj, FORMER_FINALIZER)
+            if obj is None:
+                return None
+            meta = obj["metadata"]
         if meta.get("deletionTimestamp"):
-            self._finalize(obj)
+            self._let_go(obj)  # held up by someone else's finalizer: its pod need not wait for that
             return None
-        obj = self.kube.add_finalizer(custom_path(PLURAL, namespace, name), obj, FINALIZER)
         st: dict[str, Any] = dict(obj.get("status") or {})
         now = self.clock()
         try:
@@ -203,7 +210,7 @@ class SessionReconciler:
         pod = self.kube.get_if_exists(pods_path(namespace, pod_name))
         return None if pod is None or pod["metadata"].get("deletionTimestamp") else pod
 
-    def _finalize(self, obj: dict[str, Any]) -> None:
+    def _let_go(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
         st = obj.get("status") or {}
         pod = self._get_pod(meta["namespace"], st.get("podName"))
@@ -216,11 +223,6 @@ class SessionReconciler:
                 self.claims.release(meta["namespace"], pod["metadata"]["name"], spec, self.clock())
             else:
                 self.kube.delete(pods_path(meta["namespace"], pod["metadata"]["name"]))
-        finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
-        self.kube.merge_patch_if_exists(
-            custom_path(PLURAL, meta["namespace"], meta["name"]),
-            {"metadata": {"finalizers": finalizers or None}},
-        )
         self.first_seen.pop(meta["uid"], None)
         telemetry.forget_session(meta["namespace"], meta["name"])  # deleted while queued
 

@@ -172,6 +172,18 @@ def release_patch(now: datetime, signature: str | None = None) -> dict[str, Any]
     return {"metadata": {"labels": {LABEL_SESSION: None}, "annotations": annotations}}
 
 
+def config_signature(pod: dict[str, Any]) -> str | None:
+    """The job signature of the session a pod was claimed for, from the config it was handed: what
+    Affinity remembers of a claim given back after its session is gone."""
+    try:
+        config = json.loads((pod["metadata"].get("annotations") or {}).get(ANN_SESSION_CONFIG) or "{}")
+    except ValueError:
+        return None
+    if not isinstance(config, dict) or not config.get("game") or not config.get("algorithm"):
+        return None
+    return f"{config['game']}/{config['algorithm']}"
+
+
 def stranded(claims: dict[str, str], sessions: list[dict[str, Any]]) -> list[str]:
     """Pods (of `claims`: pod -> claiming session) that no live session holds or will adopt: the
     session is gone or finished, holds another pod, or holds none and does not want to run. One that

@@ -1,0 +1,111 @@
+"""Uninstalling as the README says, with pools, scalers and sessions still present and the operator
+already gone (`kubectl delete -k` takes it down together with the CRDs): it must finish, with
+nothing left Terminating. Deletes the CRDs of the shared test bed, so it puts them back after."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import pytest
+
+from shoal.k8s.client import Kube, custom_path, pods_path
+from testbed.kubelet import LocalKubelet
+from tests.e2e.conftest import OperatorProcess, pool_manifest, scaler_manifest
+from tests.e2e.test_packaging import helm
+from tests.e2e.test_session import phase_is, session_manifest
+from tests.e2e.util import ROOT, apply, kubectl, live_pods, wait_until
+
+SHOAL_CRDS = ("containerpools.shoal.dev", "trainingsessions.shoal.dev", "workerscalers.shoal.dev")
+CHART = str(ROOT / "helm" / "shoal")
+
+
+def kustomize_uninstall() -> None:
+    kubectl("delete", "-k", str(ROOT / "manifests"), "--timeout=50s")
+
+
+def helm_uninstall() -> None:
+    out = helm("uninstall", "shoal", "--namespace", "shoal-system", "--wait", "--timeout=50s")
+    assert out.returncode == 0, out.stderr
+    kubectl("delete", "-f", str(ROOT / "helm" / "shoal" / "crds"), "--timeout=50s")
+    kubectl("delete", "namespace", "shoal-system", "--timeout=50s")
+
+
+def kustomize_install() -> None:
+    kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "manifests"))
+
+
+def helm_install() -> None:
+    out = helm("install", "shoal", CHART, "--namespace", "shoal-system", "--create-namespace")
+    assert out.returncode == 0, out.stderr
+
+
+def gone(kube: Kube, path: str) -> bool:
+    return kube.get_if_exists(path) is None
+
+
+def restore_crds(kube: Kube) -> None:
+    """The CRDs back for the tests after this one, even when an uninstall got stuck: a CRD still
+    Terminating would vanish under them, so whatever holds it is let go first."""
+    for crd in SHOAL_CRDS:
+        found = kube.get_if_exists(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}")
+        if found is None or not found["metadata"].get("deletionTimestamp"):
+            continue
+        plural = crd.split(".")[0]
+        for obj in kube.list_items(f"/apis/shoal.dev/v1alpha1/{plural}"):
+            meta = obj["metadata"]
+            kube.merge_patch_if_exists(
+                custom_path(plural, meta["namespace"], meta["name"]), {"metadata": {"finalizers": None}}
+            )
+        path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}"
+        wait_until(partial(gone, kube, path), 60, f"{crd} gone")
+    kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", *SHOAL_CRDS)
+
+
+PATHS: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
+    "kustomize": (kustomize_install, kustomize_uninstall),
+    "helm": (helm_install, helm_uninstall),
+}
+
+
+@pytest.mark.parametrize("way", sorted(PATHS))
+def test_uninstall_finishes_with_pools_scalers_and_sessions_present(
+    way: str,
+    kube: Kube,
+    namespace: str,
+    running_operator: OperatorProcess,
+    local_kubelet: LocalKubelet,
+) -> None:
+    install, uninstall = PATHS[way]
+    install()  # the chart's own Deployment lands on a KWOK node; the local operator does the work
+    try:
+        apply(pool_manifest("fleet", 2), namespace)
+        target = {"apiVersion": "shoal.dev/v1alpha1", "kind": "ContainerPool", "name": "fleet"}
+        metrics = [{"type": "Resource", "resource": {"name": "cpu", "targetAverageUtilization": 50}}]
+        apply(scaler_manifest("fleet", target, metrics, minReplicas=2), namespace)
+        wait_until(lambda: len(live_pods(kube, namespace, "shoal.dev/pool=fleet")) == 2, 60, "the pool")
+        apply(session_manifest("warm", poolRef={"name": "fleet"}), namespace)
+        apply(session_manifest("cold"), namespace)
+        for name in ("warm", "cold"):
+            wait_until(partial(phase_is, kube, namespace, name, "Running"), 60, f"{name} Running")
+        running_operator.stop()  # gone before its objects, as with `kubectl delete -k`
+        uninstall()
+    finally:
+        if way == "helm":  # after a failure, no release left for the next run to trip on
+            helm("uninstall", "shoal", "--namespace", "shoal-system", "--ignore-not-found")
+        restore_crds(kube)
+        running_operator.start()
+    # Every Shoal object went with its CRD (kubectl waited for that), and their pods with them.
+    for plural in ("containerpools", "workerscalers", "trainingsessions"):
+        assert kube.list_items(custom_path(plural, namespace)) == []
+
+    def left() -> list[str]:
+        return [
+            p["metadata"]["name"]
+            for p in kube.list_items(pods_path(namespace))
+            if {"shoal.dev/pool", "shoal.dev/session"} & set(p["metadata"].get("labels") or {})
+        ]
+
+    wait_until(lambda: not left(), 60, "the pool's and the sessions' pods collected")
+    assert kube.get_if_exists("/api/v1/namespaces/shoal-system") is None
