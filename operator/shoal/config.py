@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 
 def _bool(value: str) -> bool:
@@ -14,10 +16,71 @@ def _seconds(value: str | None) -> float | None:
     return float(value) if value else None
 
 
+class SettingsError(ValueError):
+    """A setting the operator cannot start with; the message names it."""
+
+
+@dataclass(frozen=True)
+class PrometheusAccess:
+    """How the operator reaches its Prometheus. Credentials are files (mounted Secrets), read on every
+    request so that rotated tokens and certificates are picked up; their contents are never logged."""
+
+    url: str = ""
+    bearer_token_file: str = ""
+    basic_auth_username_file: str = ""
+    basic_auth_password_file: str = ""
+    ca_file: str = ""  # empty: the system's CAs
+    cert_file: str = ""  # client certificate (with key_file)
+    key_file: str = ""
+    headers: tuple[tuple[str, str], ...] = ()  # e.g. X-Scope-OrgID for a Mimir, Cortex or Thanos tenant
+    namespace_label: str = ""  # non-empty: every query limited to the scaler's namespace by this label
+
+    @classmethod
+    def from_env(cls, e: dict[str, str]) -> PrometheusAccess:
+        try:
+            headers = json.loads(e.get("SHOAL_PROMETHEUS_HEADERS") or "{}")
+        except ValueError as exc:
+            raise SettingsError(f"SHOAL_PROMETHEUS_HEADERS is not a JSON object: {exc}") from None
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            raise SettingsError("SHOAL_PROMETHEUS_HEADERS must be a JSON object of strings")
+        access = cls(
+            url=e.get("SHOAL_PROMETHEUS_URL", "").rstrip("/"),
+            bearer_token_file=e.get("SHOAL_PROMETHEUS_BEARER_TOKEN_FILE", ""),
+            basic_auth_username_file=e.get("SHOAL_PROMETHEUS_BASIC_AUTH_USERNAME_FILE", ""),
+            basic_auth_password_file=e.get("SHOAL_PROMETHEUS_BASIC_AUTH_PASSWORD_FILE", ""),
+            ca_file=e.get("SHOAL_PROMETHEUS_CA_FILE", ""),
+            cert_file=e.get("SHOAL_PROMETHEUS_CERT_FILE", ""),
+            key_file=e.get("SHOAL_PROMETHEUS_KEY_FILE", ""),
+            headers=tuple(sorted(headers.items())),
+            namespace_label=e.get("SHOAL_PROMETHEUS_NAMESPACE_LABEL", "").strip(),
+        )
+        access.check()
+        return access
+
+    def check(self) -> None:
+        url = urlsplit(self.url)
+        if self.url and (url.scheme not in ("http", "https") or not url.hostname):
+            raise SettingsError(
+                f"SHOAL_PROMETHEUS_URL must be an http:// or https:// address, not {self.url!r}"
+            )
+        if url.username or url.password:
+            raise SettingsError("SHOAL_PROMETHEUS_URL carries credentials; give them as basic-auth files")
+        if self.bearer_token_file and self.basic_auth_username_file:
+            raise SettingsError("a bearer token and basic auth exclude each other; set one")
+        if bool(self.basic_auth_username_file) != bool(self.basic_auth_password_file):
+            raise SettingsError("basic auth needs both a username file and a password file")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise SettingsError("a client certificate needs both a certificate file and a key file")
+        if (self.ca_file or self.cert_file) and url.scheme != "https":
+            raise SettingsError("a CA or client certificate is set but SHOAL_PROMETHEUS_URL is not https://")
+        if any(k.lower() == "authorization" for k, _ in self.headers):
+            raise SettingsError("give credentials as a bearer token or basic-auth file, not as a header")
+
+
 @dataclass(frozen=True)
 class Settings:
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
-    prometheus_url: str = ""
+    prometheus: PrometheusAccess = PrometheusAccess()
     gpu_resource: str = "nvidia.com/gpu"
     gpu_memory_resource: str = ""
     metrics_port: int = 8080
@@ -40,7 +103,7 @@ class Settings:
         ns = tuple(n.strip() for n in e.get("SHOAL_NAMESPACES", "").split(",") if n.strip())
         return cls(
             namespaces=ns,
-            prometheus_url=e.get("SHOAL_PROMETHEUS_URL", ""),
+            prometheus=PrometheusAccess.from_env(e),
             gpu_resource=e.get("SHOAL_GPU_RESOURCE", "nvidia.com/gpu"),
             gpu_memory_resource=e.get("SHOAL_GPU_MEMORY_RESOURCE", ""),
             metrics_port=int(e.get("SHOAL_METRICS_PORT", "8080")),

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import kopf
 
-from shoal.config import Settings
+from shoal.config import Settings, SettingsError
 
 
 def main() -> None:
-    cfg = Settings.from_env()
+    try:
+        cfg = Settings.from_env()
+    except SettingsError as exc:
+        sys.exit(f"shoal: {exc}")  # a clear line and exit 1, not a traceback in CrashLoopBackOff
     kopf.configure(
         verbose=cfg.log_level == "DEBUG",
         log_format=kopf.LogFormat.JSON if cfg.log_format == "json" else kopf.LogFormat.FULL,

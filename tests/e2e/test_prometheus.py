@@ -111,3 +111,27 @@ def test_a_target_at_zero_is_activated_by_a_prometheus_metric_and_returns_to_zer
         if d["fromReplicas"] != d["toReplicas"]
     ]
     assert moves == [(0, 1), (1, 0)], moves
+
+
+def test_a_promql_syntax_error_is_shown_with_prometheus_own_message_and_the_size_held(
+    kube: Any, namespace: str, running_operator: OperatorProcess
+) -> None:
+    create_deployment(kube, namespace, "typo", 2)
+    apply(
+        scaler_manifest(
+            "typo",
+            {"apiVersion": "apps/v1", "kind": "Deployment", "name": "typo"},
+            [{"type": "Prometheus", "prometheus": {"query": "sum(rate(jobs[1m])", "targetPerReplica": 5}}],
+        ),
+        namespace,
+    )
+
+    def refused() -> dict[str, Any]:
+        c = condition(scaler(kube, namespace, "typo"), "ScalingActive")
+        return c if c.get("status") == "False" else {}
+
+    c = wait_until(refused, 60, "the syntax error in the condition")
+    # Prometheus' own words (a 400 with its parser's message), not a generic failure.
+    assert c["reason"] == "MetricsUnavailable" and "Prometheus answered 400" in c["message"], c
+    assert "parse error" in c["message"] and "unclosed left parenthesis" in c["message"], c
+    assert deployment(kube, namespace, "typo")["spec"]["replicas"] == 2

@@ -4,6 +4,7 @@ nothing left Terminating. Deletes the CRDs of the shared test bed, so it puts th
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from functools import partial
 
@@ -13,6 +14,7 @@ from shoal.k8s.client import Kube, custom_path, pods_path
 from testbed.kubelet import LocalKubelet
 from tests.e2e.conftest import OperatorProcess, pool_manifest, scaler_manifest
 from tests.e2e.test_packaging import helm
+from tests.e2e.test_readme import sh_blocks
 from tests.e2e.test_session import phase_is, session_manifest
 from tests.e2e.util import ROOT, apply, kubectl, live_pods, wait_until
 
@@ -20,15 +22,24 @@ SHOAL_CRDS = ("containerpools.shoal.dev", "trainingsessions.shoal.dev", "workers
 CHART = str(ROOT / "helm" / "shoal")
 
 
-def kustomize_uninstall() -> None:
-    kubectl("delete", "-k", str(ROOT / "manifests"), "--timeout=50s")
+def readme_uninstall(way: str) -> list[list[str]]:
+    """The README's uninstall commands for `way`, as argument lists: what this test runs is what a
+    user is told to run."""
+    block = next(b for b in sh_blocks() if "helm uninstall" in b)
+    lines = [shlex.split(line.split("#")[0]) for line in block.splitlines() if line.split("#")[0].strip()]
+    kustomize = [c for c in lines if c[:3] == ["kubectl", "delete", "-k"]]
+    return kustomize if way == "kustomize" else [c for c in lines if c not in kustomize]
 
 
-def helm_uninstall() -> None:
-    out = helm("uninstall", "shoal", "--namespace", "shoal-system", "--wait", "--timeout=50s")
-    assert out.returncode == 0, out.stderr
-    kubectl("delete", "-f", str(ROOT / "helm" / "shoal" / "crds"), "--timeout=50s")
-    kubectl("delete", "namespace", "shoal-system", "--timeout=50s")
+def run_uninstall(way: str) -> None:
+    for line in readme_uninstall(way):
+        # Paths in the README are relative to the repository.
+        command = [str(ROOT / a) if "/" in a and (ROOT / a).exists() else a for a in line]
+        if command[0] == "helm":
+            out = helm(*command[1:], "--wait", "--timeout=50s")
+            assert out.returncode == 0, out.stderr
+        else:
+            kubectl(*command[1:], "--timeout=50s")
 
 
 def kustomize_install() -> None:
@@ -63,13 +74,10 @@ def restore_crds(kube: Kube) -> None:
     kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", *SHOAL_CRDS)
 
 
-PATHS: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
-    "kustomize": (kustomize_install, kustomize_uninstall),
-    "helm": (helm_install, helm_uninstall),
-}
+INSTALL: dict[str, Callable[[], None]] = {"kustomize": kustomize_install, "helm": helm_install}
 
 
-@pytest.mark.parametrize("way", sorted(PATHS))
+@pytest.mark.parametrize("way", sorted(INSTALL))
 def test_uninstall_finishes_with_pools_scalers_and_sessions_present(
     way: str,
     kube: Kube,
@@ -77,8 +85,8 @@ def test_uninstall_finishes_with_pools_scalers_and_sessions_present(
     running_operator: OperatorProcess,
     local_kubelet: LocalKubelet,
 ) -> None:
-    install, uninstall = PATHS[way]
-    install()  # the chart's own Deployment lands on a KWOK node; the local operator does the work
+    assert readme_uninstall(way), "the README's uninstall block"
+    INSTALL[way]()  # the chart's own Deployment lands on a KWOK node; the local operator does the work
     try:
         apply(pool_manifest("fleet", 2), namespace)
         target = {"apiVersion": "shoal.dev/v1alpha1", "kind": "ContainerPool", "name": "fleet"}
@@ -90,7 +98,7 @@ def test_uninstall_finishes_with_pools_scalers_and_sessions_present(
         for name in ("warm", "cold"):
             wait_until(partial(phase_is, kube, namespace, name, "Running"), 60, f"{name} Running")
         running_operator.stop()  # gone before its objects, as with `kubectl delete -k`
-        uninstall()
+        run_uninstall(way)
     finally:
         if way == "helm":  # after a failure, no release left for the next run to trip on
             helm("uninstall", "shoal", "--namespace", "shoal-system", "--ignore-not-found")

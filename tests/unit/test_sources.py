@@ -50,6 +50,9 @@ def vector(*values: float) -> dict[str, Any]:
     }
 
 
+CTX = SourceContext(kube=None, namespace="team-a", selector="", current_replicas=1)  # type: ignore[arg-type]
+
+
 def metric(**prom: Any) -> MetricSpec:
     return MetricSpec.model_validate({"type": "Prometheus", "prometheus": {"query": "sum(q)", **prom}})
 
@@ -57,7 +60,7 @@ def metric(**prom: Any) -> MetricSpec:
 def test_single_series_value(prom: tuple[PrometheusSource, type[_Handler]]) -> None:
     source, handler = prom
     handler.reply = (200, vector(42.5))
-    r = source.read(None, metric(targetPerReplica=10))  # type: ignore[arg-type]
+    r = source.read(CTX, metric(targetPerReplica=10))
     assert (r.value, r.error, r.target_per_replica) == (42.5, None, 10.0)
 
 
@@ -75,14 +78,14 @@ def test_query_problems_become_clear_errors(
 ) -> None:
     source, handler = prom
     handler.reply = reply
-    r = source.read(None, metric(targetPerReplica=10))  # type: ignore[arg-type]
+    r = source.read(CTX, metric(targetPerReplica=10))
     assert r.value is None and r.error is not None and fragment in r.error
 
 
 def test_an_oversized_answer_is_refused(prom: tuple[PrometheusSource, type[_Handler]]) -> None:
     source, handler = prom
     handler.reply = (200, vector(*range(60_000)))  # about 2 MiB of series
-    r = source.read(None, metric(targetPerReplica=10))  # type: ignore[arg-type]
+    r = source.read(CTX, metric(targetPerReplica=10))
     assert r.value is None and r.error is not None and "over 1 MiB" in r.error
 
 
@@ -120,7 +123,7 @@ def test_an_empty_result_means_what_the_metric_says(
     try:
         source = PrometheusSource(f"http://127.0.0.1:{server.server_address[1]}")
         spec = {"targetPerReplica": 10, "whenEmpty": when_empty} | ({"healthQuery": health} if health else {})
-        r = source.read(None, metric(**spec))  # type: ignore[arg-type]
+        r = source.read(CTX, metric(**spec))
     finally:
         server.shutdown()
     assert r.value == value
@@ -128,9 +131,9 @@ def test_an_empty_result_means_what_the_metric_says(
 
 
 def test_unreachable_and_unconfigured() -> None:
-    r = PrometheusSource("http://127.0.0.1:9").read(None, metric(targetPerReplica=1))  # type: ignore[arg-type]
+    r = PrometheusSource("http://127.0.0.1:9").read(CTX, metric(targetPerReplica=1))
     assert r.error is not None and r.error.startswith("Prometheus unreachable")
-    r = PrometheusSource("").read(None, metric(targetPerReplica=1))  # type: ignore[arg-type]
+    r = PrometheusSource("").read(CTX, metric(targetPerReplica=1))
     assert r.error is not None and "SHOAL_PROMETHEUS_URL" in r.error
 
 

@@ -66,3 +66,63 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: [roles, rolebindings]
   verbs: [create, patch]
 {{- end -}}
+
+{{/* Prometheus credentials: each a Secret mounted read-only under /etc/shoal/prometheus/, the
+operator told the file. Nothing of them goes into env values or the rendered Deployment. */}}
+{{- define "shoal.prometheusEnv" -}}
+{{- $p := .Values.prometheus -}}
+{{- if $p.bearerToken.secretName }}
+- {name: SHOAL_PROMETHEUS_BEARER_TOKEN_FILE, value: /etc/shoal/prometheus/bearer/{{ $p.bearerToken.key }}}
+{{- else if $p.bearerToken.file }}
+- {name: SHOAL_PROMETHEUS_BEARER_TOKEN_FILE, value: {{ $p.bearerToken.file | quote }}}
+{{- end }}
+{{- if $p.basicAuth.secretName }}
+- {name: SHOAL_PROMETHEUS_BASIC_AUTH_USERNAME_FILE, value: /etc/shoal/prometheus/basic-auth/{{ $p.basicAuth.usernameKey }}}
+- {name: SHOAL_PROMETHEUS_BASIC_AUTH_PASSWORD_FILE, value: /etc/shoal/prometheus/basic-auth/{{ $p.basicAuth.passwordKey }}}
+{{- end }}
+{{- if $p.tls.caSecretName }}
+- {name: SHOAL_PROMETHEUS_CA_FILE, value: /etc/shoal/prometheus/ca/{{ $p.tls.caKey }}}
+{{- end }}
+{{- if $p.tls.clientCertSecretName }}
+- {name: SHOAL_PROMETHEUS_CERT_FILE, value: /etc/shoal/prometheus/client/tls.crt}
+- {name: SHOAL_PROMETHEUS_KEY_FILE, value: /etc/shoal/prometheus/client/tls.key}
+{{- end }}
+{{- with $p.headers }}
+- {name: SHOAL_PROMETHEUS_HEADERS, value: {{ toJson . | quote }}}
+{{- end }}
+{{- with $p.namespaceLabel }}
+- {name: SHOAL_PROMETHEUS_NAMESPACE_LABEL, value: {{ . | quote }}}
+{{- end }}
+{{- end -}}
+
+{{- define "shoal.prometheusMounts" -}}
+{{- $p := .Values.prometheus -}}
+{{- if $p.bearerToken.secretName }}
+- {name: prometheus-bearer, mountPath: /etc/shoal/prometheus/bearer, readOnly: true}
+{{- end }}
+{{- if $p.basicAuth.secretName }}
+- {name: prometheus-basic-auth, mountPath: /etc/shoal/prometheus/basic-auth, readOnly: true}
+{{- end }}
+{{- if $p.tls.caSecretName }}
+- {name: prometheus-ca, mountPath: /etc/shoal/prometheus/ca, readOnly: true}
+{{- end }}
+{{- if $p.tls.clientCertSecretName }}
+- {name: prometheus-client, mountPath: /etc/shoal/prometheus/client, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "shoal.prometheusVolumes" -}}
+{{- $p := .Values.prometheus -}}
+{{- if $p.bearerToken.secretName }}
+- {name: prometheus-bearer, secret: {secretName: {{ $p.bearerToken.secretName }}, defaultMode: 0440}}
+{{- end }}
+{{- if $p.basicAuth.secretName }}
+- {name: prometheus-basic-auth, secret: {secretName: {{ $p.basicAuth.secretName }}, defaultMode: 0440}}
+{{- end }}
+{{- if $p.tls.caSecretName }}
+- {name: prometheus-ca, secret: {secretName: {{ $p.tls.caSecretName }}, defaultMode: 0440}}
+{{- end }}
+{{- if $p.tls.clientCertSecretName }}
+- {name: prometheus-client, secret: {secretName: {{ $p.tls.clientCertSecretName }}, defaultMode: 0440}}
+{{- end }}
+{{- end -}}

@@ -32,7 +32,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     runtime.register("ContainerPool", "containerpools", PoolReconciler(kube, cfg).reconcile)
     sessions = SessionReconciler(kube, cfg, index=runtime.index)
     runtime.register("TrainingSession", "trainingsessions", sessions.reconcile, relevant=sessions.relevant)
-    scalers = ScalerReconciler(kube, cfg, default_sources(cfg.prometheus_url))
+    scalers = ScalerReconciler(kube, cfg, default_sources(cfg.prometheus))
     runtime.register("WorkerScaler", "workerscalers", scalers.reconcile, relevant=scalers.relevant)
     operator.install(runtime)
     for source in ("Resource", "Prometheus"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shoal.config import PrometheusAccess
 from shoal.sources.base import MetricSource, SourceContext
 from shoal.sources.metrics_api import MetricsApiSource
 from shoal.sources.prometheus import PrometheusSource
@@ -9,5 +10,5 @@ from shoal.sources.prometheus import PrometheusSource
 __all__ = ["MetricSource", "SourceContext", "default_sources"]
 
 
-def default_sources(prometheus_url: str) -> dict[str, MetricSource]:
-    return {"Resource": MetricsApiSource(), "Prometheus": PrometheusSource(prometheus_url)}
+def default_sources(prometheus: PrometheusAccess) -> dict[str, MetricSource]:
+    return {"Resource": MetricsApiSource(), "Prometheus": PrometheusSource(prometheus)}

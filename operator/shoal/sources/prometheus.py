@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import math
-import urllib.error
-import urllib.parse
-import urllib.request
 
 from shoal.api.common import quantity
 from shoal.api.scaler import MetricSpec
+from shoal.config import PrometheusAccess
 from shoal.scaling.types import MetricReading
 from shoal.sources.base import SourceContext
+from shoal.sources.promhttp import TIMEOUT_SECONDS, PrometheusHttp
+from shoal.sources.promscope import ScopeError, scope
 
-TIMEOUT_SECONDS = 5.0
 EMPTY = "query returned no series"
-MAX_ANSWER_BYTES = 2**20  # a query for one number that returns more is a mistake
 
 
 class PrometheusSource:
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
+    def __init__(self, access: PrometheusAccess | str) -> None:
+        self.access = PrometheusAccess(url=access.rstrip("/")) if isinstance(access, str) else access
+        self.http = PrometheusHttp(self.access)
+
+    def scoped(self, promql: str, namespace: str) -> str:
+        """The query as sent: limited to `namespace` when the operator scopes queries (ScopeError
+        says why it cannot be)."""
+        label = self.access.namespace_label
+        return scope(promql, label, namespace) if label else promql
 
     def query(self, promql: str) -> tuple[float | None, str | None]:
         """(value, error) of an instant query that must return exactly one sample."""
@@ -39,26 +43,12 @@ class PrometheusSource:
 
     def samples(self, promql: str) -> tuple[list[float] | None, str | None]:
         """(values, error) of an instant query: a scalar is one value, a vector one per series."""
-        if not self.url:
-            return None, "no Prometheus address configured (operator setting SHOAL_PROMETHEUS_URL)"
         # Prometheus stops evaluating at its own `timeout`, before the client gives up on the socket.
         params = {"query": promql, "timeout": f"{TIMEOUT_SECONDS - 1:g}s"}
-        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode(params)}"
-        try:
-            with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as resp:
-                raw = resp.read(MAX_ANSWER_BYTES + 1)
-            if len(raw) > MAX_ANSWER_BYTES:
-                return None, f"the answer is over {MAX_ANSWER_BYTES // 2**20} MiB; aggregate the query"
-            payload = json.loads(raw)
-        except urllib.error.HTTPError as exc:
-            try:
-                detail = json.load(exc).get("error", "")
-            except ValueError:
-                detail = ""
-            return None, f"Prometheus answered {exc.code}: {detail or exc.reason}"[:300]
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            return None, f"Prometheus unreachable: {reason}"[:300]
+        payload, error = self.http.get("/api/v1/query", params)
+        if error is not None:
+            return None, error
+        assert payload is not None
         data = payload.get("data", {})
         kind, result = data.get("resultType"), data.get("result")
         if kind == "scalar":
@@ -84,10 +74,17 @@ class PrometheusSource:
         assert metric.prometheus is not None
         spec = metric.prometheus
         name = spec.query if len(spec.query) <= 60 else spec.query[:57] + "..."
-        value, error = self.query(spec.query)
-        if error == EMPTY and spec.whenEmpty == "Zero":
-            error = self.empty_means_zero(spec.healthQuery)
-            value = 0.0 if error is None else None
+        value: float | None = None
+        try:
+            query = self.scoped(spec.query, ctx.namespace)
+            health = self.scoped(spec.healthQuery, ctx.namespace) if spec.healthQuery else None
+        except ScopeError as exc:
+            error: str | None = f"query refused: cannot limit it to namespace {ctx.namespace}: {exc}"
+        else:
+            value, error = self.query(query)
+            if error == EMPTY and spec.whenEmpty == "Zero":
+                error = self.empty_means_zero(health)
+                value = 0.0 if error is None else None
         per_replica, util = quantity(spec.targetPerReplica), quantity(spec.targetUtilization)
         if (per_replica is not None and per_replica <= 0) or (util is not None and util <= 0):
             error = "targetPerReplica and targetUtilization must be greater than zero"
