@@ -21,6 +21,11 @@ POOL_EVENTS = Counter(
 POD_EVENTS = Counter(
     "shoal_pod_events_total", "Pod watch events the operator handled, by the watch (pool, session)", ["watch"]
 )
+POD_WATCH_EVENTS = Counter(
+    "shoal_pod_watch_events_total",
+    "Pod watch events that reached the operator: ours, or foreign (none with the server-side selector)",
+    ["owner"],
+)
 QUEUE_DEPTH = Gauge("shoal_workqueue_depth", "Keys waiting in the work queue", ["kind"])
 LEADER = Gauge("shoal_leader", "1 while this replica holds the leader lease")
 

@@ -83,7 +83,10 @@ def test_pools_scalers_and_sessions_work_with_only_the_charts_permissions(
     metric = [{"type": "Prometheus", "prometheus": {"query": exporter.query, "targetPerReplica": 10}}]
     apply(
         scaler_manifest(
-            "chart-workers", {"apiVersion": "apps/v1", "kind": "Deployment", "name": "chart-workers"}, metric
+            "chart-workers",
+            {"apiVersion": "apps/v1", "kind": "Deployment", "name": "chart-workers"},
+            metric,
+            predictive={"enabled": True, "historySeconds": 600},  # its history read and written too
         ),
         namespace,
     )
@@ -93,6 +96,8 @@ def test_pools_scalers_and_sessions_work_with_only_the_charts_permissions(
     apply(session_manifest("chart-session"), namespace)
     trained = wait_until(lambda: training(kube, namespace, "chart-session"), 120, "the session training")
     assert kube.get(pods_path(namespace, trained["podName"]))
+    history = f"/api/v1/namespaces/{namespace}/configmaps/chart-workers-history"
+    wait_until(lambda: kube.get_if_exists(history), 60, "the scaler's history saved")
     log = "".join(p.read_text(errors="replace") for p in chart_operator.logdir.glob("operator-*.log"))
     # An RBAC denial names the account ('... is forbidden: User "system:serviceaccount:..." cannot ...'),
     # and kopf says "Not enough permissions"; other 403s (a namespace being terminated, left by an

@@ -27,8 +27,10 @@ def demo() -> Iterator[DemoQueue]:
 
 
 @pytest.fixture
-def kubelet(kube: Kube) -> Iterator[LocalKubelet]:
-    local = LocalKubelet(kube).start()
+def kubelet(kube: Kube, namespace: str) -> Iterator[LocalKubelet]:
+    # This namespace's pods only: claimed pool pods of an earlier test's namespace, still being
+    # deleted, carry a session label too and are none of this test's business.
+    local = LocalKubelet(kube, namespace).start()
     yield local
     local.stop()
 

@@ -216,3 +216,55 @@ def test_operator_metrics_expose_every_documented_series(
         return [w for w in want if w not in text]
 
     wait_until(lambda: not missing(), 30, "all series")
+
+
+PROMETHEUS_AUTH = [
+    "--set", "prometheus.url=https://prometheus.monitoring:9090",
+    "--set", "prometheus.basicAuth.secretName=prom-basic",
+    "--set", "prometheus.tls.caSecretName=prom-ca",
+    "--set", "prometheus.tls.clientCertSecretName=prom-client",
+    "--set", "prometheus.headers.X-Scope-OrgID=team-a",
+    "--set", "prometheus.namespaceLabel=namespace",
+]  # fmt: skip
+
+
+def test_prometheus_credentials_come_from_mounted_secrets_the_operator_accepts(
+    namespace: str, cluster: Path
+) -> None:
+    from shoal.config import PrometheusAccess
+
+    docs = render(namespace, *PROMETHEUS_AUTH)
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    access = PrometheusAccess.from_env(env)  # the chart's settings pass the operator's own checks
+    assert access.basic_auth_password_file == "/etc/shoal/prometheus/basic-auth/password"
+    assert (access.ca_file, access.cert_file) == (
+        "/etc/shoal/prometheus/ca/ca.crt",
+        "/etc/shoal/prometheus/client/tls.crt",
+    )
+    assert access.headers == (("X-Scope-OrgID", "team-a"),) and access.namespace_label == "namespace"
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert secrets == {
+        "prometheus-basic-auth": "prom-basic",
+        "prometheus-ca": "prom-ca",
+        "prometheus-client": "prom-client",
+    }
+    mounts = [m for m in container["volumeMounts"] if m["name"].startswith("prometheus-")]
+    assert len(mounts) == 3 and all(m["readOnly"] for m in mounts)
+    assert (
+        pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    )  # readable by the operator
+    result = kubectl(
+        "apply", "--dry-run=server", "-f", "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}), check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # (helm's schema library names a random path for a propertyNames failure: only the name is checked)
+    for bad, named in (
+        ("prometheus.headers.Authorization=Bearer x", "invalid propertyName 'Authorization'"),
+        ("prometheus.basicAuth.secretName=Not_A_Name", "/prometheus/basicAuth/secretName"),
+    ):
+        out = helm("template", "shoal", str(ROOT / "helm" / "shoal"), "--set", bad)
+        assert out.returncode != 0 and named in out.stderr, out.stderr

@@ -92,6 +92,7 @@ class PodHistory:
         self.kube, self.namespace, self.selector = kube, namespace, selector
         self.created: set[str] = set()
         self.gone: set[str] = set()
+        self.at_deletion: dict[str, dict[str, str]] = {}  # uid -> its annotations when its deletion began
         self.most_alive = 0
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -128,6 +129,7 @@ class PodHistory:
                     self.created.add(meta["uid"])
                     if event["type"] == "DELETED" or meta.get("deletionTimestamp"):
                         self.gone.add(meta["uid"])
+                        self.at_deletion.setdefault(meta["uid"], dict(meta.get("annotations") or {}))
                     self.most_alive = max(self.most_alive, self.alive())
                 if self.stop.is_set():
                     return

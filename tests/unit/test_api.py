@@ -145,3 +145,32 @@ def test_every_cel_message_names_a_field_of_its_object() -> None:
             )
             checked += 1
     assert checked >= 15
+
+
+def test_every_bound_a_field_declares_is_in_its_schema() -> None:
+    """A field typed with an alias that carries its own bounds (PositiveInt: ge=1, le=2**31-1) lost the
+    ge/le of its Field(): pydantic lets the alias's win, so the CRD and the operator both accepted a
+    pollIntervalSeconds of a year. Every literal ge/le in api/*.py must reach the JSON schema."""
+    import ast
+    import importlib
+
+    checked = 0
+    for path in sorted((ROOT / "operator" / "shoal" / "api").glob("*.py")):
+        module = importlib.import_module(f"shoal.api.{path.stem}")
+        for cls in ast.parse(path.read_text()).body:
+            if not isinstance(cls, ast.ClassDef):
+                continue
+            for stmt in cls.body:
+                if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.value, ast.Call)):
+                    continue
+                bounds = {k.arg: k.value for k in stmt.value.keywords if k.arg in ("ge", "le")}
+                if not bounds or not isinstance(stmt.target, ast.Name):
+                    continue
+                prop = getattr(module, cls.name).model_json_schema()["properties"][stmt.target.id]
+                prop = next((a for a in prop.get("anyOf", []) if a.get("type") != "null"), prop)
+                for key, node in bounds.items():
+                    want = eval(compile(ast.Expression(node), str(path), "eval"))  # a literal like 10**12
+                    got = prop.get("minimum" if key == "ge" else "maximum")
+                    assert got == want, f"{cls.name}.{stmt.target.id}: {key}={want} but the schema says {got}"
+                    checked += 1
+    assert checked >= 30

@@ -42,6 +42,7 @@ def test_pod_is_owned_labelled_and_restricted_by_default() -> None:
         "shoal.dev/pool": "pool",
         "shoal.dev/state": "Pending",
         "shoal.dev/template-hash": "h1",
+        "shoal.dev/managed": "true",  # what the operator's pod watch selects on
     }
     owner = meta["ownerReferences"][0]
     assert (owner["kind"], owner["uid"], owner["controller"]) == ("ContainerPool", "uid-1", True)
@@ -89,3 +90,15 @@ def test_a_session_agent_pool_gives_each_pod_its_identity_environment_and_folder
     # The pods differ, so the hash does; pools without an agent keep theirs.
     assert template_hash(agent_pool) != template_hash(spec())
     assert "serviceAccountName" not in build_pod("p", "u", spec(), "h")["spec"]
+
+
+def test_own_pod_access_gives_each_pod_its_identity_and_nothing_of_the_agent() -> None:
+    plain, own = spec(), spec(ownPodAccess=True)
+    pod = build_pod("pool", "uid-1", own, "h1", name="pool-abc12")
+    ps = pod["spec"]
+    assert ps["serviceAccountName"] == "pool-abc12" and ps["automountServiceAccountToken"] is True
+    env = {e["name"] for e in ps["containers"][0]["env"]}
+    assert env == {"POD_NAME", "POD_NAMESPACE"}  # no SHOAL_WORKDIR: no agent here
+    assert "volumes" not in ps or not ps["volumes"]
+    assert template_hash(own) != template_hash(plain)  # turning it on replaces the pods
+    assert "serviceAccountName" not in build_pod("pool", "uid-1", plain, "h1")["spec"]

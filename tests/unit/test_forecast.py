@@ -5,9 +5,16 @@ import math
 import numpy as np
 
 from shoal.scaling.engine import decide
-from shoal.scaling.forecast import forecast
+from shoal.scaling.forecast import Fit, forecast, new_fit, observe
 from shoal.scaling.schedule import floor_at, valid_cron
 from shoal.scaling.types import EngineConfig, History, MetricReading, Observation, Rules
+
+
+def learned(samples: tuple[tuple[float, float], ...], step: float = 15, history: float = 3600) -> Fit:
+    fit = new_fit(step, None, history)
+    for t, y in samples:
+        fit = observe(fit, t, y)
+    return fit
 
 
 def test_holt_extrapolates_a_linear_ramp() -> None:
@@ -34,7 +41,7 @@ def test_predictive_scales_ahead_of_a_ramp() -> None:
     c = EngineConfig(
         min_replicas=1, max_replicas=50, predictive=True, horizon=120, poll=15, up=Rules(0, 0, None, None, 15)
     )
-    hist = History(samples=tuple((t * 15.0, 2.0 + 0.5 * t) for t in range(20)))  # demand rising 2/min
+    hist = History(fit=learned(tuple((t * 15.0, 2.0 + 0.5 * t) for t in range(20))))  # rising 2/min
     now = 20 * 15.0
     reading = MetricReading("q", "Prometheus", value=12.0 * 10, target_per_replica=10.0)
     d, _ = decide(c, Observation(12, (reading,)), hist, now)
@@ -54,7 +61,7 @@ def test_predictive_ignores_noise_within_the_tolerance_band() -> None:
         min_replicas=1, max_replicas=50, predictive=True, horizon=120, poll=15, up=Rules(0, 0, None, None, 15)
     )
     rng = np.random.default_rng(3)
-    hist = History(samples=tuple((t * 15.0, 6.0 + float(rng.normal(0, 0.3))) for t in range(40)))
+    hist = History(fit=learned(tuple((t * 15.0, 6.0 + float(rng.normal(0, 0.3))) for t in range(40))))
     reading = MetricReading("q", "Prometheus", value=6.0 * 10, target_per_replica=10.0)
     d, _ = decide(c, Observation(6, (reading,)), hist, 40 * 15.0)
     assert d.reason != "PredictiveScaleUp" and d.desired == 6

@@ -309,13 +309,14 @@ def test_history_is_threaded_through_evaluations_and_the_one_passed_in_is_kept()
     """The engine's memory between polls: each decide() returns the old history plus this poll."""
     import copy
 
-    c = cfg(up=Rules(0, 0, None, None, 15))
+    c = cfg(up=Rules(0, 0, None, None, 15), predictive=True)
     first, h1 = run(c, 2, cpu(2, 1.0), now=T)
-    assert (first.desired, len(h1.samples), len(h1.events)) == (4, 1, 1)
+    assert h1.fit is not None and (first.desired, h1.fit.n, len(h1.events)) == (4, 1, 1)
     kept = copy.deepcopy(h1)
     second, h2 = run(c, 4, cpu(4, 1.0), history=h1, now=T + 15)
-    assert h1 == kept  # what was passed in is unchanged
+    assert h1 == kept and kept.fit is not None and h1.fit.series == kept.fit.series  # unchanged
     assert second.desired == 8
-    assert h2.samples[:1] == h1.samples and math.isclose(h2.samples[-1][1], 8.0) and len(h2.samples) == 2
+    assert h2.fit is not None and h2.fit.n == 2 and math.isclose(h2.fit.series[-1], 8.0)
+    assert h2.fit.series[:1] == h1.fit.series
     assert h2.events == (*h1.events, (T + 15, 4, 8))
     assert [t for t, _ in h2.recommendations] == [T, T + 15]

@@ -35,10 +35,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [persistentvolumeclaims, services]
   verbs: [create]
-# A session's config follows its spec: written again before each pod.
+# A session's config follows its spec: written again before each pod. A predictive scaler's demand
+# history is written every few polls and read when a process first meets the scaler.
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [create, patch]
+  verbs: [get, create, patch]
 # A sessionAgent pool's pods each get an account: created before the pod, then handed to it (patch),
 # deleted if the pod cannot be created.
 - apiGroups: [""]

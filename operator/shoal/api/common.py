@@ -106,5 +106,7 @@ def validations(*rules: dict[str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": list(rules)}
 
 
+# For fields with no bounds of their own: the alias's ge/le win over a Field()'s (pydantic), so a
+# field with its own bounds is a plain int with all of them (tests/unit/test_api.py checks).
 PositiveInt = Annotated[int, Field(ge=1, le=2**31 - 1)]
 NonNegativeInt = Annotated[int, Field(ge=0, le=2**31 - 1)]

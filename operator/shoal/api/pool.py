@@ -124,6 +124,12 @@ class ContainerPoolSpec(Model):
         "them: each pod gets a ServiceAccount whose Role reaches that pod only, the agent's environment "
         "(POD_NAME, POD_NAMESPACE, SHOAL_*) and /shoal and /checkpoints volumes",
     )
+    ownPodAccess: bool = Field(
+        default=False,
+        description="Each pod gets a ServiceAccount of its own whose Role allows get, watch and patch on "
+        "that pod only, and POD_NAME and POD_NAMESPACE in its first container: a CI runner's job hooks "
+        "can then set shoal.dev/busy on their own pod (never a neighbour's). Implied by sessionAgent",
+    )
 
 
 class ContainerPoolStatus(Model):

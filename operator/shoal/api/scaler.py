@@ -131,21 +131,21 @@ class Thresholds(Model):
 class ScalingRules(Model):
     """How fast one direction may go."""
 
-    cooldownSeconds: NonNegativeInt | None = Field(
-        default=None, le=86400, description="Wait after a change before the next one (up 30 s, down 180 s)"
-    )
-    stabilizationWindowSeconds: NonNegativeInt | None = Field(
+    cooldownSeconds: int | None = Field(
         default=None,
+        ge=0,
+        le=86400,
+        description="Wait after a change before the next one (up 30 s, down 180 s)",
+    )
+    stabilizationWindowSeconds: int | None = Field(
+        default=None,
+        ge=0,
         le=3600,
         description="Act on the most conservative recommendation of this window (up 0 s, down 300 s)",
     )
     maxPods: PositiveInt | None = Field(default=None, description="At most this many pods per period")
-    maxPercent: PositiveInt | None = Field(
-        default=None, le=1000, description="At most this percent per period"
-    )
-    periodSeconds: PositiveInt = Field(
-        default=15, le=1800, description="The period of maxPods and maxPercent"
-    )
+    maxPercent: int | None = Field(default=None, ge=1, le=1000, description="At most this percent per period")
+    periodSeconds: int = Field(default=15, ge=1, le=1800, description="The period of maxPods and maxPercent")
 
 
 class Behavior(Model):
@@ -161,17 +161,24 @@ class Predictive(Model):
     enabled: bool = Field(
         default=False, description="Scale for the forecast too, never below the reactive size"
     )
-    horizonSeconds: NonNegativeInt = Field(
-        default=120, le=3600, description="Scale for demand this far ahead"
+    horizonSeconds: int = Field(
+        default=120,
+        ge=0,
+        le=86400,
+        description="Scale for demand this far ahead (the pods' start-up time if that is longer)",
     )
-    seasonalityPeriodSeconds: PositiveInt | None = Field(
+    seasonalityPeriodSeconds: int | None = Field(
         default=None,
         ge=60,
         le=604800,
         description="Length of a repeating pattern (86400 for daily); needs historySeconds of two periods",
     )
-    historySeconds: PositiveInt = Field(
-        default=3600, ge=60, le=604800, description="Demand history the forecast is fitted on"
+    historySeconds: int = Field(
+        default=3600,
+        ge=60,
+        le=604800,
+        description="Demand history the forecast learns from; kept in a ConfigMap the scaler owns "
+        "(<name>-history), so it survives operator restarts and leader changes",
     )
 
 
@@ -191,7 +198,7 @@ class ScheduleWindow(Model):
     cron: str = Field(
         min_length=9, max_length=100, examples=["0 8 * * 1-5"], description="When the window opens (UTC)"
     )
-    durationSeconds: PositiveInt = Field(le=604800, description="How long it stays open")
+    durationSeconds: int = Field(ge=1, le=604800, description="How long it stays open")
     minReplicas: NonNegativeInt = Field(description="The floor while it is open")
 
 
@@ -211,8 +218,8 @@ class Fallback(Model):
         default="Hold", description="Hold the current size, or go to replicas (never lower than current)"
     )
     replicas: NonNegativeInt | None = Field(default=None, description="The size for policy Replicas")
-    failureThreshold: PositiveInt = Field(
-        default=3, le=1000, description="Failed evaluations in a row before the fallback applies"
+    failureThreshold: int = Field(
+        default=3, ge=1, le=1000, description="Failed evaluations in a row before the fallback applies"
     )
 
 
@@ -247,12 +254,20 @@ class WorkerScalerSpec(Model):
                 "forecast: raise historySeconds or poll more often",
                 ".predictive.historySeconds",
             ),
-            # And no more than it can hold: the history is kept (and fitted) sample by sample.
+            # And no more points than it keeps: one per poll, or per 1/1440 of a season if coarser.
             cel(
-                "!has(self.predictive) || self.predictive.historySeconds <= 20160 * self.pollIntervalSeconds",
-                "predictive.historySeconds may hold at most 20160 polls (seven days at a 30 s poll): "
-                "poll less often or keep less history",
+                "!has(self.predictive) || self.predictive.historySeconds <= 20160 * self.pollIntervalSeconds || "
+                "(has(self.predictive.seasonalityPeriodSeconds) && "
+                "self.predictive.historySeconds <= 20160 * (self.predictive.seasonalityPeriodSeconds / 1440))",
+                "predictive.historySeconds may hold at most 20160 points, one per poll (or per 1/1440 of "
+                "seasonalityPeriodSeconds if that is longer): poll less often or keep less history",
                 ".predictive.historySeconds",
+            ),
+            cel(
+                "!has(self.predictive) || self.predictive.horizonSeconds <= self.predictive.historySeconds",
+                "predictive.horizonSeconds must not exceed historySeconds: a forecast cannot look further "
+                "ahead than the history it learns from",
+                ".predictive.horizonSeconds",
             ),
             cel(
                 "!has(self.predictive) || !has(self.predictive.seasonalityPeriodSeconds) || "
@@ -276,7 +291,7 @@ class WorkerScalerSpec(Model):
         default=1, description="Never fewer replicas (0 allows scale to zero)"
     )
     maxReplicas: PositiveInt = Field(description="Never more replicas")
-    pollIntervalSeconds: PositiveInt = Field(default=15, le=3600, description="Seconds between evaluations")
+    pollIntervalSeconds: int = Field(default=15, ge=1, le=3600, description="Seconds between evaluations")
     mode: Literal["Target", "Thresholds"] = Field(
         default="Target",
         description="Target: HPA's ceil(current*value/target); Thresholds: the utilization bands",
@@ -312,7 +327,9 @@ class ForecastStatus(Model):
     replicas: int = Field(description="Replicas that demand needs")
     horizonSeconds: int = Field(description="How far ahead")
     error: float | None = Field(default=None, description="RMSE of one-step-ahead forecasts, in replicas")
-    samples: int = Field(default=0, description="History samples the fit used")
+    samples: int = Field(default=0, description="History points the forecaster has learned from")
+    model: str | None = Field(default=None, description="Holt, or HoltWinters with a season")
+    stepSeconds: float | None = Field(default=None, description="Seconds between history points")
 
 
 class DecisionRecord(Model):

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from shoal.api.common import Condition, Model, NonNegativeInt, PositiveInt, Quantity, cel, validations
+from shoal.api.common import Condition, Model, Quantity, cel, validations
 
 RunState = Literal["Running", "Paused", "Stopped"]
 Phase = Literal["Pending", "Starting", "Running", "Paused", "Stopping", "Stopped", "Succeeded", "Failed"]
@@ -18,8 +18,8 @@ class SessionResources(Model):
 
     cpu: Quantity | None = Field(default=None, description="CPU, e.g. 4")
     memory: Quantity | None = Field(default=None, description="Memory, e.g. 16Gi")
-    gpu: NonNegativeInt | None = Field(
-        default=None, le=64, description="GPU count, as the operator's GPU resource (nvidia.com/gpu)"
+    gpu: int | None = Field(
+        default=None, ge=0, le=64, description="GPU count, as the operator's GPU resource (nvidia.com/gpu)"
     )
     gpuMemory: Quantity | None = Field(
         default=None, description="Maps to the operator's GPU-memory resource, if configured"
@@ -64,11 +64,11 @@ class RestartPolicy(Model):
             ),
         )
     )
-    backoffLimit: NonNegativeInt = Field(default=3, le=100, description="Restarts allowed before Failed")
-    initialBackoffSeconds: PositiveInt = Field(
-        default=10, le=3600, description="Wait before the first restart; doubles each time"
+    backoffLimit: int = Field(default=3, ge=0, le=100, description="Restarts allowed before Failed")
+    initialBackoffSeconds: int = Field(
+        default=10, ge=1, le=3600, description="Wait before the first restart; doubles each time"
     )
-    maxBackoffSeconds: PositiveInt = Field(default=300, le=86400, description="Longest wait between restarts")
+    maxBackoffSeconds: int = Field(default=300, ge=1, le=86400, description="Longest wait between restarts")
 
 
 class CheckpointSpec(Model):
@@ -78,8 +78,8 @@ class CheckpointSpec(Model):
     storageClassName: str | None = Field(
         default=None, max_length=253, description="StorageClass of the claim (the cluster default if unset)"
     )
-    ackDeadlineSeconds: PositiveInt = Field(
-        default=120, le=3600, description="How long a pause waits for the checkpoint"
+    ackDeadlineSeconds: int = Field(
+        default=120, ge=1, le=3600, description="How long a pause waits for the checkpoint"
     )
 
 
@@ -104,11 +104,12 @@ class TrainingSessionSpec(Model):
         examples=["PPO"],
         description="Stable-Baselines3 algorithm: A2C, DDPG, DQN, PPO, SAC or TD3 (any case)",
     )
-    totalTimesteps: PositiveInt = Field(le=10**12, description="Environment steps to train for")
-    vecEnvs: PositiveInt = Field(default=1, le=1024, description="Environments stepped together")
+    totalTimesteps: int = Field(ge=1, le=10**12, description="Environment steps to train for")
+    vecEnvs: int = Field(default=1, ge=1, le=1024, description="Environments stepped together")
     learningRate: float = Field(default=3e-4, gt=0, le=10, description="The optimizer's learning rate")
-    checkpointEverySec: PositiveInt = Field(
+    checkpointEverySec: int = Field(
         default=300,
+        ge=1,
         le=86400,
         description="Seconds between periodic checkpoints (also on pause and at the end)",
     )

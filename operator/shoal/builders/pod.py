@@ -9,7 +9,7 @@ import secrets
 from typing import Any
 
 from shoal.api.pool import ContainerPoolSpec
-from shoal.builders import controller_ref
+from shoal.builders import LABEL_MANAGED, controller_ref
 from shoal.pool.pods import LABEL_POOL, LABEL_STATE, LABEL_TEMPLATE_HASH, PENDING
 
 # Pod Security "restricted" defaults, used where the user's template says nothing.
@@ -25,6 +25,8 @@ def template_hash(spec: ContainerPoolSpec) -> str:
     }
     if spec.sessionAgent is not None:  # only when set: existing pools keep their pods
         data["sessionAgent"] = spec.sessionAgent.model_dump(mode="json", exclude_none=True)
+    if spec.ownPodAccess:
+        data["ownPodAccess"] = True
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -43,19 +45,35 @@ def agent_pod_name(pool_name: str) -> str:
     return f"{pool_name[:57]}-{secrets.token_hex(3)[:5]}"
 
 
-def _add_agent(pod_spec: dict[str, Any], pod_name: str, checkpoint_claim: str | None) -> None:
-    """What a warm pod's agent needs: its identity, its own pod's name, a work and a checkpoint folder."""
+def _add_env(first: dict[str, Any], wanted: list[dict[str, Any]]) -> None:
+    env = {e["name"] for e in first.get("env") or []}  # the user's template decides
+    first["env"] = [*(first.get("env") or []), *(e for e in wanted if e["name"] not in env)]
+
+
+def _add_identity(pod_spec: dict[str, Any], pod_name: str) -> None:
+    """The pod's own ServiceAccount (a Role reaching this pod only) and its own name and namespace."""
     pod_spec["serviceAccountName"] = pod_name
     pod_spec["automountServiceAccountToken"] = True
+    _add_env(
+        pod_spec["containers"][0],
+        [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        ],
+    )
+
+
+def _add_agent(pod_spec: dict[str, Any], pod_name: str, checkpoint_claim: str | None) -> None:
+    """What a warm pod's agent needs besides its identity: a work and a checkpoint folder."""
+    _add_identity(pod_spec, pod_name)
     first = pod_spec["containers"][0]
-    env = {e["name"] for e in first.get("env") or []}
-    wanted: list[dict[str, Any]] = [
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": "SHOAL_WORKDIR", "value": "/shoal"},
-        {"name": "SHOAL_CHECKPOINT_DIR", "value": "/checkpoints"},
-    ]
-    first["env"] = [*(first.get("env") or []), *(e for e in wanted if e["name"] not in env)]
+    _add_env(
+        first,
+        [
+            {"name": "SHOAL_WORKDIR", "value": "/shoal"},
+            {"name": "SHOAL_CHECKPOINT_DIR", "value": "/checkpoints"},
+        ],
+    )
     mounted = {m["mountPath"] for m in first.get("volumeMounts") or []}
     volumes = pod_spec.setdefault("volumes", [])
     for vol, path in (("shoal-work", "/shoal"), ("shoal-checkpoints", "/checkpoints")):
@@ -76,7 +94,8 @@ def build_pod(
     gpu_resource: str = "nvidia.com/gpu",
     name: str | None = None,
 ) -> dict[str, Any]:
-    """`name`: for a sessionAgent pool, the name its ServiceAccount was created under."""
+    """`name`: for a pool whose pods have their own ServiceAccount (ownPodAccess, sessionAgent),
+    the name it was created under."""
     template = spec.template.model_dump(mode="json", exclude_none=True)
     meta = copy.deepcopy(template.get("metadata") or {})
     pod_spec: dict[str, Any] = template["spec"]
@@ -85,6 +104,7 @@ def build_pod(
         LABEL_POOL: pool_name,
         LABEL_STATE: PENDING,
         LABEL_TEMPLATE_HASH: thash,
+        LABEL_MANAGED: "true",
     }
     first = pod_spec["containers"][0]
     resources = resource_list(spec, gpu_resource)
@@ -101,6 +121,8 @@ def build_pod(
     pod_spec.setdefault("restartPolicy", "Always")
     if spec.sessionAgent is not None and name:
         _add_agent(pod_spec, name, spec.sessionAgent.checkpointClaimName)
+    elif spec.ownPodAccess and name:
+        _add_identity(pod_spec, name)
     return {
         "apiVersion": "v1",
         "kind": "Pod",

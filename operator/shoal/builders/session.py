@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from shoal.api.session import TrainingSessionSpec
-from shoal.builders import controller_ref
+from shoal.builders import LABEL_MANAGED, controller_ref
 from shoal.builders.pod import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, own_pod_access
 
 LABEL_SESSION = "shoal.dev/session"
@@ -106,7 +106,7 @@ def session_pod(
         "kind": "Pod",
         "metadata": {
             "name": pod_name,
-            "labels": {LABEL_SESSION: session},
+            "labels": {LABEL_SESSION: session, LABEL_MANAGED: "true"},
             "annotations": annotations,
             "ownerReferences": [controller_ref("TrainingSession", session, uid)],
         },

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
 from shoal import telemetry
+from shoal.builders import LABEL_MANAGED, MANAGED
 from shoal.config import Settings
 from shoal.k8s.client import Kube, load_config
 from shoal.reconcile.pool import PoolReconciler
@@ -20,6 +22,12 @@ from shoal.sources import default_sources
 log = logging.getLogger("shoal")
 
 
+@kopf.on.event("", "v1", "pods")
+async def any_pod_event(labels: Mapping[str, str], **_: Any) -> None:
+    """Every pod event that arrives, counted: with the server-side selector no foreign one does."""
+    telemetry.POD_WATCH_EVENTS.labels("shoal" if labels.get(LABEL_MANAGED) == "true" else "foreign").inc()
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     cfg = Settings.from_env()
@@ -27,6 +35,9 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+    # Server-side: the pod watch carries this selector, so foreign pods cost the operator nothing
+    # (kopf's `labels=` on a handler filters only after the event has arrived).
+    settings.watching.label_selectors["", "v1", "pods"] = MANAGED
     kube = Kube(load_config(pool_size=cfg.workers * 3 + 4), async_events=True)
     runtime = operator.OperatorRuntime(cfg, kube)
     runtime.register("ContainerPool", "containerpools", PoolReconciler(kube, cfg).reconcile)
@@ -35,6 +46,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     scalers = ScalerReconciler(kube, cfg, default_sources(cfg.prometheus))
     runtime.register("WorkerScaler", "workerscalers", scalers.reconcile, relevant=scalers.relevant)
     operator.install(runtime)
+    for owner in ("shoal", "foreign"):
+        telemetry.POD_WATCH_EVENTS.labels(owner)  # zero from the start, for rate() and alerts
     for source in ("Resource", "Prometheus"):
         telemetry.SOURCE_FAILURES.labels(source)
     if cfg.metrics_port:

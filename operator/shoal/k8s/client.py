@@ -195,11 +195,14 @@ class Kube:
     def json_patch(self, path: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
         return self.request("PATCH", path, ops, content_type="application/json-patch+json")
 
-    def delete(self, path: str, uid: str | None = None) -> bool:
-        """Delete; False when already gone. `uid` guards against deleting a same-named successor."""
+    def delete(self, path: str, uid: str | None = None, resource_version: str | None = None) -> bool:
+        """Delete; False when already gone or changed. `uid` guards against deleting a same-named
+        successor, `resource_version` against deleting an object changed since it was read (a pod
+        claimed a moment ago): the API server answers 409 and nothing is deleted."""
         body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
-        if uid:
-            body["preconditions"] = {"uid": uid}
+        preconditions = {k: v for k, v in (("uid", uid), ("resourceVersion", resource_version)) if v}
+        if preconditions:
+            body["preconditions"] = preconditions
         try:
             self.request("DELETE", path, body)
         except ApiError as exc:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from shoal import conditions, telemetry
 from shoal.api.pool import ContainerPoolSpec
-from shoal.builders import controller_ref
+from shoal.builders import LABEL_MANAGED, controller_ref
 from shoal.builders.pod import (
     agent_account,
     agent_pod_name,
@@ -70,6 +70,7 @@ class PoolReconciler:
 
         uid = pool["metadata"]["uid"]
         pods = self.kube.list_items(pods_path(namespace), f"{LABEL_POOL}={name}")
+        pods = [self._managed(namespace, pod) for pod in pods]
         pods = self._release_stranded(pool, pods, now)
         thash = template_hash(spec)
         p = plan(spec, uid, [pod_view(x) for x in pods], thash, now)
@@ -80,10 +81,15 @@ class PoolReconciler:
                 {"metadata": {"ownerReferences": [controller_ref("ContainerPool", name, uid)]}},
             )
         deleted: dict[str, list[str]] = defaultdict(list)
+        # Each delete names the version the plan was made from: a pod claimed (or otherwise changed)
+        # since the list gets a 409 and stays; the next pass plans again on what is there then.
+        versions = {x["metadata"]["name"]: x["metadata"].get("resourceVersion") for x in pods}
         for d in p.delete:
-            if self.kube.delete(pods_path(namespace, d.pod), uid=d.uid):
+            if self.kube.delete(pods_path(namespace, d.pod), uid=d.uid, resource_version=versions.get(d.pod)):
                 deleted[d.reason].append(d.pod)
                 telemetry.POOL_EVENTS.labels("delete", d.reason).inc()
+            else:
+                telemetry.POOL_EVENTS.labels("delete-skipped", d.reason).inc()
         for pod_name, state in p.relabel.items():
             self.kube.merge_patch_if_exists(
                 pods_path(namespace, pod_name), {"metadata": {"labels": {LABEL_STATE: state}}}
@@ -132,6 +138,20 @@ class PoolReconciler:
             return RETRY_AFTER_CREATE_FAILURE
         return p.requeue_after
 
+    def _managed(self, namespace: str, pod: dict[str, Any]) -> dict[str, Any]:
+        """`pod` with the label the operator's pod watch selects on (pods made before it existed)."""
+        if (pod["metadata"].get("labels") or {}).get(LABEL_MANAGED) == "true":
+            return pod
+        try:
+            return self.kube.merge_patch(
+                pods_path(namespace, pod["metadata"]["name"]),
+                {"metadata": {"labels": {LABEL_MANAGED: "true"}}},
+            )
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+            return pod
+
     def _release_stranded(
         self, pool: dict[str, Any], pods: list[dict[str, Any]], now: datetime
     ) -> list[dict[str, Any]]:
@@ -171,11 +191,11 @@ class PoolReconciler:
         created = 0
         for _ in range(count):
             try:
-                if spec.sessionAgent is None:
+                if spec.sessionAgent is None and not spec.ownPodAccess:
                     body = build_pod(name, uid, spec, thash, self.settings.gpu_resource)
                     self.kube.create(pods_path(namespace), body)
                 else:
-                    self._create_agent_pod(namespace, name, uid, spec, thash)
+                    self._create_own_account_pod(namespace, name, uid, spec, thash)
             except ApiError as exc:
                 if exc.status in (403, 409, 422, 429) or exc.status >= 500:
                     # Quota, admission, a namespace being deleted, a missing service account:
@@ -186,11 +206,11 @@ class PoolReconciler:
             telemetry.POOL_EVENTS.labels("create", "ScaleUp").inc()
         return created, ""
 
-    def _create_agent_pod(
+    def _create_own_account_pod(
         self, namespace: str, name: str, uid: str, spec: ContainerPoolSpec, thash: str
     ) -> None:
-        """A pod whose agent may reach that pod only: a ServiceAccount of its own first (the pod names
-        it), then the pod, then its Role; the pod owns all three, so they go with it. A crash between
+        """A pod that may reach itself only (its agent, or a runner's job hooks): a ServiceAccount of its
+        own first (the pod names it), then the pod, then its Role; the pod owns all three, so they go with it. A crash between
         the account and the pod leaves an account the pool owns (collected with the pool)."""
         pod_name = agent_pod_name(name)
         accounts = f"/api/v1/namespaces/{namespace}/serviceaccounts"

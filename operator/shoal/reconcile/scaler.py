@@ -17,6 +17,7 @@ from shoal.api.scaler import MetricSpec, WorkerScalerSpec
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.reconcile import write_status
+from shoal.reconcile.history import HistoryStore, save_every
 from shoal.reconcile.targets import PLURAL, ScaleTargets, TargetError
 from shoal.scaling import record
 from shoal.scaling.engine import config, decide
@@ -35,6 +36,8 @@ class _State:
     history: History
     last_eval: float = 0.0
     generation: int | None = None
+    saved_at: float = 0.0  # monotonic time of the last history write
+    saved_points: int = 0
 
 
 def startup_seconds(pods: list[dict[str, Any]]) -> float | None:
@@ -64,8 +67,8 @@ class ScalerReconciler:
         clock: Callable[[], float] | None = None,
         wall: Callable[[], float] | None = None,
     ) -> None:
-        """`clock` (monotonic) times polls, cooldowns and windows; `wall` only what is written or
-        matched against a calendar (status times, cron windows)."""
+        """`clock` (monotonic) times polls, cooldowns and windows; `wall` what is written, matched
+        against a calendar (status times, cron windows) or kept across processes (demand history)."""
         self.kube = kube
         self.settings = settings
         self.sources = sources
@@ -74,6 +77,7 @@ class ScalerReconciler:
         self.states: dict[tuple[str, str], _State] = {}
         self.lock = threading.Lock()
         self.targets = ScaleTargets(kube)
+        self.history = HistoryStore(kube)
 
     # --- the loop --------------------------------------------------------------------------------------
 
@@ -119,9 +123,18 @@ class ScalerReconciler:
         poll = float(spec.pollIntervalSeconds)
         with self.lock:
             state = self.states.get(key)
-            if state is None or state.uid != meta["uid"]:
-                state = _State(meta["uid"], record.seed_history(obj.get("status") or {}, now, wall))
+            fresh = state is None or state.uid != meta["uid"]
+            if fresh:
+                state = _State(
+                    meta["uid"], record.seed_history(obj.get("status") or {}, now, wall), saved_at=now
+                )
                 self.states[key] = state
+        assert state is not None
+        if fresh and spec.predictive and spec.predictive.enabled:
+            fit = self.history.load(obj, config(spec), wall)  # learned by an earlier process
+            if fit is not None:
+                state.history = replace(state.history, fit=fit)
+                state.saved_points = fit.n
         # Our own status writes come back as watch events: evaluate once per poll interval, or
         # at once when the spec changed.
         due = state.last_eval + poll - now
@@ -188,6 +201,10 @@ class ScalerReconciler:
             config(spec), Observation(current, readings, startup), state.history, now, wall
         )
         state.history = history
+        fit = history.fit
+        due_save = fit is not None and fit.n > state.saved_points and now - state.saved_at >= save_every(poll)
+        if fit is not None and due_save and self.history.save(obj, fit):
+            state.saved_at, state.saved_points = now, fit.n
         if decision.changed:
             if decision.desired < current and ref.kind in ("Deployment", "ReplicaSet"):
                 self._set_deletion_costs(namespace, readings)

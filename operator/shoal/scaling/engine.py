@@ -4,9 +4,9 @@ Pipeline: per-metric proposals -> largest -> predictive and scheduled floors -> 
 -> emergency bypass | stabilization -> cooldown -> rate limit -> clamp. Missing data never
 scales down. Time and history come in as arguments; the new history goes out with the decision.
 
-`now` measures every window, cooldown and sample age, so the operator passes a monotonic clock (a wall
-clock stepped by NTP would open a cooldown early or hold it for hours); `wall` (UTC seconds) is only
-for the cron schedule. Simulations that run on one clock pass `now` alone.
+`now` measures every window and cooldown, so the operator passes a monotonic clock (a wall clock
+stepped by NTP would open a cooldown early or hold it for hours); `wall` (UTC seconds) is for the cron
+schedule and the demand history, which outlives the process. Simulations on one clock pass `now` alone.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from shoal.api.scaler import ScalingRules, WorkerScalerSpec
 from shoal.scaling.calculator import propose
-from shoal.scaling.forecast import forecast
+from shoal.scaling.forecast import Fit, grid_step, new_fit, observe, predict
 from shoal.scaling.schedule import floor_at
 from shoal.scaling.types import Decision, EngineConfig, History, Observation, Rules
 
@@ -67,6 +67,15 @@ def config(spec: WorkerScalerSpec) -> EngineConfig:
 
 def _clamp(n: int, cfg: EngineConfig) -> int:
     return max(cfg.min_replicas, min(cfg.max_replicas, n))
+
+
+def fit_for(cfg: EngineConfig, fit: Fit | None) -> Fit:
+    """The forecaster for `cfg`: `fit` if it was made for the same grid, season and history."""
+    step = grid_step(cfg.poll, cfg.season)
+    want = new_fit(step, cfg.season, cfg.history_seconds)
+    if fit is not None and (fit.step, fit.m, fit.history) == (want.step, want.m, want.history):
+        return fit
+    return want
 
 
 def _rate_limit(current: int, desired: int, history: History, rules: Rules, now: float, up: bool) -> int:
@@ -133,14 +142,14 @@ def decide(
         raw, reason = current, "MetricsUnavailable"
         msg = "not scaling down while " + ", ".join(p.name for p in failed) + " unavailable"
 
-    samples = history.samples
     demand = max((p.demand for p in usable if p.demand is not None), default=None)
-    if demand is not None:
-        samples = (*tuple(s for s in samples if now - s[0] <= cfg.history_seconds), (now, float(demand)))
-    fc = None
+    fc, fit = None, None
     if cfg.predictive:
+        fit = fit_for(cfg, history.fit)
+        if demand is not None:
+            fit = observe(fit, wall, float(demand))  # wall time: the fit outlives this process
         lead = max(cfg.horizon, obs.pod_startup_seconds or 0.0)
-        fc = forecast(samples, cfg.poll, lead, cfg.season)
+        fc = predict(fit, lead)
         # Like the reactive rule, ignore forecasts within the tolerance band, and within the forecast's
         # own error (2 x its one-step RMSE): noise is not a trend.
         margin = max(current * cfg.tolerance, 2 * (fc.error or 0.0)) if fc is not None else 0.0
@@ -210,9 +219,7 @@ def decide(
     ):
         reason = "AtMax"
     new_events = (*events, (now, current, desired)) if desired != current else events
-    new_hist = History(
-        recommendations=recs, events=new_events, samples=samples, failures=0, capped_up=capped_up
-    )
+    new_hist = History(recommendations=recs, events=new_events, fit=fit, failures=0, capped_up=capped_up)
     return Decision(
         desired,
         current,

@@ -81,6 +81,8 @@ def compose(
                 "horizonSeconds": int(f.horizon_seconds),
                 "error": round(f.error, 4) if f.error is not None else None,
                 "samples": f.samples,
+                "model": f.model,
+                "stepSeconds": f.step_seconds,
             }
         )
         last = decisions[-1] if decisions else None

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shoal.scaling.forecast import Fit
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class Forecast:
     horizon_seconds: float
     error: float | None  # RMSE of one-step-ahead in-sample forecasts, in replicas
     samples: int
+    model: str = "Holt"  # or HoltWinters (with a season)
+    step_seconds: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,7 @@ class History:
 
     recommendations: tuple[tuple[float, int], ...] = ()  # (time, clamped raw proposal)
     events: tuple[tuple[float, int, int], ...] = ()  # (time, from, to) of applied scalings
-    samples: tuple[tuple[float, float], ...] = ()  # (time, demand in replicas)
+    fit: Fit | None = None  # the demand forecaster's state (predictive scalers only)
     failures: int = 0  # consecutive evaluations with no usable metric
     capped_up: int = 0  # target of a scale-up the step limit cut short, while it is being finished
 
