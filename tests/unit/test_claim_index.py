@@ -175,8 +175,8 @@ def test_adopting_a_claim_keeps_the_agents_progress_and_config_and_cannot_confli
             "poolRef": {"name": "p"},
         }
     )
-    patch = Claimer._claim_patch(spec, "s1", None)
     now = datetime(2026, 12, 1, tzinfo=UTC)
+    patch = Claimer._claim_patch(spec, "s1", None, now)
     fresh = patch(CachedPod(PodView("p-1", "u1", now, claims=2), "41"))
     assert fresh["metadata"]["resourceVersion"] == "41"
     ann = fresh["metadata"]["annotations"]

@@ -16,6 +16,7 @@ ANN_CLAIMED_BY = "shoal.dev/claimed-by"
 ANN_CLAIMS = "shoal.dev/claims"
 ANN_LAST_RELEASED = "shoal.dev/last-released"
 ANN_LAST_SIGNATURE = "shoal.dev/last-signature"
+ANN_LAST_CLAIMED = "shoal.dev/last-claimed"  # when the pod was last claimed: RoundRobin's cursor
 ANN_LOAD = "shoal.dev/load"
 
 # Pod states of the pool's state machine, kept in the LABEL_STATE label.
@@ -51,6 +52,7 @@ class PodView:
     claims: int = 0
     last_released: datetime | None = None
     last_signature: str | None = None
+    last_claimed: datetime | None = None
     load: float = 0.0
     node: str | None = None
     requests: tuple[tuple[str, str], ...] = ()
@@ -101,6 +103,7 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         claims=claims,
         last_released=parse_time(ann.get(ANN_LAST_RELEASED)),
         last_signature=ann.get(ANN_LAST_SIGNATURE) or None,
+        last_claimed=parse_time(ann.get(ANN_LAST_CLAIMED)),
         load=load,
         node=(pod.get("spec") or {}).get("nodeName"),
         requests=tuple(sorted((k, str(v)) for k, v in requests.items())),

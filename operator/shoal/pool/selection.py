@@ -19,7 +19,14 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 class ClaimRequest:
     signature: str | None = None  # job signature, for Affinity
     requests: dict[str, str] = field(default_factory=dict)  # resource -> quantity, for ResourceAware
-    cursor: str | None = None  # name of the pod claimed last, for RoundRobin
+    cursor: str | None = None  # name of the pod claimed last, for RoundRobin (cursor_of the pool)
+
+
+def cursor_of(pods: Sequence[PodView]) -> str | None:
+    """The pod of the pool claimed most recently (claimed now or since released): RoundRobin goes on
+    from it. It lives on the pods (their last-claimed times), so it survives an operator restart."""
+    claimed = [p for p in pods if p.last_claimed is not None]
+    return max(claimed, key=lambda p: (p.last_claimed, p.name)).name if claimed else None
 
 
 def claimable(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -24,13 +25,14 @@ from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.pool.pods import (
     ANN_CLAIMED_BY,
     ANN_CLAIMS,
+    ANN_LAST_CLAIMED,
     ANN_LAST_RELEASED,
     ANN_LAST_SIGNATURE,
     CLAIMED,
     LABEL_POOL,
     LABEL_STATE,
 )
-from shoal.pool.selection import ClaimRequest, claimable, select_pod
+from shoal.pool.selection import ClaimRequest, claimable, cursor_of, select_pod
 from shoal.runtime.cache import CachedPod, CachedPool, ClaimIndex
 from shoal.sessions.lifecycle import ANN_COMMAND, ANN_COMMAND_ID, ANN_PROGRESS, FINAL, ClaimOutcome
 from shoal.times import format_time
@@ -74,10 +76,13 @@ class Claimer:
             mine = [p for p in owned if p.claimed_by == session]
             if mine:  # adopt: claimed for this session already
                 return mine[0].name
-            choice = select_pod(pool_spec.selection, claimable(owned, pool_spec.recycle, hashed, now), req)
+            rotated = replace(req, cursor=cursor_of(owned))
+            choice = select_pod(
+                pool_spec.selection, claimable(owned, pool_spec.recycle, hashed, now), rotated
+            )
             return choice.name if choice else None
 
-        patch = self._claim_patch(spec, session, resume_from)
+        patch = self._claim_patch(spec, session, resume_from, now)
         # First the watch index (no reads on the way to the claim), then a fresh list of the pool.
         claimed = self._claim_from(self.index, ns, pool_name, choose, patch) if self.index else None
         if claimed is None:
@@ -123,7 +128,7 @@ class Claimer:
 
     @staticmethod
     def _claim_patch(
-        spec: TrainingSessionSpec, session: str, resume_from: str | None
+        spec: TrainingSessionSpec, session: str, resume_from: str | None, now: datetime
     ) -> Callable[[CachedPod], dict[str, Any]]:
         config = json.dumps({**training_config(spec), "resumeFrom": resume_from})
 
@@ -142,6 +147,7 @@ class Claimer:
                     "annotations": {
                         ANN_CLAIMED_BY: session,
                         ANN_CLAIMS: str(pod.view.claims + 1),
+                        ANN_LAST_CLAIMED: format_time(now),
                         ANN_COMMAND: None,
                         ANN_COMMAND_ID: None,
                         ANN_PROGRESS: None,
