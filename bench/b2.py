@@ -1,0 +1,168 @@
+"""B2: scaling quality, one row per trace and metric (the synthetic traces of bench/traces and the
+real ones of ../shared/traces), Shoal at a user's defaults against HPA v2 and KEDA as it behaves,
+each row judged against the goal on its own; the sentences of the report are computed from the rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench import scaling_sim
+from bench.stats import provenance
+
+SYNTHETIC = ["diurnal", "spike", "ramp", "noisy", "step"]
+GOAL = {"under_ratio_max": 0.5, "cost_ratio_max": 1.0, "events_ratio_max": 1.0}
+SCALERS = ("hpa", "keda", "shoal", "oracle", "floor")
+
+
+def traces() -> list[str]:
+    real = [n for n, (file, _) in scaling_sim.REAL.items() if (scaling_sim.REAL_TRACES / file).exists()]
+    return SYNTHETIC + real
+
+
+def verdict(hpa: dict[str, Any], shoal: dict[str, Any]) -> dict[str, Any]:
+    """The goal for one row: under <= 0.5x HPA's (0 where HPA is never short), cost <= 1.0x, events <= 1.0x."""
+    h_under, s_under = hpa["under_replica_s"], shoal["under_replica_s"]
+    under = round(s_under / h_under, 3) if h_under else None
+    cost = round(shoal["cost_replica_s"] / hpa["cost_replica_s"], 3)
+    events = round(shoal["scale_events"] / hpa["scale_events"], 3) if hpa["scale_events"] else None
+    under_ok = s_under == 0 if h_under == 0 else (under or 0) <= GOAL["under_ratio_max"]
+    events_ok = shoal["scale_events"] <= hpa["scale_events"]
+    return {
+        "under": under,
+        "cost": cost,
+        "scale_events": events,
+        "under_met": under_ok,
+        "cost_met": cost <= GOAL["cost_ratio_max"],
+        "events_met": events_ok,
+        "met": under_ok and cost <= GOAL["cost_ratio_max"] and events_ok,
+    }
+
+
+def run(results_dir: Path, log: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        **provenance(),
+        "startup_s": 60,
+        "poll_s": 15,
+        "target_utilization": scaling_sim.TARGET,
+        "scale_factors": {n: f for n, (_, f) in scaling_sim.REAL.items()},
+        "goal": GOAL,
+        "traces": {},
+    }
+    for trace in traces():
+        for metric in ("queue", "cpu"):
+            log(f"B2 {trace}/{metric}")
+            runs = scaling_sim.simulate(trace, metric)
+            row: dict[str, Any] = {
+                k: {
+                    "under_replica_s": round(r.under),
+                    "over_replica_s": round(r.over),
+                    "cost_replica_s": round(r.cost),
+                    "scale_events": r.events,
+                }
+                for k, r in runs.items()
+            }
+            row["real"] = trace in scaling_sim.REAL
+            row["vs_hpa"] = verdict(row["hpa"], row["shoal"])
+            row["plot"] = plot(results_dir, trace, metric, runs)
+            out["traces"][f"{trace}/{metric}"] = row
+    rows = out["traces"].values()
+    out["rows_met"] = sum(1 for r in rows if r["vs_hpa"]["met"])
+    out["rows"] = len(out["traces"])
+    out["goal_met"] = out["rows_met"] == out["rows"]
+    return out
+
+
+def section(b2: dict[str, Any], heading_suffix: str) -> list[str]:
+    if "vs_hpa" not in next(iter(b2["traces"].values())):
+        return [f"## B2 scaling quality{heading_suffix}", "", "(An earlier format; rerun B2.)", ""]
+    factors = ", ".join(f"{n} x{f:g}" for n, f in b2["scale_factors"].items())
+    lines = [
+        f"## B2 scaling quality (simulated replay){heading_suffix}",
+        "",
+        f"Run {b2['started']} at {b2['commit']}. Each trace is replayed second by second: the synthetic ones of "
+        "bench/traces (4 h, 5 s bins) and the real ones of ../shared/traces (5 s bins, requests per second times "
+        f"one constant per trace so that a replica serves one unit: {factors}). A new pod serves after "
+        f"{b2['startup_s']} s. Every scaler evaluates every {b2['poll_s']} s with a 70 % target: the HPA v2 "
+        "reference (0.1 tolerance, 300 s scale-down window, +max(4 pods, 100 %) per 15 s); KEDA as it behaves "
+        "(its metrics server asks the scaler afresh at every HPA sync, so above zero it is HPA on the same "
+        "value, and only activation from zero follows its 30 s pollingInterval: with minReplicas 1, as here, "
+        "its rows are HPA's); Shoal's engine at a user's defaults with prediction on (horizon = start-up "
+        "time); an oracle that knows the load ahead; and a *causal floor* (sees every second, sizes at "
+        "once, never scales down: what start-up time alone makes unavoidable). *under* = replica-seconds of "
+        "load above ready capacity; *cost* = replica-seconds of all pods; *events* = size changes. `queue`: "
+        "the metric is the load; `cpu`: utilization of ready pods, saturating at 100 %. Goal per row: "
+        "under <= 0.5x HPA's (0 where HPA is never short), cost <= 1.0x, events <= HPA's.",
+        "",
+        "| trace/metric | under HPA | under KEDA | under Shoal | under floor | Shoal/HPA under | cost | events HPA / Shoal | goal |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, row in b2["traces"].items():
+        v = row["vs_hpa"]
+        missed = [
+            n
+            for n, ok in (("under", v["under_met"]), ("cost", v["cost_met"]), ("events", v["events_met"]))
+            if not ok
+        ]
+        lines.append(
+            f"| {key}{' (real)' if row['real'] else ''} | {row['hpa']['under_replica_s']} | "
+            f"{row['keda']['under_replica_s']} | {row['shoal']['under_replica_s']} | "
+            f"{row['floor']['under_replica_s']} | {v['under'] if v['under'] is not None else '-'} | {v['cost']} | "
+            f"{row['hpa']['scale_events']} / {row['shoal']['scale_events']} | "
+            f"{'met' if v['met'] else 'not met (' + ', '.join(missed) + ')'} |"
+        )
+    real = [r for r in b2["traces"].values() if r["real"]]
+    real_met = sum(1 for r in real if r["vs_hpa"]["met"])
+    ratios = [r["vs_hpa"]["under"] for r in b2["traces"].values() if r["vs_hpa"]["under"] is not None]
+    lines += [
+        "",
+        f"**Goal met on {b2['rows_met']} of {b2['rows']} rows** ({real_met} of {len(real)} real-trace rows). "
+        + (
+            f"Where HPA is ever short, Shoal's under-provisioning is {min(ratios)}x to {max(ratios)}x HPA's."
+            if ratios
+            else ""
+        ),
+        "",
+    ]
+    lines += [f"![{k}]({row['plot']})" for k, row in b2["traces"].items()]
+    return lines
+
+
+def plot(results_dir: Path, trace: str, metric: str, runs: dict[str, scaling_sim.Run]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    load = scaling_sim.load_trace(trace)
+    fig, ax = plt.subplots(figsize=(10, 4))
+    minutes = [t / 60 for t, _ in load]
+    ax.plot(minutes, [x / scaling_sim.TARGET for _, x in load], color="0.75", linewidth=0.8,
+            label=f"demand / target ({scaling_sim.TARGET:.0%})")  # fmt: skip
+    ax.plot(minutes, [x for _, x in load], color="0.45", linewidth=0.8, label="demand (replicas at 100 %)")
+    styles = {
+        "hpa": ("tab:blue", "-"),
+        "keda": ("tab:green", ":"),
+        "shoal": ("tab:red", "-"),
+        "oracle": ("k", "--"),
+    }
+    for key, r in runs.items():
+        if key in styles:  # the causal floor never scales down: it would only flatten the plot
+            color, ls = styles[key]
+            ax.plot(
+                [t / 60 for t in r.times],
+                r.ready,
+                color=color,
+                linestyle=ls,
+                label=f"{r.name} (ready)",
+                linewidth=1.1,
+            )
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("replicas")
+    ax.set_title(f"B2 {trace} trace, {metric} metric, 60 s pod start-up")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    name = f"b2-{trace}-{metric}.png"
+    fig.savefig(results_dir / name, dpi=90)
+    plt.close(fig)
+    return name
