@@ -4,10 +4,9 @@ limited to a scaler's namespace; against a real HTTP server on loopback that rec
 from __future__ import annotations
 
 import base64
-import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
@@ -19,11 +18,15 @@ from shoal.config import PrometheusAccess, Settings, SettingsError
 from shoal.sources.base import SourceContext
 from shoal.sources.prometheus import PrometheusSource
 from shoal.sources.promscope import ScopeError, scope
+from tests.unit.test_sources import _Handler
 
 ONE = {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, "7"]}]}}
 
 
-class Recorder(BaseHTTPRequestHandler):
+class Recorder(_Handler):
+    """Records each request's headers and query; a non-200 reply echoes the Authorization header,
+    as some auth proxies' error pages do."""
+
     seen: ClassVar[list[tuple[dict[str, str], str]]] = []
     reply: ClassVar[tuple[int, dict[str, Any]]] = (200, ONE)
 
@@ -31,16 +34,9 @@ class Recorder(BaseHTTPRequestHandler):
         query = parse_qs(urlparse(self.path).query)["query"][0]
         type(self).seen.append(({k.lower(): v for k, v in self.headers.items()}, query))
         code, body = type(self).reply
-        if code != 200:  # an auth proxy that echoes the request's headers in its error
+        if code != 200:
             body = {"status": "error", "error": f"denied: {self.headers.get('Authorization')}"}
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *_: Any) -> None:
-        pass
+        self.answer(code, body)
 
 
 @pytest.fixture

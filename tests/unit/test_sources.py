@@ -19,10 +19,14 @@ from shoal.sources.prometheus import PrometheusSource
 
 
 class _Handler(BaseHTTPRequestHandler):
-    reply: tuple[int, dict[str, Any]] = (200, {})
+    """Answers every GET with `reply` (code, JSON body), as Prometheus' API does."""
+
+    reply: ClassVar[tuple[int, dict[str, Any]]] = (200, {})
 
     def do_GET(self) -> None:
-        code, body = type(self).reply
+        self.answer(*type(self).reply)
+
+    def answer(self, code: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
