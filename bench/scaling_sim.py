@@ -1,5 +1,6 @@
 """B2: scaling quality. Demand traces replayed through Shoal's engine, a reference of the HPA v2
-algorithm, a KEDA-like 30 s poller in front of it, and a perfect-foresight oracle.
+algorithm, KEDA as it behaves (that HPA fed a fresh value at every sync, its own polling only for
+activation from zero), a perfect-foresight oracle and a causal floor.
 
 The world: each replica serves 1 unit of load; a new pod serves only after `startup` seconds.
 Two metrics are replayed: `cpu` (utilization of ready pods, which saturates at 100 %, as CPU does)
