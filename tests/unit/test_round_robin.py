@@ -110,3 +110,14 @@ def test_round_robin_skips_a_claimed_pod_and_wraps() -> None:
     assert held.pod == "rr-a"
     picked = [claim_and_release(claimer, f"s{i}", T0 + timedelta(minutes=1 + i)) for i in range(4)]
     assert picked == ["rr-b", "rr-c", "rr-d", "rr-b"]  # rr-a is held throughout
+
+
+def test_a_gpu_session_is_not_handed_a_cpu_only_pod_and_says_why() -> None:
+    api = Api()
+    gpu_spec = SPEC.model_copy(update={"resources": SPEC.resources.model_copy(update={"gpu": 1})})
+    out = Claimer(api, Settings()).claim(  # type: ignore[arg-type]
+        {"metadata": {"namespace": "ns", "name": "gpu-job"}}, gpu_spec, None, 0.0, T0
+    )
+    assert (out.pod, out.reason) == (None, "NoFittingPod")
+    assert out.message == "4 idle pod(s), none with the nvidia.com/gpu 1 the session asks for"
+    assert not any(p["metadata"]["annotations"].get("shoal.dev/claimed-by") for p in api.pods.values())

@@ -47,3 +47,22 @@ def test_only_idle_pods_not_due_for_recycling_are_claimable() -> None:
     ok = pod("Idle")
     pods = [ok, pod("Claimed"), pod("Warming"), pod("Idle", age=5000), pod("Idle", template_hash="old")]
     assert claimable(pods, Recycle(maxAgeSeconds=3600), HASH, T0) == [ok]
+
+
+def test_no_strategy_hands_a_gpu_claim_a_pod_without_the_gpu() -> None:
+    from shoal.pool.selection import STRATEGIES, unfit_reason
+
+    cpu_only = pod(requests=(("cpu", "8"), ("memory", "32Gi")))
+    gpu = pod(requests=(("cpu", "1"), ("memory", "4Gi"), ("nvidia.com/gpu", "1")))
+    claim = ClaimRequest(signature="job", requests={"cpu": "1", "nvidia.com/gpu": "1"})
+    for strategy in STRATEGIES:
+        assert select_pod(strategy, [cpu_only], claim) is None, strategy
+        # the CPU-only pod has more CPU, but not the device
+        assert select_pod(strategy, [cpu_only, gpu], claim) == gpu, strategy
+    assert (
+        unfit_reason([cpu_only], claim)
+        == "1 idle pod(s), none with the nvidia.com/gpu 1 the session asks for"
+    )
+    assert unfit_reason([cpu_only, gpu], claim) is None and unfit_reason([], claim) is None
+    two = ClaimRequest(requests={"nvidia.com/gpu": "2"})
+    assert select_pod("LeastRecentlyUsed", [gpu], two) is None  # one GPU is not two

@@ -91,5 +91,32 @@ STRATEGIES: dict[str, Callable[[Sequence[PodView], ClaimRequest], PodView | None
 }
 
 
+# CPU, memory and disk a pod may use beyond its request (burstable); a device it does not request it
+# does not have at all: a GPU claim must never get a CPU-only pod, whatever the strategy.
+_BURSTABLE = frozenset({"cpu", "memory", "ephemeral-storage"})
+
+
+def missing_devices(pod: PodView, request: ClaimRequest) -> dict[str, str]:
+    """Extended resources (GPUs, GPU memory, ...) the claim asks for and the pod's requests do not cover."""
+    have = dict(pod.requests)
+    out = {}
+    for name, need in request.requests.items():
+        if name in _BURSTABLE:
+            continue
+        if parse_quantity(have.get(name, "0")) < parse_quantity(need):
+            out[name] = need
+    return out
+
+
+def unfit_reason(candidates: Sequence[PodView], request: ClaimRequest) -> str | None:
+    """Why no idle pod was handed out although some were idle (None: there was a fitting one or none idle)."""
+    if not candidates or any(not missing_devices(p, request) for p in candidates):
+        return None
+    asked = ", ".join(f"{k} {v}" for k, v in sorted(missing_devices(candidates[0], request).items()))
+    return f"{len(candidates)} idle pod(s), none with the {asked} the session asks for"
+
+
 def select_pod(strategy: str, candidates: Sequence[PodView], request: ClaimRequest) -> PodView | None:
-    return STRATEGIES[strategy](candidates, request)
+    """The strategy's choice among the idle pods that have every device the claim asks for."""
+    fitting = [p for p in candidates if not missing_devices(p, request)]
+    return STRATEGIES[strategy](fitting, request)

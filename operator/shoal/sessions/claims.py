@@ -32,7 +32,7 @@ from shoal.pool.pods import (
     LABEL_POOL,
     LABEL_STATE,
 )
-from shoal.pool.selection import ClaimRequest, claimable, cursor_of, select_pod
+from shoal.pool.selection import ClaimRequest, claimable, cursor_of, select_pod, unfit_reason
 from shoal.runtime.cache import CachedPod, CachedPool, ClaimIndex
 from shoal.sessions.lifecycle import ANN_COMMAND, ANN_COMMAND_ID, ANN_PROGRESS, FINAL, ClaimOutcome
 from shoal.times import format_time
@@ -70,6 +70,7 @@ class Claimer:
             requests=requests(spec, self.settings.gpu_resource, self.settings.gpu_memory_resource),
         )
         hashed, uid = template_hash(pool_spec), pool.uid
+        unfit: list[str] = []  # why the last choice found nothing, when idle pods did not fit
 
         def choose(pods: Sequence[CachedPod]) -> str | None:
             owned = [p.view for p in pods if p.view.controller_uid == uid]
@@ -77,9 +78,9 @@ class Claimer:
             if mine:  # adopt: claimed for this session already
                 return mine[0].name
             rotated = replace(req, cursor=cursor_of(owned))
-            choice = select_pod(
-                pool_spec.selection, claimable(owned, pool_spec.recycle, hashed, now), rotated
-            )
+            idle = claimable(owned, pool_spec.recycle, hashed, now)
+            choice = select_pod(pool_spec.selection, idle, rotated)
+            unfit[:] = [why] if (why := unfit_reason(idle, rotated)) else []
             return choice.name if choice else None
 
         patch = self._claim_patch(spec, session, resume_from, now)
@@ -93,6 +94,8 @@ class Claimer:
             if claimed is not None and self.index is not None:
                 self.index.pod_event("MODIFIED", claimed)
         if claimed is None:
+            if unfit:
+                return ClaimOutcome(None, pool_name, "NoFittingPod", message=unfit[0])
             return ClaimOutcome(None, pool_name, "NoIdlePod")
         latency = time.monotonic() - started
         telemetry.CLAIM_SECONDS.observe(latency)

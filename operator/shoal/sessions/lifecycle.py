@@ -334,6 +334,8 @@ def _claim(inp: Inputs, step: Step) -> None:
         message = (
             f"ContainerPool {claim.pool} not found"
             if claim.reason == "PoolNotFound"
+            else f"pool {claim.pool}: {claim.message}"
+            if claim.message
             else f"no idle pod in pool {claim.pool}"
         )
         new.update(phase="Pending", reason=claim.reason, message=message)

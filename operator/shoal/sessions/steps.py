@@ -69,8 +69,9 @@ class PodState:
 class ClaimOutcome:
     pod: str | None  # the claimed pod, None when no idle pod (or no pool)
     pool: str
-    reason: str = "NoIdlePod"  # why not, when pod is None: NoIdlePod | PoolNotFound
+    reason: str = "NoIdlePod"  # why not, when pod is None: NoIdlePod | NoFittingPod | PoolNotFound
     latency_ms: float = 0.0
+    message: str = ""  # the details of NoFittingPod
 
 
 @dataclass(frozen=True)
