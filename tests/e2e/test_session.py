@@ -235,7 +235,7 @@ def test_sessions_queue_on_capacity_and_a_higher_priority_one_preempts(
         lambda: next(
             (n for n in ("b-second", "c-third") if status(kube, namespace, n).get("preemptedBy") == "vip"), ""
         ),
-        30,
+        90,  # a fresh CI machine under the whole suite once took over 30 s here
         "a low-priority session chosen to pause",
     )
     pre = wait_until(lambda: reason_is(kube, namespace, victim, "Preempted"), 60, "preempted")
