@@ -202,8 +202,12 @@ class ScalerReconciler:
         )
         state.history = history
         fit = history.fit
-        due_save = fit is not None and fit.n > state.saved_points and now - state.saved_at >= save_every(poll)
-        if fit is not None and due_save and self.history.save(obj, fit):
+        if (
+            fit is not None
+            and fit.n > state.saved_points
+            and now - state.saved_at >= save_every(poll)
+            and self.history.save(obj, fit)
+        ):
             state.saved_at, state.saved_points = now, fit.n
         if decision.changed:
             if decision.desired < current and ref.kind in ("Deployment", "ReplicaSet"):

@@ -96,11 +96,7 @@ class _Run:
         if self.holt is not None:
             self._smooth(self.holt, y, _HOLT[0], _HOLT[1], 0.0)
         if self.hw is not None:
-            row = 4 + self.pos
-            season = self.hw[row].copy()
-            self._smooth(self.hw, y, _HW[0], _HW[1], season)
-            self.hw[row] = _HW[2] * (y - self.hw[0]) + (1 - _HW[2]) * season
-            self.pos = (self.pos + 1) % m
+            self._season_step(self.hw, y, m)
         elif m and self.n == 2 * m:
             self._start_season(m)
 
@@ -115,11 +111,15 @@ class _Run:
         self.hw[4:] = (y[:m] - level)[:, None]
         self.pos, self.first = 0, []
         for x in y[m:]:  # Holt has seen them already; only the new model takes them in
-            row = 4 + self.pos
-            season = self.hw[row].copy()
-            self._smooth(self.hw, float(x), _HW[0], _HW[1], season)
-            self.hw[row] = _HW[2] * (float(x) - self.hw[0]) + (1 - _HW[2]) * season
-            self.pos = (self.pos + 1) % m
+            self._season_step(self.hw, float(x), m)
+
+    def _season_step(self, hw: Array, y: float, m: int) -> None:
+        """One Holt-Winters point: level and trend from the season's row, then that row."""
+        row = 4 + self.pos
+        season = hw[row].copy()
+        self._smooth(hw, y, _HW[0], _HW[1], season)
+        hw[row] = _HW[2] * (y - hw[0]) + (1 - _HW[2]) * season
+        self.pos = (self.pos + 1) % m
 
     def done(self, t: float, y: float) -> Fit:
         series = tuple(self.series[-self.fit.keep :])
