@@ -1,4 +1,4 @@
-"""Benchmarks on the test bed, one module each (b1, b3, b4, b6, agent's b7), on one operator process:
+"""Benchmarks on the test bed, one module each (b1, b3, b4, b6, agent's b7, b9), on one operator process:
 each runs Shoal and its baseline in the same cluster and run, and cleans up."""
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ def run_all(which: set[str]) -> dict[str, Any]:
             from bench import agent
 
             results["B7"] = agent.b7(kube)
+        if "B9" in which:
+            from bench import b9
+
+            results["B9"] = b9.bench(kube, op_pid=op.proc.pid)
         if "B4" in which:
             results["B4"] = b4.b4(kube, op)
     finally:

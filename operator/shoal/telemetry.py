@@ -19,7 +19,9 @@ POOL_EVENTS = Counter(
     "shoal_pool_pod_changes_total", "Pods created or deleted, by reason", ["action", "reason"]
 )
 POD_EVENTS = Counter(
-    "shoal_pod_events_total", "Pod watch events the operator handled, by the watch (pool, session)", ["watch"]
+    "shoal_pod_events_total",
+    "Pod watch events the operator handled, by the watch (pool, session, claim)",
+    ["watch"],
 )
 POD_WATCH_EVENTS = Counter(
     "shoal_pod_watch_events_total",

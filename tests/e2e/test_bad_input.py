@@ -21,6 +21,7 @@ PLURALS = {
     "ContainerPool": "containerpools",
     "WorkerScaler": "workerscalers",
     "TrainingSession": "trainingsessions",
+    "ContainerClaim": "containerclaims",
 }
 
 

@@ -210,8 +210,9 @@ def test_metrics_server_outage_holds_then_recovers(
 def test_concurrent_claims_never_share_a_warm_pod(
     kube: Kube, namespace: str, running_operator: OperatorProcess
 ) -> None:
-    """Competing writers: many sessions claim from one pool at once; optimistic locking (409) decides."""
-    apply(pool_manifest("shared", 6), namespace)
+    """Competing writers: many sessions claim from one pool at once; optimistic locking (409) decides.
+    maxReplicas holds the pool at 6 (it would otherwise grow for the two that wait)."""
+    apply(pool_manifest("shared", 6, maxReplicas=6), namespace)
     wait_until(lambda: converged(kube, namespace, "shared", 6), 60, "6 pods")
     for i in range(8):
         apply(session_manifest(f"claim-{i}", poolRef={"name": "shared"}), namespace)

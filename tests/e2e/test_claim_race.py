@@ -1,4 +1,4 @@
-"""No claimed pod is ever deleted: claims through the production claim path (sessions.claims.Claimer,
+"""No claimed pod is ever deleted: claims through the production claim path (reconcile.claimer.Claimer,
 a resourceVersion-guarded patch) race a pool that is scaled down and up and has its template changed
 (recycling every idle pod) over and over. A watch (PodHistory) records each pod as it was when its deletion began;
 one that was claimed at that moment is a failure. The pool's deletes carry the pod's uid and
@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shoal.api.session import TrainingSessionSpec
+from shoal.builders.session import signature
 from shoal.config import Settings
 from shoal.k8s.client import Kube, custom_path, pods_path
-from shoal.sessions.claims import Claimer
+from shoal.reconcile.claimer import Claimer
 from tests.e2e.conftest import OperatorProcess, pool_manifest
 from tests.e2e.util import PodHistory, apply, sample, wait_until
 
@@ -69,8 +70,7 @@ def test_a_thousand_claims_racing_scale_downs_and_recycles_lose_no_claimed_pod(
         while not done.is_set():
             n += 1
             session = f"w{worker}-{n}"
-            obj = {"metadata": {"namespace": namespace, "name": session}}
-            out = claimer.claim(obj, spec, None, time.monotonic(), datetime.now(UTC))
+            out = claimer.claim_session(namespace, session, spec, None, time.monotonic(), datetime.now(UTC))
             if out.pod is None:
                 with lock:
                     lost += 1
@@ -80,7 +80,7 @@ def test_a_thousand_claims_racing_scale_downs_and_recycles_lose_no_claimed_pod(
                 if claims >= CLAIMS:
                     done.set()
             time.sleep(rng.uniform(0, 0.05))  # held for a moment, as a short job would
-            claimer.release(namespace, out.pod, spec, datetime.now(UTC))
+            claimer.release(namespace, out.pod, signature(spec), datetime.now(UTC))
 
     def churn() -> None:
         i = 0

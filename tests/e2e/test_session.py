@@ -344,7 +344,10 @@ def test_a_warm_pod_trains_the_session_that_claims_it_and_returns_to_the_pool_cl
         return p if p["metadata"]["labels"]["shoal.dev/state"] == "Idle" else {}
 
     freed = wait_until(released, 30, "the deleted session's pod back in the pool")
-    assert freed["metadata"]["annotations"]["shoal.dev/last-signature"] == "Acrobot-v1/PPO"
+    assert (
+        freed["metadata"]["annotations"]["shoal.dev/last-signature"]
+        == '{"algorithm":"PPO","game":"Acrobot-v1"}'
+    )
     assert "shoal.dev/claimed-by" not in freed["metadata"]["annotations"]
 
 

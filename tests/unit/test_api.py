@@ -169,7 +169,9 @@ def test_every_bound_a_field_declares_is_in_its_schema() -> None:
                 prop = getattr(module, cls.name).model_json_schema()["properties"][stmt.target.id]
                 prop = next((a for a in prop.get("anyOf", []) if a.get("type") != "null"), prop)
                 for key, node in bounds.items():
-                    want = eval(compile(ast.Expression(node), str(path), "eval"))  # a literal like 10**12
+                    want = eval(
+                        compile(ast.Expression(node), str(path), "eval"), vars(module)
+                    )  # 10**12, a constant
                     got = prop.get("minimum" if key == "ge" else "maximum")
                     assert got == want, f"{cls.name}.{stmt.target.id}: {key}={want} but the schema says {got}"
                     checked += 1

@@ -123,7 +123,7 @@ def test_a_progress_report_alone_does_not_concern_the_pool_but_a_claim_does() ->
 
 
 def test_claims_no_live_session_holds_or_will_adopt_are_stranded() -> None:
-    from shoal.sessions.claims import stranded
+    from shoal.pool.claims import stranded
 
     def session(name: str, run: str = "Running", **st: object) -> dict[str, object]:
         return {"metadata": {"name": name}, "spec": {"runState": run}, "status": st}
@@ -143,16 +143,21 @@ def test_a_stranded_claim_is_given_back_with_the_signature_of_the_job_it_was_han
     """The session is gone (no finalizer kept it), so Affinity's memory comes from the pod's config."""
     import json
 
-    from shoal.sessions.claims import config_signature
+    from shoal.pool.claims import held_signature
 
-    def pod(config: str | None) -> dict[str, Any]:
-        return {"metadata": {"annotations": {} if config is None else {"shoal.dev/session-config": config}}}
+    def pod(config: str | None, signature: str | None = None) -> dict[str, Any]:
+        ann = {} if config is None else {"shoal.dev/session-config": config}
+        return {
+            "metadata": {"annotations": {**ann, **({"shoal.dev/signature": signature} if signature else {})}}
+        }
 
-    assert config_signature(pod(json.dumps({"game": "Acrobot-v1", "algorithm": "DQN"}))) == "Acrobot-v1/DQN"
-    assert config_signature(pod(None)) is None
-    assert config_signature(pod("{not json")) is None
-    assert config_signature(pod('["a"]')) is None
-    assert config_signature(pod('{"game": "Acrobot-v1"}')) is None
+    config = json.dumps({"game": "Acrobot-v1", "algorithm": "DQN"})
+    assert held_signature(pod(config)) == '{"algorithm":"DQN","game":"Acrobot-v1"}'
+    assert held_signature(pod(None, '{"repo":"web"}')) == '{"repo":"web"}'  # a ContainerClaim's
+    assert held_signature(pod(None)) is None
+    assert held_signature(pod("{not json")) is None
+    assert held_signature(pod('["a"]')) is None
+    assert held_signature(pod('{"game": "Acrobot-v1"}')) is None
 
 
 def test_adopting_a_claim_keeps_the_agents_progress_and_config_and_cannot_conflict() -> None:
@@ -161,29 +166,20 @@ def test_adopting_a_claim_keeps_the_agents_progress_and_config_and_cannot_confli
     for ever), so the adoption rewrites labels only and carries no resourceVersion."""
     from datetime import UTC, datetime
 
-    from shoal.api.session import TrainingSessionSpec
+    from shoal.pool.claims import SESSION, Holder, claim_patch
     from shoal.pool.pods import PodView
-    from shoal.runtime.cache import CachedPod
-    from shoal.sessions.claims import Claimer
 
-    spec = TrainingSessionSpec.model_validate(
-        {
-            "game": "CartPole-v1",
-            "algorithm": "PPO",
-            "image": "x",
-            "totalTimesteps": 10,
-            "poolRef": {"name": "p"},
-        }
-    )
     now = datetime(2026, 12, 1, tzinfo=UTC)
-    patch = Claimer._claim_patch(spec, "s1", None, now)
-    fresh = patch(CachedPod(PodView("p-1", "u1", now, claims=2), "41"))
+    s1 = Holder(SESSION, "s1")
+    handed = {"shoal.dev/session-config": "{}"}
+    fresh = claim_patch(PodView("p-1", "u1", now, claims=2), "41", s1, '{"game":"CartPole-v1"}', handed, now)
     assert fresh["metadata"]["resourceVersion"] == "41"
     ann = fresh["metadata"]["annotations"]
     assert (
         ann["shoal.dev/claims"] == "3"
         and ann["shoal.dev/progress"] is None
         and "shoal.dev/session-config" in ann
+        and ann["shoal.dev/signature"] == '{"game":"CartPole-v1"}'
     )
-    adopted = patch(CachedPod(PodView("p-1", "u1", now, claimed_by="s1", claims=3), "57"))
+    adopted = claim_patch(PodView("p-1", "u1", now, claimed_by="s1", claims=3), "57", s1, None, handed, now)
     assert adopted == {"metadata": {"labels": {"shoal.dev/state": "Claimed", "shoal.dev/session": "s1"}}}

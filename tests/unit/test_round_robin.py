@@ -1,4 +1,4 @@
-"""RoundRobin on the data production supplies: the real claim path (sessions.claims.Claimer) against
+"""RoundRobin on the data production supplies: the real claim path (reconcile.claimer.Claimer) against
 an in-memory API that applies its merge patches, pods built by the pool's own builder. The cursor is
 never handed in: it comes from the pods' last-claimed times, so a new operator process goes on where
 the last one stopped."""
@@ -11,9 +11,10 @@ from typing import Any
 from shoal.api.pool import ContainerPoolSpec
 from shoal.api.session import TrainingSessionSpec
 from shoal.builders.pod import build_pod, template_hash
+from shoal.builders.session import signature
 from shoal.config import Settings
 from shoal.k8s.client import ApiError
-from shoal.sessions.claims import Claimer
+from shoal.reconcile.claimer import Claimer
 
 T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
 POOL = {
@@ -60,7 +61,9 @@ class Api:
             self.pods[pod["metadata"]["name"]] = pod
 
     def get_if_exists(self, path: str) -> dict[str, Any] | None:
-        return self.pool if path.endswith("/containerpools/rr") else None
+        if path.endswith("/containerpools/rr"):
+            return self.pool
+        return self.pods.get(path.rsplit("/", 1)[1]) if "/pods/" in path else None
 
     def list_items(self, path: str, selector: str | None = None) -> list[dict[str, Any]]:
         return [p for p in self.pods.values() if p["metadata"]["labels"].get("shoal.dev/pool") == "rr"]
@@ -86,10 +89,9 @@ SPEC = TrainingSessionSpec.model_validate(
 
 
 def claim_and_release(claimer: Claimer, session: str, when: datetime) -> str:
-    obj = {"metadata": {"namespace": "ns", "name": session}}
-    out = claimer.claim(obj, SPEC, None, 0.0, when)
+    out = claimer.claim_session("ns", session, SPEC, None, 0.0, when)
     assert out.pod is not None, out
-    claimer.release("ns", out.pod, SPEC, when + timedelta(seconds=5))
+    claimer.release("ns", out.pod, signature(SPEC), when + timedelta(seconds=5))
     return out.pod
 
 
@@ -106,7 +108,7 @@ def test_round_robin_rotates_through_the_pool_by_name_and_goes_on_after_a_restar
 def test_round_robin_skips_a_claimed_pod_and_wraps() -> None:
     api = Api()
     claimer = Claimer(api, Settings())  # type: ignore[arg-type]
-    held = claimer.claim({"metadata": {"namespace": "ns", "name": "long"}}, SPEC, None, 0.0, T0)
+    held = claimer.claim_session("ns", "long", SPEC, None, 0.0, T0)
     assert held.pod == "rr-a"
     picked = [claim_and_release(claimer, f"s{i}", T0 + timedelta(minutes=1 + i)) for i in range(4)]
     assert picked == ["rr-b", "rr-c", "rr-d", "rr-b"]  # rr-a is held throughout
@@ -115,9 +117,7 @@ def test_round_robin_skips_a_claimed_pod_and_wraps() -> None:
 def test_a_gpu_session_is_not_handed_a_cpu_only_pod_and_says_why() -> None:
     api = Api()
     gpu_spec = SPEC.model_copy(update={"resources": SPEC.resources.model_copy(update={"gpu": 1})})
-    out = Claimer(api, Settings()).claim(  # type: ignore[arg-type]
-        {"metadata": {"namespace": "ns", "name": "gpu-job"}}, gpu_spec, None, 0.0, T0
-    )
+    out = Claimer(api, Settings()).claim_session("ns", "gpu-job", gpu_spec, None, 0.0, T0)  # type: ignore[arg-type]
     assert (out.pod, out.reason) == (None, "NoFittingPod")
-    assert out.message == "4 idle pod(s), none with the nvidia.com/gpu 1 the session asks for"
+    assert out.message == "4 idle pod(s), none with the nvidia.com/gpu 1 asked for"
     assert not any(p["metadata"]["annotations"].get("shoal.dev/claimed-by") for p in api.pods.values())

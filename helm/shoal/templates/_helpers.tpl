@@ -26,6 +26,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [shoal.dev]
   resources: [containerpools/scale]
   verbs: [get, patch]
+# ContainerClaims are the users'; the operator only reads them and writes their status.
+- apiGroups: [shoal.dev]
+  resources: [containerclaims]
+  verbs: [get, list, watch]
+- apiGroups: [shoal.dev]
+  resources: [containerclaims/status]
+  verbs: [get, patch]
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch, create, delete, patch]

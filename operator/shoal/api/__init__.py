@@ -4,6 +4,6 @@ from typing import Any
 
 
 def kinds() -> list[dict[str, Any]]:
-    from shoal.api import pool, scaler, session
+    from shoal.api import claim, pool, scaler, session
 
-    return [pool.KIND, scaler.KIND, session.KIND]
+    return [pool.KIND, scaler.KIND, session.KIND, claim.KIND]

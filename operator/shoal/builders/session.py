@@ -6,11 +6,15 @@ import copy
 import json
 from typing import Any
 
+from shoal.agent.protocol import ANN_SESSION_CONFIG
 from shoal.api.session import TrainingSessionSpec
 from shoal.builders import LABEL_MANAGED, controller_ref
 from shoal.builders.pod import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, own_pod_access
+from shoal.config import Settings
+from shoal.pool.affinity import signature_text
+from shoal.pool.claims import LABEL_SESSION as LABEL_SESSION
+from shoal.pool.selection import ClaimRequest
 
-LABEL_SESSION = "shoal.dev/session"
 ANN_RESUME_FROM = "shoal.dev/resume-from"
 TENSORBOARD_PORT = 6006
 VIDEO_PORT = 8000
@@ -24,6 +28,23 @@ def names(session: str) -> dict[str, str]:
         "service": session,
         "account": f"{session}-agent",
     }
+
+
+def signature(spec: TrainingSessionSpec) -> str:
+    """A session's job signature, as Affinity compares them."""
+    return signature_text({"game": spec.game, "algorithm": spec.algorithm}) or ""
+
+
+def claim_request(
+    spec: TrainingSessionSpec, resume_from: str | None, settings: Settings
+) -> tuple[ClaimRequest, dict[str, str | None]]:
+    """What a session asks of a warm pod, and what the pod is handed with the claim: its config."""
+    req = ClaimRequest(
+        signature=signature(spec),
+        requests=requests(spec, settings.gpu_resource, settings.gpu_memory_resource),
+    )
+    config = json.dumps({**training_config(spec), "resumeFrom": resume_from})
+    return req, {ANN_SESSION_CONFIG: config}
 
 
 def training_config(spec: TrainingSessionSpec) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from shoal import telemetry
 from shoal.builders import LABEL_MANAGED, MANAGED
 from shoal.config import Settings
 from shoal.k8s.client import Kube, load_config
+from shoal.reconcile.claim import ClaimReconciler
 from shoal.reconcile.pool import PoolReconciler
 from shoal.reconcile.scaler import ScalerReconciler
 from shoal.reconcile.session import SessionReconciler
@@ -40,9 +41,12 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.label_selectors["", "v1", "pods"] = MANAGED
     kube = Kube(load_config(pool_size=cfg.workers * 3 + 4), async_events=True)
     runtime = operator.OperatorRuntime(cfg, kube)
-    runtime.register("ContainerPool", "containerpools", PoolReconciler(kube, cfg).reconcile)
     sessions = SessionReconciler(kube, cfg, index=runtime.index)
     runtime.register("TrainingSession", "trainingsessions", sessions.reconcile, relevant=sessions.relevant)
+    claims = ClaimReconciler(kube, cfg, index=runtime.index)
+    pools = PoolReconciler(kube, cfg, index=runtime.index, claims_cache=claims.cached)
+    runtime.register("ContainerPool", "containerpools", pools.reconcile)
+    runtime.register("ContainerClaim", "containerclaims", claims.reconcile, relevant=claims.relevant)
     scalers = ScalerReconciler(kube, cfg, default_sources(cfg.prometheus))
     runtime.register("WorkerScaler", "workerscalers", scalers.reconcile, relevant=scalers.relevant)
     operator.install(runtime)

@@ -51,19 +51,20 @@ class Plan:
     requeue_after: float | None = None  # seconds until a time-based rule next fires
 
 
-def size_limit(spec: ContainerPoolSpec, claimed: int) -> tuple[str, str] | None:
+def size_limit(spec: ContainerPoolSpec, claimed: int, waiting: int = 0) -> tuple[str, str] | None:
     """(reason, message) when a bound, not spec.replicas or the claims, sets the pool's size."""
     min_idle = spec.warm.minIdle if spec.warm else 0
-    want = max(spec.replicas, claimed + min_idle)
+    want = max(spec.replicas, claimed + waiting + min_idle)
     if want < spec.minReplicas:
         return "BelowMinReplicas", (
             f"spec.replicas {spec.replicas} is below minReplicas {spec.minReplicas}: running {spec.minReplicas}"
         )
     if spec.maxReplicas is not None and want > spec.maxReplicas:
+        waits = f" + {waiting} waiting" if waiting else ""
         asked = (
             f"spec.replicas {spec.replicas}"
-            if spec.replicas >= claimed + min_idle
-            else f"{claimed} claimed + warm.minIdle {min_idle}"
+            if spec.replicas >= claimed + waiting + min_idle
+            else f"{claimed} claimed{waits} + warm.minIdle {min_idle}"
         )
         return (
             "AboveMaxReplicas",
@@ -72,10 +73,13 @@ def size_limit(spec: ContainerPoolSpec, claimed: int) -> tuple[str, str] | None:
     return None
 
 
-def desired_replicas(spec: ContainerPoolSpec, claimed: int) -> int:
-    """max(replicas, claimed + warm.minIdle), clamped to [minReplicas, maxReplicas]."""
+def desired_replicas(spec: ContainerPoolSpec, claimed: int, waiting: int = 0) -> int:
+    """max(replicas, claimed + waiting + warm.minIdle), clamped to [minReplicas, maxReplicas].
+
+    `waiting`: claims that found no idle pod and that a new pod would serve. They count as demand
+    as claimed pods do: without them a pool with no warm.minIdle would never grow for a claim."""
     min_idle = spec.warm.minIdle if spec.warm else 0
-    want = max(spec.replicas, claimed + min_idle, spec.minReplicas)
+    want = max(spec.replicas, claimed + waiting + min_idle, spec.minReplicas)
     return want if spec.maxReplicas is None else min(want, spec.maxReplicas)
 
 
@@ -100,8 +104,14 @@ def recycle_reason(pod: PodView, recycle: Recycle | None, template_hash: str, no
 
 
 def plan(
-    spec: ContainerPoolSpec, pool_uid: str, pods: list[PodView], template_hash: str, now: datetime
+    spec: ContainerPoolSpec,
+    pool_uid: str,
+    pods: list[PodView],
+    template_hash: str,
+    now: datetime,
+    waiting: int = 0,
 ) -> Plan:
+    """`waiting`: claims waiting for a pod that a new pod of the pool would serve."""
     recycle = spec.recycle or Recycle()
     deletions: list[Deletion] = []
     adopt: list[str] = []
@@ -141,7 +151,8 @@ def plan(
         live.append((pod, state))
 
     claimed = sum(1 for _, s in live if s == CLAIMED)
-    desired = desired_replicas(spec, claimed)
+    # Pods already starting serve the waiting claims once ready: not counted twice.
+    desired = desired_replicas(spec, claimed, waiting)
 
     # Healthy idle pods past their limits are replaced a few at a time, replacements first.
     starting = sum(1 for _, s in live if s in (PENDING, WARMING))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shoal.pool.affinity import ANN_HISTORY, ANN_JOB_OUTCOME, Job, outcome, parse_history
 from shoal.times import parse_time
 
 LABEL_POOL = "shoal.dev/pool"
@@ -17,7 +18,7 @@ ANN_CLAIMS = "shoal.dev/claims"
 ANN_LAST_RELEASED = "shoal.dev/last-released"
 ANN_LAST_SIGNATURE = "shoal.dev/last-signature"
 ANN_LAST_CLAIMED = "shoal.dev/last-claimed"  # when the pod was last claimed: RoundRobin's cursor
-ANN_LOAD = "shoal.dev/load"
+ANN_LOAD = "shoal.dev/load"  # the pod's own report of its load (0-1), written by its workload
 
 # Pod states of the pool's state machine, kept in the LABEL_STATE label.
 PENDING, WARMING, IDLE, CLAIMED, DRAINING, FAILED = (
@@ -53,9 +54,11 @@ class PodView:
     last_released: datetime | None = None
     last_signature: str | None = None
     last_claimed: datetime | None = None
-    load: float = 0.0
+    load: float | None = None  # as the pod reports it; None: it does not (metrics.k8s.io then)
     node: str | None = None
     requests: tuple[tuple[str, str], ...] = ()
+    history: tuple[Job, ...] = ()  # the last jobs it served (Affinity)
+    job_outcome: bool | None = None  # what the job it holds said of itself
 
     @property
     def claimed(self) -> bool:
@@ -76,9 +79,9 @@ def pod_view(pod: dict[str, Any]) -> PodView:
     except ValueError:
         claims = 0
     try:
-        load = float(ann.get(ANN_LOAD, "0"))
+        load: float | None = float(ann[ANN_LOAD]) if ANN_LOAD in ann else None
     except ValueError:
-        load = 0.0
+        load = None
     containers = (pod.get("spec") or {}).get("containers") or [{}]
     requests = ((containers[0].get("resources") or {}).get("requests")) or {}
     return PodView(
@@ -107,6 +110,8 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         load=load,
         node=(pod.get("spec") or {}).get("nodeName"),
         requests=tuple(sorted((k, str(v)) for k, v in requests.items())),
+        history=parse_history(ann.get(ANN_HISTORY)),
+        job_outcome=outcome(ann.get(ANN_JOB_OUTCOME)),
     )
 
 

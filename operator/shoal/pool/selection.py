@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from shoal.api.common import parse_quantity
 from shoal.api.pool import Recycle
+from shoal.pool.affinity import score
 from shoal.pool.plan import recycle_reason
 from shoal.pool.pods import IDLE, PodView, observed_state
 
@@ -17,9 +18,15 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 
 @dataclass(frozen=True)
 class ClaimRequest:
-    signature: str | None = None  # job signature, for Affinity
+    signature: str | None = None  # job signature (JSON, pool/affinity.py), for Affinity
     requests: dict[str, str] = field(default_factory=dict)  # resource -> quantity, for ResourceAware
     cursor: str | None = None  # name of the pod claimed last, for RoundRobin (cursor_of the pool)
+    # pod -> resource -> amount in use now (metrics.k8s.io), for LeastLoaded and ResourceAware
+    usage: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)
+
+
+# Strategies that rank by live usage: the claim path reads the pool's pod metrics for them.
+LIVE_USAGE = frozenset({"LeastLoaded", "ResourceAware"})
 
 
 def cursor_of(pods: Sequence[PodView]) -> str | None:
@@ -55,31 +62,55 @@ def round_robin(pods: Sequence[PodView], req: ClaimRequest) -> PodView | None:
     return next((p for p in ordered if req.cursor is None or p.name > req.cursor), ordered[0])
 
 
-def least_loaded(pods: Sequence[PodView], _: ClaimRequest) -> PodView | None:
-    return min(pods, key=lambda p: (p.load, p.claims, p.name), default=None)
+def load(p: PodView, req: ClaimRequest) -> float:
+    """What the pod reports itself (shoal.dev/load), else its CPU in use over its CPU request; a pod
+    with no sample yet (new, so idle) counts as unloaded."""
+    if p.load is not None:
+        return p.load
+    used = req.usage.get(p.name, {}).get("cpu")
+    if used is None:
+        return 0.0
+    requested = parse_quantity(dict(p.requests).get("cpu", "0"))
+    return float(used / requested) if requested else float(used)
+
+
+def least_loaded(pods: Sequence[PodView], req: ClaimRequest) -> PodView | None:
+    return min(pods, key=lambda p: (load(p, req), p.claims, p.name), default=None)
+
+
+def free(p: PodView, req: ClaimRequest) -> dict[str, Decimal]:
+    """Per resource the pod requests: its request minus what it uses now (not below zero)."""
+    used = req.usage.get(p.name, {})
+    return {k: max(Decimal(0), parse_quantity(v) - used.get(k, Decimal(0))) for k, v in p.requests}
+
+
+def _slack(p: PodView, req: ClaimRequest) -> Decimal | None:
+    """How much free headroom the pod has beyond the claim's needs, relative to them; None: too little."""
+    have = free(p, req)
+    total = Decimal(0)
+    for k, v in req.requests.items():
+        need = parse_quantity(v)
+        if have.get(k, Decimal(0)) < need:
+            return None
+        total += (have[k] - need) / (need or Decimal(1))
+    return total
 
 
 def resource_aware(pods: Sequence[PodView], req: ClaimRequest) -> PodView | None:
-    """The pod whose requests cover the claim's with the least to spare; none if no pod fits."""
-    want = {k: parse_quantity(v) for k, v in req.requests.items()}
-
-    def slack(p: PodView) -> Decimal | None:
-        have = {k: parse_quantity(v) for k, v in p.requests}
-        total = Decimal(0)
-        for k, need in want.items():
-            if have.get(k, Decimal(0)) < need:
-                return None
-            total += (have[k] - need) / (need or Decimal(1))
-        return total
-
-    fitting = [(s, p) for p in pods if (s := slack(p)) is not None]
+    """The pod whose free headroom (requests minus live usage) covers the claim's with the least to
+    spare, keeping roomier pods for bigger claims; none if no pod has room."""
+    fitting = [(s, p) for p in pods if (s := _slack(p, req)) is not None]
     return min(fitting, key=lambda sp: (sp[0], _lru_key(sp[1])), default=(None, None))[1]
 
 
 def affinity(pods: Sequence[PodView], req: ClaimRequest) -> PodView | None:
-    """A pod that last served the same job signature (warm caches), else the least recently used."""
-    same = [p for p in pods if req.signature and p.last_signature == req.signature]
-    return least_recently_used(same or pods, req)
+    """The pod whose past jobs are most like this one (signature similarity), then the one whose
+    similar jobs succeeded most often, then the one that ran them fastest, then least recently used."""
+    return min(
+        pods,
+        key=lambda p: (score(p.history, p.last_signature, req.signature).key(), _lru_key(p)),
+        default=None,
+    )
 
 
 STRATEGIES: dict[str, Callable[[Sequence[PodView], ClaimRequest], PodView | None]] = {
@@ -108,12 +139,18 @@ def missing_devices(pod: PodView, request: ClaimRequest) -> dict[str, str]:
     return out
 
 
-def unfit_reason(candidates: Sequence[PodView], request: ClaimRequest) -> str | None:
+def unfit_reason(strategy: str, candidates: Sequence[PodView], request: ClaimRequest) -> str | None:
     """Why no idle pod was handed out although some were idle (None: there was a fitting one or none idle)."""
-    if not candidates or any(not missing_devices(p, request) for p in candidates):
+    if not candidates:
         return None
-    asked = ", ".join(f"{k} {v}" for k, v in sorted(missing_devices(candidates[0], request).items()))
-    return f"{len(candidates)} idle pod(s), none with the {asked} the session asks for"
+    if all(missing_devices(p, request) for p in candidates):
+        asked = ", ".join(f"{k} {v}" for k, v in sorted(missing_devices(candidates[0], request).items()))
+        return f"{len(candidates)} idle pod(s), none with the {asked} asked for"
+    fitting = [p for p in candidates if not missing_devices(p, request)]
+    if strategy == "ResourceAware" and all(_slack(p, request) is None for p in fitting):
+        asked = ", ".join(f"{k} {v}" for k, v in sorted(request.requests.items()))
+        return f"{len(candidates)} idle pod(s), none with {asked} free (requests minus live usage)"
+    return None
 
 
 def select_pod(strategy: str, candidates: Sequence[PodView], request: ClaimRequest) -> PodView | None:

@@ -23,10 +23,11 @@ from shoal.builders.pod import (
 )
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.pool.claims import CLAIM_PREFIX, held_signature, release_patch, stranded
 from shoal.pool.plan import Plan, plan, size_limit
 from shoal.pool.pods import ANN_CLAIMED_BY, LABEL_POOL, LABEL_STATE, STATES, pod_view
 from shoal.reconcile import write_status
-from shoal.sessions.claims import config_signature, release_patch, stranded
+from shoal.runtime.cache import ClaimIndex
 from shoal.times import format_time
 
 log = logging.getLogger("shoal.pool")
@@ -40,10 +41,20 @@ def _names(items: list[str], limit: int = 5) -> str:
 
 
 class PoolReconciler:
-    def __init__(self, kube: Kube, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: Settings,
+        clock: Callable[[], datetime] | None = None,
+        index: ClaimIndex | None = None,
+        claims_cache: Callable[[str], list[dict[str, Any]]] | None = None,
+    ) -> None:
         self.kube = kube
         self.settings = settings
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.index = index  # who waits for a pod of which pool (the claim path records it)
+        # namespace -> its ContainerClaims as the claim watch last showed them (None: always list)
+        self.claims_cache = claims_cache
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         pool = self.kube.get_if_exists(custom_path(PLURAL, namespace, name))
@@ -73,7 +84,8 @@ class PoolReconciler:
         pods = [self._managed(namespace, pod) for pod in pods]
         pods = self._release_stranded(pool, pods, now)
         thash = template_hash(spec)
-        p = plan(spec, uid, [pod_view(x) for x in pods], thash, now)
+        waiting = self.index.waiting(namespace, name) if self.index else 0
+        p = plan(spec, uid, [pod_view(x) for x in pods], thash, now, waiting)
 
         for pod_name in p.adopt:
             self.kube.merge_patch_if_exists(
@@ -97,7 +109,7 @@ class PoolReconciler:
         created, create_error = self._create(namespace, name, uid, spec, thash, p.create)
 
         self._events(pool, p, created, deleted, create_error)
-        limit = size_limit(spec, p.counts.claimed)
+        limit = size_limit(spec, p.counts.claimed, waiting)
         conds = [
             conditions.condition(
                 "Ready",
@@ -155,8 +167,8 @@ class PoolReconciler:
     def _release_stranded(
         self, pool: dict[str, Any], pods: list[dict[str, Any]], now: datetime
     ) -> list[dict[str, Any]]:
-        """Give back claims no live session holds (its session deleted, or a claim its session went
-        on without); the pods as they are after that."""
+        """Give back claims no live holder holds (its session or ContainerClaim deleted, or a claim
+        its holder went on without); the pods as they are after that."""
         claims = {
             p["metadata"]["name"]: ann[ANN_CLAIMED_BY]
             for p in pods
@@ -165,12 +177,15 @@ class PoolReconciler:
         if not claims:
             return pods
         namespace = pool["metadata"]["namespace"]
-        freed = stranded(claims, self.kube.list_items(custom_path("trainingsessions", namespace)))
+        kinds = {c.startswith(CLAIM_PREFIX) for c in claims.values()}  # True: a ContainerClaim's
+        sessions = self.kube.list_items(custom_path("trainingsessions", namespace)) if False in kinds else []
+        by_claims = self._container_claims(namespace, claims) if True in kinds else []
+        freed = stranded(claims, sessions, by_claims)
         out = []
         for p in pods:
             name = p["metadata"]["name"]
             if name in freed:
-                patch = release_patch(now, config_signature(p))
+                patch = release_patch(now, held_signature(p), pod_view(p))
                 try:
                     p = self.kube.merge_patch(pods_path(namespace, name), patch)
                 except ApiError as exc:
@@ -181,9 +196,21 @@ class PoolReconciler:
             out.append(p)
         if freed:
             self.kube.event(
-                pool, "Normal", "Released", f"Released pod(s) {_names(freed)}: no session holds them"
+                pool, "Normal", "Released", f"Released pod(s) {_names(freed)}: no session or claim holds them"
             )
         return out
+
+    def _container_claims(self, namespace: str, claims: dict[str, str]) -> list[dict[str, Any]]:
+        """The namespace's ContainerClaims, from the claim watch's cache when it knows every holder
+        (a stale entry can only keep a pod a pass longer: a final phase or a podName never reverts);
+        listed when a holder is missing from it (not seen yet, e.g. just after a start)."""
+        cached = self.claims_cache(namespace) if self.claims_cache else None
+        if cached is not None:
+            known = {c["metadata"]["name"] for c in cached}
+            holders = {c[len(CLAIM_PREFIX) :] for c in claims.values() if c.startswith(CLAIM_PREFIX)}
+            if holders <= known:
+                return cached
+        return self.kube.list_items(custom_path("containerclaims", namespace))
 
     def _create(
         self, namespace: str, name: str, uid: str, spec: ContainerPoolSpec, thash: str, count: int

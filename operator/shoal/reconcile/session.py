@@ -14,13 +14,20 @@ from pydantic import ValidationError
 
 from shoal import telemetry
 from shoal.api.session import TrainingSessionSpec
-from shoal.builders.session import agent_role, endpoints, session_pod, supporting_objects
+from shoal.builders.session import (
+    agent_role,
+    endpoints,
+    session_pod,
+    signature,
+    supporting_objects,
+)
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.pool.claims import SESSION, Holder
+from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex
 from shoal.sessions import record
 from shoal.sessions.capacity import Capacity
-from shoal.sessions.claims import Claimer
 from shoal.sessions.lifecycle import (
     ANN_COMMAND,
     ANN_COMMAND_ID,
@@ -44,6 +51,7 @@ PLURAL = "trainingsessions"
 # finalizer: a session's own pod and objects go by owner references, a pool claim is released by its
 # pool when no session holds it, so nothing waits on the operator and an uninstall always finishes.
 FORMER_FINALIZER = "shoal.dev/session-cleanup"
+WAITING = ("NoIdlePod", "NoFittingPod", "PoolNotFound")  # reasons of a session waiting for a pool pod
 
 
 def seen_key(obj: Mapping[str, Any]) -> tuple[str, int, str | None]:
@@ -89,8 +97,10 @@ class SessionReconciler:
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         obj = self.kube.get_if_exists(custom_path(PLURAL, namespace, name))
+        holder = Holder(SESSION, name)
         if obj is None:
             self.seen.pop((namespace, name), None)
+            self._unwait(namespace, holder)
             return None
         meta = obj["metadata"]
         self.seen[(namespace, name)] = seen_key(obj)
@@ -123,8 +133,10 @@ class SessionReconciler:
             step = decide(replace(inputs, admission=self.capacity.verdict(obj, spec)))
         elif step.needs == "claim":
             started = self.first_seen[meta["uid"]]
-            outcome = self.claims.claim(obj, spec, st.get("lastCheckpoint"), started, now)
+            outcome = self.claims.claim_session(namespace, name, spec, st.get("lastCheckpoint"), started, now)
             step = decide(replace(inputs, claim=outcome))
+        if step.status.get("phase") != "Pending" or step.status.get("reason") not in WAITING:
+            self._unwait(namespace, holder)  # bound, paused, finished: no longer counted by its pool
         events = self._carry_out(obj, spec, step, now)
         self._write(obj, step.status, now)
         for e in events:  # after the status they describe: a retried reconcile does not repeat them
@@ -155,7 +167,8 @@ class SessionReconciler:
                 )
             elif isinstance(action, LetGo):
                 if action.to_pool:
-                    self.claims.release(ns, action.pod, spec, now)
+                    ended = {"Succeeded": True, "Failed": False}.get(step.status.get("phase", ""))
+                    self.claims.release(ns, action.pod, signature(spec), now, ended)
                 elif not action.keep:
                     self.kube.delete(pods_path(ns, action.pod), uid=action.uid or None)
             elif isinstance(action, Preempt):
@@ -175,6 +188,10 @@ class SessionReconciler:
                     if body["kind"] == "Service":
                         self.kube.apply(ns, body, create_only=True)
         return events
+
+    def _unwait(self, namespace: str, holder: Holder) -> None:
+        if self.claims.index is not None:
+            self.claims.index.unwait(namespace, holder)
 
     def _create_pod(self, obj: dict[str, Any], spec: TrainingSessionSpec, action: CreatePod) -> str:
         """Create the session's pod with what it needs first; the API server's refusal, or ""."""
@@ -220,7 +237,12 @@ class SessionReconciler:
             except ValidationError:
                 spec = None
             if st.get("claimedFromPool"):
-                self.claims.release(meta["namespace"], pod["metadata"]["name"], spec, self.clock())
+                self.claims.release(
+                    meta["namespace"],
+                    pod["metadata"]["name"],
+                    signature(spec) if spec else None,
+                    self.clock(),
+                )
             else:
                 self.kube.delete(pods_path(meta["namespace"], pod["metadata"]["name"]))
         self.first_seen.pop(meta["uid"], None)

@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shoal.pool.pods import LABEL_POOL, PodView, pod_view
+from shoal.pool.claims import Holder
+from shoal.pool.pods import IDLE, LABEL_POOL, PodView, observed_state, pod_view
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,13 @@ class ClaimIndex:
         # than all choosing the same least-recently-used pod and losing the race to each other.
         self._reserved: set[tuple[str, str]] = set()
         self._watched: dict[tuple[str, str], PodView] = {}  # (namespace, pod): as the watch last said
+        # Holders waiting for a pod: (namespace, pool) -> {(kind, name): whether a new pod would fit}.
+        self._waiting: dict[tuple[str, str], dict[tuple[str, str], bool]] = {}
+        # Pods of a pool that turned idle so far: a claim that found none compares it when it starts
+        # waiting, so a pod freed during its pass still wakes it.
+        self._idle_epoch: dict[tuple[str, str], int] = {}
+        # (kind, namespace, name) -> enqueue it; set by the runtime (thread-safe), None in tests.
+        self.wake: Callable[[str, str, str], None] | None = None
 
     def pod_event(self, event_type: str | None, pod: Mapping[str, Any], from_watch: bool = True) -> bool:
         """Record a pod; True when the pool's view of it changed since the watch last delivered it.
@@ -55,30 +63,47 @@ class ClaimIndex:
         name = meta["name"]
         gone = event_type == "DELETED" or bool(meta.get("deletionTimestamp"))
         view = None if gone else pod_view(dict(pod))
+        woken: list[tuple[str, str]] = []
         with self._lock:
             pods = self._pods.setdefault(key, {})
+            prev = pods.get(name)
+            turned_idle = prev is None or observed_state(prev.view) != IDLE
+            if view is not None and observed_state(view) == IDLE and turned_idle:
+                self._idle_epoch[key] = self._idle_epoch.get(key, 0) + 1
+                woken = list(self._waiting.get(key, {}))
             if view is None:
                 pods.pop(name, None)
                 if not pods:
                     del self._pods[key]
             else:
                 pods[name] = CachedPod(view, str(meta.get("resourceVersion", "")))
-            if not from_watch:
-                return False
-            wkey = (key[0], name)
-            before = self._watched.pop(wkey, None) if view is None else self._watched.get(wkey)
-            if view is not None:
-                self._watched[wkey] = view
-            return view is None or before != view
+            changed = False
+            if from_watch:
+                wkey = (key[0], name)
+                before = self._watched.pop(wkey, None) if view is None else self._watched.get(wkey)
+                if view is not None:
+                    self._watched[wkey] = view
+                changed = view is None or before != view
+        self._wake(key[0], woken)
+        return changed
+
+    def _wake(self, namespace: str, who: list[tuple[str, str]]) -> None:
+        if self.wake is not None:
+            for kind, name in who:
+                self.wake(kind, namespace, name)
 
     def pool_event(self, event_type: str | None, pool: Mapping[str, Any]) -> None:
         meta = pool.get("metadata") or {}
         key = (meta.get("namespace", ""), meta["name"])
+        woken: list[tuple[str, str]] = []
         with self._lock:
             if event_type == "DELETED" or meta.get("deletionTimestamp"):
                 self._pools.pop(key, None)
             else:
+                if key not in self._pools:  # claims that found no such pool
+                    woken = list(self._waiting.get(key, {}))
                 self._pools[key] = CachedPool(str(meta.get("uid", "")), pool.get("spec") or {})
+        self._wake(key[0], woken)
 
     def pool(self, namespace: str, name: str) -> CachedPool | None:
         with self._lock:
@@ -114,6 +139,46 @@ class ClaimIndex:
             self.pod_event("MODIFIED", pod, from_watch=False)  # before un-reserving: never idle again
         with self._lock:
             self._reserved.discard((namespace, name))
+
+    def idle_epoch(self, namespace: str, pool: str) -> int:
+        with self._lock:
+            return self._idle_epoch.get((namespace, pool), 0)
+
+    def wait(self, namespace: str, pool: str, holder: Holder, grows: bool, epoch: int | None = None) -> None:
+        """`holder` found no pod in `pool`; `grows`: a new pod of the pool would fit it. A holder
+        newly counted towards the pool's size makes the pool look again now (to grow). `epoch`: the
+        pool's idle_epoch when the holder's pass began; a pod turned idle since wakes it at once."""
+        who = (holder.kind, holder.name)
+        with self._lock:
+            missed = epoch is not None and self._idle_epoch.get((namespace, pool), 0) != epoch
+            for (ns, other), waiters in list(self._waiting.items()):
+                if ns == namespace and other != pool:
+                    waiters.pop(who, None)  # its poolRef changed
+            waiters = self._waiting.setdefault((namespace, pool), {})
+            counted = grows and not waiters.get(who, False)
+            waiters[who] = grows
+        if counted and self.wake is not None:
+            self.wake("ContainerPool", namespace, pool)
+        if missed:
+            self._wake(namespace, [who])
+
+    def unwait(self, namespace: str, holder: Holder) -> None:
+        """`holder` got a pod, or wants none any more (bound elsewhere, finished, deleted)."""
+        who = (holder.kind, holder.name)
+        with self._lock:
+            for (ns, pool), waiters in list(self._waiting.items()):
+                if ns == namespace and waiters.pop(who, None) is not None and not waiters:
+                    del self._waiting[(ns, pool)]
+
+    def waiting(self, namespace: str, pool: str) -> int:
+        """Holders waiting for `pool` that a new pod of it would serve: the pool grows for them."""
+        with self._lock:
+            return sum(1 for grows in self._waiting.get((namespace, pool), {}).values() if grows)
+
+    def waiters(self, namespace: str, pool: str) -> list[tuple[str, str]]:
+        """(kind, name) of every holder waiting for `pool`: woken when one of its pods turns idle."""
+        with self._lock:
+            return sorted(self._waiting.get((namespace, pool), {}))
 
     def __len__(self) -> int:
         with self._lock:

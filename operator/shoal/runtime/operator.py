@@ -61,6 +61,13 @@ class OperatorRuntime:
         queue.add((kind, namespace, name))
         telemetry.QUEUE_DEPTH.labels(kind).set(len(queue))
 
+    def _wake(self, kind: str, namespace: str, name: str) -> None:
+        self.loop.call_soon_threadsafe(self._enqueue_known, kind, namespace, name)
+
+    def _enqueue_known(self, kind: str, namespace: str, name: str) -> None:
+        if kind in self.queues:
+            self.enqueue(kind, namespace, name)
+
     def notify(self, kind: str, event_type: str | None, obj: Mapping[str, Any]) -> None:
         """A watch event about an object of `kind`: enqueue it unless the kind's filter drops it."""
         relevant = self.filters.get(kind)
@@ -112,6 +119,8 @@ class OperatorRuntime:
 
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        # The claim index wakes waiting claims (and their pools) from any thread.
+        self.index.wake = self._wake
         self.executor.shutdown(wait=False)
         self.executor = ThreadPoolExecutor(
             max_workers=self.settings.workers * len(self.queues) + 1, thread_name_prefix="reconcile"

@@ -12,6 +12,7 @@ from typing import Any
 
 from shoal.agent.protocol import ANN_PROGRESS, CONFIG_KEYS
 from shoal.api.session import TrainingSessionSpec
+from shoal.pool.claims import ClaimOutcome as ClaimOutcome
 from shoal.sessions.admission import Verdict
 from shoal.times import parse_time
 
@@ -63,15 +64,6 @@ class PodState:
         except ValueError:
             return {}
         return data if isinstance(data, dict) else {}
-
-
-@dataclass(frozen=True)
-class ClaimOutcome:
-    pod: str | None  # the claimed pod, None when no idle pod (or no pool)
-    pool: str
-    reason: str = "NoIdlePod"  # why not, when pod is None: NoIdlePod | NoFittingPod | PoolNotFound
-    latency_ms: float = 0.0
-    message: str = ""  # the details of NoFittingPod
 
 
 @dataclass(frozen=True)

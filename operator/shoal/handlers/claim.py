@@ -1,0 +1,47 @@
+"""ContainerClaim watches: the claim and the pool pod labelled with it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from shoal import telemetry
+from shoal.pool.claims import CONTAINER_CLAIM, LABEL_CLAIM, Holder
+from shoal.pool.pods import ANN_CLAIMED_BY
+from shoal.runtime import operator
+
+KIND = "ContainerClaim"
+
+
+@kopf.on.event("shoal.dev", "v1alpha1", "containerclaims")
+async def claim_event(type: str | None, event: Mapping[str, Any], **_: Any) -> None:
+    obj = event["object"]
+    runtime = operator.get()
+    runtime.notify(KIND, type, obj)
+    pool = ((obj.get("spec") or {}).get("poolRef") or {}).get("name")
+    if type == "DELETED" and pool and (obj.get("status") or {}).get("podName"):
+        # Deleting the claim is how its pod is given back: its pool frees claims no holder holds.
+        runtime.enqueue("ContainerPool", obj["metadata"]["namespace"], pool)
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_CLAIM: kopf.PRESENT})
+async def claim_pod_event(
+    namespace: str | None,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    type: str | None,
+    meta: Mapping[str, Any],
+    **_: Any,
+) -> None:
+    telemetry.POD_EVENTS.labels("claim").inc()
+    holder = Holder(CONTAINER_CLAIM, labels[LABEL_CLAIM])
+    # A claim only needs to hear that its pod is going or no longer its own (Lost); the echo of its
+    # own claim patch and any later change on a pod it still holds need no reconcile.
+    if (
+        type == "DELETED"
+        or meta.get("deletionTimestamp")
+        or annotations.get(ANN_CLAIMED_BY) != holder.claimed_by
+    ):
+        operator.get().enqueue(KIND, namespace or "", holder.name)

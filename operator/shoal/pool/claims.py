@@ -1,0 +1,180 @@
+"""Who holds a pool pod, and the patches that claim and release it: plain data, no IO.
+
+Two kinds hold pool pods through the same machinery (reconcile/claimer.py): a TrainingSession with
+`poolRef` and a ContainerClaim (any workload's request for a warm pod). The pod says who holds it in
+`shoal.dev/claimed-by` (a session's name, or `containerclaim/<name>`: names cannot contain a slash,
+so the two never collide) and in a label a selector can use (`shoal.dev/session` or `shoal.dev/claim`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from shoal.agent.protocol import ANN_COMMAND, ANN_COMMAND_ID, ANN_PROGRESS, ANN_SESSION_CONFIG
+from shoal.pool.affinity import ANN_HISTORY, ANN_JOB_OUTCOME, with_job
+from shoal.pool.affinity import signature_text as signature_text
+from shoal.pool.pods import (
+    ANN_CLAIMED_BY,
+    ANN_CLAIMS,
+    ANN_LAST_CLAIMED,
+    ANN_LAST_RELEASED,
+    ANN_LAST_SIGNATURE,
+    CLAIMED,
+    IDLE,
+    LABEL_STATE,
+    PodView,
+)
+from shoal.times import format_time
+
+LABEL_SESSION = "shoal.dev/session"
+LABEL_CLAIM = "shoal.dev/claim"
+ANN_SIGNATURE = "shoal.dev/signature"  # the holder's job signature, remembered as last-signature on release
+CLAIM_PREFIX = "containerclaim/"
+FINAL_SESSION = ("Succeeded", "Failed", "Stopped")
+FINAL_CLAIM = ("Expired", "Lost")
+
+HolderKind = Literal["TrainingSession", "ContainerClaim"]
+SESSION: HolderKind = "TrainingSession"
+CONTAINER_CLAIM: HolderKind = "ContainerClaim"
+
+
+@dataclass(frozen=True)
+class Holder:
+    kind: HolderKind
+    name: str
+
+    @property
+    def claimed_by(self) -> str:
+        return self.name if self.kind == SESSION else CLAIM_PREFIX + self.name
+
+    @property
+    def label(self) -> str:
+        return LABEL_SESSION if self.kind == SESSION else LABEL_CLAIM
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    pod: str | None  # the claimed pod, None when no idle pod (or no pool)
+    pool: str
+    reason: str = "NoIdlePod"  # why not, when pod is None: NoIdlePod | NoFittingPod | PoolNotFound
+    latency_ms: float = 0.0
+    message: str = ""  # the details of NoFittingPod
+    pod_ip: str | None = None
+    node: str | None = None
+
+
+def holder_of(claimed_by: str) -> Holder:
+    if claimed_by.startswith(CLAIM_PREFIX):
+        return Holder(CONTAINER_CLAIM, claimed_by[len(CLAIM_PREFIX) :])
+    return Holder(SESSION, claimed_by)
+
+
+def claim_patch(
+    pod: PodView,
+    resource_version: str,
+    holder: Holder,
+    signature: str | None,
+    annotations: Mapping[str, str | None],
+    now: datetime,
+) -> dict[str, Any]:
+    """The merge patch that claims `pod` for `holder`; `annotations`: what the holder hands the pod."""
+    labels = {LABEL_STATE: CLAIMED, holder.label: holder.name}
+    if pod.claimed_by == holder.claimed_by:
+        # Adopting a claim made earlier (its record lost): whatever runs in the pod may be working
+        # already, so what it was handed stays, and no resourceVersion: the pod is this holder's
+        # whatever changed on it since (a 409 here would send the claim on to a second pod).
+        return {"metadata": {"labels": labels}}
+    return {
+        "metadata": {
+            "resourceVersion": resource_version,  # lose the race cleanly, never double-claim
+            "labels": labels,
+            "annotations": {
+                ANN_CLAIMED_BY: holder.claimed_by,
+                ANN_CLAIMS: str(pod.claims + 1),
+                ANN_LAST_CLAIMED: format_time(now),
+                ANN_SIGNATURE: signature,
+                ANN_COMMAND: None,
+                ANN_COMMAND_ID: None,
+                ANN_PROGRESS: None,
+                **annotations,
+            },
+        }
+    }
+
+
+def release_patch(
+    now: datetime, signature: str | None = None, pod: PodView | None = None, ok: bool | None = None
+) -> dict[str, Any]:
+    """Back to the pool, clean: no holder label, config, command, progress or signature left. With the
+    pod as it is (`pod`), the job is added to its history: `ok` as the holder's end says, else what the
+    job said of itself on the pod (shoal.dev/job-outcome)."""
+    annotations: dict[str, str | None] = {
+        ANN_CLAIMED_BY: None,
+        ANN_LAST_RELEASED: format_time(now),
+        ANN_SESSION_CONFIG: None,
+        ANN_PROGRESS: None,
+        ANN_COMMAND: None,
+        ANN_COMMAND_ID: None,
+        ANN_SIGNATURE: None,
+        ANN_JOB_OUTCOME: None,
+    }
+    labels: dict[str, str | None] = {LABEL_SESSION: None, LABEL_CLAIM: None}
+    if pod is not None and pod.phase == "Running" and pod.ready and not pod.deleting and not pod.busy:
+        labels[LABEL_STATE] = IDLE  # what the pool would relabel it to next: one write, not two
+    if signature:
+        annotations[ANN_LAST_SIGNATURE] = signature
+        if pod is not None:
+            told = ok if ok is not None else pod.job_outcome
+            history = with_job(pod.history, signature, told, pod.last_claimed, now)
+            if history:
+                annotations[ANN_HISTORY] = history
+    return {"metadata": {"labels": labels, "annotations": annotations}}
+
+
+def held_signature(pod: Mapping[str, Any]) -> str | None:
+    """The job signature of whoever holds `pod`: what Affinity remembers of a claim given back after
+    its holder is gone. Pods claimed before the signature annotation existed: from the session config."""
+    ann = (pod.get("metadata") or {}).get("annotations") or {}
+    if ann.get(ANN_SIGNATURE):
+        return str(ann[ANN_SIGNATURE])
+    try:
+        config = json.loads(ann.get(ANN_SESSION_CONFIG) or "{}")
+    except ValueError:
+        return None
+    if not isinstance(config, dict) or not config.get("game") or not config.get("algorithm"):
+        return None
+    return signature_text({"game": str(config["game"]), "algorithm": str(config["algorithm"])})
+
+
+def stranded(
+    claims: Mapping[str, str],
+    sessions: list[dict[str, Any]],
+    container_claims: list[dict[str, Any]] | None = None,
+) -> list[str]:
+    """Pods (of `claims`: pod -> claimed-by) that no live holder holds or will adopt: the holder is
+    gone or finished, holds another pod, or (a session) holds none and does not want to run. One that
+    wants a pod and holds none adopts its claim on its next pass (its claim landed, its status write
+    did not, or not yet): that claim stays."""
+
+    def live(items: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+        return {o["metadata"]["name"]: o for o in items or [] if not o["metadata"].get("deletionTimestamp")}
+
+    by_kind = {SESSION: live(sessions), CONTAINER_CLAIM: live(container_claims)}
+    out = []
+    for pod, claimed_by in sorted(claims.items()):
+        holder = holder_of(claimed_by)
+        obj = by_kind[holder.kind].get(holder.name)
+        st = (obj or {}).get("status") or {}
+        holds = st.get("podName")
+        if holder.kind == SESSION:
+            finished = st.get("phase") in FINAL_SESSION
+            wants = ((obj or {}).get("spec") or {}).get("runState", "Running") == "Running"
+        else:
+            finished, wants = st.get("phase") in FINAL_CLAIM, True
+        if obj is None or finished or (holds and holds != pod) or (not holds and not wants):
+            out.append(pod)
+    return out

@@ -1,0 +1,186 @@
+"""ContainerClaim reconciler: read the claim and its pod, call the pure step (pool/containerclaim.py),
+claim or give back through the shared claimer, write status and Events.
+
+Deleting a claim releases its pod without a finalizer: the claim's DELETED event enqueues its pool,
+which gives back every claim no live holder holds (reconcile/pool.py), as for TrainingSessions.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from shoal import conditions
+from shoal.api.claim import ContainerClaimSpec
+from shoal.config import Settings
+from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.pool.claims import CONTAINER_CLAIM, Holder, signature_text
+from shoal.pool.containerclaim import HeldPod, claim_request, decide
+from shoal.pool.pods import ANN_CLAIMED_BY
+from shoal.reconcile.claimer import Claimer
+from shoal.runtime.cache import ClaimIndex
+
+PLURAL = "containerclaims"
+GONE_KEPT = 4096
+
+
+class ClaimReconciler:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: Settings,
+        index: ClaimIndex | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.claimer = Claimer(kube, settings, index)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.first_seen: dict[str, float] = {}  # uid -> monotonic time this process first saw it
+        self.seen: dict[tuple[str, str], tuple[str, int]] = {}  # what a reconcile last read: uid, generation
+        # Each claim as its watch (or this process's own status write) last showed it, as a client-go
+        # lister would: the bind path reads no claim from the API server, a request less per claim.
+        self.latest: dict[tuple[str, str], dict[str, Any]] = {}
+        self.lock = threading.Lock()
+        self.gone: dict[str, None] = {}  # uids of deleted claims, oldest first
+
+    def relevant(self, event_type: str | None, obj: Mapping[str, Any]) -> bool:
+        """A new claim, a spec change or a deletion: the echo of each status write is skipped (what
+        the claim does next follows its pod's events and its own requeues)."""
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        if event_type == "DELETED":
+            # Nothing to read back: its pool gives the pod back; here it stops counting as waiting.
+            self.seen.pop(key, None)
+            with self.lock:
+                self.latest.pop(key, None)
+                self.gone[str(meta.get("uid"))] = None  # a write in flight must not bring it back
+                while len(self.gone) > GONE_KEPT:
+                    del self.gone[next(iter(self.gone))]
+            self._forget(key[0], Holder(CONTAINER_CLAIM, key[1]), dict(obj))
+            return False
+        self._remember(obj)
+        if event_type in (None, "ADDED") or meta.get("deletionTimestamp"):
+            return True
+        return self.seen.get(key) != (str(meta.get("uid")), int(meta.get("generation") or 0))
+
+    def cached(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's claims as last seen (for the pool's check of who still holds its pods)."""
+        with self.lock:
+            return [obj for (ns, _), obj in self.latest.items() if ns == namespace]
+
+    def reconcile(self, namespace: str, name: str) -> float | None:
+        holder = Holder(CONTAINER_CLAIM, name)
+        obj = self.latest.get((namespace, name)) or self.kube.get_if_exists(
+            custom_path(PLURAL, namespace, name)
+        )
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            self.seen.pop((namespace, name), None)
+            with self.lock:
+                self.latest.pop((namespace, name), None)
+            self._forget(namespace, holder, obj)
+            return None
+        meta = obj["metadata"]
+        self.seen[(namespace, name)] = (str(meta.get("uid")), int(meta.get("generation") or 0))
+        started = self.first_seen.setdefault(meta["uid"], time.monotonic())
+        now = self.clock()
+        status = dict(obj.get("status") or {})
+        try:
+            spec = ContainerClaimSpec.model_validate(obj.get("spec") or {})
+        except ValidationError as exc:  # the schema refuses nearly all of it; this is the rest
+            self._forget(namespace, holder, obj)
+            message = str(exc)[:512]
+            invalid = conditions.condition("Bound", False, "InvalidSpec", message)
+            self._write(obj, {**status, "phase": status.get("phase") or "Pending"}, invalid, now)
+            return None
+        step = decide(spec, status, self._held(namespace, status.get("podName"), holder), None, now)
+        if step.needs_claim:
+            req = claim_request(spec, self.settings.gpu_resource, self.settings.gpu_memory_resource)
+            outcome = self.claimer.claim(namespace, spec.poolRef.name, holder, req, {}, started, now)
+            step = decide(spec, status, None, outcome, now)
+        if step.status.get("phase") != "Pending":
+            self._unwait(namespace, holder)
+        if step.release:
+            self.claimer.release(
+                namespace, step.release, signature_text(spec.signature), now, ok=False
+            )  # overran its hold
+        bound = conditions.condition("Bound", *step.bound) if step.bound else None
+        self._write(obj, step.status, bound, now)
+        for type_, reason, message in step.events:  # after the status they describe
+            self.kube.event(obj, type_, reason, message)
+        if step.status.get("phase") in ("Expired", "Lost"):
+            self.first_seen.pop(meta["uid"], None)
+        return step.requeue
+
+    def _held(self, namespace: str, pod_name: str | None, holder: Holder) -> HeldPod | None:
+        if not pod_name:
+            return None
+        pod = self.kube.get_if_exists(pods_path(namespace, pod_name))
+        if pod is None or pod["metadata"].get("deletionTimestamp"):
+            return None
+        mine = (pod["metadata"].get("annotations") or {}).get(ANN_CLAIMED_BY) == holder.claimed_by
+        return HeldPod(
+            pod_name,
+            mine,
+            ip=(pod.get("status") or {}).get("podIP"),
+            node=(pod.get("spec") or {}).get("nodeName"),
+        )
+
+    def _forget(self, namespace: str, holder: Holder, obj: dict[str, Any] | None) -> None:
+        self._unwait(namespace, holder)
+        if obj is not None:
+            self.first_seen.pop(obj["metadata"]["uid"], None)
+
+    def _unwait(self, namespace: str, holder: Holder) -> None:
+        if self.claimer.index is not None:
+            self.claimer.index.unwait(namespace, holder)
+
+    def _write(
+        self, obj: dict[str, Any], status: dict[str, Any], cond: dict[str, Any] | None, now: datetime
+    ) -> None:
+        old = obj.get("status") or {}
+        generation = obj["metadata"].get("generation")
+        status["observedGeneration"] = generation
+        status["conditions"] = (
+            conditions.merge(old.get("conditions"), [cond], generation, now)
+            if cond
+            else old.get("conditions") or []
+        )
+        fields = {k: v for k, v in status.items() if k != "conditions"}
+        if all(old.get(k) == v for k, v in fields.items()) and conditions.same(
+            old.get("conditions"), status["conditions"]
+        ):
+            return
+        meta = obj["metadata"]
+        try:
+            written = self.kube.merge_patch(
+                custom_path(PLURAL, meta["namespace"], meta["name"], "status"), {"status": status}
+            )
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+            return
+        self._remember(written)
+
+    def _remember(self, obj: Mapping[str, Any]) -> None:
+        """Keep the newer of what the watch and this process's own writes last showed."""
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        with self.lock:
+            if str(meta.get("uid")) in self.gone:
+                return
+            held = self.latest.get(key)
+            if held is None or _version(obj) >= _version(held):
+                self.latest[key] = dict(obj)
+
+
+def _version(obj: Mapping[str, Any]) -> int:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0

@@ -1,0 +1,201 @@
+"""Claims of warm pool pods, for TrainingSessions and ContainerClaims alike: choose, claim without
+racing, adopt, and wait.
+
+A claim is one merge patch guarded by the pod's resourceVersion, so two holders can never hold the
+same pod. A holder first adopts a pod already claimed for it (its claim landed, its status write did
+not), so a crash between the two never makes it claim a second pod. A claim that finds no pod is
+recorded as waiting in the index: the pool counts it (it grows for it if its pods would fit) and
+the pod watch wakes it when one of the pool's pods turns idle.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from shoal import telemetry
+from shoal.api.common import parse_quantity
+from shoal.api.pool import ContainerPoolSpec
+from shoal.api.session import TrainingSessionSpec
+from shoal.builders.pod import build_pod, template_hash
+from shoal.builders.session import claim_request
+from shoal.config import Settings
+from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.pool.claims import SESSION, ClaimOutcome, Holder, claim_patch, release_patch
+from shoal.pool.pods import LABEL_POOL, pod_view
+from shoal.pool.selection import (
+    LIVE_USAGE,
+    ClaimRequest,
+    claimable,
+    cursor_of,
+    missing_devices,
+    select_pod,
+    unfit_reason,
+)
+from shoal.runtime.cache import CachedPod, CachedPool, ClaimIndex
+
+ATTEMPTS = 3  # claims lost to a faster holder before this pass gives up
+USAGE_TTL = 5.0
+log = logging.getLogger("shoal.claims")
+
+
+class Claimer:
+    def __init__(self, kube: Kube, settings: Settings, index: ClaimIndex | None = None) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.index = index  # the watches' view of pools and their pods; None: list on every claim
+        self._usage_cache: dict[tuple[str, str], tuple[float, dict[str, dict[str, Decimal]]]] = {}
+
+    def claim(
+        self,
+        namespace: str,
+        pool_name: str,
+        holder: Holder,
+        req: ClaimRequest,
+        handed: Mapping[str, str | None],
+        started: float,
+        now: datetime,
+    ) -> ClaimOutcome:
+        """Claim a pod of `pool_name` for `holder`; `handed`: annotations the pod gets with the claim
+        (a session's config); `started`: monotonic time the holder was first seen."""
+        ns = namespace
+        epoch = self.index.idle_epoch(ns, pool_name) if self.index else None
+        pool = self.index.pool(ns, pool_name) if self.index else None
+        if pool is None:
+            raw = self.kube.get_if_exists(custom_path("containerpools", ns, pool_name))
+            if raw is None:
+                self._wait(ns, pool_name, holder, False, epoch)
+                return ClaimOutcome(None, pool_name, "PoolNotFound")
+            pool = CachedPool(raw["metadata"]["uid"], raw["spec"])
+        pool_spec = ContainerPoolSpec.model_validate(pool.spec)
+        hashed, uid = template_hash(pool_spec), pool.uid
+        if pool_spec.selection in LIVE_USAGE:
+            req = replace(req, usage=self._usage(ns, pool_name))
+        unfit: list[str] = []  # why the last choice found nothing, when idle pods did not fit
+
+        def choose(pods: Sequence[CachedPod]) -> str | None:
+            owned = [p.view for p in pods if p.view.controller_uid == uid]
+            mine = [p for p in owned if p.claimed_by == holder.claimed_by]
+            if mine:  # adopt: claimed for this holder already
+                return mine[0].name
+            rotated = replace(req, cursor=cursor_of(owned))
+            idle = claimable(owned, pool_spec.recycle, hashed, now)
+            choice = select_pod(pool_spec.selection, idle, rotated)
+            unfit[:] = [why] if (why := unfit_reason(pool_spec.selection, idle, rotated)) else []
+            return choice.name if choice else None
+
+        def patch(pod: CachedPod) -> dict[str, Any]:
+            return claim_patch(pod.view, pod.resource_version, holder, req.signature, handed, now)
+
+        # First the watch index (no reads on the way to the claim), then a fresh list of the pool.
+        claimed = self._claim_from(self.index, ns, pool_name, choose, patch) if self.index else None
+        if claimed is None:
+            listed = ClaimIndex()
+            for p in self.kube.list_items(pods_path(ns), f"{LABEL_POOL}={pool_name}"):
+                listed.pod_event(None, p)
+            claimed = self._claim_from(listed, ns, pool_name, choose, patch)
+            if claimed is not None and self.index is not None:
+                self.index.pod_event("MODIFIED", claimed)
+        if claimed is None:
+            # Growing helps only if a new pod of the pool would have what the claim asks for.
+            built = build_pod(pool_name, uid, pool_spec, hashed, self.settings.gpu_resource, name="new")
+            new_pod = pod_view(built)
+            self._wait(ns, pool_name, holder, not missing_devices(new_pod, req), epoch)
+            if unfit:
+                return ClaimOutcome(None, pool_name, "NoFittingPod", message=unfit[0])
+            return ClaimOutcome(None, pool_name, "NoIdlePod")
+        if self.index is not None:
+            self.index.unwait(ns, holder)
+        latency = time.monotonic() - started
+        telemetry.CLAIM_SECONDS.observe(latency)
+        return ClaimOutcome(
+            claimed["metadata"]["name"],
+            pool_name,
+            latency_ms=latency * 1000,
+            pod_ip=(claimed.get("status") or {}).get("podIP"),
+            node=(claimed.get("spec") or {}).get("nodeName"),
+        )
+
+    def claim_session(
+        self,
+        namespace: str,
+        name: str,
+        spec: TrainingSessionSpec,
+        resume_from: str | None,
+        started: float,
+        now: datetime,
+    ) -> ClaimOutcome:
+        """A TrainingSession's claim of a pod of its poolRef, handing the pod the session's config."""
+        assert spec.poolRef is not None
+        req, handed = claim_request(spec, resume_from, self.settings)
+        return self.claim(namespace, spec.poolRef.name, Holder(SESSION, name), req, handed, started, now)
+
+    def _wait(self, ns: str, pool_name: str, holder: Holder, grows: bool, epoch: int | None) -> None:
+        if self.index is not None:
+            self.index.wait(ns, pool_name, holder, grows, epoch)
+
+    def _claim_from(
+        self,
+        index: ClaimIndex,
+        ns: str,
+        pool_name: str,
+        choose: Callable[[Sequence[CachedPod]], str | None],
+        patch: Callable[[CachedPod], dict[str, Any]],
+    ) -> dict[str, Any] | None:
+        """Claim the pod `choose` picks from `index`, trying the next one when another claim wins;
+        the claimed pod as the API server returned it, or None."""
+        lost: set[str] = set()
+        for _ in range(ATTEMPTS):
+            picked = index.pick(ns, pool_name, choose, exclude=lost)
+            if picked is None:
+                return None
+            name = picked.view.name
+            try:
+                claimed = self.kube.merge_patch(pods_path(ns, name), patch(picked))
+            except ApiError as exc:
+                index.release(ns, name)
+                if exc.conflict or exc.not_found:
+                    lost.add(name)  # someone else was faster, or it is gone: the next one
+                    continue
+                raise
+            index.release(ns, name, claimed)
+            return claimed
+        return None
+
+    def release(
+        self, namespace: str, pod_name: str, signature: str | None, now: datetime, ok: bool | None = None
+    ) -> None:
+        """Give the pod back, adding the job (`ok`: how it ended, None: not known) to its history."""
+        pod = self.kube.get_if_exists(pods_path(namespace, pod_name))
+        if pod is not None:
+            patch = release_patch(now, signature, pod_view(pod), ok)
+            self.kube.merge_patch_if_exists(pods_path(namespace, pod_name), patch)
+
+    def _usage(self, namespace: str, pool_name: str) -> dict[str, dict[str, Decimal]]:
+        """The pool's pods' usage from metrics.k8s.io, read at most every USAGE_TTL seconds per pool
+        (metrics-server resolves 10-15 s; a burst of claims needs no read each); {} when unavailable."""
+        key = (namespace, pool_name)
+        cached = self._usage_cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < USAGE_TTL:
+            return cached[1]
+        usage: dict[str, dict[str, Decimal]] = {}
+        try:
+            items = self.kube.list_items(
+                f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods", f"{LABEL_POOL}={pool_name}"
+            )
+        except ApiError as exc:
+            log.warning("pod metrics of pool %s/%s unavailable: %s", namespace, pool_name, exc.message)
+            items = []
+        for item in items:
+            total: dict[str, Decimal] = {}
+            for c in item.get("containers") or []:
+                for k, v in (c.get("usage") or {}).items():
+                    total[k] = total.get(k, Decimal(0)) + parse_quantity(v)
+            usage[item["metadata"]["name"]] = total
+        self._usage_cache[key] = (time.monotonic(), usage)
+        return usage
