@@ -20,6 +20,16 @@ class SettingsError(ValueError):
     """A setting the operator cannot start with; the message names it."""
 
 
+def _non_negative(env: dict[str, str], name: str) -> float:
+    try:
+        value = float(env.get(name) or "0")
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {env.get(name)!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative")
+    return value
+
+
 @dataclass(frozen=True)
 class PrometheusAccess:
     """How the operator reaches its Prometheus. Credentials are files (mounted Secrets), read on every
@@ -86,6 +96,8 @@ class Settings:
     metrics_port: int = 8080
     health_port: int = 8081
     workers: int = 4
+    kube_api_qps: float = 0.0  # client-side request limit, as kube-controller-manager's; 0: none
+    kube_api_burst: int = 0  # 0 with a qps: 1.5 x qps, client-go's proportion for kcm (20 / 30)
     log_level: str = "INFO"
     log_format: str = "json"
     leader_election: bool = True
@@ -109,6 +121,8 @@ class Settings:
             metrics_port=int(e.get("SHOAL_METRICS_PORT", "8080")),
             health_port=int(e.get("SHOAL_HEALTH_PORT", "8081")),
             workers=max(1, int(e.get("SHOAL_WORKERS", "4"))),
+            kube_api_qps=_non_negative(e, "SHOAL_KUBE_API_QPS"),
+            kube_api_burst=int(_non_negative(e, "SHOAL_KUBE_API_BURST")),
             log_level=e.get("SHOAL_LOG_LEVEL", "INFO").upper(),
             log_format=e.get("SHOAL_LOG_FORMAT", "json"),
             leader_election=_bool(e.get("SHOAL_LEADER_ELECTION", "true")),

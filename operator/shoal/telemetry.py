@@ -28,6 +28,10 @@ POD_WATCH_EVENTS = Counter(
     "Pod watch events that reached the operator: ours, or foreign (none with the server-side selector)",
     ["owner"],
 )
+CLIENT_THROTTLE_SECONDS = Counter(
+    "shoal_client_throttle_seconds_total",
+    "Seconds API requests waited for the client-side rate limit (SHOAL_KUBE_API_QPS; 0 when off)",
+)
 QUEUE_DEPTH = Gauge("shoal_workqueue_depth", "Keys waiting in the work queue", ["kind"])
 LEADER = Gauge("shoal_leader", "1 while this replica holds the leader lease")
 

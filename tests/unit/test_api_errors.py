@@ -295,3 +295,27 @@ def test_a_fence_that_closes_after_the_clients_check_stops_the_write_at_the_sock
         kube.fence = lambda: 5.0  # open throughout: the write goes out once
         kube.create("/api/v1/namespaces/x/configmaps", {"metadata": {"name": "cm"}})
     assert [m for m, _ in handler.seen] == ["POST"]
+
+
+def test_the_client_side_limit_spaces_requests_and_counts_the_wait() -> None:
+    """SHOAL_KUBE_API_QPS=20 with a burst of 2: the first two requests go at once, the next ones at
+    1/20 s intervals as the server sees them; the wait is counted in shoal_client_throttle_seconds_total."""
+    from shoal import telemetry
+    from shoal.config import Settings, SettingsError
+    from shoal.k8s.ratelimit import TokenBucket
+
+    settings = Settings.from_env({"SHOAL_KUBE_API_QPS": "20", "SHOAL_KUBE_API_BURST": "2"})
+    assert (settings.kube_api_qps, settings.kube_api_burst) == (20.0, 2)
+    for bad in ("-1", "fast"):
+        with pytest.raises(SettingsError):
+            Settings.from_env({"SHOAL_KUBE_API_QPS": bad})
+    handler: type[Throttles] = type("H", (Throttles,), {"throttled": 0, "seen": []})
+    waited_before = telemetry.CLIENT_THROTTLE_SECONDS._value.get()
+    with loopback(handler) as cfg:
+        kube = Kube(kubernetes.client.ApiClient(cfg))
+        kube.limiter = TokenBucket(settings.kube_api_qps, settings.kube_api_burst)
+        for _ in range(6):
+            kube.merge_patch("/api/v1/namespaces/x/configmaps/cm", {"data": {"a": "1"}})
+    times = [t for _, t in handler.seen]
+    assert len(times) == 6 and times[-1] - times[0] >= 4 / 20 - 0.01, times  # 4 beyond the burst
+    assert telemetry.CLIENT_THROTTLE_SECONDS._value.get() - waited_before >= 0.15

@@ -13,6 +13,7 @@ from shoal import telemetry
 from shoal.builders import LABEL_MANAGED, MANAGED
 from shoal.config import Settings
 from shoal.k8s.client import Kube, load_config
+from shoal.k8s.ratelimit import TokenBucket
 from shoal.reconcile.claim import ClaimReconciler
 from shoal.reconcile.pool import PoolReconciler
 from shoal.reconcile.scaler import ScalerReconciler
@@ -40,6 +41,9 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # (kopf's `labels=` on a handler filters only after the event has arrived).
     settings.watching.label_selectors["", "v1", "pods"] = MANAGED
     kube = Kube(load_config(pool_size=cfg.workers * 3 + 4), async_events=True)
+    if cfg.kube_api_qps > 0:
+        burst = cfg.kube_api_burst or max(1, round(cfg.kube_api_qps * 1.5))
+        kube.limiter = TokenBucket(cfg.kube_api_qps, burst)
     runtime = operator.OperatorRuntime(cfg, kube)
     sessions = SessionReconciler(kube, cfg, index=runtime.index)
     runtime.register("TrainingSession", "trainingsessions", sessions.reconcile, relevant=sessions.relevant)

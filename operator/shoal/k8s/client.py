@@ -24,8 +24,10 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from shoal import telemetry
 from shoal.k8s import fence as socket_fence
 from shoal.k8s.events import Correlator
+from shoal.k8s.ratelimit import TokenBucket
 from shoal.times import format_time
 
 log = logging.getLogger("shoal.k8s")
@@ -103,6 +105,7 @@ class Kube:
         self._events: queue.Queue[tuple[str, dict[str, Any]] | threading.Event] | None = None
         # Seconds a write may still take; <= 0: none may start (the leader's fence). None: unfenced.
         self.fence: Callable[[], float] | None = None
+        self.limiter: TokenBucket | None = None  # client-side rate limit (SHOAL_KUBE_API_QPS); None: none
         self._poster: threading.Thread | None = None
         self._correlator = Correlator()
         self._correlating = threading.Lock()
@@ -135,6 +138,8 @@ class Kube:
         # request.go does it, but with fewer tries and a capped wait so a reconcile is never held long.
         fence = self.fence if method != "GET" else None
         for attempt in range(1, THROTTLE_TRIES + 1):
+            if self.limiter is not None:
+                self._throttle(method, path)
             if fence is not None:
                 budget = fence()
                 if budget <= 0:
@@ -168,6 +173,16 @@ class Kube:
             )
             time.sleep(wait)
         raise AssertionError("unreachable")
+
+    def _throttle(self, method: str, path: str) -> None:
+        assert self.limiter is not None
+        delay = self.limiter.reserve()
+        if delay <= 0:
+            return
+        telemetry.CLIENT_THROTTLE_SECONDS.inc(delay)
+        if delay >= 1.0:  # as client-go says it, so the same log search finds both
+            log.info("Waited for %.3fs due to client-side throttling: %s %s", delay, method, path)
+        time.sleep(delay)  # the limit itself: the request may not go before then
 
     def list_items(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
         query = {"labelSelector": label_selector} if label_selector else None
