@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import Any, Protocol
 
 from shoal.agent.protocol import ANN_SESSION_CONFIG
 from shoal.api.session import TrainingSessionSpec
@@ -59,8 +59,22 @@ def training_config(spec: TrainingSessionSpec) -> dict[str, Any]:
     }
 
 
+class Wants(Protocol):
+    """What a session or a ContainerClaim asks for (SessionResources, ClaimResources)."""
+
+    cpu: str | None
+    memory: str | None
+    gpu: int | None
+    gpuMemory: str | None
+    disk: str | None
+
+
 def requests(spec: TrainingSessionSpec, gpu_resource: str, gpu_memory_resource: str = "") -> dict[str, str]:
-    r = spec.resources
+    return resource_names(spec.resources, gpu_resource, gpu_memory_resource)
+
+
+def resource_names(r: Wants, gpu_resource: str, gpu_memory_resource: str = "") -> dict[str, str]:
+    """Kubernetes resource names and quantities, with the operator's names for GPUs and GPU memory."""
     out: dict[str, str | None] = {"cpu": r.cpu, "memory": r.memory, "ephemeral-storage": r.disk}
     if r.gpu:
         out[gpu_resource] = str(r.gpu)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shoal.api.claim import ClaimResources, ContainerClaimSpec
+from shoal.builders.session import resource_names
 from shoal.pool.claims import FINAL_CLAIM, ClaimOutcome, signature_text
 from shoal.pool.selection import ClaimRequest
 from shoal.times import format_time, parse_time
@@ -44,16 +45,8 @@ class ClaimStep:
 
 
 def claim_request(spec: ContainerClaimSpec, gpu_resource: str, gpu_memory_resource: str = "") -> ClaimRequest:
-    r = spec.resources or ClaimResources()
-    out: dict[str, str | None] = {"cpu": r.cpu, "memory": r.memory, "ephemeral-storage": r.disk}
-    if r.gpu:
-        out[gpu_resource] = str(r.gpu)
-    if r.gpuMemory and gpu_memory_resource:
-        out[gpu_memory_resource] = r.gpuMemory
-    return ClaimRequest(
-        signature=signature_text(spec.signature),
-        requests={k: v for k, v in out.items() if v is not None},
-    )
+    names = resource_names(spec.resources or ClaimResources(), gpu_resource, gpu_memory_resource)
+    return ClaimRequest(signature=signature_text(spec.signature), requests=names)
 
 
 def decide(
