@@ -138,7 +138,13 @@ def report(results: dict[str, Any]) -> str:
             "on the pod (a watch of the namespace's pods). Every agent runs as a real local process for its KWOK pod, "
             "with the bandit trainer double (so torch's import is not in it). Per repetition: 50 sessions arriving "
             f"at random 0.1-0.5 s gaps, then 50 at once; warm and cold alternate first; {b3['reps']} repetitions, "
-            "raw latencies in results.json.",
+            "raw latencies in results.json. The warm pool starts with 20 pods and no maxReplicas, so it grows for "
+            "sessions that wait; pods at the end of each warm repetition: "
+            + (
+                ", ".join(str(r.get("pool_pods_at_end")) for r in b3["runs"] if r["mode"] == "warm")
+                or "not recorded"
+            )
+            + ".",
             "",
             "| | arrivals | n | p50 | p90 | p99 | range |",
             "|---|---|---|---|---|---|---|",

@@ -74,6 +74,7 @@ def warm_pool(kube: Kube, ns: str, kubelet: LocalKubelet, size: int, wait: Calla
             "metadata": {"name": "warm"},
             "spec": {
                 "replicas": size,
+                "maxReplicas": size,  # a pool of `size`: sessions beyond it wait for a pod to come back
                 "sessionAgent": {},
                 "resources": {"cpu": "100m", "memory": "64Mi"},
                 "template": {

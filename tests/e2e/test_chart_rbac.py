@@ -8,6 +8,7 @@ import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,6 +99,7 @@ def test_pools_scalers_and_sessions_work_with_only_the_charts_permissions(
     assert kube.get(pods_path(namespace, trained["podName"]))
     history = f"/api/v1/namespaces/{namespace}/configmaps/chart-workers-history"
     wait_until(lambda: kube.get_if_exists(history), 60, "the scaler's history saved")
+    claim_as_a_dispatcher(kube, namespace, chart_operator)
     log = "".join(p.read_text(errors="replace") for p in chart_operator.logdir.glob("operator-*.log"))
     # An RBAC denial names the account ('... is forbidden: User "system:serviceaccount:..." cannot ...'),
     # and kopf says "Not enough permissions"; other 403s (a namespace being terminated, left by an
@@ -106,3 +108,73 @@ def test_pools_scalers_and_sessions_work_with_only_the_charts_permissions(
     forbidden = [line for line in log.splitlines() if any(d in line for d in denied)]
     assert forbidden == [], forbidden[:5]
     assert chart_operator.healthy()
+
+
+def claim_as_a_dispatcher(kube: Kube, namespace: str, op: OperatorProcess) -> None:
+    """A job dispatcher's account bound to nothing but the chart's claimer role takes a warm pod
+    (ContainerClaim), reads its address, gives it back; it may not touch the pods themselves."""
+    import kubernetes
+
+    from shoal.k8s.client import ApiError, custom_path
+
+    release = op.extra_env["SHOAL_LEASE_NAME"].removesuffix("-shoal")  # the account is <release>-shoal
+    kube.create(f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": "dispatcher"}})
+    kube.create(
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
+        {
+            "metadata": {"name": "dispatcher"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": f"{release}-shoal-claimer",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "dispatcher", "namespace": namespace}],
+        },
+    )
+    token = kubectl("create", "token", "dispatcher", "-n", namespace, "--duration=10m").stdout.strip()
+    cfg = kubernetes.client.Configuration()
+    cfg.host = kube.api.configuration.host
+    cfg.ssl_ca_cert = kube.api.configuration.ssl_ca_cert
+    cfg.api_key = {"authorization": f"Bearer {token}"}
+    dispatcher = Kube(kubernetes.client.ApiClient(cfg))
+    claims = custom_path("containerclaims", namespace)
+    body = {"apiVersion": "shoal.dev/v1alpha1", "kind": "ContainerClaim", "metadata": {"name": "job-1"}}
+    # The RoleBinding may take a moment to reach the authorizer's cache.
+    wait_until(
+        lambda: _created(dispatcher, claims, {**body, "spec": {"poolRef": {"name": "chart-pool"}}}),
+        30,
+        "the dispatcher allowed to create a claim",
+    )
+
+    def bound() -> dict[str, Any]:
+        status: dict[str, Any] = dispatcher.get(f"{claims}/job-1").get("status") or {}
+        return status if status.get("podIP") else {}
+
+    st = wait_until(bound, 60, "the claim bound by the chart's operator")
+    assert st["phase"] == "Bound" and st["podName"], st
+    try:
+        dispatcher.get(pods_path(namespace, st["podName"]))
+        raise AssertionError("the dispatcher read a pod")
+    except ApiError as exc:
+        assert exc.status == 403, exc
+    dispatcher.delete(f"{claims}/job-1")
+    wait_until(
+        lambda: (
+            "shoal.dev/claimed-by"
+            not in (kube.get(pods_path(namespace, st["podName"]))["metadata"].get("annotations") or {})
+        ),
+        30,
+        "the pod given back",
+    )
+
+
+def _created(kube: Kube, path: str, body: dict[str, Any]) -> bool:
+    from shoal.k8s.client import ApiError
+
+    try:
+        kube.create(path, body)
+    except ApiError as exc:
+        if exc.status == 403:
+            return False
+        raise
+    return True
