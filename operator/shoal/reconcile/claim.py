@@ -18,10 +18,11 @@ from pydantic import ValidationError
 from shoal import conditions
 from shoal.api.claim import ContainerClaimSpec
 from shoal.config import Settings
-from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.k8s.client import Kube, custom_path, pods_path
 from shoal.pool.claims import CONTAINER_CLAIM, Holder, signature_text
 from shoal.pool.containerclaim import HeldPod, claim_request, decide
 from shoal.pool.pods import ANN_CLAIMED_BY
+from shoal.reconcile import write_status
 from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex
 
@@ -56,13 +57,11 @@ class ClaimReconciler:
         key = (meta.get("namespace", ""), meta.get("name", ""))
         if event_type == "DELETED":
             # Nothing to read back: its pool gives the pod back; here it stops counting as waiting.
-            self.seen.pop(key, None)
             with self.lock:
-                self.latest.pop(key, None)
                 self.gone[str(meta.get("uid"))] = None  # a write in flight must not bring it back
                 while len(self.gone) > GONE_KEPT:
                     del self.gone[next(iter(self.gone))]
-            self._forget(key[0], Holder(CONTAINER_CLAIM, key[1]), dict(obj))
+            self._forget(key[0], key[1], dict(obj))
             return False
         self._remember(obj)
         if event_type in (None, "ADDED") or meta.get("deletionTimestamp"):
@@ -80,10 +79,7 @@ class ClaimReconciler:
             custom_path(PLURAL, namespace, name)
         )
         if obj is None or obj["metadata"].get("deletionTimestamp"):
-            self.seen.pop((namespace, name), None)
-            with self.lock:
-                self.latest.pop((namespace, name), None)
-            self._forget(namespace, holder, obj)
+            self._forget(namespace, name, obj)
             return None
         meta = obj["metadata"]
         self.seen[(namespace, name)] = (str(meta.get("uid")), int(meta.get("generation") or 0))
@@ -93,7 +89,8 @@ class ClaimReconciler:
         try:
             spec = ContainerClaimSpec.model_validate(obj.get("spec") or {})
         except ValidationError as exc:  # the schema refuses nearly all of it; this is the rest
-            self._forget(namespace, holder, obj)
+            self.claimer.unwait(namespace, holder)
+            self.first_seen.pop(meta["uid"], None)
             message = str(exc)[:512]
             invalid = conditions.condition("Bound", False, "InvalidSpec", message)
             self._write(obj, {**status, "phase": status.get("phase") or "Pending"}, invalid, now)
@@ -104,7 +101,7 @@ class ClaimReconciler:
             outcome = self.claimer.claim(namespace, spec.poolRef.name, holder, req, {}, started, now)
             step = decide(spec, status, None, outcome, now)
         if step.status.get("phase") != "Pending":
-            self._unwait(namespace, holder)
+            self.claimer.unwait(namespace, holder)
         if step.release:
             self.claimer.release(
                 namespace, step.release, signature_text(spec.signature), now, ok=False
@@ -131,14 +128,14 @@ class ClaimReconciler:
             node=(pod.get("spec") or {}).get("nodeName"),
         )
 
-    def _forget(self, namespace: str, holder: Holder, obj: dict[str, Any] | None) -> None:
-        self._unwait(namespace, holder)
+    def _forget(self, namespace: str, name: str, obj: dict[str, Any] | None) -> None:
+        """The claim is gone (or going): nothing of it stays here, and it no longer waits."""
+        self.seen.pop((namespace, name), None)
+        with self.lock:
+            self.latest.pop((namespace, name), None)
+        self.claimer.unwait(namespace, Holder(CONTAINER_CLAIM, name))
         if obj is not None:
             self.first_seen.pop(obj["metadata"]["uid"], None)
-
-    def _unwait(self, namespace: str, holder: Holder) -> None:
-        if self.claimer.index is not None:
-            self.claimer.index.unwait(namespace, holder)
 
     def _write(
         self, obj: dict[str, Any], status: dict[str, Any], cond: dict[str, Any] | None, now: datetime
@@ -151,21 +148,9 @@ class ClaimReconciler:
             if cond
             else old.get("conditions") or []
         )
-        fields = {k: v for k, v in status.items() if k != "conditions"}
-        if all(old.get(k) == v for k, v in fields.items()) and conditions.same(
-            old.get("conditions"), status["conditions"]
-        ):
-            return
-        meta = obj["metadata"]
-        try:
-            written = self.kube.merge_patch(
-                custom_path(PLURAL, meta["namespace"], meta["name"], "status"), {"status": status}
-            )
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
-            return
-        self._remember(written)
+        written = write_status(self.kube, PLURAL, obj, status)
+        if written is not None:
+            self._remember(written)
 
     def _remember(self, obj: Mapping[str, Any]) -> None:
         """Keep the newer of what the watch and this process's own writes last showed."""

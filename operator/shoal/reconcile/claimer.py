@@ -109,8 +109,7 @@ class Claimer:
             if unfit:
                 return ClaimOutcome(None, pool_name, "NoFittingPod", message=unfit[0])
             return ClaimOutcome(None, pool_name, "NoIdlePod")
-        if self.index is not None:
-            self.index.unwait(ns, holder)
+        self.unwait(ns, holder)
         latency = time.monotonic() - started
         telemetry.CLAIM_SECONDS.observe(latency)
         return ClaimOutcome(
@@ -134,6 +133,11 @@ class Claimer:
         assert spec.poolRef is not None
         req, handed = claim_request(spec, resume_from, self.settings)
         return self.claim(namespace, spec.poolRef.name, Holder(SESSION, name), req, handed, started, now)
+
+    def unwait(self, namespace: str, holder: Holder) -> None:
+        """`holder` no longer waits for a pod (bound, paused, finished, gone): its pool stops counting it."""
+        if self.index is not None:
+            self.index.unwait(namespace, holder)
 
     def _wait(self, ns: str, pool_name: str, holder: Holder, grows: bool, epoch: int | None) -> None:
         if self.index is not None:

@@ -100,7 +100,7 @@ class SessionReconciler:
         holder = Holder(SESSION, name)
         if obj is None:
             self.seen.pop((namespace, name), None)
-            self._unwait(namespace, holder)
+            self.claims.unwait(namespace, holder)
             return None
         meta = obj["metadata"]
         self.seen[(namespace, name)] = seen_key(obj)
@@ -136,7 +136,7 @@ class SessionReconciler:
             outcome = self.claims.claim_session(namespace, name, spec, st.get("lastCheckpoint"), started, now)
             step = decide(replace(inputs, claim=outcome))
         if step.status.get("phase") != "Pending" or step.status.get("reason") not in WAITING:
-            self._unwait(namespace, holder)  # bound, paused, finished: no longer counted by its pool
+            self.claims.unwait(namespace, holder)  # bound, paused, finished: no longer counted by its pool
         events = self._carry_out(obj, spec, step, now)
         self._write(obj, step.status, now)
         for e in events:  # after the status they describe: a retried reconcile does not repeat them
@@ -188,10 +188,6 @@ class SessionReconciler:
                     if body["kind"] == "Service":
                         self.kube.apply(ns, body, create_only=True)
         return events
-
-    def _unwait(self, namespace: str, holder: Holder) -> None:
-        if self.claims.index is not None:
-            self.claims.index.unwait(namespace, holder)
 
     def _create_pod(self, obj: dict[str, Any], spec: TrainingSessionSpec, action: CreatePod) -> str:
         """Create the session's pod with what it needs first; the API server's refusal, or ""."""

@@ -157,10 +157,7 @@ class ClaimIndex:
             waiters = self._waiting.setdefault((namespace, pool), {})
             counted = grows and not waiters.get(who, False)
             waiters[who] = grows
-        if counted and self.wake is not None:
-            self.wake("ContainerPool", namespace, pool)
-        if missed:
-            self._wake(namespace, [who])
+        self._wake(namespace, ([("ContainerPool", pool)] if counted else []) + ([who] if missed else []))
 
     def unwait(self, namespace: str, holder: Holder) -> None:
         """`holder` got a pod, or wants none any more (bound elsewhere, finished, deleted)."""
