@@ -32,6 +32,12 @@ CLIENT_THROTTLE_SECONDS = Counter(
     "shoal_client_throttle_seconds_total",
     "Seconds API requests waited for the client-side rate limit (SHOAL_KUBE_API_QPS; 0 when off)",
 )
+API_REQUESTS = Counter(
+    "shoal_api_requests_total",
+    "API requests the operator's own client sent, by verb and answer code (as client-go's "
+    "rest_client_requests_total; kopf's watch connections are not among them)",
+    ["method", "code"],
+)
 QUEUE_DEPTH = Gauge("shoal_workqueue_depth", "Keys waiting in the work queue", ["kind"])
 LEADER = Gauge("shoal_leader", "1 while this replica holds the leader lease")
 

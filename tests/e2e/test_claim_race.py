@@ -18,6 +18,7 @@ from shoal.api.session import TrainingSessionSpec
 from shoal.builders.session import signature
 from shoal.config import Settings
 from shoal.k8s.client import Kube, custom_path, pods_path
+from shoal.pool.claims import SESSION, Holder
 from shoal.reconcile.claimer import Claimer
 from tests.e2e.conftest import OperatorProcess, pool_manifest
 from tests.e2e.util import PodHistory, apply, sample, wait_until
@@ -80,7 +81,7 @@ def test_a_thousand_claims_racing_scale_downs_and_recycles_lose_no_claimed_pod(
                 if claims >= CLAIMS:
                     done.set()
             time.sleep(rng.uniform(0, 0.05))  # held for a moment, as a short job would
-            claimer.release(namespace, out.pod, signature(spec), datetime.now(UTC))
+            claimer.release(namespace, out.pod, Holder(SESSION, session), signature(spec), datetime.now(UTC))
 
     def churn() -> None:
         i = 0

@@ -125,9 +125,13 @@ def test_waiting_claims_grow_the_pool_up_to_its_maximum_and_a_released_pod_wakes
         st = claim_status(kube, namespace, name)
         bound = next(c for c in st["conditions"] if c["type"] == "Bound")
         assert (bound["status"], bound["reason"]) == ("False", "NoIdlePod") and st["waitingSince"], st
-    pool = kube.get(custom_path("containerpools", namespace, "burst"))
-    limited = condition(pool, "ScalingLimited")
-    assert limited["reason"] == "AboveMaxReplicas" and "2 waiting" in limited["message"], limited
+
+    def limited() -> dict[str, Any]:
+        # The pool's status follows the claims' (its next pass counts the two waiting).
+        c = condition(kube.get(custom_path("containerpools", namespace, "burst")), "ScalingLimited")
+        return c if c.get("reason") == "AboveMaxReplicas" and "2 waiting" in c.get("message", "") else {}
+
+    wait_until(limited, 30, "the pool saying it is held at maxReplicas with 2 claims waiting")
     assert len(history.created) == 3 and history.most_alive == 3, history.created
 
     holders = {

@@ -160,10 +160,12 @@ def test_a_stranded_claim_is_given_back_with_the_signature_of_the_job_it_was_han
     assert held_signature(pod('{"game": "Acrobot-v1"}')) is None
 
 
-def test_adopting_a_claim_keeps_the_agents_progress_and_config_and_cannot_conflict() -> None:
+def test_adopting_a_claim_keeps_the_agents_progress_and_config() -> None:
     """A session that lost the record of its claim adopts its pod again: the agent may have trained
     and reported meanwhile (seen in B3: a finished session's final report wiped, the session Running
-    for ever), so the adoption rewrites labels only and carries no resourceVersion."""
+    for ever), so the adoption rewrites labels only. It still carries the view's resourceVersion: a
+    view older than a release and another holder's claim must fail (409, and the claimer reads the pod
+    again) rather than take the pod back from that holder."""
     from datetime import UTC, datetime
 
     from shoal.pool.claims import SESSION, Holder, claim_patch
@@ -182,4 +184,9 @@ def test_adopting_a_claim_keeps_the_agents_progress_and_config_and_cannot_confli
         and ann["shoal.dev/signature"] == '{"game":"CartPole-v1"}'
     )
     adopted = claim_patch(PodView("p-1", "u1", now, claimed_by="s1", claims=3), "57", s1, None, handed, now)
-    assert adopted == {"metadata": {"labels": {"shoal.dev/state": "Claimed", "shoal.dev/session": "s1"}}}
+    assert adopted == {
+        "metadata": {
+            "resourceVersion": "57",
+            "labels": {"shoal.dev/state": "Claimed", "shoal.dev/session": "s1"},
+        }
+    }

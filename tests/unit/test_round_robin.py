@@ -14,6 +14,7 @@ from shoal.builders.pod import build_pod, template_hash
 from shoal.builders.session import signature
 from shoal.config import Settings
 from shoal.k8s.client import ApiError
+from shoal.pool.claims import SESSION, Holder
 from shoal.reconcile.claimer import Claimer
 
 T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -91,7 +92,9 @@ SPEC = TrainingSessionSpec.model_validate(
 def claim_and_release(claimer: Claimer, session: str, when: datetime) -> str:
     out = claimer.claim_session("ns", session, SPEC, None, 0.0, when)
     assert out.pod is not None, out
-    claimer.release("ns", out.pod, signature(SPEC), when + timedelta(seconds=5))
+    assert claimer.release(
+        "ns", out.pod, Holder(SESSION, session), signature(SPEC), when + timedelta(seconds=5)
+    )
     return out.pod
 
 

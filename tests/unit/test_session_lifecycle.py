@@ -42,9 +42,15 @@ PREEMPT = Verdict(False, preempt=("low",), reason="Preempting", message="pausing
 
 
 def pod(
-    phase: str = "Running", ready: bool = True, command: tuple[str, int] | None = None, **progress: Any
+    phase: str = "Running",
+    ready: bool = True,
+    command: tuple[str, int] | None = None,
+    claimed_by: str = "s",
+    **progress: Any,
 ) -> PodState:
-    ann = {"shoal.dev/progress": json.dumps(progress)} if progress else {}
+    ann = {"shoal.dev/claimed-by": claimed_by}  # a pool pod's holder (the session "s"); own pods ignore it
+    if progress:
+        ann["shoal.dev/progress"] = json.dumps(progress)
     if command:
         ann |= {"shoal.dev/command": command[0], "shoal.dev/command-id": str(command[1])}
     return PodState("s-1", "uid-1", phase, ready, ann)
@@ -518,6 +524,21 @@ CASES = [
         actions=[EnsureService, Event],
     ),
     Case("stop-while-paused", PAUSED, "Stopped", spec={"runState": "Stopped"}),
+    Case(
+        # Its warm pod was given back and claimed by another session: not its pod any more, so it
+        # restarts (a new claim) and neither reads that session's progress nor gives the pod back.
+        "claim-undone",
+        CLAIMED,
+        "Pending",
+        spec={"poolRef": {"name": "warm"}},
+        pod=pod(claimed_by="other", timesteps=900, done=True, exitCode=0),
+        actions=[Event],
+        check=lambda s: (
+            "no longer claimed" in s.status["message"]
+            and s.status["podName"] is None
+            and s.status.get("metrics") is None
+        ),
+    ),
     *(
         Case(f"{p.lower()}-is-final", {"phase": p}, p, pod=pod("Failed"), check=lambda s: not s.actions)
         for p in ("Succeeded", "Failed", "Stopped")

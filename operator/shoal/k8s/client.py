@@ -154,8 +154,10 @@ class Kube:
                 raise NotLeading() from None
             except ApiException as exc:
                 status, reason, raw, answer_headers = exc.status or 0, exc.reason, exc.body, exc.headers
+                telemetry.API_REQUESTS.labels(method, str(status)).inc()
             else:
                 raw = resp.read()  # type: ignore[no-untyped-call]
+                telemetry.API_REQUESTS.labels(method, str(resp.status)).inc()
                 if 200 <= resp.status < 300:
                     return json.loads(raw) if raw else {}
                 status, reason, answer_headers = resp.status, resp.reason, resp.headers

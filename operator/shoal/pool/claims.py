@@ -85,9 +85,9 @@ def claim_patch(
     labels = {LABEL_STATE: CLAIMED, holder.label: holder.name}
     if pod.claimed_by == holder.claimed_by:
         # Adopting a claim made earlier (its record lost): whatever runs in the pod may be working
-        # already, so what it was handed stays, and no resourceVersion: the pod is this holder's
-        # whatever changed on it since (a 409 here would send the claim on to a second pod).
-        return {"metadata": {"labels": labels}}
+        # already, so what it was handed stays. Guarded all the same: a view older than a release
+        # and someone else's claim must not take the pod back (the claimer re-reads on a 409).
+        return {"metadata": {"resourceVersion": resource_version, "labels": labels}}
     return {
         "metadata": {
             "resourceVersion": resource_version,  # lose the race cleanly, never double-claim
@@ -107,11 +107,16 @@ def claim_patch(
 
 
 def release_patch(
-    now: datetime, signature: str | None = None, pod: PodView | None = None, ok: bool | None = None
+    now: datetime,
+    signature: str | None = None,
+    pod: PodView | None = None,
+    ok: bool | None = None,
+    resource_version: str | None = None,
 ) -> dict[str, Any]:
     """Back to the pool, clean: no holder label, config, command, progress or signature left. With the
     pod as it is (`pod`), the job is added to its history: `ok` as the holder's end says, else what the
-    job said of itself on the pod (shoal.dev/job-outcome)."""
+    job said of itself on the pod (shoal.dev/job-outcome). `resource_version`: of the pod as read, so
+    a release decided on a read older than someone else's claim fails (409) instead of undoing it."""
     annotations: dict[str, str | None] = {
         ANN_CLAIMED_BY: None,
         ANN_LAST_RELEASED: format_time(now),
@@ -132,7 +137,10 @@ def release_patch(
             history = with_job(pod.history, signature, told, pod.last_claimed, now)
             if history:
                 annotations[ANN_HISTORY] = history
-    return {"metadata": {"labels": labels, "annotations": annotations}}
+    meta: dict[str, Any] = {"labels": labels, "annotations": annotations}
+    if resource_version:
+        meta["resourceVersion"] = resource_version
+    return {"metadata": meta}
 
 
 def held_signature(pod: Mapping[str, Any]) -> str | None:

@@ -104,7 +104,7 @@ class ClaimReconciler:
             self.claimer.unwait(namespace, holder)
         if step.release:
             self.claimer.release(
-                namespace, step.release, signature_text(spec.signature), now, ok=False
+                namespace, step.release, holder, signature_text(spec.signature), now, ok=False
             )  # overran its hold
         bound = conditions.condition("Bound", *step.bound) if step.bound else None
         self._write(obj, step.status, bound, now)

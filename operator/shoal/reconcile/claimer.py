@@ -163,8 +163,17 @@ class Claimer:
                 claimed = self.kube.merge_patch(pods_path(ns, name), patch(picked))
             except ApiError as exc:
                 index.release(ns, name)
-                if exc.conflict or exc.not_found:
-                    lost.add(name)  # someone else was faster, or it is gone: the next one
+                if exc.conflict:
+                    # Changed since this view (another claim won, or it is ours and its agent wrote):
+                    # read it again, and the next choice sees it as it is now.
+                    fresh = self.kube.get_if_exists(pods_path(ns, name))
+                    if fresh is None:
+                        lost.add(name)
+                    else:
+                        index.pod_event("MODIFIED", fresh, from_watch=False)
+                    continue
+                if exc.not_found:
+                    lost.add(name)  # gone: the next one
                     continue
                 raise
             index.release(ns, name, claimed)
@@ -172,13 +181,37 @@ class Claimer:
         return None
 
     def release(
-        self, namespace: str, pod_name: str, signature: str | None, now: datetime, ok: bool | None = None
-    ) -> None:
-        """Give the pod back, adding the job (`ok`: how it ended, None: not known) to its history."""
-        pod = self.kube.get_if_exists(pods_path(namespace, pod_name))
-        if pod is not None:
-            patch = release_patch(now, signature, pod_view(pod), ok)
-            self.kube.merge_patch_if_exists(pods_path(namespace, pod_name), patch)
+        self,
+        namespace: str,
+        pod_name: str,
+        holder: Holder,
+        signature: str | None,
+        now: datetime,
+        ok: bool | None = None,
+    ) -> bool:
+        """Give the pod back if `holder` still holds it, adding the job (`ok`: how it ended, None: not
+        known) to its history; False when it holds it no longer (released already, maybe claimed by
+        someone else since: that claim stays). The write is guarded by the read's resourceVersion."""
+        path = pods_path(namespace, pod_name)
+        for _ in range(ATTEMPTS):
+            pod = self.kube.get_if_exists(path)
+            if pod is None:
+                return False
+            view = pod_view(pod)
+            if view.claimed_by != holder.claimed_by:
+                return False
+            rv = str(pod["metadata"].get("resourceVersion", ""))
+            try:
+                self.kube.merge_patch(path, release_patch(now, signature, view, ok, rv))
+            except ApiError as exc:
+                if exc.conflict:
+                    continue  # its agent wrote meanwhile: read it again
+                if exc.not_found:
+                    return False
+                raise
+            return True
+        log.warning("could not release pod %s/%s: it kept changing", namespace, pod_name)
+        return False
 
     def _usage(self, namespace: str, pool_name: str) -> dict[str, dict[str, Decimal]]:
         """The pool's pods' usage from metrics.k8s.io, read at most every USAGE_TTL seconds per pool

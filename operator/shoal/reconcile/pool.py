@@ -185,12 +185,21 @@ class PoolReconciler:
         for p in pods:
             name = p["metadata"]["name"]
             if name in freed:
-                patch = release_patch(now, held_signature(p), pod_view(p))
+                rv = str(p["metadata"].get("resourceVersion", ""))
+                patch = release_patch(now, held_signature(p), pod_view(p), resource_version=rv)
                 try:
                     p = self.kube.merge_patch(pods_path(namespace, name), patch)
                 except ApiError as exc:
-                    if not exc.not_found:
+                    if exc.not_found:
+                        continue
+                    if not exc.conflict:
                         raise
+                    # Changed since this pass listed it (released and claimed again, say): the
+                    # claim it has now is judged on the next pass, not undone on this one's read.
+                    fresh = self.kube.get_if_exists(pods_path(namespace, name))
+                    if fresh is not None:
+                        out.append(fresh)
+                    freed.remove(name)
                     continue
                 telemetry.POOL_EVENTS.labels("release", "Stranded").inc()
             out.append(p)

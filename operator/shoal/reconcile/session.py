@@ -168,7 +168,9 @@ class SessionReconciler:
             elif isinstance(action, LetGo):
                 if action.to_pool:
                     ended = {"Succeeded": True, "Failed": False}.get(step.status.get("phase", ""))
-                    self.claims.release(ns, action.pod, signature(spec), now, ended)
+                    self.claims.release(
+                        ns, action.pod, Holder(SESSION, meta["name"]), signature(spec), now, ended
+                    )
                 elif not action.keep:
                     self.kube.delete(pods_path(ns, action.pod), uid=action.uid or None)
             elif isinstance(action, Preempt):
@@ -236,6 +238,7 @@ class SessionReconciler:
                 self.claims.release(
                     meta["namespace"],
                     pod["metadata"]["name"],
+                    Holder(SESSION, meta["name"]),
                     signature(spec) if spec else None,
                     self.clock(),
                 )

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from shoal.agent.protocol import ANN_COMMAND, ANN_COMMAND_ID, ANN_PROGRESS
+from shoal.pool.pods import ANN_CLAIMED_BY
 from shoal.sessions.admission import backoff_seconds
 from shoal.sessions.progress import apply_progress
 from shoal.sessions.steps import (
@@ -83,14 +84,19 @@ def decide(inp: Inputs) -> Step:
     if phase in FINAL:
         return Step(new)  # the record is kept; nothing runs any more
     new["phase"] = phase
-    if inp.pod is not None and inp.pod.progress:
-        apply_progress(new, inp.pod.progress, inp.spec.totalTimesteps)
+    pod, gone = inp.pod, "pod deleted"
+    if pod is not None and new.get("claimedFromPool") and pod.annotations.get(ANN_CLAIMED_BY) != inp.name:
+        # Given back and maybe claimed by someone else since: what runs there is not this session's.
+        gone = f"pod {pod.name} is no longer claimed for it"
+        pod = None
+    if pod is not None and pod.progress:
+        apply_progress(new, pod.progress, inp.spec.totalTimesteps)
     want_run = inp.spec.runState == "Running" and not new.get("preemptedBy")
     step = Step(new)
-    if inp.pod is not None:
-        _with_pod(inp, step, inp.pod, want_run)
+    if pod is not None:
+        _with_pod(inp, step, pod, want_run)
     else:
-        _without_pod(inp, step, want_run)
+        _without_pod(inp, step, want_run, gone)
     return step
 
 
@@ -298,12 +304,13 @@ def _restart_or_fail(inp: Inputs, step: Step, pod: PodState | None, why: str) ->
     step.requeue = delay
 
 
-def _without_pod(inp: Inputs, step: Step, want_run: bool) -> None:
+def _without_pod(inp: Inputs, step: Step, want_run: bool, gone: str = "pod deleted") -> None:
     new, now, spec = step.status, inp.now, inp.spec
     if new.get("podName"):
-        # Deleted by someone else while running: a failure, restarted from the checkpoint.
+        # Deleted (or its claim undone) by someone else while running: a failure, restarted from
+        # the checkpoint.
         if new.get("phase") in ACTIVE and want_run:
-            _restart_or_fail(inp, step, None, "pod deleted")
+            _restart_or_fail(inp, step, None, gone)
             return
         new.update(podName=None, claimedFromPool=None)
     if not want_run:
