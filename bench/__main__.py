@@ -102,24 +102,9 @@ def report(results: dict[str, Any]) -> str:
         "",
     ]
     if "B1" in results:
-        b1 = results["B1"]
-        d, p = b1["Deployment"], b1["ContainerPool"]
-        lines += [
-            "## B1 pool throughput" + not_rerun(results, "B1"),
-            "",
-            f"{b1['objects']} objects x {b1['pods_each']} pods on the test bed (KWOK nodes), created by 8 client threads; "
-            "measured until every pod is Ready and every object's status says so. Baseline: Deployments reconciled by "
-            "kube-controller-manager with its defaults, in the same cluster and run.",
-            "",
-            "| | seconds | API requests per pod | create-to-Ready p50 | p99 |",
-            "|---|---|---|---|---|",
-            f"| Deployments (kube-controller-manager) | {d['seconds_to_all_ready_and_status']} | {d['api_requests_per_pod']} | {d['create_to_ready_p50_s']} s | {d['create_to_ready_p99_s']} s |",
-            f"| ContainerPools (Shoal) | {p['seconds_to_all_ready_and_status']} | {p['api_requests_per_pod']} | {p['create_to_ready_p50_s']} s | {p['create_to_ready_p99_s']} s |",
-            "",
-            f"Ratio pools/Deployments: **{b1['ratio_pools_vs_deployments']}** (goal <= 1.0: "
-            f"{'met' if b1['goal_met'] else 'not met'}). API requests are all of the API server's requests during the phase.",
-            "",
-        ]
+        from bench import b1 as b1_bench
+
+        lines += b1_bench.section(results["B1"], not_rerun(results, "B1"))
     if "B3" in results and "summary" in results["B3"]:  # (earlier runs measured another thing)
         b3 = results["B3"]
         rows = []
@@ -297,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "report.md").write_text(report(results))
     log(f"wrote {RESULTS / 'report.md'}")
-    print(json.dumps({k: v for k, v in results.items() if k in ("B1", "B5", "B6")}, indent=1))
+    print(json.dumps({k: v for k, v in results.items() if k in ("B5", "B6")}, indent=1))
     if "B2" in results and "rows_met" in results["B2"]:
         print(f"B2 goal met on {results['B2']['rows_met']} of {results['B2']['rows']} rows")
     return 0

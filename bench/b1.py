@@ -1,98 +1,286 @@
-"""B1 pool throughput: ContainerPools against Deployments (kube-controller-manager), side by side."""
+"""B1 pool throughput: ContainerPools (Shoal) against Deployments (kube-controller-manager), at equal
+client limits both ways, in alternating order.
+
+Two settings, each its own operator process and restart of kcm and the scheduler:
+- `raised`: kcm and the scheduler at `--kube-api-qps=1000 --kube-api-burst=2000`, Shoal as shipped
+  (no client-side limit): neither side waits for its own client.
+- `defaults`: kcm at its defaults (20 QPS, burst 30), Shoal given the same (SHOAL_KUBE_API_QPS=20,
+  SHOAL_KUBE_API_BURST=30).
+Per run: the time from the first create until every pod is Ready and every object's status says so,
+each controller's own API requests per pod from its own client metrics (kcm's
+rest_client_requests_total, Shoal's shoal_api_requests_total), the API server's total per pod, and the
+seconds each controller's client waited for its rate limit.
+"""
 
 from __future__ import annotations
 
+import re
+import ssl
+import statistics
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
-from bench.harness import CONTAINER, apiserver_requests, drop_namespace, log, namespace, ready_pods, wait
-from bench.stats import quantiles
+from bench.harness import (
+    CONTAINER,
+    Operator,
+    apiserver_requests,
+    drop_namespace,
+    log,
+    namespace,
+    ready_pods,
+    wait,
+)
+from bench.stats import provenance, quantiles
 from shoal.k8s.client import Kube, custom_path
 from shoal.times import parse_time
+from testbed import cluster as testbed
+from testbed import processes
+
+KINDS = ("Deployment", "ContainerPool")
+CONTROLLERS = ("kube-controller-manager", "kube-scheduler")
 
 
-def b1(kube: Kube, objects: int = 200, per: int = 5) -> dict[str, Any]:
-    """200 Deployments x 5 (kube-controller-manager) against 200 ContainerPools x 5 (Shoal)."""
-    results: dict[str, Any] = {"objects": objects, "pods_each": per}
-    for kind in ("Deployment", "ContainerPool"):
-        ns = namespace(kube, f"b1-{kind.lower()}")
-        before = apiserver_requests(kube)
-        created: dict[str, float] = {}
-        start = time.time()
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    controller_flags: tuple[str, ...]
+    shoal_env: dict[str, str] = field(default_factory=dict)
+    says: str = ""
 
-        def make(i: int, kind: str = kind, ns: str = ns, created: dict[str, float] = created) -> None:
-            name = f"w{i:04d}"
-            if kind == "Deployment":
-                kube.create(
-                    f"/apis/apps/v1/namespaces/{ns}/deployments",
-                    {
-                        "metadata": {"name": name},
-                        "spec": {
-                            "replicas": per,
-                            "selector": {"matchLabels": {"app": name}},
-                            "template": {
-                                "metadata": {"labels": {"app": name}},
-                                "spec": {"containers": [CONTAINER]},
-                            },
-                        },
-                    },
-                )
-            else:
-                kube.create(
-                    custom_path("containerpools", ns),
-                    {
-                        "apiVersion": "shoal.dev/v1alpha1",
-                        "kind": "ContainerPool",
-                        "metadata": {"name": name},
-                        "spec": {
-                            "replicas": per,
-                            "template": {
-                                "metadata": {"labels": {"app": name}},
-                                "spec": {"containers": [CONTAINER]},
-                            },
-                        },
-                    },
-                )
-            created[name] = time.time()
 
-        log(f"B1: creating {objects} {kind}s x {per}")
-        with ThreadPoolExecutor(8) as ex:
-            list(ex.map(make, range(objects)))
+SETTINGS = (
+    Setting(
+        "raised",
+        ("--kube-api-qps=1000", "--kube-api-burst=2000"),
+        {},
+        "kcm and the scheduler at 1000 QPS / burst 2000; Shoal as shipped (no client limit)",
+    ),
+    Setting(
+        "defaults",
+        (),
+        {"SHOAL_KUBE_API_QPS": "20", "SHOAL_KUBE_API_BURST": "30"},
+        "kcm at its defaults (20 QPS / burst 30); Shoal given the same",
+    ),
+)
 
-        def settled(kind: str = kind, ns: str = ns) -> bool:
-            if len(ready_pods(kube, ns)) < objects * per:
-                return False
-            path = (
-                f"/apis/apps/v1/namespaces/{ns}/deployments"
-                if kind == "Deployment"
-                else custom_path("containerpools", ns)
-            )
-            return all((o.get("status") or {}).get("readyReplicas") == per for o in kube.list_items(path))
 
-        wait(settled, 900, f"{kind}s settled", interval=1.0)
-        elapsed = time.time() - start
-        requests = apiserver_requests(kube) - before
-        latencies = []
-        for p in ready_pods(kube, ns):
-            owner = p["metadata"]["labels"].get("app")
-            ready = next(c for c in p["status"]["conditions"] if c["type"] == "Ready")
-            t = parse_time(ready.get("lastTransitionTime"))
-            if owner in created and t:
-                latencies.append(max(0.0, t.timestamp() - created[owner]))
-        q = quantiles(latencies)
-        results[kind] = {
-            "seconds_to_all_ready_and_status": round(elapsed, 1),
-            "api_requests_per_pod": round(requests / (objects * per), 2),
-            "create_to_ready_p50_s": round(q.get("p50", float("nan")), 1),
-            "create_to_ready_p99_s": round(q.get("p99", float("nan")), 1),
+def scrape(url: str) -> str:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the test bed's self-signed serving certificate
+    with urllib.request.urlopen(url, timeout=10, context=ctx) as r:
+        return str(r.read().decode())
+
+
+def metric_sum(text: str, name: str) -> float:
+    """The sum over all label sets of `name` in a Prometheus text exposition."""
+    pattern = re.compile(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$")
+    return sum(float(m.group(2)) for line in text.splitlines() if (m := pattern.match(line)))
+
+
+def kcm_metrics() -> str:
+    return scrape(f"https://{testbed.HOST}:{testbed.PORTS['kube-controller-manager']}/metrics")
+
+
+def throttle_lines() -> int:
+    """kcm's 'Waited for ... due to client-side throttling' lines so far (logged for waits over 1 s)."""
+    path = testbed.LOGS / "kube-controller-manager.log"
+    return path.read_text(errors="replace").count("client-side throttling") if path.exists() else 0
+
+
+def restart_controllers(flags: tuple[str, ...]) -> None:
+    for name in CONTROLLERS:
+        processes.stop(name)
+        processes.start(name, flags)
+
+
+def body(kind: str, name: str, per: int) -> tuple[str, dict[str, Any]]:
+    template = {"metadata": {"labels": {"app": name}}, "spec": {"containers": [CONTAINER]}}
+    if kind == "Deployment":
+        return "deployments", {
+            "metadata": {"name": name},
+            "spec": {"replicas": per, "selector": {"matchLabels": {"app": name}}, "template": template},
         }
-        log(f"B1 {kind}: {results[kind]}")
-        drop_namespace(kube, ns)
-    results["ratio_pools_vs_deployments"] = round(
-        results["ContainerPool"]["seconds_to_all_ready_and_status"]
-        / results["Deployment"]["seconds_to_all_ready_and_status"],
-        3,
+    return "containerpools", {
+        "apiVersion": "shoal.dev/v1alpha1",
+        "kind": "ContainerPool",
+        "metadata": {"name": name},
+        "spec": {"replicas": per, "template": template},
+    }
+
+
+def one_run(kube: Kube, op: Operator, kind: str, objects: int, per: int) -> dict[str, Any]:
+    ns = namespace(kube, f"b1-{kind.lower()}")
+    path = (
+        f"/apis/apps/v1/namespaces/{ns}/deployments"
+        if kind == "Deployment"
+        else custom_path("containerpools", ns)
     )
-    results["goal_met"] = results["ratio_pools_vs_deployments"] <= 1.0
-    return results
+
+    def own() -> tuple[float, float]:
+        """The controller's own requests and client-side waits so far."""
+        if kind == "Deployment":
+            text = kcm_metrics()
+            return (
+                metric_sum(text, "rest_client_requests_total"),
+                metric_sum(text, "rest_client_rate_limiter_duration_seconds_sum"),
+            )
+        text = op.metrics()
+        return (
+            metric_sum(text, "shoal_api_requests_total"),
+            metric_sum(text, "shoal_client_throttle_seconds_total"),
+        )
+
+    before_all, (before_own, before_wait), lines = apiserver_requests(kube), own(), throttle_lines()
+    created: dict[str, float] = {}
+    start = time.time()
+
+    def make(i: int) -> None:
+        name = f"w{i:04d}"
+        _, obj = body(kind, name, per)
+        kube.create(path, obj)
+        created[name] = time.time()
+
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(make, range(objects)))
+
+    def settled() -> bool:
+        if len(ready_pods(kube, ns)) < objects * per:
+            return False
+        return all((o.get("status") or {}).get("readyReplicas") == per for o in kube.list_items(path))
+
+    wait(settled, 900, f"{kind}s settled", interval=1.0)
+    elapsed = time.time() - start
+    after_own, after_wait = own()
+    pods = objects * per
+    latencies = []
+    for p in ready_pods(kube, ns):
+        owner = p["metadata"]["labels"].get("app")
+        ready = next(c for c in p["status"]["conditions"] if c["type"] == "Ready")
+        t = parse_time(ready.get("lastTransitionTime"))
+        if owner in created and t:
+            latencies.append(max(0.0, t.timestamp() - created[owner]))
+    q = quantiles(latencies)
+    out = {
+        "seconds": round(elapsed, 2),
+        "controller_requests_per_pod": round((after_own - before_own) / pods, 2),
+        "apiserver_requests_per_pod": round((apiserver_requests(kube) - before_all) / pods, 2),
+        "client_throttle_seconds": round(after_wait - before_wait, 2),
+        "kcm_throttling_log_lines": throttle_lines() - lines if kind == "Deployment" else None,
+        "create_to_ready_p50_s": q.get("p50"),
+        "create_to_ready_p99_s": q.get("p99"),
+    }
+    drop_namespace(kube, ns)
+    return out
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 2), "min": min(values), "max": max(values)}
+
+
+def b1(kube: Kube, objects: int = 100, per: int = 5, reps: int = 5) -> dict[str, Any]:
+    """Each setting: `reps` repetitions of both kinds, the order alternating; figures per setting and
+    kind (median and range) with every repetition's raw numbers."""
+    result: dict[str, Any] = {**provenance(), "objects": objects, "pods_each": per, "repetitions": reps}
+    settings: dict[str, Any] = {}
+    try:
+        for setting in SETTINGS:
+            log(f"B1 {setting.name}: {setting.says}")
+            restart_controllers(setting.controller_flags)
+            op = Operator(**setting.shoal_env)
+            runs: list[dict[str, Any]] = []
+            try:
+                for rep in range(reps):
+                    for kind in KINDS if rep % 2 == 0 else tuple(reversed(KINDS)):
+                        run = {"rep": rep, "kind": kind, **one_run(kube, op, kind, objects, per)}
+                        log(f"B1 {setting.name} rep {rep} {kind}: {run}")
+                        runs.append(run)
+            finally:
+                op.stop()
+            settings[setting.name] = summarise(setting, runs)
+    finally:
+        restart_controllers(())  # the test bed as it was
+    result["settings"] = settings
+    result["goal"] = (
+        "in both settings: Shoal's median time <= kcm's, and Shoal's own requests per pod <= kcm's"
+    )
+    result["goal_met"] = bool(settings) and all(s["goal_met"] for s in settings.values())
+    return result
+
+
+def summarise(setting: Setting, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    per_kind: dict[str, Any] = {}
+    for kind in KINDS:
+        mine = [r for r in runs if r["kind"] == kind]
+        per_kind[kind] = {
+            key: spread([r[key] for r in mine])
+            for key in (
+                "seconds",
+                "controller_requests_per_pod",
+                "apiserver_requests_per_pod",
+                "client_throttle_seconds",
+            )
+        }
+    shoal, kcm = per_kind["ContainerPool"], per_kind["Deployment"]
+    ratio = round(shoal["seconds"]["median"] / kcm["seconds"]["median"], 3)
+    lines = sum(r["kcm_throttling_log_lines"] or 0 for r in runs)
+    return {
+        "says": setting.says,
+        "controller_flags": list(setting.controller_flags),
+        "shoal_env": setting.shoal_env,
+        **per_kind,
+        "ratio_time_pools_vs_deployments": ratio,
+        "kcm_throttling_log_lines": lines,
+        "goal_met": ratio <= 1.0
+        and shoal["controller_requests_per_pod"]["median"] <= kcm["controller_requests_per_pod"]["median"],
+        "runs": runs,
+    }
+
+
+def section(b1: dict[str, Any], heading_note: str = "") -> list[str]:
+    """The report's B1 section, its sentences computed from the figures."""
+    if "settings" not in b1:  # a run from before equal limits: its figures are not comparable
+        return ["## B1 pool throughput" + heading_note, "", "Not rerun since B1 compared unequal limits.", ""]
+    lines = [
+        "## B1 pool throughput" + heading_note,
+        "",
+        f"Run {b1['started']} at {b1['commit']}: {b1['objects']} objects x {b1['pods_each']} pods (KWOK nodes), "
+        f"created by 8 client threads, until every pod is Ready and every object's status says so; "
+        f"{b1['repetitions']} repetitions per setting, Deployments and ContainerPools alternating which goes "
+        "first. Requests per pod: each controller's own client metrics (kcm's rest_client_requests_total, "
+        "Shoal's shoal_api_requests_total) and the API server's total (every client). Median (range).",
+        "",
+        "| setting | controller | seconds | own requests/pod | API server requests/pod | client throttled s |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def cell(s: dict[str, float]) -> str:
+        return f"{s['median']} ({s['min']}-{s['max']})"
+
+    for name, s in b1["settings"].items():
+        for kind, who in (("Deployment", "kube-controller-manager"), ("ContainerPool", "Shoal")):
+            k = s[kind]
+            lines.append(
+                f"| {name} | {who} | {cell(k['seconds'])} | {cell(k['controller_requests_per_pod'])} | "
+                f"{cell(k['apiserver_requests_per_pod'])} | {cell(k['client_throttle_seconds'])} |"
+            )
+    lines.append("")
+    for name, s in b1["settings"].items():
+        shoal, kcm = s["ContainerPool"], s["Deployment"]
+        faster = "sooner" if s["ratio_time_pools_vs_deployments"] <= 1.0 else "later"
+        fewer = (
+            "fewer or as many"
+            if shoal["controller_requests_per_pod"]["median"] <= kcm["controller_requests_per_pod"]["median"]
+            else "more"
+        )
+        lines.append(
+            f"- **{name}** ({s['says']}): Shoal finishes at {s['ratio_time_pools_vs_deployments']}x kcm's time "
+            f"({faster}), with {fewer} requests of its own per pod; kcm logged "
+            f"{s['kcm_throttling_log_lines']} client-side throttling line(s). Goal: "
+            f"{'met' if s['goal_met'] else 'not met'}."
+        )
+    lines += ["", f"Goal (both settings): **{'met' if b1['goal_met'] else 'not met'}**.", ""]
+    return lines

@@ -42,17 +42,22 @@ class Operator:
             "SHOAL_HEALTH_PORT": "28081",
             "SHOAL_LOG_LEVEL": "WARNING",
             "SHOAL_LEASE_NAMESPACE": "default",
-            "SHOAL_LEASE_NAME": "shoal-bench",
-            "SHOAL_LEASE_DURATION_SECONDS": "4",
+            # A lease of its own per run, at the shipped duration: no wait for an earlier run's to expire.
+            "SHOAL_LEASE_NAME": f"shoal-bench-{uuid.uuid4().hex[:6]}",
             "SHOAL_PROMETHEUS_URL": f"http://127.0.0.1:{testbed.PORTS['prometheus']}",
             "PYTHONPATH": str(ROOT / "operator"),
             **env,
         }
+        # SHOAL_BENCH_OPERATOR_LOG=path keeps the operator's log (at INFO) to read a failed run after.
+        log_path = os.environ.get("SHOAL_BENCH_OPERATOR_LOG")
+        if log_path:
+            self.env["SHOAL_LOG_LEVEL"] = env.get("SHOAL_LOG_LEVEL", "INFO")
+        self.log = open(log_path, "ab") if log_path else None  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "shoal"],
             env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=self.log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if self.log else subprocess.DEVNULL,
         )
         wait(self._healthy, 30, "operator up")
         wait(lambda: "shoal_leader 1.0" in self.metrics(), 30, "operator leading")
@@ -74,6 +79,8 @@ class Operator:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(20)
+        if self.log:
+            self.log.close()
 
 
 def apiserver_requests(kube: Kube) -> float:

@@ -37,7 +37,8 @@ def port_free(port: int) -> bool:
     return True
 
 
-def start(name: str) -> None:
+def start(name: str, extra: tuple[str, ...] = ()) -> None:
+    """Start a component; `extra`: flags beyond its usual ones (a benchmark's client limits)."""
     comp = BY_NAME[name]
     if pid_of(name):
         log(f"{name}: already running")
@@ -52,7 +53,7 @@ def start(name: str) -> None:
     PIDS.mkdir(parents=True, exist_ok=True)
     logfile = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [str(binary(name)), *comp.args()],
+        [str(binary(name)), *comp.args(), *extra],
         stdout=logfile,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 from testbed.config import (
     HOST,
@@ -30,6 +31,13 @@ def kubectl(*args: str, stdin: str | None = None) -> str:
     if result.returncode != 0:
         raise TestbedError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
+
+
+def install_crds() -> None:
+    """Shoal's CRDs from the repository, established: what the tests and the benchmarks run against."""
+    crds = Path(__file__).resolve().parents[1] / "crds"
+    kubectl("apply", "--server-side", "--force-conflicts", "-k", str(crds))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
 
 def write_kwok_config() -> None:

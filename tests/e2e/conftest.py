@@ -18,10 +18,11 @@ import pytest
 
 from shoal.k8s.client import ApiError, Kube, load_config
 from testbed import cluster as testbed
+from testbed import seed
 from testbed.faultproxy import FaultProxy
 from testbed.kubelet import LocalKubelet
 from testbed.localpod import free_port
-from tests.e2e.util import ROOT, kubectl, wait_until
+from tests.e2e.util import ROOT, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +31,7 @@ def cluster() -> Iterator[Path]:
     if code != 0:
         pytest.fail(f"the test bed could not start (exit {code}); see {testbed.LOGS}", pytrace=False)
     os.environ["KUBECONFIG"] = str(testbed.KUBECONFIG)
-    kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    seed.install_crds()
     yield testbed.KUBECONFIG
 
 

@@ -57,7 +57,12 @@ class PoolReconciler:
         self.claims_cache = claims_cache
 
     def reconcile(self, namespace: str, name: str) -> float | None:
-        pool = self.kube.get_if_exists(custom_path(PLURAL, namespace, name))
+        # The pool as its watch delivered it (kcm's controllers read their informers the same way):
+        # each pass was preceded by that event, and a status written from a view a step behind is
+        # followed by the echo's pass. Read from the API only when the watch has not shown it.
+        pool = self.index.pool_object(namespace, name) if self.index else None
+        if pool is None:
+            pool = self.kube.get_if_exists(custom_path(PLURAL, namespace, name))
         if pool is None:
             telemetry.forget_pool(namespace, name)
             return None  # deleted: its pods go with it (ownerReferences)

@@ -9,6 +9,7 @@ Reconcilers that decide what to create or delete keep reading the API server.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ class CachedPod:
 class CachedPool:
     uid: str
     spec: Mapping[str, Any]
+    obj: Mapping[str, Any] | None = None  # the whole pool as the watch last delivered it
 
 
 class ClaimIndex:
@@ -102,12 +104,18 @@ class ClaimIndex:
             else:
                 if key not in self._pools:  # claims that found no such pool
                     woken = list(self._waiting.get(key, {}))
-                self._pools[key] = CachedPool(str(meta.get("uid", "")), pool.get("spec") or {})
+                self._pools[key] = CachedPool(str(meta.get("uid", "")), pool.get("spec") or {}, pool)
         self._wake(key[0], woken)
 
     def pool(self, namespace: str, name: str) -> CachedPool | None:
         with self._lock:
             return self._pools.get((namespace, name))
+
+    def pool_object(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A copy of the pool as the watch last delivered it (None: not seen, or deleted)."""
+        with self._lock:
+            cached = self._pools.get((namespace, name))
+        return copy.deepcopy(dict(cached.obj)) if cached is not None and cached.obj is not None else None
 
     def pods(self, namespace: str, pool: str) -> list[CachedPod]:
         with self._lock:
