@@ -106,38 +106,9 @@ def report(results: dict[str, Any]) -> str:
 
         lines += b1_bench.section(results["B1"], not_rerun(results, "B1"))
     if "B3" in results and "summary" in results["B3"]:  # (earlier runs measured another thing)
-        b3 = results["B3"]
-        rows = []
-        for mode, label in (("warm", "warm (`poolRef`, pool of 20)"), ("cold", "cold (own pod)")):
-            for part in ("steady", "burst", "all"):
-                q = b3["summary"][mode][part]
-                rows.append(
-                    f"| {label} | {part} | {q['n']} | {q['p50']} s | {q['p90']} s | {q['p99']} s | {q['min']}-{q['max']} s |"
-                )
-        lines += [
-            "## B3 session start" + not_rerun(results, "B3"),
-            "",
-            f"Run {b3.get('started', '?')} at commit {b3.get('commit', '?')}.",
-            "",
-            "From the create call to the session's trainer reporting its first progress, as its agent publishes it "
-            "on the pod (a watch of the namespace's pods). Every agent runs as a real local process for its KWOK pod, "
-            "with the bandit trainer double (so torch's import is not in it). Per repetition: 50 sessions arriving "
-            f"at random 0.1-0.5 s gaps, then 50 at once; warm and cold alternate first; {b3['reps']} repetitions, "
-            "raw latencies in results.json. The warm pool starts with 20 pods and no maxReplicas, so it grows for "
-            "sessions that wait; pods at the end of each warm repetition: "
-            + (
-                ", ".join(str(r.get("pool_pods_at_end")) for r in b3["runs"] if r["mode"] == "warm")
-                or "not recorded"
-            )
-            + ".",
-            "",
-            "| | arrivals | n | p50 | p90 | p99 | range |",
-            "|---|---|---|---|---|---|---|",
-            *rows,
-            "",
-            f"Goal ({b3['goal']}): **{'met' if b3['goal_met'] else 'not met'}**.",
-            "",
-        ]
+        from bench import b3 as b3_bench
+
+        lines += b3_bench.section(results["B3"], not_rerun(results, "B3"))
     if "B6" in results:
         b6 = results["B6"]
         lines += [

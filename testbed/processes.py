@@ -43,7 +43,11 @@ def start(name: str, extra: tuple[str, ...] = ()) -> None:
     if pid_of(name):
         log(f"{name}: already running")
         return
-    busy = [f"{p} ({PORTS[p]})" for p in comp.port_names if not port_free(PORTS[p])]
+    deadline = time.monotonic() + 10  # a component just stopped may hold its port a moment longer
+    while (busy := [f"{p} ({PORTS[p]})" for p in comp.port_names if not port_free(PORTS[p])]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
     if busy:
         raise TestbedError(
             f"cannot start {name}: port(s) {', '.join(busy)} already in use by another process; "

@@ -25,6 +25,7 @@ from shoal.agent.protocol import (
     load_config,
     progress_file,
     read_json,
+    standby,
     write_json,
 )
 
@@ -154,6 +155,8 @@ class Trainer:
 
 
 def main() -> int:
+    if not standby():  # numpy, its one slow import, is loaded by now
+        return 0
     trainer = Trainer(load_config(extra=("secondsPerEpisode",)))
     resume = os.environ.get("SHOAL_RESUME_FROM")
     if not resume:

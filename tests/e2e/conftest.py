@@ -68,8 +68,14 @@ BANDIT = [sys.executable, "-m", "tests.doubles.bandit"]
 def local_kubelet(kube: Kube, namespace: str) -> Iterator[LocalKubelet]:
     """The namespace's session pods (and pods labelled testbed.shoal.dev/run=local) run the real agent
     here, with the bandit trainer double: seconds of numpy per run instead of torch. Reports every
-    second, no TensorBoard (no test here opens it; test_agent_pod runs the real trainer with it)."""
-    env = {"SHOAL_TENSORBOARD_PORT": "0", "SHOAL_REPORT_EVERY": "1", "SHOAL_SECONDSPEREPISODE": "0.005"}
+    second, no TensorBoard (no test here opens it; test_agent_pod runs the real trainer with it). A warm
+    pod's trainer waits in standby for its claim (the double supports it, as the SB3 trainer does)."""
+    env = {
+        "SHOAL_TENSORBOARD_PORT": "0",
+        "SHOAL_REPORT_EVERY": "1",
+        "SHOAL_SECONDSPEREPISODE": "0.005",
+        "SHOAL_TRAINER_STANDBY": "on",
+    }
     kubelet = LocalKubelet(kube, namespace, command=BANDIT, env=env).start()
     yield kubelet
     kubelet.stop()

@@ -272,6 +272,9 @@ def test_a_warm_pod_trains_the_session_that_claims_it_and_returns_to_the_pool_cl
         assert pod["spec"]["serviceAccountName"] == name
         assert [o["uid"] for o in account["metadata"]["ownerReferences"]] == [pod["metadata"]["uid"]]
     before = {p["metadata"]["name"] for p in kube.list_items(pods_path(namespace))}
+    standby = {
+        name: wait_until(partial(trainers, local_kubelet, name), 30, "a trainer in standby") for name in warm
+    }
 
     apply(
         session_manifest("quick", poolRef={"name": "warm"}, checkpoint={"ackDeadlineSeconds": 600}), namespace
@@ -295,6 +298,7 @@ def test_a_warm_pod_trains_the_session_that_claims_it_and_returns_to_the_pool_cl
     # The agent in the warm pod heard the claim, trains with the session's config and reports.
     trained = wait_until(lambda: training(kube, namespace, "quick"), 60, "the warm pod's agent training")
     assert trained["podName"] == st["podName"]
+    assert trainers(local_kubelet, st["podName"]) == standby[st["podName"]]  # started before the claim
     assert {p["metadata"]["name"] for p in kube.list_items(pods_path(namespace))} == before  # no new pod
     svc = kube.get(f"/api/v1/namespaces/{namespace}/services/quick")
     assert svc["spec"]["selector"] == {"shoal.dev/session": "quick"}
@@ -349,6 +353,16 @@ def test_a_warm_pod_trains_the_session_that_claims_it_and_returns_to_the_pool_cl
         == '{"algorithm":"PPO","game":"Acrobot-v1"}'
     )
     assert "shoal.dev/claimed-by" not in freed["metadata"]["annotations"]
+
+
+def trainers(kubelet: LocalKubelet, pod_name: str) -> list[int]:
+    agent = kubelet.pod(pod_name)
+    if agent is None or agent.proc is None:
+        return []
+    try:
+        return [c.pid for c in psutil.Process(agent.proc.pid).children()]
+    except psutil.Error:
+        return []
 
 
 def kill_trainer(kubelet: LocalKubelet, pod_name: str) -> None:

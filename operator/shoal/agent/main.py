@@ -36,6 +36,8 @@ from shoal.agent.protocol import (
     ANN_COMMAND_ID,
     ANN_PROGRESS,
     ANN_SESSION_CONFIG,
+    HANDED_ENV,
+    STANDBY,
     checkpoint_dir,
     command_id_file,
     config_file,
@@ -126,8 +128,12 @@ class Agent:
         bind: str = "0.0.0.0",
         tensorboard_port: int = 6006,
         stream_port: int = 8000,
+        standby: bool = False,
     ) -> None:
         self.command = command
+        # A warm pod starts its trainer before the claim (its imports paid while idle); only for a
+        # trainer that waits for the hand-off (shoal.agent.protocol.standby), not any command.
+        self.standby = standby
         self.annotations = annotations
         self.reporter = reporter
         self.report_every = report_every
@@ -274,15 +280,52 @@ class Agent:
         if not self.warm:
             code = self._train()
             return code if code >= 0 else 128 - code  # killed by signal N: 128+N, as a shell reports it
-        while self._await_claim():
-            self._train()
+        while True:
+            waiting = self._start_standby()
+            if not self._await_claim():
+                self._end_standby(waiting)
+                break
+            self._train(waiting)
             signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stop_requested", True))
             self._await_release()
         return 0
 
-    def _train(self) -> int:
+    # --- a trainer in standby (warm pods) ------------------------------------------------------------
+
+    def _start_standby(self) -> subprocess.Popen[bytes] | None:
+        if not self.standby:
+            return None
+        return subprocess.Popen(self.command, stdin=subprocess.PIPE, env={**os.environ, STANDBY: "1"})
+
+    def _hand_off(self, proc: subprocess.Popen[bytes]) -> bool:
+        """Give the waiting trainer its session (what _await_claim put in the environment)."""
+        if proc.poll() is None and proc.stdin is not None:
+            line = json.dumps({key: os.environ.get(key) for key in HANDED_ENV}) + "\n"
+            try:
+                proc.stdin.write(line.encode())
+                proc.stdin.close()
+                return True
+            except OSError:
+                pass
+        # It did not wait for its session: started afresh from now on, as any trainer.
+        log.warning("the trainer exited (%s) before its claim; not started in standby again", proc.poll())
+        self.standby = False
+        return False
+
+    @staticmethod
+    def _end_standby(proc: subprocess.Popen[bytes] | None) -> None:
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()  # an empty hand-off: it exits
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    def _train(self, waiting: subprocess.Popen[bytes] | None = None) -> int:
         tensorboard, stream = self._servers()
-        proc = subprocess.Popen(self.command)
+        proc = waiting if waiting is not None and self._hand_off(waiting) else subprocess.Popen(self.command)
         signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
         try:
             while proc.poll() is None:
@@ -319,6 +362,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(env("SHOAL_AGENT_PORT", "9400")))
     parser.add_argument("--tensorboard-port", type=int, default=int(env("SHOAL_TENSORBOARD_PORT", "6006")))
     parser.add_argument("--stream-port", type=int, default=int(env("SHOAL_STREAM_PORT", "8000")))
+    parser.add_argument(
+        "--standby",
+        choices=["auto", "on", "off"],
+        default=env("SHOAL_TRAINER_STANDBY", "auto"),
+        help="warm pods: start the trainer before the claim (auto: only the built-in SB3 trainer, which "
+        "supports it; on: the command calls shoal.agent.protocol.standby())",
+    )
     parser.add_argument("command", nargs="*", help="training command (default: the SB3 trainer)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -338,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         bind=args.bind,
         tensorboard_port=args.tensorboard_port,
         stream_port=args.stream_port,
+        standby=args.standby == "on" or (args.standby == "auto" and not args.command),
     )
     return agent.run()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,32 @@ def command_id_file() -> Path:
 
 def config_file() -> Path:
     return Path(os.environ.get("SHOAL_CONFIG_FILE", "/etc/shoal/config.json"))
+
+
+STANDBY = "SHOAL_STANDBY"
+# What a claim hands a trainer started in standby: where its session's config and checkpoints are.
+HANDED_ENV = ("SHOAL_CONFIG_FILE", "SHOAL_CHECKPOINT_DIR", "SHOAL_RESUME_FROM")
+
+
+def standby() -> bool:
+    """For a trainer started before its claim (a warm pool pod's agent sets SHOAL_STANDBY=1 when the
+    trainer supports it): called once the trainer's slow imports are done, it waits for the claim's
+    hand-off, one JSON line on stdin of the HANDED_ENV variables (null: unset), and applies it. So a
+    warm pod starts training with its imports (torch, SB3) already paid. False: the agent stopped
+    before any claim (stdin closed empty); the trainer should exit. True at once when not in standby."""
+    if os.environ.pop(STANDBY, "") != "1":
+        return True
+    line = sys.stdin.readline()
+    if not line.strip():
+        return False
+    for key, value in json.loads(line).items():
+        if key not in HANDED_ENV:
+            continue
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = str(value)
+    return True
 
 
 def load_config(extra: tuple[str, ...] = ()) -> dict[str, Any]:

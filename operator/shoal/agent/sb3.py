@@ -25,11 +25,13 @@ from typing import Any
 from shoal.agent.checkpoints import Checkpoint, CheckpointError, CheckpointStore, check_compatible
 from shoal.agent.protocol import (
     EXIT_BAD_INPUT,
+    STANDBY,
     checkpoint_dir,
     command_id_file,
     flag,
     load_config,
     progress_file,
+    standby,
     workdir,
     write_json,
 )
@@ -334,7 +336,21 @@ def fail(exc: CheckpointError) -> int:
     return EXIT_BAD_INPUT
 
 
+def prewarm() -> None:
+    """The imports that make a cold start slow (torch alone takes seconds), paid before the claim when
+    the trainer waits in standby; a missing one is reported by build() as TrainerMissing."""
+    for module in ("torch", "gymnasium", "stable_baselines3"):
+        try:
+            __import__(module)
+        except ImportError:
+            return
+
+
 def main(cfg_loader: Callable[[], dict[str, Any]] = load_config) -> int:
+    if os.environ.get(STANDBY) == "1":
+        prewarm()
+        if not standby():
+            return 0  # the pod stopped before a session claimed it
     try:
         run = Run(cfg_loader())
         run.build()

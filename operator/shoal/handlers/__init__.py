@@ -1,5 +1,5 @@
 """Thin kopf adapters: watch events only enqueue keys for the runtime's workers."""
 
-from shoal.handlers import claim, lifecycle, pool, scaler, session
+from shoal.handlers import claim, lifecycle, pods, pool, scaler, session
 
-__all__ = ["claim", "lifecycle", "pool", "scaler", "session"]
+__all__ = ["claim", "lifecycle", "pods", "pool", "scaler", "session"]

@@ -26,15 +26,14 @@ async def claim_event(type: str | None, event: Mapping[str, Any], **_: Any) -> N
         runtime.enqueue("ContainerPool", obj["metadata"]["namespace"], pool)
 
 
-@kopf.on.event("", "v1", "pods", labels={LABEL_CLAIM: kopf.PRESENT})
-async def claim_pod_event(
-    namespace: str | None,
+def claim_pod_event(
+    namespace: str,
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
     type: str | None,
     meta: Mapping[str, Any],
-    **_: Any,
 ) -> None:
+    """A pool pod labelled with a ContainerClaim (handlers/pods.py dispatches it)."""
     telemetry.POD_EVENTS.labels("claim").inc()
     holder = Holder(CONTAINER_CLAIM, labels[LABEL_CLAIM])
     # A claim only needs to hear that its pod is going or no longer its own (Lost); the echo of its
@@ -44,4 +43,4 @@ async def claim_pod_event(
         or meta.get("deletionTimestamp")
         or annotations.get(ANN_CLAIMED_BY) != holder.claimed_by
     ):
-        operator.get().enqueue(KIND, namespace or "", holder.name)
+        operator.get().enqueue(KIND, namespace, holder.name)

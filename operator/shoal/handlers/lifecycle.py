@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
 from shoal import telemetry
-from shoal.builders import LABEL_MANAGED, MANAGED
+from shoal.builders import MANAGED
 from shoal.config import Settings
+from shoal.handlers.storage import NoDiffBase, NoProgress
 from shoal.k8s.client import Kube, load_config
 from shoal.k8s.ratelimit import TokenBucket
 from shoal.reconcile.claim import ClaimReconciler
@@ -24,23 +24,20 @@ from shoal.sources import default_sources
 log = logging.getLogger("shoal")
 
 
-@kopf.on.event("", "v1", "pods")
-async def any_pod_event(labels: Mapping[str, str], **_: Any) -> None:
-    """Every pod event that arrives, counted: with the server-side selector no foreign one does."""
-    telemetry.POD_WATCH_EVENTS.labels("shoal" if labels.get(LABEL_MANAGED) == "true" else "foreign").inc()
-
-
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     cfg = Settings.from_env()
     settings.posting.level = logging.WARNING
+    settings.persistence.diffbase_storage = NoDiffBase()  # only event handlers: nothing to diff
+    settings.persistence.progress_storage = NoProgress()
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
     # Server-side: the pod watch carries this selector, so foreign pods cost the operator nothing
     # (kopf's `labels=` on a handler filters only after the event has arrived).
     settings.watching.label_selectors["", "v1", "pods"] = MANAGED
-    kube = Kube(load_config(pool_size=cfg.workers * 3 + 4), async_events=True)
+    # Per worker: its requests and a claim's; plus the pod creators (reconcile/pool.WRITERS).
+    kube = Kube(load_config(pool_size=cfg.workers * 3 + 12), async_events=True)
     if cfg.kube_api_qps > 0:
         burst = cfg.kube_api_burst or max(1, round(cfg.kube_api_qps * 1.5))
         kube.limiter = TokenBucket(cfg.kube_api_qps, burst)

@@ -23,11 +23,11 @@ async def pool_event(
     runtime.enqueue(KIND, namespace or "", name)
 
 
-@kopf.on.event("", "v1", "pods", labels={LABEL_POOL: kopf.PRESENT})
-async def pod_event(
-    namespace: str | None, labels: Mapping[str, str], type: str | None, event: Mapping[str, Any], **_: Any
+def pool_pod_event(
+    namespace: str, labels: Mapping[str, str], type: str | None, obj: Mapping[str, Any]
 ) -> None:
+    """A pod labelled with a pool (handlers/pods.py dispatches it)."""
     runtime = operator.get()
     telemetry.POD_EVENTS.labels("pool").inc()
-    if runtime.index.pod_event(type, event["object"]):  # not for a progress report alone
-        runtime.enqueue(KIND, namespace or "", labels[LABEL_POOL])
+    if runtime.index.pod_event(type, obj):  # not for a progress report alone
+        runtime.enqueue(KIND, namespace, labels[LABEL_POOL])

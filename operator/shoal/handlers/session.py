@@ -26,7 +26,7 @@ async def session_event(type: str | None, event: Mapping[str, Any], **_: Any) ->
         runtime.enqueue("ContainerPool", obj["metadata"]["namespace"], pool)
 
 
-@kopf.on.event("", "v1", "pods", labels={LABEL_SESSION: kopf.PRESENT})
-async def session_pod_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+def session_pod_event(namespace: str, labels: Mapping[str, str]) -> None:
+    """A pod labelled with a session, its own or claimed (handlers/pods.py dispatches it)."""
     telemetry.POD_EVENTS.labels("session").inc()
-    operator.get().enqueue(KIND, namespace or "", labels[LABEL_SESSION])
+    operator.get().enqueue(KIND, namespace, labels[LABEL_SESSION])

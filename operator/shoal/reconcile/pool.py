@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,11 @@ RETRY_AFTER_CREATE_FAILURE = 10.0
 def _names(items: list[str], limit: int = 5) -> str:
     more = f" and {len(items) - limit} more" if len(items) > limit else ""
     return ", ".join(items[:limit]) + more
+
+
+# Shared by every pool's pod writes (kcm's slow-start batches run as goroutines; these are threads,
+# as each write waits on the API server, not on this process).
+WRITERS = ThreadPoolExecutor(8, thread_name_prefix="pod-writes")
 
 
 class PoolReconciler:
@@ -107,10 +113,15 @@ class PoolReconciler:
                 telemetry.POOL_EVENTS.labels("delete", d.reason).inc()
             else:
                 telemetry.POOL_EVENTS.labels("delete-skipped", d.reason).inc()
-        for pod_name, state in p.relabel.items():
-            self.kube.merge_patch_if_exists(
-                pods_path(namespace, pod_name), {"metadata": {"labels": {LABEL_STATE: state}}}
+        # Independent writes (a pool whose pods all turned ready at once has one each): side by side.
+        list(
+            WRITERS.map(
+                lambda item: self.kube.merge_patch_if_exists(
+                    pods_path(namespace, item[0]), {"metadata": {"labels": {LABEL_STATE: item[1]}}}
+                ),
+                p.relabel.items(),
             )
+        )
         created, create_error = self._create(namespace, name, uid, spec, thash, p.create)
 
         self._events(pool, p, created, deleted, create_error)
@@ -229,8 +240,11 @@ class PoolReconciler:
     def _create(
         self, namespace: str, name: str, uid: str, spec: ContainerPoolSpec, thash: str, count: int
     ) -> tuple[int, str]:
-        created = 0
-        for _ in range(count):
+        """Create `count` pods in kube-controller-manager's slow-start batches (1, 2, 4, ... at once):
+        a pool of 50 is not 50 round trips one after the other, and a refusal (quota, admission) is
+        met by the first pod, not by fifty."""
+
+        def one() -> str:
             try:
                 if spec.sessionAgent is None and not spec.ownPodAccess:
                     body = build_pod(name, uid, spec, thash, self.settings.gpu_resource)
@@ -241,10 +255,20 @@ class PoolReconciler:
                 if exc.status in (403, 409, 422, 429) or exc.status >= 500:
                     # Quota, admission, a namespace being deleted, a missing service account:
                     # report it and try again later rather than spin.
-                    return created, f"creating pods: {exc.message}"
+                    return f"creating pods: {exc.message}"
                 raise
-            created += 1
             telemetry.POOL_EVENTS.labels("create", "ScaleUp").inc()
+            return ""
+
+        created, batch = 0, 1
+        while created < count:
+            size = min(batch, count - created)
+            answers = list(WRITERS.map(lambda _: one(), range(size))) if size > 1 else [one()]
+            created += sum(1 for a in answers if not a)
+            failed = next((a for a in answers if a), "")
+            if failed:
+                return created, failed
+            batch *= 2
         return created, ""
 
     def _create_own_account_pod(

@@ -51,15 +51,14 @@ class OperatorRuntime:
         if relevant is not None:
             self.filters[kind] = relevant
         self.listers[kind] = plural
-        self.queues[kind] = WorkQueue()
+        queue = self.queues[kind] = WorkQueue()
         self.supervision[kind] = Supervision()
-        telemetry.QUEUE_DEPTH.labels(kind).set(0)
+        telemetry.QUEUE_DEPTH.labels(kind).set_function(lambda: len(queue))  # as it is when scraped
         telemetry.RECONCILE_ERRORS.labels(kind)  # a zero series from the start, for rate() and alerts
 
     def enqueue(self, kind: str, namespace: str, name: str) -> None:
         queue = self.queues[kind]
         queue.add((kind, namespace, name))
-        telemetry.QUEUE_DEPTH.labels(kind).set(len(queue))
 
     def _wake(self, kind: str, namespace: str, name: str) -> None:
         self.loop.call_soon_threadsafe(self._enqueue_known, kind, namespace, name)
