@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 
 from bench import b2 as b2_bench
-from bench import engine_speed
+from bench import engine_speed, readme
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -221,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="rewrite report.md from results.json")
     args = parser.parse_args(argv)
     if args.report_only:
-        (RESULTS / "report.md").write_text(report(json.loads((RESULTS / "results.json").read_text())))
+        stored = json.loads((RESULTS / "results.json").read_text())
+        (RESULTS / "report.md").write_text(report(stored))
+        readme.rewrite(stored)
         return 0
     which = set(args.only.split(","))
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -252,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     results["not_run"] = [] if "B4" in results else ["B4 operator footprint (test bed)"]
     (RESULTS / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "report.md").write_text(report(results))
+    readme.rewrite(results)
     log(f"wrote {RESULTS / 'report.md'}")
     print(json.dumps({k: v for k, v in results.items() if k in ("B5", "B6")}, indent=1))
     if "B2" in results and "rows_met" in results["B2"]:

@@ -25,7 +25,7 @@ def run_all(which: set[str]) -> dict[str, Any]:
         if "B3" in which:
             from bench import b3
 
-            results["B3"] = b3.bench(kube)
+            results["B3"] = b3.bench(kube, reps=int(os.environ.get("SHOAL_BENCH_B3_REPS", "2")))
         if "B6" in which:
             results["B6"] = b6.b6(kube)
         if "B7" in which:
