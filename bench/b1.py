@@ -102,14 +102,14 @@ def restart_controllers(flags: tuple[str, ...]) -> None:
         processes.start(name, flags)
 
 
-def body(kind: str, name: str, per: int) -> tuple[str, dict[str, Any]]:
+def body(kind: str, name: str, per: int) -> dict[str, Any]:
     template = {"metadata": {"labels": {"app": name}}, "spec": {"containers": [CONTAINER]}}
     if kind == "Deployment":
-        return "deployments", {
+        return {
             "metadata": {"name": name},
             "spec": {"replicas": per, "selector": {"matchLabels": {"app": name}}, "template": template},
         }
-    return "containerpools", {
+    return {
         "apiVersion": "shoal.dev/v1alpha1",
         "kind": "ContainerPool",
         "metadata": {"name": name},
@@ -147,8 +147,7 @@ def one_run(kube: Kube, op: Operator, kind: str, objects: int, per: int) -> dict
 
     def make(i: int) -> None:
         name = f"w{i:04d}"
-        _, obj = body(kind, name, per)
-        kube.create(path, obj)
+        kube.create(path, body(kind, name, per))
         created[name] = time.time()
 
     with ThreadPoolExecutor(8) as ex:

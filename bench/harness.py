@@ -48,7 +48,8 @@ class Operator:
             "PYTHONPATH": str(ROOT / "operator"),
             **env,
         }
-        # SHOAL_BENCH_OPERATOR_LOG=path keeps the operator's log (at INFO) to read a failed run after.
+        # SHOAL_BENCH_OPERATOR_LOG=path keeps the operator's log (at INFO) to read a failed run after:
+        # for diagnosis only, as INFO logs a line per handled event and costs the operator CPU.
         log_path = os.environ.get("SHOAL_BENCH_OPERATOR_LOG")
         if log_path:
             self.env["SHOAL_LOG_LEVEL"] = env.get("SHOAL_LOG_LEVEL", "INFO")

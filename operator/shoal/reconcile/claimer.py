@@ -71,7 +71,7 @@ class Claimer:
             if raw is None:
                 self._wait(ns, pool_name, holder, False, epoch)
                 return ClaimOutcome(None, pool_name, "PoolNotFound")
-            pool = CachedPool(raw["metadata"]["uid"], raw["spec"])
+            pool = CachedPool(raw)
         pool_spec = ContainerPoolSpec.model_validate(pool.spec)
         hashed, uid = template_hash(pool_spec), pool.uid
         if pool_spec.selection in LIVE_USAGE:

@@ -4,7 +4,8 @@ A session binding to a warm pod is the latency users feel, so the claim path pic
 from this index instead of reading the pool and listing its pods on every claim. The index is only a
 hint: the claim itself is a patch guarded by the pod's resourceVersion, so a stale entry costs a 409
 and the next candidate, never a double claim, and an empty or exhausted index falls back to a list.
-Reconcilers that decide what to create or delete keep reading the API server.
+The pool reconciler also takes its pool object from here (every pass follows the event that put it
+here); the pods it plans on, it still lists from the API server.
 """
 
 from __future__ import annotations
@@ -27,9 +28,15 @@ class CachedPod:
 
 @dataclass(frozen=True)
 class CachedPool:
-    uid: str
-    spec: Mapping[str, Any]
-    obj: Mapping[str, Any] | None = None  # the whole pool as the watch last delivered it
+    obj: Mapping[str, Any]  # the whole pool, as the watch (or a read) last delivered it
+
+    @property
+    def uid(self) -> str:
+        return str((self.obj.get("metadata") or {}).get("uid", ""))
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        return self.obj.get("spec") or {}
 
 
 class ClaimIndex:
@@ -104,7 +111,7 @@ class ClaimIndex:
             else:
                 if key not in self._pools:  # claims that found no such pool
                     woken = list(self._waiting.get(key, {}))
-                self._pools[key] = CachedPool(str(meta.get("uid", "")), pool.get("spec") or {}, pool)
+                self._pools[key] = CachedPool(pool)
         self._wake(key[0], woken)
 
     def pool(self, namespace: str, name: str) -> CachedPool | None:
@@ -115,7 +122,7 @@ class ClaimIndex:
         """A copy of the pool as the watch last delivered it (None: not seen, or deleted)."""
         with self._lock:
             cached = self._pools.get((namespace, name))
-        return copy.deepcopy(dict(cached.obj)) if cached is not None and cached.obj is not None else None
+        return copy.deepcopy(dict(cached.obj)) if cached is not None else None
 
     def pods(self, namespace: str, pool: str) -> list[CachedPod]:
         with self._lock:
