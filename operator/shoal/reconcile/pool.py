@@ -24,7 +24,7 @@ from shoal.builders.pod import (
 )
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
-from shoal.pool.claims import CLAIM_PREFIX, held_signature, release_patch, stranded
+from shoal.pool.claims import CLAIM_PREFIX, held_signature, holder_of, release_patch, stranded
 from shoal.pool.plan import Plan, plan, size_limit
 from shoal.pool.pods import ANN_CLAIMED_BY, LABEL_POOL, LABEL_STATE, STATES, pod_view
 from shoal.reconcile import write_status
@@ -95,8 +95,10 @@ class PoolReconciler:
         pods = [self._managed(namespace, pod) for pod in pods]
         pods = self._release_stranded(pool, pods, now)
         thash = template_hash(spec)
-        waiting = self.index.waiting(namespace, name) if self.index else 0
-        p = plan(spec, uid, [pod_view(x) for x in pods], thash, now, waiting)
+        views = [pod_view(x) for x in pods]
+        holding = [holder_of(v.claimed_by) for v in views if v.claimed_by]
+        waiting = self.index.waiting(namespace, name, holding) if self.index else 0
+        p = plan(spec, uid, views, thash, now, waiting)
 
         for pod_name in p.adopt:
             self.kube.merge_patch_if_exists(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,10 +182,18 @@ class ClaimIndex:
                 if ns == namespace and waiters.pop(who, None) is not None and not waiters:
                     del self._waiting[(ns, pool)]
 
-    def waiting(self, namespace: str, pool: str) -> int:
-        """Holders waiting for `pool` that a new pod of it would serve: the pool grows for them."""
+    def waiting(self, namespace: str, pool: str, holding: Collection[Holder] = ()) -> int:
+        """Holders waiting for `pool` that a new pod of it would serve: the pool grows for them.
+        `holding`: holders a pod of the pool is claimed for (as the pool just listed them), not
+        counted: a claim that has landed but not yet taken its holder off this list is not one pod
+        claimed and one more wanted."""
+        held = {(h.kind, h.name) for h in holding}
         with self._lock:
-            return sum(1 for grows in self._waiting.get((namespace, pool), {}).values() if grows)
+            return sum(
+                1
+                for who, grows in self._waiting.get((namespace, pool), {}).items()
+                if grows and who not in held
+            )
 
     def waiters(self, namespace: str, pool: str) -> list[tuple[str, str]]:
         """(kind, name) of every holder waiting for `pool`: woken when one of its pods turns idle."""
