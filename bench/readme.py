@@ -37,7 +37,12 @@ def _b1(r: dict[str, Any]) -> str:
 def _b2(r: dict[str, Any]) -> str:
     real = [v for v in r["traces"].values() if v.get("real")]
     real_met = sum(1 for v in real if v["vs_hpa"]["met"])
-    return f"goal met on {r['rows_met']} of {r['rows']} trace x metric rows, {real_met} of {len(real)} real-trace rows"
+    text = f"goal met on {r['rows_met']} of {r['rows']} trace x metric rows, {real_met} of {len(real)} real-trace rows"
+    if "rows_unreachable" in r:
+        missed = [v for v in r["traces"].values() if not v["vs_hpa"]["met"]]
+        beyond = sum(1 for v in missed if not v["reachable"])
+        text += f"; {beyond} of the {len(missed)} missed are beyond the reactive frontier"
+    return text
 
 
 def _b3(r: dict[str, Any]) -> str:

@@ -121,8 +121,11 @@ class Hpa:
 # --- Shoal ----------------------------------------------------------------------------------------
 
 
-def shoal_config(min_r: int, max_r: int, startup: float, metric: str) -> EngineConfig:
-    """Shoal's defaults, as a user gets them, with prediction switched on (horizon = pod start-up)."""
+def shoal_config(
+    min_r: int, max_r: int, startup: float, metric: str, predictive: bool = False
+) -> EngineConfig:
+    """Shoal's defaults, as a user gets them (prediction off); with `predictive`, prediction switched on
+    with the horizon at the pods' start-up time, the one setting a user must then give."""
     if metric == "cpu":
         metrics = [
             {"type": "Resource", "resource": {"name": "cpu", "targetAverageUtilization": round(TARGET * 100)}}
@@ -138,7 +141,7 @@ def shoal_config(min_r: int, max_r: int, startup: float, metric: str) -> EngineC
             "maxReplicas": max_r,
             "pollIntervalSeconds": 15,
             "metrics": metrics,
-            "predictive": {"enabled": True, "horizonSeconds": int(startup)},
+            **({"predictive": {"enabled": True, "horizonSeconds": int(startup)}} if predictive else {}),
         }
     )
     return config(spec)
@@ -222,6 +225,18 @@ def replay(
     return run
 
 
+def _shoal_fn(cfg: EngineConfig, metric: str, startup: float) -> Callable[[float, int, int, float], int]:
+    state = {"h": History()}
+
+    def shoal(t: float, cur: int, rdy: int, load: float) -> int:
+        d, state["h"] = decide(
+            cfg, Observation(cur, (shoal_reading(metric, load, cur, rdy),), startup), state["h"], t
+        )
+        return d.desired
+
+    return shoal
+
+
 def simulate(
     trace_name: str, metric: str, startup: float = 60.0, min_r: int = 1, max_r: int = 60
 ) -> dict[str, Run]:
@@ -259,16 +274,12 @@ def simulate(
 
     out["keda"] = replay(trace, "KEDA (HPA fed fresh, 30 s activation)", keda, 15, startup, min_r)
 
-    cfg = shoal_config(min_r, max_r, startup, metric)
-    state = {"h": History()}
-
-    def shoal(t: float, cur: int, rdy: int, load: float) -> int:
-        d, state["h"] = decide(
-            cfg, Observation(cur, (shoal_reading(metric, load, cur, rdy),), startup), state["h"], t
-        )
-        return d.desired
-
-    out["shoal"] = replay(trace, "Shoal", shoal, 15, startup, min_r)
+    for key, label, predictive in (
+        ("shoal", "Shoal", False),
+        ("shoal_predictive", "Shoal, prediction on", True),
+    ):
+        cfg = shoal_config(min_r, max_r, startup, metric, predictive)
+        out[key] = replay(trace, label, _shoal_fn(cfg, metric, startup), 15, startup, min_r)
     out["oracle"] = replay(trace, "Oracle (perfect foresight)", None, 15, startup, min_r, oracle=True)
     # The least under-provisioning any scaler without foresight can have: it sees every second, sizes
     # for the load at once with no step limit, and never scales down (cost is no concern here).

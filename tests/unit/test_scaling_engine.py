@@ -152,6 +152,19 @@ def test_scale_down_stabilization_uses_the_highest_recent_recommendation() -> No
     assert run(c, 10, cpu(10, 0.1), history=hist)[0].desired == 9
 
 
+def test_stabilize_recommendation_with_behaviors_leaves_out_a_recommendation_as_old_as_the_window() -> None:
+    # HPA's stabilizeRecommendationWithBehaviors counts a recommendation only if its timestamp is
+    # After(now - window): one made exactly a window ago no longer holds the size up.
+    c = cfg(down=Rules(0, 300, None, None, 15))
+    at_edge = History(recommendations=((T - 300, 10),))
+    d, _ = run(c, 10, cpu(10, 0.1), history=at_edge)
+    assert d.desired == 2 and d.reason == "ScaleDown"
+    inside = History(recommendations=((T - 299, 10),))
+    assert run(c, 10, cpu(10, 0.1), history=inside)[0].reason == "StabilizationWindow"
+    # And with no window at all, the recommendation of this evaluation decides.
+    assert run(cfg(down=Rules(0, 0, None, None, 15)), 10, cpu(10, 0.1))[0].desired == 2
+
+
 def test_step_limits_pods_and_percent() -> None:
     c = cfg(max_replicas=100, up=Rules(0, 0, 4, 100, 15))
     d, _ = run(c, 2, cpu(2, 0.9, target=0.1))  # wants 18, below the emergency band

@@ -178,10 +178,10 @@ def decide(
         msg = f"utilization above {cfg.emergency:.0%}: scaling to {clamped} in one step"
     else:
         if desired > current:
-            window = [r for t, r in recs if now - t <= cfg.up.stabilization]
+            window = [clamped, *(r for t, r in recs if now - t < cfg.up.stabilization)]
             desired = max(current, min(window))
         elif desired < current:
-            window = [r for t, r in recs if now - t <= cfg.down.stabilization]
+            window = [clamped, *(r for t, r in recs if now - t < cfg.down.stabilization)]
             desired = min(current, max(window))
             if desired == current:
                 reason, msg = (
