@@ -110,16 +110,9 @@ def report(results: dict[str, Any]) -> str:
 
         lines += b3_bench.section(results["B3"], not_rerun(results, "B3"))
     if "B6" in results:
-        b6 = results["B6"]
-        lines += [
-            "## B6 reaction" + not_rerun(results, "B6"),
-            "",
-            "A load step at t0, then the time until the Deployment's spec.replicas changes: Shoal on a Prometheus "
-            f"queue metric (15 s poll, 2 s scrape) against HPA on CPU (15 s sync, metrics-server at 10 s resolution), "
-            f"same cluster and run: Shoal **{b6['shoal_prometheus_s']} s**, HPA **{b6['hpa_cpu_s']} s** "
-            f"(goal <= poll + 1 s plus the scrape: {'met' if b6['goal_met'] else 'not met'}).",
-            "",
-        ]
+        from bench import b6 as b6_bench
+
+        lines += b6_bench.section(results["B6"], not_rerun(results, "B6"))
     if "B4" in results:
         b4 = results["B4"]
         lines += [

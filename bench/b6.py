@@ -1,136 +1,198 @@
-"""B6 reaction to a load step: Shoal's scaler against the HPA, in the same cluster and run."""
+"""B6 reaction to a load step: Shoal's scaler against the HPA, in the same cluster and run.
+
+Each trial makes three fresh Deployments, each with its own scaler: Shoal on the Resource metric
+(metrics-server CPU, the source HPA reads), the HPA on the same, and Shoal on a Prometheus gauge.
+Each scaler is created at its own random offset within one poll period (created together, they
+would poll in lock-step), and once all three read their metric the step waits a random time of up
+to one poll period, so it lands at a uniformly random moment of every scaler's cycle. The reaction is the time from
+the step until the Deployment's spec.replicas changes, each scaler at the defaults a user gets.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import random
 import time
 from typing import Any
 
 from bench.harness import CONTAINER, drop_namespace, log, namespace, wait
+from bench.stats import provenance, quantiles
 from shoal.k8s.client import Kube, custom_path, pods_path
 from testbed import cluster as testbed
 
+POLL_S = 15  # Shoal's default pollIntervalSeconds and HPA's default sync period
+# Deployment (and scaler) name -> how it is scaled.
+SCALERS = ("shoal-resource", "hpa", "shoal-prometheus")
+GOAL_RATIO = 0.5  # Shoal's median reaction on the same metric source <= 0.5x HPA's
+PORT = 28999
+CPU = {"type": "Resource", "resource": {"name": "cpu", "targetAverageUtilization": 50}}
+
+
+def _deployment(name: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}, "annotations": {"kwok.x-k8s.io/usage-cpu": "50m"}},
+                "spec": {"containers": [{**CONTAINER, "resources": {"requests": {"cpu": "1"}}}]},
+            },
+        },
+    }
+
+
+def _scaler(name: str, metric: dict[str, Any]) -> dict[str, Any]:
+    """A WorkerScaler with nothing but what it must have: the defaults a user gets."""
+    return {
+        "apiVersion": "shoal.dev/v1alpha1",
+        "kind": "WorkerScaler",
+        "metadata": {"name": name},
+        "spec": {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "maxReplicas": 10,
+            "metrics": [metric],
+        },
+    }
+
+
+def _hpa(name: str) -> dict[str, Any]:
+    target = {"type": "Utilization", "averageUtilization": 50}
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": 1,
+            "maxReplicas": 10,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": target}}],
+        },
+    }
+
+
+def _reading(kube: Kube, ns: str, name: str) -> bool:
+    """Whether the scaler has read its metric at least once."""
+    if name == "hpa":
+        hpa = kube.get(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/{name}")
+        return bool(hpa.get("status", {}).get("currentMetrics"))
+    status = kube.get(custom_path("workerscalers", ns, name)).get("status", {})
+    return any(
+        c.get("type") == "ScalingActive" and c.get("status") == "True" for c in status.get("conditions", [])
+    )
+
+
+def trial(kube: Kube, gauge: Any, k: int, rng: random.Random) -> dict[str, float]:
+    """One step, the reaction of each scaler in seconds."""
+    ns = namespace(kube, f"b6-{k}")
+    query = f'sum(bench_queue{{trial="{k}"}})'
+    try:
+        gauge.labels(trial=str(k)).set(5)
+        for name in SCALERS:
+            kube.create(f"/apis/apps/v1/namespaces/{ns}/deployments", _deployment(name))
+        prom = {"type": "Prometheus", "prometheus": {"query": query, "targetPerReplica": 10}}
+        create = {
+            "shoal-resource": lambda: kube.create(
+                custom_path("workerscalers", ns), _scaler("shoal-resource", CPU)
+            ),
+            "shoal-prometheus": lambda: kube.create(
+                custom_path("workerscalers", ns), _scaler("shoal-prometheus", prom)
+            ),
+            "hpa": lambda: kube.create(
+                f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers", _hpa("hpa")
+            ),
+        }
+        # Each scaler starts its cycle at its own random offset, so no two poll in lock-step.
+        start = time.monotonic()
+        for offset, name in sorted((rng.uniform(0, POLL_S), n) for n in SCALERS):
+            time.sleep(max(0.0, start + offset - time.monotonic()))
+            create[name]()
+        wait(lambda: all(_reading(kube, ns, n) for n in SCALERS), 180, "all three reading", interval=1.0)
+        # The random phase; not a synchronisation: every scaler is already reading.
+        time.sleep(rng.uniform(0, POLL_S))
+        t0 = time.monotonic()
+        gauge.labels(trial=str(k)).set(35)  # 35 / 10 per replica -> 4
+        for name in ("shoal-resource", "hpa"):
+            for p in kube.list_items(pods_path(ns), f"app={name}"):
+                kube.merge_patch(
+                    pods_path(ns, p["metadata"]["name"]),
+                    {"metadata": {"annotations": {"kwok.x-k8s.io/usage-cpu": "1"}}},
+                )
+        moved: dict[str, float] = {}
+
+        def all_moved() -> bool:
+            # Every target is read on each pass; each records its own time when first seen moved.
+            for name in SCALERS:
+                if name not in moved:
+                    d = kube.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{name}")
+                    if d["spec"]["replicas"] > 1:
+                        moved[name] = round(time.monotonic() - t0, 2)
+            return len(moved) == len(SCALERS)
+
+        wait(all_moved, 180, "all three scaled", interval=0.1)
+        return moved
+    finally:
+        gauge.remove(str(k))
+        drop_namespace(kube, ns)
+
 
 def b6(kube: Kube) -> dict[str, Any]:
-    """Time from a metric crossing the threshold to the replica patch: Shoal on Prometheus vs HPA on CPU."""
     from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-    ns = namespace(kube, "b6")
-    out: dict[str, Any] = {}
+    trials = int(os.environ.get("SHOAL_BENCH_B6_TRIALS", "20"))
+    seed = int(os.environ.get("SHOAL_BENCH_SEED", str(int(time.time()))))
+    rng = random.Random(seed)
+    out: dict[str, Any] = {**provenance(), "poll_s": POLL_S, "seed": seed, "prometheus_scrape_s": 2}
+    out["metrics_server_resolution_s"] = 10
     reg = CollectorRegistry()
-    gauge = Gauge("bench_queue", "q", registry=reg)
-    gauge.set(5)
-    server, _ = start_http_server(28999, addr="127.0.0.1", registry=reg)
+    gauge = Gauge("bench_queue", "the benchmark's queue depth", ["trial"], registry=reg)
+    server, _ = start_http_server(PORT, addr="127.0.0.1", registry=reg)
     target = testbed.PROM_TARGETS / "bench-b6.json"
-    target.write_text('[{"targets": ["127.0.0.1:28999"]}]')
+    target.write_text(json.dumps([{"targets": [f"127.0.0.1:{PORT}"]}]))
+    raw: dict[str, list[float]] = {n: [] for n in SCALERS}
     try:
-        for name in ("shoal", "hpa"):
-            kube.create(
-                f"/apis/apps/v1/namespaces/{ns}/deployments",
-                {
-                    "metadata": {"name": name},
-                    "spec": {
-                        "replicas": 1,
-                        "selector": {"matchLabels": {"app": name}},
-                        "template": {
-                            "metadata": {
-                                "labels": {"app": name},
-                                "annotations": {"kwok.x-k8s.io/usage-cpu": "50m"},
-                            },
-                            "spec": {"containers": [{**CONTAINER, "resources": {"requests": {"cpu": "1"}}}]},
-                        },
-                    },
-                },
-            )
-        kube.create(
-            custom_path("workerscalers", ns),
-            {
-                "apiVersion": "shoal.dev/v1alpha1",
-                "kind": "WorkerScaler",
-                "metadata": {"name": "shoal"},
-                "spec": {
-                    "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "shoal"},
-                    "minReplicas": 1,
-                    "maxReplicas": 10,
-                    "pollIntervalSeconds": 15,
-                    "metrics": [
-                        {
-                            "type": "Prometheus",
-                            "prometheus": {"query": "sum(bench_queue)", "targetPerReplica": 10},
-                        }
-                    ],
-                },
-            },
-        )
-        kube.create(
-            f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
-            {
-                "metadata": {"name": "hpa"},
-                "spec": {
-                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "hpa"},
-                    "minReplicas": 1,
-                    "maxReplicas": 10,
-                    "metrics": [
-                        {
-                            "type": "Resource",
-                            "resource": {
-                                "name": "cpu",
-                                "target": {"type": "Utilization", "averageUtilization": 50},
-                            },
-                        }
-                    ],
-                },
-            },
-        )
-        wait(
-            lambda: (
-                "ScalingActive"
-                in json.dumps(kube.get(custom_path("workerscalers", ns, "shoal")).get("status", {}))
-            ),
-            60,
-            "scaler active",
-        )
-        wait(
-            lambda: (
-                kube.get(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/hpa")
-                .get("status", {})
-                .get("currentMetrics")
-            ),
-            120,
-            "HPA reading metrics",
-            interval=1.0,
-        )
-        t0 = time.time()
-        gauge.set(35)  # 35/10 -> 4 replicas
-        for p in kube.list_items(pods_path(ns), "app=hpa"):
-            kube.merge_patch(
-                pods_path(ns, p["metadata"]["name"]),
-                {"metadata": {"annotations": {"kwok.x-k8s.io/usage-cpu": "1"}}},
-            )
-        moved: dict[str, float] = {}
-        # Both targets are checked on every pass; each records its own time when it is first seen moved.
-
-        def both() -> bool:
-            for name in ("shoal", "hpa"):
-                if (
-                    name not in moved
-                    and kube.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{name}")["spec"]["replicas"] > 1
-                ):
-                    moved[name] = time.time() - t0
-            return len(moved) == 2
-
-        wait(both, 180, "both scaled", interval=0.1)
-        out = {
-            "shoal_prometheus_s": round(moved["shoal"], 2),
-            "hpa_cpu_s": round(moved["hpa"], 2),
-            "poll_interval_s": 15,
-            "prometheus_scrape_s": 2,
-            "metrics_server_resolution_s": 10,
-            "goal_met": moved["shoal"] <= 15 + 2 + 1,
-        }
-        log(f"B6: {out}")
+        for k in range(trials):
+            moved = trial(kube, gauge, k, rng)
+            log(f"B6 trial {k + 1}/{trials}: {moved}")
+            for name, s in moved.items():
+                raw[name].append(s)
     finally:
         target.unlink(missing_ok=True)
         server.shutdown()
-        drop_namespace(kube, ns)
+    out["trials"] = trials
+    out["raw_s"] = raw
+    out["summary"] = {n: quantiles(v) for n, v in raw.items()}
+    med = {n: out["summary"][n].get("p50") for n in SCALERS}
+    ratio = med["shoal-resource"] / med["hpa"] if med["hpa"] and med["shoal-resource"] is not None else None
+    out["shoal_resource_vs_hpa_median"] = round(ratio, 3) if ratio is not None else None
+    out["goal_ratio"] = GOAL_RATIO
+    out["goal_met"] = ratio is not None and ratio <= GOAL_RATIO
     return out
+
+
+def section(b6: dict[str, Any], heading_suffix: str) -> list[str]:
+    lines = [f"## B6 reaction to a load step{heading_suffix}", ""]
+    if "trials" not in b6:
+        return [*lines, "(An earlier format, one trial with both scalers in lock-step: not judged.)", ""]
+    lines += [
+        f"Run {b6['started']} at {b6['commit']}, {b6['trials']} trials (seed {b6['seed']}). Each trial: three "
+        "fresh Deployments of one pod, each with its scaler at a user's defaults (15 s poll or sync): Shoal "
+        "on the Resource metric (metrics-server CPU, as HPA), the HPA, and Shoal on a Prometheus gauge "
+        f"(scraped every {b6['prometheus_scrape_s']} s), each created at its own random offset within one poll "
+        "period. Once all three read their metric, a random wait of up to one poll period, then the step (CPU usage 5 % -> 100 % of the request, the gauge 5 -> 35); "
+        "the reaction is the time to the Deployment's spec.replicas changing. metrics-server's resolution "
+        f"is {b6['metrics_server_resolution_s']} s.",
+        "",
+        "| scaler | median s | p90 s | max s | min s |",
+        "|---|---|---|---|---|",
+    ]
+    for name, q in b6["summary"].items():
+        lines.append(f"| {name} | {q.get('p50')} | {q.get('p90')} | {q.get('max')} | {q.get('min')} |")
+    ratio = b6["shoal_resource_vs_hpa_median"]
+    lines += [
+        "",
+        f"Shoal's median reaction on the same metric source is **{ratio}x HPA's** "
+        f"(goal <= {b6['goal_ratio']}x: **{'met' if b6['goal_met'] else 'not met'}**). Raw seconds per "
+        "trial in results.json.",
+        "",
+    ]
+    return lines

@@ -69,7 +69,14 @@ def _b5(r: dict[str, Any]) -> str:
 
 
 def _b6(r: dict[str, Any]) -> str:
-    return f"load step to replica patch: Shoal (Prometheus) {r['shoal_prometheus_s']} s, HPA (CPU) {r['hpa_cpu_s']} s, one trial"
+    if "trials" not in r:
+        return f"load step to replica patch: Shoal (Prometheus) {r['shoal_prometheus_s']} s, HPA (CPU) {r['hpa_cpu_s']} s, one trial"
+    m = {n: q.get("p50") for n, q in r["summary"].items()}
+    return (
+        f"{r['trials']} trials at random phase, median load step to replica patch: Shoal on CPU "
+        f"{m['shoal-resource']} s, HPA on CPU {m['hpa']} s ({r['shoal_resource_vs_hpa_median']}x), "
+        f"Shoal on Prometheus {m['shoal-prometheus']} s"
+    )
 
 
 def _b7(r: dict[str, Any]) -> str:
