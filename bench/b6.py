@@ -70,10 +70,14 @@ def _hpa(name: str) -> dict[str, Any]:
     }
 
 
+def _hpa_path(ns: str) -> str:
+    return f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers"
+
+
 def _reading(kube: Kube, ns: str, name: str) -> bool:
     """Whether the scaler has read its metric at least once."""
     if name == "hpa":
-        hpa = kube.get(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/{name}")
+        hpa = kube.get(f"{_hpa_path(ns)}/{name}")
         return bool(hpa.get("status", {}).get("currentMetrics"))
     status = kube.get(custom_path("workerscalers", ns, name)).get("status", {})
     return any(
@@ -90,22 +94,16 @@ def trial(kube: Kube, gauge: Any, k: int, rng: random.Random) -> dict[str, float
         for name in SCALERS:
             kube.create(f"/apis/apps/v1/namespaces/{ns}/deployments", _deployment(name))
         prom = {"type": "Prometheus", "prometheus": {"query": query, "targetPerReplica": 10}}
-        create = {
-            "shoal-resource": lambda: kube.create(
-                custom_path("workerscalers", ns), _scaler("shoal-resource", CPU)
-            ),
-            "shoal-prometheus": lambda: kube.create(
-                custom_path("workerscalers", ns), _scaler("shoal-prometheus", prom)
-            ),
-            "hpa": lambda: kube.create(
-                f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers", _hpa("hpa")
-            ),
+        objects = {
+            "shoal-resource": (custom_path("workerscalers", ns), _scaler("shoal-resource", CPU)),
+            "shoal-prometheus": (custom_path("workerscalers", ns), _scaler("shoal-prometheus", prom)),
+            "hpa": (_hpa_path(ns), _hpa("hpa")),
         }
         # Each scaler starts its cycle at its own random offset, so no two poll in lock-step.
         start = time.monotonic()
         for offset, name in sorted((rng.uniform(0, POLL_S), n) for n in SCALERS):
             time.sleep(max(0.0, start + offset - time.monotonic()))
-            create[name]()
+            kube.create(*objects[name])
         wait(lambda: all(_reading(kube, ns, n) for n in SCALERS), 180, "all three reading", interval=1.0)
         # The random phase; not a synchronisation: every scaler is already reading.
         time.sleep(rng.uniform(0, POLL_S))
@@ -141,8 +139,13 @@ def b6(kube: Kube) -> dict[str, Any]:
     trials = int(os.environ.get("SHOAL_BENCH_B6_TRIALS", "20"))
     seed = int(os.environ.get("SHOAL_BENCH_SEED", str(int(time.time()))))
     rng = random.Random(seed)
-    out: dict[str, Any] = {**provenance(), "poll_s": POLL_S, "seed": seed, "prometheus_scrape_s": 2}
-    out["metrics_server_resolution_s"] = 10
+    out: dict[str, Any] = {
+        **provenance(),
+        "poll_s": POLL_S,
+        "seed": seed,
+        "prometheus_scrape_s": 2,
+        "metrics_server_resolution_s": 10,
+    }
     reg = CollectorRegistry()
     gauge = Gauge("bench_queue", "the benchmark's queue depth", ["trial"], registry=reg)
     server, _ = start_http_server(PORT, addr="127.0.0.1", registry=reg)

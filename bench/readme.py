@@ -38,10 +38,11 @@ def _b2(r: dict[str, Any]) -> str:
     real = [v for v in r["traces"].values() if v.get("real")]
     real_met = sum(1 for v in real if v["vs_hpa"]["met"])
     text = f"goal met on {r['rows_met']} of {r['rows']} trace x metric rows, {real_met} of {len(real)} real-trace rows"
-    if "rows_unreachable" in r:
-        missed = [v for v in r["traces"].values() if not v["vs_hpa"]["met"]]
-        beyond = sum(1 for v in missed if not v["reachable"])
-        text += f"; {beyond} of the {len(missed)} missed are beyond the reactive frontier"
+    if "frontier" in next(iter(r["traces"].values())):
+        from bench.b2 import beyond_frontier
+
+        missed, beyond = beyond_frontier(r)
+        text += f"; {len(beyond)} of the {len(missed)} missed are beyond the reactive frontier"
     return text
 
 
