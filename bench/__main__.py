@@ -8,15 +8,14 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import psutil
 
 from bench import b2 as b2_bench
-from bench import engine_speed, readme
+from bench import engine_speed, plan, readme
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = plan.RESULTS
 
 
 def log(msg: str) -> None:
@@ -30,12 +29,11 @@ def machine() -> str:
     )
 
 
-def bench_b5() -> dict[str, Any]:
+def bench_b5(reps: int = 3) -> dict[str, Any]:
     log("B5 engine throughput")
     from bench.stats import provenance
 
     head = provenance()
-    reps = 3
     plain = [round(engine_speed.measure(predictive=False)) for _ in range(reps)]
     costs = [engine_speed.forecast_costs() for _ in range(reps)]
     per_eval = [c["evaluation_ms_at_7_days"] for c in costs]
@@ -67,16 +65,16 @@ def forecast_sentence(b5: dict[str, Any]) -> str:
         f"With prediction over seven days of history (a daily season on a 60 s grid, "
         f"{f['history_points']:,} points): **{f['evaluation_ms_at_7_days']} ms** per evaluation "
         f"(raw {f.get('raw_evaluation_ms', '?')}) "
-        f"(goal <= {f['goal_ms']} ms: {'met' if f['goal_met'] else 'not met'}); restoring it from its "
+        f"(goal <= {f['goal_ms']} ms: {plan.verdict(b5, f['goal_met'])}); restoring it from its "
         f"ConfigMap takes {f['restore_ms']} ms once, and the ConfigMap holds {f['persisted_bytes']:,} bytes "
         f"(bound {f['persisted_goal_bytes']:,})."
     )
 
 
 def not_rerun(results: dict[str, Any], key: str) -> str:
-    """A figure carried over from an earlier run says so, with that run's date, in its heading."""
-    since = results.get(key, {}).get("from_run")
-    return f" (not rerun: figures of the run of {since})" if since else ""
+    """A section's heading says when its figures are no verdict (quick mode, an uncommitted tree)."""
+    why = plan.not_judged(results.get(key, {}))
+    return f" ({why}: figures, not a verdict)" if why else ""
 
 
 def report(results: dict[str, Any]) -> str:
@@ -84,8 +82,9 @@ def report(results: dict[str, Any]) -> str:
     lines = [
         "# Shoal benchmark results",
         "",
-        f"Run {results['time']} on {results['machine']} (reran: {', '.join(results.get('reran', [])) or 'none'}). "
-        "Produced by `make bench`; raw numbers in `results.json`. A section not rerun says so in its heading.",
+        f"Last updated {results.get('updated', results.get('time', '?'))}. Produced by `make bench`, each benchmark "
+        "written as it ends; every section has its own run date, commit and mode, raw numbers in `results.json`. "
+        "A figure from quick mode or an uncommitted tree says so in its heading and gives no verdict.",
         "",
     ]
     lines += b2_bench.section(b2, not_rerun(results, "B2"))
@@ -97,8 +96,7 @@ def report(results: dict[str, Any]) -> str:
         f"Run {b5.get('started', '?')} at {b5.get('commit', '?')}, median of {b5.get('repetitions', 1)} "
         f"(raw {b5.get('raw_evaluations_per_s', '?')}). "
         f"`decide()` with two metrics (10 pods, one Prometheus value): **{b5['evaluations_per_s_per_core']:,}** "
-        f"evaluations per second on one core (goal >= 10,000: {'met' if b5['goal_met'] else 'not met'}). "
-        + forecast_sentence(b5),
+        f"evaluations per second on one core (goal >= 10,000: {plan.verdict(b5)}). " + forecast_sentence(b5),
         "",
     ]
     if "B1" in results:
@@ -123,7 +121,7 @@ def report(results: dict[str, Any]) -> str:
             f"psutil over {b4['window_s']} s of steady state: RSS max **{b4['rss_mib_max']} MiB**, CPU **"
             f"{b4['cpu_cores_avg']} cores** on average; {b4['scaler_reconciles_per_s']} scaler reconciles/s (500 / 15 s = "
             "33.3 evaluations are due; the echoes of the scalers' own status writes are dropped at the watch). "
-            f"Goal RSS <= 200 MiB and CPU <= 0.25 core: **{'met' if b4['goal_met'] else 'not met'}**. "
+            f"Goal RSS <= 200 MiB and CPU <= 0.25 core: **{plan.verdict(b4)}**. "
             "The API server, etcd, KWOK and metrics-server share the same 2 cores.",
             "",
         ]
@@ -133,7 +131,7 @@ def report(results: dict[str, Any]) -> str:
 
         lines += b9_bench.section(results["B9"], not_rerun(results, "B9"))
     lines += soak_section()
-    missing = results.get("not_run", [])
+    missing = [k for k in plan.ORDER if k not in results]
     if missing:
         lines += ["## Not run yet", "", *[f"- {m}" for m in missing], ""]
     return "\n".join(lines)
@@ -187,7 +185,7 @@ def agent_sections(results: dict[str, Any]) -> list[str]:
             "|---|---|---|---|",
             f"| {q['p50'] * 1000:.0f} ms | {q['p90'] * 1000:.0f} ms | {q['p99'] * 1000:.0f} ms | {q['max'] * 1000:.0f} ms |",
             "",
-            f"Goal p99 <= 1 s: **{'met' if b7['goal_met'] else 'not met'}** (raw samples in results.json).",
+            f"Goal p99 <= 1 s: **{plan.verdict(b7)}** (raw samples in results.json).",
             "",
         ]
     if "B8" in results:
@@ -200,7 +198,7 @@ def agent_sections(results: dict[str, Any]) -> list[str]:
             f"defaults (1 environment, learning rate 3e-4, observation normalisation), {b8['timesteps']:,} timesteps, "
             f"{len(b8['repetitions'])} repetitions on CPU: mean episode reward over the last 100 episodes {reps}; "
             f"median **{b8['median_mean_reward']}** against **{b8['random_policy_mean_reward']}** for a random "
-            f"policy. Goal (median at least 4x random): **{'met' if b8['goal_met'] else 'not met'}**.",
+            f"policy. Goal (median at least 4x random): **{plan.verdict(b8)}**.",
             "",
         ]
     return lines
@@ -208,50 +206,46 @@ def agent_sections(results: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", default=",".join(plan.ORDER), help="comma-separated benchmarks to run")
     parser.add_argument(
-        "--only", default="B1,B2,B3,B4,B5,B6,B7,B8,B9", help="comma-separated benchmarks to run"
+        "--quick", action="store_true", help="small sizes, minutes each: figures to compare, never a verdict"
     )
     parser.add_argument("--report-only", action="store_true", help="rewrite report.md from results.json")
     args = parser.parse_args(argv)
     if args.report_only:
-        stored = json.loads((RESULTS / "results.json").read_text())
-        (RESULTS / "report.md").write_text(report(stored))
+        stored = plan.load()
+        plan.write_atomic(RESULTS / "report.md", report(stored))
         readme.rewrite(stored)
         return 0
-    which = set(args.only.split(","))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {
-        "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": machine(),
-    }
-    previous = (
-        json.loads((RESULTS / "results.json").read_text()) if (RESULTS / "results.json").exists() else {}
-    )
+    which = [k for k in plan.ORDER if k in set(args.only.upper().split(","))]
+    unknown = set(args.only.upper().split(",")) - set(plan.ORDER)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}; known: {', '.join(plan.ORDER)}")
+    mode = "quick" if args.quick else "full"
+    save = plan.Store(mode, machine(), report, readme.rewrite)
+    started = time.monotonic()
+
+    def done(key: str, result: dict[str, Any]) -> None:
+        save(key, result)
+        log(f"{key} done ({mode}), {time.monotonic() - started:.0f} s into the run; results.json updated")
+
+    log(f"{mode} mode: {', '.join(which)}")
     if "B2" in which:
-        results["B2"] = b2_bench.run(RESULTS, log)
+        done("B2", b2_bench.run(RESULTS, log))
     if "B5" in which:
-        results["B5"] = bench_b5()
+        done("B5", bench_b5(**plan.sizes("B5", args.quick)))
     if "B8" in which:
         from bench import agent
 
-        results["B8"] = agent.b8()
-    if which & {"B1", "B3", "B4", "B6", "B7", "B9"}:
+        done("B8", agent.b8(**plan.sizes("B8", args.quick)))
+    if set(which) & {"B1", "B3", "B4", "B6", "B7", "B9"}:
         from bench import cluster
 
-        results.update(cluster.run_all(which))
-    results["reran"] = sorted(k for k in results if k.startswith("B"))
-    for key in ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9"):
-        if key not in results and key in previous:
-            # The last figures of a benchmark not rerun, marked with the date of the run that made them.
-            results[key] = {**previous[key], "from_run": previous[key].get("from_run", previous["time"])}
-    results["not_run"] = [] if "B4" in results else ["B4 operator footprint (test bed)"]
-    (RESULTS / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "report.md").write_text(report(results))
-    readme.rewrite(results)
-    log(f"wrote {RESULTS / 'report.md'}")
-    print(json.dumps({k: v for k, v in results.items() if k in ("B5", "B6")}, indent=1))
-    if "B2" in results and "rows_met" in results["B2"]:
-        print(f"B2 goal met on {results['B2']['rows_met']} of {results['B2']['rows']} rows")
+        cluster.run_all(which, args.quick, done)
+    stored = plan.load()
+    log(f"wrote {RESULTS / 'report.md'} in {time.monotonic() - started:.0f} s")
+    if "B2" in stored and "rows_met" in stored["B2"]:
+        print(f"B2 goal met on {stored['B2']['rows_met']} of {stored['B2']['rows']} rows")
     return 0
 
 

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import plan
 from bench.harness import (
     CONTAINER,
     Operator,
@@ -296,7 +297,7 @@ def section(b1: dict[str, Any], heading_note: str = "") -> list[str]:
             f"- **{name}** ({s['says']}): Shoal finishes at {s['ratio_time_pools_vs_deployments']}x kcm's time "
             f"({faster}), with {fewer} requests of its own per pod; kcm logged "
             f"{s['kcm_throttling_log_lines']} client-side throttling line(s). Goal: "
-            f"{'met' if s['goal_met'] else 'not met'}."
+            f"{plan.verdict(b1, s['goal_met'])}."
         )
-    lines += ["", f"Goal (both settings): **{'met' if b1['goal_met'] else 'not met'}**.", ""]
+    lines += ["", f"Goal (both settings): **{plan.verdict(b1)}**.", ""]
     return lines

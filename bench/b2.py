@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import frontier, scaling_sim
+from bench import frontier, plan, scaling_sim
 from bench.stats import provenance
 
 SYNTHETIC = ["diurnal", "spike", "ramp", "noisy", "step"]
@@ -167,7 +167,7 @@ def section(b2: dict[str, Any], heading_suffix: str) -> list[str]:
         )
         + f"Of the {len(missed_rows)} rows missed, {len(beyond)} are beyond the reactive frontier"
         + (f" ({', '.join(beyond)})" if beyond else "")
-        + ".",
+        + f". Goal (every row): **{plan.verdict(b2)}**.",
         "",
     ]
     lines += [f"![{k}]({row['plot']})" for k, row in b2["traces"].items()]

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench import plan
 from bench.stats import quantiles
 from shoal.agent.protocol import ANN_PROGRESS
 from shoal.k8s.client import Kube, custom_path, pods_path
@@ -185,7 +186,7 @@ def run(
     }
 
 
-def bench(kube: Kube, reps: int = 2, pool: int = 50) -> dict[str, Any]:
+def bench(kube: Kube, reps: int = 2, steady: int = 50, burst: int = 50, pool: int = 50) -> dict[str, Any]:
     """Warm and cold side by side on the running operator, alternating which goes first; figures per
     mode over all repetitions, each repetition's raw latencies kept."""
     from bench.harness import drop_namespace, log, namespace
@@ -198,7 +199,7 @@ def bench(kube: Kube, reps: int = 2, pool: int = 50) -> dict[str, Any]:
         for mode in ("warm", "cold") if rep % 2 == 0 else ("cold", "warm"):
             ns = namespace(kube, f"b3-{mode}")
             log(f"B3 rep {rep} {mode}")
-            result = run(kube, ns, mode, bench_wait, pool=pool, seed=rep)
+            result = run(kube, ns, mode, bench_wait, steady=steady, burst=burst, pool=pool, seed=rep)
             drop_namespace(kube, ns)
             runs.append({"rep": rep, **result})
     summary: dict[str, Any] = {}
@@ -215,6 +216,8 @@ def bench(kube: Kube, reps: int = 2, pool: int = 50) -> dict[str, Any]:
     return {
         **out,
         "reps": reps,
+        "steady": steady,
+        "burst": burst,
         "pool": pool,
         "runs": runs,
         "summary": summary,
@@ -244,8 +247,8 @@ def section(b3: dict[str, Any], heading_note: str = "") -> list[str]:
         "From the create call to the session's trainer reporting its first progress, as its agent publishes it "
         "on the pod (a watch of the namespace's pods). Every agent runs as a real local process for its KWOK pod, "
         "with the bandit trainer double (so torch's import is not in it); a warm pod's trainer waits in standby "
-        "for its claim. Per repetition: 50 sessions arriving at random 0.1-0.5 s gaps, then, once they have "
-        f"finished, 50 at once; warm and cold alternate first; {b3['reps']} repetitions, raw latencies in "
+        f"for its claim. Per repetition: {b3.get('steady', 50)} sessions arriving at random 0.1-0.5 s gaps, then, "
+        f"once they have finished, {b3.get('burst', 50)} at once; warm and cold alternate first; {b3['reps']} repetitions, raw latencies in "
         f"results.json. The pool holds {pool} pods.",
         "",
         "| | arrivals | n | p50 | p90 | p99 | range |",
@@ -261,33 +264,6 @@ def section(b3: dict[str, Any], heading_note: str = "") -> list[str]:
             else "; too few samples for a p99 apart from the maximum."
         ),
         "",
-        f"Goal ({b3['goal']}): **{'met' if b3['goal_met'] else 'not met'}**.",
+        f"Goal ({b3['goal']}): **{plan.verdict(b3)}**.",
         "",
     ]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m bench.b3 [reps]`: B3 alone on the running test bed (`make bench` runs it too)."""
-    import json
-    from pathlib import Path
-
-    from bench.harness import Operator
-    from shoal.k8s.client import load_config
-
-    reps = int((argv or sys.argv[1:] or ["1"])[0])
-    from testbed import seed
-
-    seed.install_crds()
-    kube = Kube(load_config())
-    op = Operator()
-    try:
-        result = bench(kube, reps)
-    finally:
-        op.stop()
-    print(json.dumps({"summary": result["summary"], "goal_met": result["goal_met"]}, indent=1))
-    (Path(__file__).resolve().parent / "results" / "b3.json").write_text(json.dumps(result, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -16,8 +16,9 @@ import random
 import time
 from typing import Any
 
+from bench import plan
 from bench.harness import CONTAINER, drop_namespace, log, namespace, wait
-from bench.stats import provenance, quantiles
+from bench.stats import median_ratio_interval, provenance, quantiles
 from shoal.k8s.client import Kube, custom_path, pods_path
 from testbed import cluster as testbed
 
@@ -133,10 +134,9 @@ def trial(kube: Kube, gauge: Any, k: int, rng: random.Random) -> dict[str, float
         drop_namespace(kube, ns)
 
 
-def b6(kube: Kube) -> dict[str, Any]:
+def b6(kube: Kube, trials: int = 60) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-    trials = int(os.environ.get("SHOAL_BENCH_B6_TRIALS", "20"))
     seed = int(os.environ.get("SHOAL_BENCH_SEED", str(int(time.time()))))
     rng = random.Random(seed)
     out: dict[str, Any] = {
@@ -168,8 +168,17 @@ def b6(kube: Kube) -> dict[str, Any]:
     ratio = med["shoal-resource"] / med["hpa"] if med["hpa"] and med["shoal-resource"] is not None else None
     out["shoal_resource_vs_hpa_median"] = round(ratio, 3) if ratio is not None else None
     out["goal_ratio"] = GOAL_RATIO
-    out["goal_met"] = ratio is not None and ratio <= GOAL_RATIO
+    out.update(judge(raw["shoal-resource"], raw["hpa"], seed))
     return out
+
+
+def judge(shoal: list[float], hpa: list[float], seed: int) -> dict[str, Any]:
+    """The median ratio's bootstrap 95 % interval over paired trials; "met" only when the interval's
+    upper end is within the goal, so a lucky median from few trials is no verdict."""
+    if len(shoal) < 2:
+        return {"ratio_interval_95": None, "goal_met": False}
+    lo, hi = median_ratio_interval(shoal, hpa, seed=seed)
+    return {"ratio_interval_95": [lo, hi], "goal_met": hi <= GOAL_RATIO}
 
 
 def section(b6: dict[str, Any], heading_suffix: str) -> list[str]:
@@ -193,8 +202,14 @@ def section(b6: dict[str, Any], heading_suffix: str) -> list[str]:
     ratio = b6["shoal_resource_vs_hpa_median"]
     lines += [
         "",
-        f"Shoal's median reaction on the same metric source is **{ratio}x HPA's** "
-        f"(goal <= {b6['goal_ratio']}x: **{'met' if b6['goal_met'] else 'not met'}**). Raw seconds per "
+        f"Shoal's median reaction on the same metric source is **{ratio}x HPA's**"
+        + (
+            f", 95 % interval {b6['ratio_interval_95'][0]}-{b6['ratio_interval_95'][1]}x (bootstrap over "
+            "paired trials)"
+            if b6.get("ratio_interval_95")
+            else ""
+        )
+        + f" (goal: the interval's upper end <= {b6['goal_ratio']}x: **{plan.verdict(b6)}**). Raw seconds per "
         "trial in results.json.",
         "",
     ]

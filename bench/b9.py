@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from typing import Any
 
 import psutil
 
+from bench import plan
 from bench.harness import CONTAINER, apiserver_requests, drop_namespace, log, namespace, wait
 from bench.stats import provenance, quantiles
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
@@ -194,6 +194,8 @@ def bench(
         **head,
         "repetitions": reps,
         "claims": len(every),
+        "steady": steady,
+        "burst": burst,
         "pool": pool,
         "summary": summary,
         "per_repetition": per_rep,
@@ -216,14 +218,15 @@ def section(b9: dict[str, Any], heading_note: str) -> list[str]:
         f"- burst of repetition {i}: created in {c['create_calls_s']} s, all bound {c['burst_wall_s']} s after the "
         f"first create; CPU seconds meanwhile: "
         + ", ".join(f"{k} {v}" for k, v in c["cpu_s"].items())
-        + f"; {c['api_requests']:.0f} API server requests ({c['api_requests'] / 100:.1f} per claim, all clients)"
+        + f"; {c['api_requests']:.0f} API server requests ({c['api_requests'] / b9.get('burst', 100):.1f} per claim, all clients)"
         for i, c in enumerate(costs)
     ]
     return [
         "## B9 ContainerClaim binding" + heading_note,
         "",
         f"Run {b9['started']} at {b9['commit']}. From the create call to a watch seeing the claim `Bound`, on a pool "
-        f"of {b9['pool']} warm KWOK pods; per repetition 100 claims at random 20-200 ms gaps and a burst of 100 created "
+        f"of {b9['pool']} warm KWOK pods; per repetition {b9.get('steady', 100)} claims at random 20-200 ms gaps and a burst of "
+        f"{b9.get('burst', 100)} created "
         "at once by 16 client threads (order alternating), each claim deleted after a random 0-0.5 s job so its pod "
         f"serves the next. {b9['repetitions']} repetitions, {b9['claims']} claims; p50/p99 per repetition: {spread} ms; "
         "raw latencies in results.json.",
@@ -236,31 +239,6 @@ def section(b9: dict[str, Any], heading_note: str) -> list[str]:
         "",
         *cost_lines,
         "",
-        f"Goal ({b9['goal']}): **{'met' if b9['goal_met'] else 'not met'}**.",
+        f"Goal ({b9['goal']}): **{plan.verdict(b9)}**.",
         "",
     ]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m bench.b9 [reps]`: B9 alone on the running test bed (`make bench` runs it too)."""
-    import json
-
-    from bench.harness import Operator
-    from shoal.k8s.client import load_config
-
-    reps = int((argv or sys.argv[1:] or ["1"])[0])
-    kube = Kube(load_config(pool_size=24))
-    op = Operator()
-    try:
-        result = bench(kube, reps, op_pid=op.proc.pid)
-    finally:
-        op.stop()
-    costs = [r["burst_costs"] for r in result["runs"]]
-    print(
-        json.dumps({"summary": result["summary"], "goal_met": result["goal_met"], "bursts": costs}, indent=1)
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -33,3 +33,27 @@ def quantiles(values: list[float]) -> dict[str, float]:
         "max": round(max(values), 4),
         "min": round(min(values), 4),
     }
+
+
+def median_ratio_interval(
+    num: list[float], den: list[float], resamples: int = 10_000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """A percentile-bootstrap interval of median(num) / median(den) over paired samples: each resample
+    draws whole trials (num[i] with den[i]), so what the two sides shared in a trial stays together."""
+    import random
+
+    if len(num) != len(den) or len(num) < 2:
+        raise ValueError("paired samples of at least two trials are needed")
+    rng = random.Random(seed)
+    n = len(num)
+    ratios = []
+    for _ in range(resamples):
+        idx = [rng.randrange(n) for _ in range(n)]
+        d = statistics.median(den[i] for i in idx)
+        if d > 0:
+            ratios.append(statistics.median(num[i] for i in idx) / d)
+    ratios.sort()
+    tail = (1 - level) / 2
+    lo = ratios[round(tail * (len(ratios) - 1))]
+    hi = ratios[round((1 - tail) * (len(ratios) - 1))]
+    return round(lo, 3), round(hi, 3)

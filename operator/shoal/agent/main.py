@@ -174,6 +174,7 @@ class Agent:
             os.environ.pop("SHOAL_RESUME_FROM", None)
         self.handled_id = self.acked_id = 0  # a claim starts its command ids afresh
         self.last_report = None
+        log.info("claimed by %s", session)
         return True
 
     def _claim_id(self) -> tuple[str | None, str | None]:
@@ -259,6 +260,8 @@ class Agent:
         if progress != before and (urgent or due):
             REPORTS.inc()
             self.reporter.report(progress)
+            if not before:
+                log.info("first progress reported (%s timesteps)", progress.get("timesteps"))
             self.last_report = progress
             self.last_report_time = time.monotonic()
 
@@ -337,6 +340,7 @@ class Agent:
                 self._report(self._sample(proc))
             code = int(proc.returncode)
             self._report(self.gpu.sample(), exit_code=code)
+            log.info("the trainer exited %d", code)
         finally:
             if tensorboard is not None:
                 tensorboard.terminate()
