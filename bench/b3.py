@@ -14,15 +14,16 @@ finds a warm pod, so the figure is the start, not the wait for a pod another ses
 from __future__ import annotations
 
 import random
+import statistics
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench import plan
 from bench.stats import quantiles
-from shoal.agent.protocol import ANN_PROGRESS
 from shoal.k8s.client import Kube, custom_path, pods_path
 from testbed.kubelet import LocalKubelet
 
@@ -35,26 +36,6 @@ ENV = {
     "SHOAL_TRAINER_STANDBY": "on",
 }
 LABEL_SESSION = "shoal.dev/session"
-
-
-def first_progress(kube: Kube, ns: str, seen: dict[str, float], stop: threading.Event) -> Callable[[], None]:
-    """A watch of the namespace's pods recording when each session's pod first carries a progress
-    report (a warm pod's is cleared on release, so the next session's is its own)."""
-    import kubernetes
-
-    def run() -> None:
-        core = kubernetes.client.CoreV1Api(kube.api)
-        while not stop.is_set():
-            w = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
-            for event in w.stream(core.list_namespaced_pod, ns, timeout_seconds=60):  # type: ignore[no-untyped-call]
-                meta = event["raw_object"]["metadata"]
-                session = (meta.get("labels") or {}).get(LABEL_SESSION)
-                if session and ANN_PROGRESS in (meta.get("annotations") or {}) and session not in seen:
-                    seen[session] = time.time()
-                if stop.is_set():
-                    w.stop()  # type: ignore[no-untyped-call]
-
-    return run
 
 
 def finished(kube: Kube, ns: str) -> int:
@@ -123,25 +104,67 @@ def pool_waiting(kube: Kube, ns: str, kubelet: LocalKubelet, size: int) -> bool:
     return True
 
 
+STAGES = ("seen", "started", "configSeen", "trainerStarted", "firstProgress", "reported", "status")
+STAGE_SAYS = {
+    "seen": "created -> the operator's first reconcile (watch and work queue)",
+    "started": "-> pod claimed (warm) or created (cold)",
+    "configSeen": "-> the agent has the session's config (warm: its pod watch; cold: its process started, which can "
+    "come before the operator has the create call's answer, hence a negative time)",
+    "trainerStarted": "-> trainer handed its session (warm, standby) or started",
+    "firstProgress": "-> the trainer's first progress file",
+    "reported": "-> the agent's report of it patched",
+    "status": "-> the operator's status showing it",
+}
+
+
+def stages(posted: float, moments: dict[str, float]) -> dict[str, float]:
+    """Seconds from one moment to the next, from the create call on; `firstProgress` is the end point
+    (create -> the trainer's first progress) and `total` is create -> status."""
+    out, before = {}, posted
+    for stage in STAGES:
+        out[stage] = round(moments[stage] - before, 4)
+        before = moments[stage]
+    out["toFirstProgress"] = round(moments["firstProgress"] - posted, 4)
+    out["total"] = round(moments["status"] - posted, 4)
+    return out
+
+
 def run(
     kube: Kube,
     ns: str,
     mode: str,
     wait: Callable[..., Any],
+    oplog: Path,
+    op_pid: int | None = None,
     steady: int = 50,
     burst: int = 50,
     pool: int = 50,
     seed: int = 0,
 ) -> dict[str, Any]:
+    """One repetition of one mode. Each session's moments are those its components recorded (the
+    operator's start record in its log, with the agent's moments from its report), read after the
+    fact; the create call's time is this process's."""
+    from bench.harness import CpuMeter, LogFollower, quiet
+
     rng = random.Random(seed)
     kubelet = LocalKubelet(kube, ns, command=BANDIT, env=ENV).start()
-    seen: dict[str, float] = {}
-    stop = threading.Event()
+    starts: dict[str, dict[str, float]] = {}
+    follow = LogFollower(oplog)
+
+    def started() -> bool:
+        for r in follow.records():
+            session = str(r.get("session", ""))
+            if r.get("moments") and session.startswith(f"{ns}/"):
+                starts[session.split("/", 1)[1]] = r["moments"]
+        return all(n in starts for n in posted)
+
+    posted: dict[str, float] = {}
+    phases: dict[str, Any] = {}
     try:
         if mode == "warm":
             warm_pool(kube, ns, kubelet, pool, wait)
-        threading.Thread(target=first_progress(kube, ns, seen, stop), daemon=True).start()
-        posted: dict[str, float] = {}
+        phases["steady"] = {"busy_at_start": quiet()}
+        meter = CpuMeter(op_pid)
         for i in range(steady):
             name = f"s{i:03d}"
             posted[name] = time.time()
@@ -149,12 +172,15 @@ def run(
                 custom_path("trainingsessions", ns), session_body(name, "warm" if mode == "warm" else None)
             )
             time.sleep(rng.uniform(0.1, 0.5))  # arrivals at random gaps (the workload, not synchronisation)
-        wait(lambda: all(n in seen for n in posted), 300, f"{mode}: the steady sessions training")
+        wait(started, 300, f"{mode}: the steady sessions training")
         # The burst meets a pool back to full (every steady session done): it measures starts, not
         # the wait for a pod another session still holds.
         wait(lambda: finished(kube, ns) >= steady, 300, f"{mode}: the steady sessions finished")
         if mode == "warm":
             wait(lambda: pool_waiting(kube, ns, kubelet, pool), 300, "the pool back to full")
+        phases["steady"]["cpu_s"] = meter.spent()
+        phases["burst"] = {"busy_at_start": quiet()}
+        meter = CpuMeter(op_pid)
         burst_names = [f"b{i:03d}" for i in range(burst)]
         bodies = [session_body(n, "warm" if mode == "warm" else None) for n in burst_names]
         threads = []
@@ -169,26 +195,44 @@ def run(
             t.start()
         for t in threads:
             t.join()
-        wait(lambda: all(n in seen for n in posted), 600, f"{mode}: the burst training")
+        wait(started, 600, f"{mode}: the burst training")
+        wait(lambda: finished(kube, ns) >= steady + burst, 300, f"{mode}: the burst finished")
     finally:
-        stop.set()
         kubelet.stop()
-    lat = {n: seen[n] - posted[n] for n in posted}
-    steady_lat = [v for n, v in lat.items() if n.startswith("s")]
-    burst_lat = [v for n, v in lat.items() if n.startswith("b")]
+    # After the kubelet's stop every local pod has ended: their CPU is in the children's rusage.
+    phases["burst"]["cpu_s"] = meter.spent()
+    per = {n: stages(posted[n], starts[n]) for n in posted}
     return {
         "mode": mode,
         "pool": pool if mode == "warm" else None,
-        "steady": quantiles(steady_lat),
-        "burst": quantiles(burst_lat),
-        "all": quantiles([*steady_lat, *burst_lat]),
-        "raw_s": {n: round(v, 3) for n, v in sorted(lat.items())},
+        "phases": phases,
+        "stages_s": per,
+        "raw_s": {n: per[n]["toFirstProgress"] for n in sorted(per)},
     }
 
 
-def bench(kube: Kube, reps: int = 2, steady: int = 50, burst: int = 50, pool: int = 50) -> dict[str, Any]:
+def summarise(runs: list[dict[str, Any]], mode: str) -> dict[str, Any]:
+    """Per arrival pattern: create -> first progress, and every stage, as p50/p90/p99."""
+    mine = [r for r in runs if r["mode"] == mode]
+    out: dict[str, Any] = {}
+    for part in ("steady", "burst", "all"):
+        rows = [s for r in mine for n, s in r["stages_s"].items() if part == "all" or n.startswith(part[0])]
+        out[part] = quantiles([s["toFirstProgress"] for s in rows])
+        out[part]["stages"] = {k: quantiles([s[k] for s in rows]) for k in (*STAGES, "total")}
+    return out
+
+
+def bench(
+    kube: Kube,
+    oplog: Path,
+    op_pid: int | None = None,
+    reps: int = 2,
+    steady: int = 50,
+    burst: int = 50,
+    pool: int = 50,
+) -> dict[str, Any]:
     """Warm and cold side by side on the running operator, alternating which goes first; figures per
-    mode over all repetitions, each repetition's raw latencies kept."""
+    mode over all repetitions, each repetition's raw stages kept."""
     from bench.harness import drop_namespace, log, namespace
     from bench.harness import wait as bench_wait
     from bench.stats import provenance
@@ -198,20 +242,17 @@ def bench(kube: Kube, reps: int = 2, steady: int = 50, burst: int = 50, pool: in
     for rep in range(reps):
         for mode in ("warm", "cold") if rep % 2 == 0 else ("cold", "warm"):
             ns = namespace(kube, f"b3-{mode}")
-            log(f"B3 rep {rep} {mode}")
-            result = run(kube, ns, mode, bench_wait, steady=steady, burst=burst, pool=pool, seed=rep)
+            log(f"B3 rep {rep + 1}/{reps} {mode}: {steady} one by one, then {burst} at once")
+            result = run(
+                kube, ns, mode, bench_wait, oplog, op_pid, steady=steady, burst=burst, pool=pool, seed=rep
+            )
             drop_namespace(kube, ns)
             runs.append({"rep": rep, **result})
-    summary: dict[str, Any] = {}
-    for mode in ("warm", "cold"):
-        mine = [r for r in runs if r["mode"] == mode]
-        lat = {
-            part: [v for r in mine for n, v in r["raw_s"].items() if n.startswith(part[0])]
-            for part in ("steady", "burst")
-        }
-        summary[mode] = {part: quantiles(v) for part, v in lat.items()} | {
-            "all": quantiles([*lat["steady"], *lat["burst"]])
-        }
+            q = result["raw_s"]
+            log(
+                f"B3 rep {rep + 1} {mode}: create -> first progress median {statistics.median(q.values()):.2f} s"
+            )
+    summary = {mode: summarise(runs, mode) for mode in ("warm", "cold")}
     warm = summary["warm"]["all"]
     return {
         **out,
@@ -221,15 +262,18 @@ def bench(kube: Kube, reps: int = 2, steady: int = 50, burst: int = 50, pool: in
         "pool": pool,
         "runs": runs,
         "summary": summary,
-        "goal": "warm p50 <= 1 s and p99 <= 2 s over steady arrivals and the burst together",
+        "goal": "warm create -> the trainer's first progress p50 <= 1 s and p99 <= 2 s, steady and burst together",
         "goal_met": bool(warm.get("p50", 99) <= 1.0 and warm.get("p99", 99) <= 2.0),
     }
 
 
 def section(b3: dict[str, Any], heading_note: str = "") -> list[str]:
     """The report's B3 section, its sentences computed from the figures."""
+    head = ["## B3 session start" + heading_note, ""]
+    if "stages" not in b3["summary"]["warm"]["all"]:
+        return [*head, "(An earlier design: create to the agent's first acknowledgement; rerun B3.)", ""]
     rows = []
-    pool = b3.get("pool", 20)
+    pool = b3["pool"]
     for mode, label in (("warm", f"warm (`poolRef`, pool of {pool})"), ("cold", "cold (own pod)")):
         for part in ("steady", "burst", "all"):
             q = b3["summary"][mode][part]
@@ -237,31 +281,65 @@ def section(b3: dict[str, Any], heading_note: str = "") -> list[str]:
                 f"| {label} | {part} | {q['n']} | {q['p50']} s | {q['p90']} s | {q['p99']} s | "
                 f"{q['min']}-{q['max']} s |"
             )
+    stage_rows = []
+    for stage in (*STAGES, "total"):
+        cells = []
+        for mode in ("warm", "cold"):
+            for part in ("steady", "burst"):
+                q = b3["summary"][mode][part]["stages"][stage]
+                cells.append(f"{q['p50']} / {q['p90']} / {q['p99']}" if "p50" in q else "-")
+        says = STAGE_SAYS.get(stage, "create -> status (all stages)")
+        stage_rows.append(f"| {stage} | {says} | " + " | ".join(cells) + " |")
+    cpu_rows = []
+    for r in b3["runs"]:
+        for part in ("steady", "burst"):
+            ph = r["phases"][part]
+            spent = ", ".join(f"{k} {v}" for k, v in ph["cpu_s"].items())
+            cpu_rows.append(
+                f"- rep {r['rep'] + 1} {r['mode']} {part} (machine {ph['busy_at_start']:.0%} busy at its start): {spent}"
+            )
     warm, cold = b3["summary"]["warm"]["all"], b3["summary"]["cold"]["all"]
     n = warm["n"]
+    slowest = max(STAGES, key=lambda k: b3["summary"]["warm"]["all"]["stages"][k].get("p50", 0))
     return [
-        "## B3 session start" + heading_note,
+        *head,
+        f"Run {b3['started']} at commit {b3['commit']}.",
         "",
-        f"Run {b3.get('started', b3.get('date', '?'))} at commit {b3.get('commit', '?')}.",
-        "",
-        "From the create call to the session's trainer reporting its first progress, as its agent publishes it "
-        "on the pod (a watch of the namespace's pods). Every agent runs as a real local process for its KWOK pod, "
-        "with the bandit trainer double (so torch's import is not in it); a warm pod's trainer waits in standby "
-        f"for its claim. Per repetition: {b3.get('steady', 50)} sessions arriving at random 0.1-0.5 s gaps, then, "
-        f"once they have finished, {b3.get('burst', 50)} at once; warm and cold alternate first; {b3['reps']} repetitions, raw latencies in "
-        f"results.json. The pool holds {pool} pods.",
+        "From the create call to the session's trainer writing its first progress. Every moment after the create "
+        "call is recorded by the component it belongs to: the operator's start record (its log, with "
+        "`shoal_session_start_stage_seconds`) gives when it first reconciled the session, claimed or created "
+        "its pod and wrote the status showing progress; the agent sends with its report when it had the config, "
+        "started (or handed the session to) the trainer, and the trainer's first progress file's write time. "
+        "Every agent runs as a real local process for its KWOK pod, with the bandit trainer double (so torch's "
+        "import is not in it); a warm pod's trainer waits in standby for its claim. Each phase starts once the "
+        "pool's pods are idle with their trainers in standby and the machine is quiet. Per repetition: "
+        f"{b3['steady']} sessions arriving at random 0.1-0.5 s gaps, then, once they have finished, {b3['burst']} "
+        f"at once; warm and cold alternate first; {b3['reps']} repetitions, every session's stages in results.json. "
+        f"The pool holds {pool} pods.",
         "",
         "| | arrivals | n | p50 | p90 | p99 | range |",
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
+        "Where the time goes, each stage from the one before (p50 / p90 / p99, seconds):",
+        "",
+        "| stage | from the one before | warm steady | warm burst | cold steady | cold burst |",
+        "|---|---|---|---|---|---|",
+        *stage_rows,
+        "",
+        "CPU seconds per phase (operator, API server, etcd; the local pods' agents and trainers, sampled every "
+        "0.5 s; the whole machine, 2 cores, whose rest is the scheduler, KWOK, metrics-server, Prometheus and "
+        "the benchmark itself):",
+        "",
+        *cpu_rows,
+        "",
         f"Over all {n} warm starts: p50 {warm['p50']} s, p99 {warm['p99']} s, "
         f"{round(cold['p50'] / warm['p50'], 1) if warm.get('p50') else '?'}x sooner than cold at the median "
-        f"(cold p50 {cold['p50']} s). With {n} samples p99 lies between the two largest"
+        f"(cold p50 {cold['p50']} s); the warm stage with the largest median is `{slowest}`. "
         + (
-            " (it is not simply the maximum)."
+            f"With {n} samples p99 lies between the two largest (it is not simply the maximum)."
             if n >= 100
-            else "; too few samples for a p99 apart from the maximum."
+            else f"With {n} samples p99 is interpolated next to the maximum: a rough figure."
         ),
         "",
         f"Goal ({b3['goal']}): **{plan.verdict(b3)}**.",

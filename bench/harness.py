@@ -3,9 +3,11 @@ server's request count. Percentiles and provenance are bench/stats.py's."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -51,8 +53,10 @@ class Operator:
             **env,
         }
         # The log goes to a file, as a kubelet keeps a container's; SHOAL_BENCH_OPERATOR_LOG names another.
-        log_path = os.environ.get("SHOAL_BENCH_OPERATOR_LOG") or str(testbed.LOGS / "bench-operator.log")
-        self.log = open(log_path, "ab")  # noqa: SIM115 (closed in stop)
+        self.log_path = Path(
+            os.environ.get("SHOAL_BENCH_OPERATOR_LOG") or testbed.LOGS / "bench-operator.log"
+        )
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "shoal"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT
         )
@@ -77,6 +81,111 @@ class Operator:
         self.proc.terminate()
         self.proc.wait(20)
         self.log.close()
+
+
+class LogFollower:
+    """The operator's JSON log records written since this was made (the figures its components record
+    themselves, read after the fact: no watch in this process whose lag would count)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
+        self.rest = b""
+
+    def records(self) -> list[dict[str, Any]]:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        self.offset += len(chunk)
+        lines = (self.rest + chunk).split(b"\n")
+        self.rest = lines.pop()  # a line still being written
+        out = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # not a JSON record (a traceback's lines)
+            if isinstance(record, dict):
+                out.append(record)
+        return out
+
+
+class CpuMeter:
+    """CPU seconds (user + system) spent from now until `spent()` by the operator, the API server and
+    etcd, by the local pods' processes (agents and trainers, this process's descendants other than
+    the operator, sampled every 0.5 s so a process that ends keeps what it had spent at its last
+    sample), and by the whole machine."""
+
+    def __init__(self, op_pid: int | None) -> None:
+        import psutil
+
+        self.op_pid = op_pid
+        self.pids: dict[str, int] = {"operator": op_pid} if op_pid else {}
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            cmd = " ".join(proc.info.get("cmdline") or [])
+            for name in ("kube-apiserver", "etcd"):
+                if name not in self.pids and (proc.info.get("name") == name or f"/{name} " in f"{cmd} "):
+                    self.pids[name] = proc.pid
+        # (pid, start time) -> [CPU at the first sample or 0 for one born later, CPU at the last sample]
+        self.pods: dict[tuple[int, float], list[float]] = {}
+        self._sample(born_before=True)
+        self.before = self._now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _sample(self, born_before: bool = False) -> None:
+        import psutil
+
+        for proc in psutil.Process().children(recursive=True):
+            if proc.pid == self.op_pid:
+                continue
+            try:
+                key, t = (proc.pid, proc.create_time()), proc.cpu_times()
+            except psutil.Error:
+                continue
+            cpu = t.user + t.system
+            self.pods.setdefault(key, [cpu if born_before else 0.0, cpu])[1] = cpu
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.5):
+            self._sample()
+
+    def _now(self) -> dict[str, float]:
+        import psutil
+
+        out = {}
+        for name, pid in self.pids.items():
+            try:
+                t = psutil.Process(pid).cpu_times()
+                out[name] = t.user + t.system
+            except psutil.Error:
+                out[name] = 0.0
+        machine = psutil.cpu_times()
+        out["machine"] = machine.user + machine.system + getattr(machine, "nice", 0.0)
+        return out
+
+    def spent(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        now = self._now()
+        out = {k: round(now[k] - self.before[k], 2) for k in now if k != "machine"}
+        out["local pods"] = round(sum(last - first for first, last in self.pods.values()), 2)
+        out["machine"] = round(now["machine"] - self.before["machine"], 2)
+        return out
+
+
+def quiet(max_busy: float = 0.35, timeout: float = 120.0) -> float:
+    """Wait (up to `timeout`) until the machine's CPU is below `max_busy` over 2 s, so a measurement
+    does not start beside the set-up's own work; the busy fraction it started at."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = psutil.cpu_percent(interval=2.0) / 100
+        if busy <= max_busy or time.monotonic() > deadline:
+            return round(busy, 3)
 
 
 def apiserver_requests(kube: Kube) -> float:

@@ -51,8 +51,10 @@ def _b2(r: dict[str, Any]) -> str:
 
 def _b3(r: dict[str, Any]) -> str:
     w, c = r["summary"]["warm"]["all"], r["summary"]["cold"]["all"]
+    if "stages" not in w:
+        return "an earlier design (to the agent's first acknowledgement); rerun"
     return (
-        f"create to first progress, {w['n']} warm starts (pool of {r.get('pool', 20)}): p50 {w['p50']} s, "
+        f"create to the trainer's first progress, {w['n']} warm starts (pool of {r['pool']}): p50 {w['p50']} s, "
         f"p99 {w['p99']} s; cold p50 {c['p50']} s, p99 {c['p99']} s"
     )
 

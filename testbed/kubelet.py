@@ -83,12 +83,14 @@ class LocalKubelet:
             lister = core.list_pod_for_all_namespaces
         while not self.stopped.is_set():
             try:
-                for event in kubernetes.watch.Watch().stream(  # type: ignore[no-untyped-call]
-                    lister, timeout_seconds=300
-                ):
+                # The events' objects as plain dicts: a V1Pod model per event (every progress report
+                # is one) would cost the shared cores more than handling the event here.
+                watch = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
+                for event in watch.stream(lister, timeout_seconds=300, deserialize=False):  # type: ignore[no-untyped-call]
                     if self.stopped.is_set():
                         return
-                    self._sync(event["type"], event["raw_object"])
+                    if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                        self._sync(event["type"], event["object"])
             except Exception as exc:  # an API restart: watch again
                 log.warning("pod watch failed (%s); again in 1 s", exc)
                 time.sleep(1)

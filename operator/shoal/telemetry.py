@@ -63,6 +63,18 @@ CLAIM_SECONDS = Histogram(
     "From a session first seen to bound to a warm pod",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+SESSION_START_SECONDS = Histogram(
+    "shoal_session_start_stage_seconds",
+    "Time a session's start spent in each stage (sessions/starts.py), warm (a pool's pod) or cold",
+    ["start", "stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    "shoal_workqueue_wait_seconds",
+    "Time a key waited in the work queue before a worker took it",
+    ["kind"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 SOURCE_SECONDS = Histogram(
     "shoal_metric_source_duration_seconds",
     "Time to read one metric",

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,18 @@ def test_gpu_sampler_is_quiet_without_nvml(monkeypatch: Any) -> None:
     assert GpuSampler().sample() == []
 
 
+def assert_start_times(times: dict[str, float], after: float) -> None:
+    """The agent's moments of one start, in order, all after the claim was handed over."""
+    order = ("configSeen", "trainerStarted", "firstProgress", "reported")
+    assert list(times) == list(order) or set(times) == set(order), times
+    moments = [times[k] for k in order]
+    assert (
+        after <= moments[0] <= moments[1] <= moments[3]
+        and moments[1] <= moments[2] + 0.01 <= moments[3] + 0.01
+    )
+    assert moments[3] - after < 30
+
+
 def test_a_warm_agent_trains_once_per_claim_and_waits_again_after_each_release(tmp_path: Path) -> None:
     run = AgentRun(tmp_path, warm=True)
 
@@ -186,8 +199,10 @@ def test_a_warm_agent_trains_once_per_claim_and_waits_again_after_each_release(t
         )  # no trainer yet
         claim = {**CONFIG, "game": "bandit-claimed", "checkpointDir": str(tmp_path / "session-ckpt")}
         first = {"session_config": json.dumps(claim), "claimed_by": "a", "claims": "1"}
+        claimed_at = time.time()
         annotate(**first)
-        run.wait(lambda p: p.get("timesteps", 0) > 100, "training with the claim's config")
+        training = run.wait(lambda p: p.get("timesteps", 0) > 100, "training with the claim's config")
+        assert_start_times(training["times"], after=claimed_at)
         assert json.loads((tmp_path / "work" / "config.json").read_text())["game"] == "bandit-claimed"
         annotate(**first, command="checkpoint", command_id="1")
         acked = run.wait(lambda p: p.get("ack") == 1, "checkpoint in the claim's directory")
@@ -199,9 +214,11 @@ def test_a_warm_agent_trains_once_per_claim_and_waits_again_after_each_release(t
         annotate(claims="1")  # released: the session's annotations are gone
         wait_until(lambda: not (tmp_path / "work" / "config.json").exists(), 30, "the claim forgotten")
         second = {**CONFIG, "game": "bandit-second"}  # no checkpointDir: one under the pod's own
+        claimed_at = time.time()
         annotate(session_config=json.dumps(second), claimed_by="b", claims="2")
         again = run.wait(lambda p: p.get("timesteps", 0) > 100 and "exitCode" not in p, "the second claim")
         assert again["ack"] == 0 and again["lastCheckpoint"] is None  # nothing carried over from "a"
+        assert_start_times(again["times"], after=claimed_at)  # this claim's own moments, not a's
         annotate(
             session_config=json.dumps(second), claimed_by="b", claims="2", command="pause", command_id="1"
         )

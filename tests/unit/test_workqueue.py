@@ -159,3 +159,20 @@ def test_one_key_failing_two_thousand_times_does_not_delay_the_others_and_a_dead
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert len(times) > 20, key
         assert max(gaps) < 0.5, (key, max(gaps))  # on time throughout: 20 ms pace, well under 0.5 s
+
+
+def test_each_key_reports_how_long_it_waited_once_per_take() -> None:
+    waits: list[float] = []
+
+    async def scenario() -> None:
+        q = WorkQueue(waited=waits.append)
+        q.add("a")
+        q.add("a")  # deduplicated: one wait, from the first add
+        await asyncio.sleep(0.05)
+        q.add("b")
+        assert await q.get() == "a"
+        assert await q.get() == "b"
+
+    asyncio.run(scenario())
+    assert len(waits) == 2
+    assert waits[0] >= 0.05 > waits[1] >= 0.0

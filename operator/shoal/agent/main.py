@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -149,6 +150,10 @@ class Agent:
         self.warm = not self.config_path.exists()
         self.checkpoints = checkpoint_dir()  # the pod's own: a claim's sessions get directories under it
         self.claim_id: tuple[str | None, str | None] = (None, None)
+        # When this session's start reached each stage here (wall clock), sent with its reports so the
+        # operator can say where a start's time went: config seen (a cold pod: the agent's own start),
+        # trainer started (or handed its session), the trainer's first progress file, its first report.
+        self.times: dict[str, float] = {} if self.warm else {"configSeen": _process_start()}
 
     # --- claims (warm pool pods) -------------------------------------------------------------------
 
@@ -159,6 +164,7 @@ class Agent:
             self._next_annotations(timeout=1.0)
         if self.stop_requested:
             return False
+        self.times = {"configSeen": time.time()}
         claim = json.loads(self.current[ANN_SESSION_CONFIG])
         self.claim_id = self._claim_id()
         path = workdir() / "config.json"
@@ -253,14 +259,21 @@ class Agent:
             progress["gpu"] = gpu
         if exit_code is not None:
             progress["exitCode"] = exit_code
+        if "firstProgress" not in self.times and progress_file().exists():
+            with contextlib.suppress(OSError):  # the trainer's own write time of its first progress
+                self.times["firstProgress"] = progress_file().stat().st_mtime
         TIMESTEPS.set(float(progress.get("timesteps") or 0))
         before = self.last_report or {}
         urgent = any(progress.get(k) != before.get(k) for k in URGENT)
         due = time.monotonic() - self.last_report_time >= self.report_every
+        if "firstProgress" in self.times and "reported" not in self.times:
+            self.times["reported"] = time.time()  # this report is the first to carry the trainer's progress
+            urgent = True
+        progress["times"] = dict(self.times)
         if progress != before and (urgent or due):
             REPORTS.inc()
             self.reporter.report(progress)
-            if not before:
+            if self.times.get("reported") and not before.get("times", {}).get("reported"):
                 log.info("first progress reported (%s timesteps)", progress.get("timesteps"))
             self.last_report = progress
             self.last_report_time = time.monotonic()
@@ -329,6 +342,7 @@ class Agent:
     def _train(self, waiting: subprocess.Popen[bytes] | None = None) -> int:
         tensorboard, stream = self._servers()
         proc = waiting if waiting is not None and self._hand_off(waiting) else subprocess.Popen(self.command)
+        self.times["trainerStarted"] = time.time()
         signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
         try:
             while proc.poll() is None:
@@ -347,6 +361,14 @@ class Agent:
             if stream is not None:
                 stream.stop()
         return code
+
+
+def _process_start() -> float:
+    """When this agent's process started: a cold pod's config is there from its start."""
+    try:
+        return float(psutil.Process().create_time())
+    except psutil.Error:
+        return time.time()
 
 
 def main(argv: list[str] | None = None) -> int:

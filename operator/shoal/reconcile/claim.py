@@ -7,6 +7,7 @@ which gives back every claim no live holder holds (reconcile/pool.py), as for Tr
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +27,7 @@ from shoal.reconcile import write_status
 from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex
 
+log = logging.getLogger("shoal.claim")
 PLURAL = "containerclaims"
 GONE_KEPT = 4096
 
@@ -96,9 +98,11 @@ class ClaimReconciler:
             self._write(obj, {**status, "phase": status.get("phase") or "Pending"}, invalid, now)
             return None
         step = decide(spec, status, self._held(namespace, status.get("podName"), holder), None, now)
+        patched = 0.0
         if step.needs_claim:
             req = claim_request(spec, self.settings.gpu_resource, self.settings.gpu_memory_resource)
             outcome = self.claimer.claim(namespace, spec.poolRef.name, holder, req, {}, started, now)
+            patched = time.time()
             step = decide(spec, status, None, outcome, now)
         if step.status.get("phase") != "Pending":
             self.claimer.unwait(namespace, holder)
@@ -108,6 +112,20 @@ class ClaimReconciler:
             )  # overran its hold
         bound = conditions.condition("Bound", *step.bound) if step.bound else None
         self._write(obj, step.status, bound, now)
+        if status.get("phase") != "Bound" and step.status.get("phase") == "Bound" and patched:
+            # Where the bind's time went, in the moments this process recorded (wall clock).
+            moments = {
+                "seen": time.time() - (time.monotonic() - started),
+                "patched": patched,
+                "status": time.time(),
+            }
+            log.info(
+                "claim %s/%s bound in %.3f s",
+                namespace,
+                name,
+                moments["status"] - moments["seen"],
+                extra={"claim": f"{namespace}/{name}", "moments": moments},
+            )
         for type_, reason, message in step.events:  # after the status they describe
             self.kube.event(obj, type_, reason, message)
         if step.status.get("phase") in ("Expired", "Lost"):

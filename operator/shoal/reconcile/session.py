@@ -3,6 +3,7 @@ the pure lifecycle (sessions/lifecycle.py), carries out its actions, then writes
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -13,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shoal import telemetry
+from shoal.agent.protocol import ANN_PROGRESS
 from shoal.api.session import TrainingSessionSpec
 from shoal.builders.session import (
     agent_role,
@@ -26,7 +28,7 @@ from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.pool.claims import SESSION, Holder
 from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex
-from shoal.sessions import record
+from shoal.sessions import record, starts
 from shoal.sessions.capacity import Capacity
 from shoal.sessions.lifecycle import (
     ANN_COMMAND,
@@ -77,6 +79,10 @@ class SessionReconciler:
         self.capacity = Capacity(kube, settings)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.first_seen: dict[str, float] = {}
+        # (namespace, name) -> when this process first saw a session not yet started, and when it started it (wall
+        # clock, beside the agent's): logged with the agent's moments once status shows the trainer's
+        # first progress (sessions/starts.py).
+        self.starts: dict[tuple[str, str], dict[str, float]] = {}
         # What a reconcile last read of each session: uid, generation, and the one status field that
         # another session's reconcile writes (a preemption).
         self.seen: dict[tuple[str, str], tuple[str, int, str | None]] = {}
@@ -100,10 +106,13 @@ class SessionReconciler:
         holder = Holder(SESSION, name)
         if obj is None:
             self.seen.pop((namespace, name), None)
+            self.starts.pop((namespace, name), None)
             self.claims.unwait(namespace, holder)
             return None
         meta = obj["metadata"]
         self.seen[(namespace, name)] = seen_key(obj)
+        if meta["uid"] not in self.first_seen and not (obj.get("status") or {}).get("podName"):
+            self.starts[(namespace, name)] = {"seen": time.time()}
         self.first_seen.setdefault(meta["uid"], time.monotonic())
         if FORMER_FINALIZER in (meta.get("finalizers") or []):
             obj = self.kube.remove_finalizer(custom_path(PLURAL, namespace, name), obj, FORMER_FINALIZER)
@@ -123,6 +132,7 @@ class SessionReconciler:
             )
             return None
         if st.get("phase") in FINAL:
+            self.starts.pop((namespace, name), None)
             return None  # the record is kept; nothing runs any more
 
         pod = self._get_pod(namespace, st.get("podName"))
@@ -134,14 +144,54 @@ class SessionReconciler:
         elif step.needs == "claim":
             started = self.first_seen[meta["uid"]]
             outcome = self.claims.claim_session(namespace, name, spec, st.get("lastCheckpoint"), started, now)
+            if outcome.pod:
+                self._started(namespace, name)
             step = decide(replace(inputs, claim=outcome))
         if step.status.get("phase") != "Pending" or step.status.get("reason") not in WAITING:
             self.claims.unwait(namespace, holder)  # bound, paused, finished: no longer counted by its pool
         events = self._carry_out(obj, spec, step, now)
         self._write(obj, step.status, now)
+        if pod is not None and (namespace, name) in self.starts:
+            self._log_start(obj, pod)
         for e in events:  # after the status they describe: a retried reconcile does not repeat them
             self.kube.event(obj, e.type, e.reason, e.message)
         return step.requeue
+
+    def _started(self, namespace: str, name: str) -> None:
+        if (namespace, name) in self.starts:
+            self.starts[(namespace, name)].setdefault("started", time.time())
+
+    def _log_start(self, obj: dict[str, Any], pod: dict[str, Any]) -> None:
+        """Once status shows the trainer's first progress: where this start's time went."""
+        meta = obj["metadata"]
+        raw = (pod["metadata"].get("annotations") or {}).get(ANN_PROGRESS)
+        try:
+            progress = json.loads(raw) if raw else None
+        except ValueError:
+            return
+        key = (meta["namespace"], meta["name"])
+        moments = starts.timeline(self.starts[key], progress, time.time())
+        if moments is None:
+            return
+        del self.starts[key]
+        kind = "warm" if (obj.get("spec") or {}).get("poolRef") else "cold"
+        spent = starts.durations(moments)
+        for stage, seconds in spent.items():
+            if stage != "total":
+                telemetry.SESSION_START_SECONDS.labels(kind, stage).observe(max(0.0, seconds))
+        log.info(
+            "session %s/%s started %s in %.3f s",
+            meta["namespace"],
+            meta["name"],
+            kind,
+            spent["total"],
+            extra={
+                "session": f"{meta['namespace']}/{meta['name']}",
+                "start": kind,
+                "moments": moments,
+                "stages": spent,
+            },
+        )
 
     # --- actions -----------------------------------------------------------------------------------------
 
@@ -156,6 +206,8 @@ class SessionReconciler:
                 events.append(action)
             elif isinstance(action, CreatePod):
                 failed = self._create_pod(obj, spec, action)
+                if not failed:
+                    self._started(ns, meta["name"])
                 if failed:
                     step.status.update(phase="Pending", reason="PodCreateFailed", message=failed[:512])
                     step.status.pop("podName", None)
@@ -245,6 +297,7 @@ class SessionReconciler:
             else:
                 self.kube.delete(pods_path(meta["namespace"], pod["metadata"]["name"]))
         self.first_seen.pop(meta["uid"], None)
+        self.starts.pop((meta["namespace"], meta["name"]), None)
         telemetry.forget_session(meta["namespace"], meta["name"])  # deleted while queued
 
     def _write(self, obj: dict[str, Any], new: dict[str, Any], now: datetime) -> None:

@@ -51,7 +51,7 @@ class OperatorRuntime:
         if relevant is not None:
             self.filters[kind] = relevant
         self.listers[kind] = plural
-        queue = self.queues[kind] = WorkQueue()
+        queue = self.queues[kind] = WorkQueue(waited=telemetry.QUEUE_WAIT_SECONDS.labels(kind).observe)
         self.supervision[kind] = Supervision()
         telemetry.QUEUE_DEPTH.labels(kind).set_function(lambda: len(queue))  # as it is when scraped
         telemetry.RECONCILE_ERRORS.labels(kind)  # a zero series from the start, for rate() and alerts

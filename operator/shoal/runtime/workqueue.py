@@ -21,8 +21,10 @@ Reconciler = Callable[[Any], float | None]
 
 
 class WorkQueue:
-    def __init__(self, max_backoff: float = 300.0) -> None:
+    def __init__(self, max_backoff: float = 300.0, waited: Callable[[float], None] | None = None) -> None:
         self.max_backoff = max_backoff
+        self._waited = waited  # told how long each key waited between its add and a worker taking it
+        self._added: dict[Key, float] = {}
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._queued: set[Key] = set()
         self._active: set[Key] = set()
@@ -35,6 +37,7 @@ class WorkQueue:
             self._again.add(key)  # processed again once the current run ends
         elif key not in self._queued:
             self._queued.add(key)
+            self._added[key] = time.monotonic()
             self._queue.put_nowait(key)
 
     def add_after(self, key: Key, delay: float) -> None:
@@ -56,6 +59,9 @@ class WorkQueue:
         key = await self._queue.get()
         self._queued.discard(key)
         self._active.add(key)
+        added = self._added.pop(key, None)
+        if self._waited is not None and added is not None:
+            self._waited(time.monotonic() - added)
         return key
 
     def done(self, key: Key) -> None:
