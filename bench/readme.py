@@ -25,11 +25,17 @@ def _b1(r: dict[str, Any]) -> str:
         return "not rerun since the comparison at equal client limits"
     parts = []
     for name, s in r["settings"].items():
-        shoal, kcm = s["ContainerPool"], s["Deployment"]
+        shoal = s["ContainerPool"]
+        against = [
+            f"{kind}s {s[kind]['seconds']['median']} s ({ratio}x), "
+            f"{s[kind]['controller_requests_per_pod']['median']} requests/pod"
+            for kind, ratio in (
+                s.get("ratio_time_pools_vs") or {"Deployment": s["ratio_time_pools_vs_deployments"]}
+            ).items()
+        ]
         parts.append(
-            f"{name}: Shoal {shoal['seconds']['median']} s against kcm {kcm['seconds']['median']} s "
-            f"({s['ratio_time_pools_vs_deployments']}x), own requests/pod "
-            f"{shoal['controller_requests_per_pod']['median']} against {kcm['controller_requests_per_pod']['median']}"
+            f"{name}: Shoal {shoal['seconds']['median']} s, {shoal['controller_requests_per_pod']['median']} "
+            "requests/pod; kcm " + ", ".join(against)
         )
     return (
         f"{r['objects']} objects x {r['pods_each']} pods, {r['repetitions']} repetitions per setting; "
