@@ -112,19 +112,9 @@ def report(results: dict[str, Any]) -> str:
 
         lines += b6_bench.section(results["B6"], not_rerun(results, "B6"))
     if "B4" in results:
-        b4 = results["B4"]
-        lines += [
-            "## B4 footprint" + not_rerun(results, "B4"),
-            "",
-            f"The operator (one Python process) managing {b4['pools']:,} ContainerPools / {b4['pods']:,} pods and "
-            f"{b4['scalers']} WorkerScalers (CPU metric, {b4['poll_interval_s']} s poll) on the test bed, measured with "
-            f"psutil over {b4['window_s']} s of steady state: RSS max **{b4['rss_mib_max']} MiB**, CPU **"
-            f"{b4['cpu_cores_avg']} cores** on average; {b4['scaler_reconciles_per_s']} scaler reconciles/s (500 / 15 s = "
-            "33.3 evaluations are due; the echoes of the scalers' own status writes are dropped at the watch). "
-            f"Goal RSS <= 200 MiB and CPU <= 0.25 core: **{plan.verdict(b4)}**. "
-            "The API server, etcd, KWOK and metrics-server share the same 2 cores.",
-            "",
-        ]
+        from bench import b4 as b4_bench
+
+        lines += b4_bench.section(results["B4"], not_rerun(results, "B4"))
     lines += agent_sections(results)
     if "B9" in results:
         from bench import b9 as b9_bench

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -24,7 +23,7 @@ from typing import Any
 import yaml
 
 from testbed.faultproxy import FaultProxy
-from testbed.localpod import free_port
+from testbed.operator import OperatorProcess
 from testbed.seed import kubectl
 
 RESULTS = Path(__file__).resolve().parent / "results" / "admission-reads.json"
@@ -81,24 +80,20 @@ def commit_of(tree: Path) -> str:
 def one_run(label: str, tree: Path, workdir: Path) -> dict[str, Any]:
     proxy = FaultProxy()
     proxy.start()
-    env = {
-        "KUBECONFIG": str(proxy.kubeconfig(workdir / f"{label}.kubeconfig")),
-        "PYTHONPATH": str(tree / "operator"),
-        "SHOAL_METRICS_PORT": str(free_port()),
-        "SHOAL_HEALTH_PORT": str(free_port()),
-        "SHOAL_LEASE_NAMESPACE": "default",
-        "SHOAL_LEASE_NAME": f"bench-{uuid.uuid4().hex[:6]}",
-        "SHOAL_LOG_FORMAT": "text",
-        "PATH": "/usr/bin:/bin",
-    }
-    log = open(workdir / f"{label}.log", "wb")  # noqa: SIM115
-    op = subprocess.Popen([sys.executable, "-m", "shoal"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    # The shared launcher, at the chart's log level, running the given tree's operator code.
+    op = OperatorProcess(
+        proxy.kubeconfig(workdir / f"{label}.kubeconfig"),
+        log_file=workdir / f"{label}.log",
+        tree=tree,
+        env={"SHOAL_LEASE_NAME": f"bench-{uuid.uuid4().hex[:6]}", "PATH": "/usr/bin:/bin"},
+    )
+    op.start(ready=False)
     ns = f"bench-reads-{uuid.uuid4().hex[:6]}"
     try:
         kubectl("apply", "-f", "-", stdin=manifests(ns))
         deadline = time.monotonic() + 180
         while pending(ns) < SESSIONS:
-            if time.monotonic() > deadline or op.poll() is not None:
+            if time.monotonic() > deadline or not op.running():
                 raise RuntimeError(f"{label}: sessions never all pending; see {workdir}/{label}.log")
             time.sleep(1)
         before = Counter(proxy.requests)
@@ -113,8 +108,7 @@ def one_run(label: str, tree: Path, workdir: Path) -> dict[str, Any]:
                 by_kind[kind(method, path)] += n
         kubectl("delete", "namespace", ns, "--wait=true", "--timeout=180s")
     finally:
-        op.terminate()
-        op.wait(30)
+        op.stop()
         proxy.stop()
     return {
         "tree": label,

@@ -147,7 +147,7 @@ def one_run(kube: Kube, op: Operator, kind: str, objects: int, per: int) -> dict
     path = (
         f"/apis/apps/v1/namespaces/{ns}/{PATHS[kind]}" if kind in PATHS else custom_path("containerpools", ns)
     )
-    pid = op.proc.pid if kind == "ContainerPool" else processes.pid_of("kube-controller-manager")
+    pid = op.pid if kind == "ContainerPool" else processes.pid_of("kube-controller-manager")
 
     def own() -> tuple[dict[str, float], float, float]:
         """The controller's own requests by verb, client-side waits and CPU seconds so far."""
@@ -233,7 +233,7 @@ def b1(kube: Kube, objects: int = 100, per: int = 5, reps: int = 5) -> dict[str,
         for setting in SETTINGS:
             log(f"B1 {setting.name}: {setting.says}")
             restart_controllers(setting.controller_flags)
-            op = Operator(**setting.shoal_env)
+            op = Operator(env=setting.shoal_env)
             runs: list[dict[str, Any]] = []
             try:
                 for rep in range(reps):
@@ -330,7 +330,9 @@ def section(b1: dict[str, Any], heading_note: str = "") -> list[str]:
     ]
 
     def cell(s: dict[str, float] | None) -> str:
-        return f"{s['median']} ({s['min']}-{s['max']})" if s else "-"
+        if not s:
+            return "-"
+        return str(s["median"]) if s["min"] == s["max"] else f"{s['median']} ({s['min']}-{s['max']})"
 
     for name, s in b1["settings"].items():
         for kind in KINDS:

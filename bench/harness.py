@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +14,7 @@ from typing import Any
 
 from shoal.k8s.client import ApiError, Kube, pods_path
 from testbed import cluster as testbed
+from testbed.operator import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,52 +33,32 @@ def wait(check: Callable[[], Any], timeout: float, what: str, interval: float = 
     raise TimeoutError(f"{what} not reached in {timeout:.0f}s")
 
 
-class Operator:
-    def __init__(self, **env: str) -> None:
-        self.env = {
-            **os.environ,
-            "KUBECONFIG": str(testbed.KUBECONFIG),
-            "SHOAL_METRICS_PORT": "28080",
-            "SHOAL_HEALTH_PORT": "28081",
-            # The chart's log level and format: a benchmark pays for the logging a user's operator does.
-            "SHOAL_LOG_LEVEL": "INFO",
-            "SHOAL_LOG_FORMAT": "json",
-            "SHOAL_LEASE_NAMESPACE": "default",
-            # A lease of its own per run, at the shipped duration: no wait for an earlier run's to expire.
-            "SHOAL_LEASE_NAME": f"shoal-bench-{uuid.uuid4().hex[:6]}",
-            "SHOAL_PROMETHEUS_URL": f"http://127.0.0.1:{testbed.PORTS['prometheus']}",
-            "PYTHONPATH": str(ROOT / "operator"),
-            **env,
-        }
-        # The log goes to a file, as a kubelet keeps a container's; SHOAL_BENCH_OPERATOR_LOG names another.
-        self.log_path = Path(
-            os.environ.get("SHOAL_BENCH_OPERATOR_LOG") or testbed.LOGS / "bench-operator.log"
+class Operator(OperatorProcess):
+    """The shared launcher (testbed/operator.py) with the chart's log level and format, a lease of its
+    own per run at the shipped duration (no wait for an earlier run's to expire), its log appended to
+    `testbed.LOGS/bench-operator.log` (or SHOAL_BENCH_OPERATOR_LOG), started at once; with `ready`,
+    returns once it leads."""
+
+    def __init__(self, ready: bool = True, env: dict[str, str] | None = None) -> None:
+        log_file = Path(os.environ.get("SHOAL_BENCH_OPERATOR_LOG") or testbed.LOGS / "bench-operator.log")
+        super().__init__(
+            log_file=log_file, env={"SHOAL_LEASE_NAME": f"shoal-bench-{uuid.uuid4().hex[:6]}", **(env or {})}
         )
-        self.log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shoal"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT
-        )
-        wait(self._healthy, 30, "operator up")
-        wait(lambda: "shoal_leader 1.0" in self.metrics(), 30, "operator leading")
+        self.start(ready=False)
+        if ready:
+            self.ready()
 
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:28081/healthz", timeout=1) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
-    def metrics(self) -> str:
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:28080/metrics", timeout=5) as r:
-                return str(r.read().decode())
-        except OSError:
-            return ""
+    def ready(self) -> None:
+        self.wait_healthy()
+        self.wait_leading()
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(20)
-        self.log.close()
+    def metrics(self, quiet: bool = True) -> str:
+        return super().metrics(quiet)
 
 
 class LogFollower:

@@ -66,6 +66,11 @@ def _b3(r: dict[str, Any]) -> str:
 
 
 def _b4(r: dict[str, Any]) -> str:
+    if "phases" in r:
+        return (
+            f"{r['pools']:,} pools / {r['pods']:,} pods / {r['scalers']} scalers from the operator's start: "
+            f"peak RSS {r['rss_mib_peak']} MiB ({r['peak_phase']}), steady {r['cpu_cores_steady']} cores"
+        )
     return (
         f"{r['pools']:,} pools / {r['pods']:,} pods / {r['scalers']} scalers: RSS max {r['rss_mib_max']} MiB, "
         f"{r['cpu_cores_avg']} cores on average over {r['window_s']} s"

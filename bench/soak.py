@@ -21,8 +21,6 @@ import contextlib
 import json
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -34,8 +32,8 @@ import psutil
 import yaml
 
 from bench.stats import provenance
-from testbed.config import KUBECONFIG, PORTS, TestbedError
-from testbed.localpod import free_port
+from testbed.config import TestbedError
+from testbed.operator import OperatorProcess
 from testbed.seed import kubectl
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -105,22 +103,14 @@ def namespace_of(cycle: int, run: str) -> str:
 def soak(minutes: float, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     run = uuid.uuid4().hex[:4]
-    metrics_port = free_port()
-    env = {
-        "KUBECONFIG": str(KUBECONFIG),
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "operator"),
-        "SHOAL_METRICS_PORT": str(metrics_port),
-        "SHOAL_HEALTH_PORT": str(free_port()),
-        "SHOAL_LEASE_NAMESPACE": "default",
-        "SHOAL_LEASE_NAME": f"soak-{run}",
-        "SHOAL_PROMETHEUS_URL": f"http://127.0.0.1:{PORTS['prometheus']}",
-        "SHOAL_LOG_FORMAT": "text",
-        "PATH": "/usr/bin:/bin",
-    }
     workdir = Path(tempfile.mkdtemp(prefix="shoal-soak-"))
-    log = open(workdir / "operator.log", "wb")  # noqa: SIM115
-    op = subprocess.Popen([sys.executable, "-m", "shoal"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    proc = psutil.Process(op.pid)
+    # The shared launcher, at the chart's log level.
+    op = OperatorProcess(
+        log_file=workdir / "operator.log", env={"SHOAL_LEASE_NAME": f"soak-{run}", "PATH": "/usr/bin:/bin"}
+    )
+    op.start(ready=False)
+    assert op.proc is not None
+    proc = psutil.Process(op.proc.pid)
     samples: list[dict[str, float]] = []
     made: dict[int, str] = {}
     namespaces: set[str] = set()
@@ -130,8 +120,8 @@ def soak(minutes: float, seed: int) -> dict[str, Any]:
     next_cycle, next_sample, cycle = start, start, 0
     try:
         while time.monotonic() < end:
-            if op.poll() is not None:
-                raise RuntimeError(f"the operator exited ({op.returncode}); see {workdir}/operator.log")
+            if not op.running():
+                raise RuntimeError(f"the operator exited; see {workdir}/operator.log")
             now = time.monotonic()
             if now >= next_cycle:
                 ns = namespace_of(cycle, run)
@@ -160,7 +150,7 @@ def soak(minutes: float, seed: int) -> dict[str, Any]:
                 next_cycle += CYCLE_SECONDS
             if now >= next_sample:
                 try:
-                    n_series = series(metrics_port)
+                    n_series = series(op.metrics_port)
                 except OSError:
                     n_series = -1
                 samples.append(
@@ -174,8 +164,7 @@ def soak(minutes: float, seed: int) -> dict[str, Any]:
                 next_sample += 10.0
             time.sleep(max(0.05, min(next_cycle, next_sample) - time.monotonic()))  # the schedule's pace
     finally:
-        op.terminate()
-        op.wait(30)
+        op.stop()
         for ns in namespaces:
             with contextlib.suppress(TestbedError):
                 kubectl("delete", "namespace", ns, "--wait=false")

@@ -6,8 +6,6 @@ If the test bed cannot start, every e2e test errors out; nothing here skips.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -22,7 +20,8 @@ from testbed import seed
 from testbed.faultproxy import FaultProxy
 from testbed.kubelet import LocalKubelet
 from testbed.localpod import free_port
-from tests.e2e.util import ROOT, wait_until
+from testbed.operator import OperatorProcess as Launcher
+from tests.e2e.util import wait_until
 
 
 @pytest.fixture(scope="session")
@@ -81,69 +80,13 @@ def local_kubelet(kube: Kube, namespace: str) -> Iterator[LocalKubelet]:
     kubelet.stop()
 
 
-class OperatorProcess:
-    """`python -m shoal` against the test bed; tests may SIGKILL and restart it."""
+class OperatorProcess(Launcher):
+    """The shared launcher with the tests' settings: text logs a reader can grep, and a 4 s lease so a
+    killed operator's successor takes over quickly; tests may SIGKILL and restart it."""
 
     def __init__(self, kubeconfig: Path, logdir: Path, **env: str) -> None:
-        self.kubeconfig = kubeconfig
-        self.logdir = logdir
-        self.extra_env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.metrics_port = free_port()
-        self.health_port = free_port()
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "SHOAL_METRICS_PORT": str(self.metrics_port),
-            "SHOAL_HEALTH_PORT": str(self.health_port),
-            "SHOAL_LOG_FORMAT": "text",
-            "SHOAL_LEASE_NAMESPACE": "default",
-            "SHOAL_LEASE_DURATION_SECONDS": "4",
-            "SHOAL_PROMETHEUS_URL": f"http://127.0.0.1:{testbed.PORTS['prometheus']}",
-            "PYTHONPATH": str(ROOT / "operator"),
-            **self.extra_env,
-        }
-        log = open(self.logdir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shoal"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        wait_until(self.healthy, 30, "operator liveness endpoint")
-
-    def healthy(self) -> bool:
-        import urllib.request
-
-        if self.proc is None or self.proc.poll() is not None:
-            raise AssertionError(f"operator exited; see {self.logdir}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    def metrics(self) -> str:
-        import urllib.request
-
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
-            return str(r.read().decode())
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no lease release, exactly like a crashed pod."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        env = {"SHOAL_LOG_FORMAT": "text", "SHOAL_LEASE_DURATION_SECONDS": "4", **env}
+        super().__init__(kubeconfig, logdir, env=env)
 
 
 @pytest.fixture(scope="session")
