@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from testbed.faultproxy import FaultProxy
-from testbed.operator import OperatorProcess
+from testbed.operator_process import OperatorProcess
 from testbed.seed import kubectl
 
 RESULTS = Path(__file__).resolve().parent / "results" / "admission-reads.json"

@@ -14,7 +14,7 @@ from typing import Any
 
 from shoal.k8s.client import ApiError, Kube, pods_path
 from testbed import cluster as testbed
-from testbed.operator import OperatorProcess
+from testbed.operator_process import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def wait(check: Callable[[], Any], timeout: float, what: str, interval: float = 
 
 
 class Operator(OperatorProcess):
-    """The shared launcher (testbed/operator.py) with the chart's log level and format, a lease of its
+    """The shared launcher (testbed/operator_process.py) with the chart's log level and format, a lease of its
     own per run at the shipped duration (no wait for an earlier run's to expire), its log appended to
     `testbed.LOGS/bench-operator.log` (or SHOAL_BENCH_OPERATOR_LOG), started at once; with `ready`,
     returns once it leads."""

@@ -33,7 +33,7 @@ import yaml
 
 from bench.stats import provenance
 from testbed.config import TestbedError
-from testbed.operator import OperatorProcess
+from testbed.operator_process import OperatorProcess
 from testbed.seed import kubectl
 
 RESULTS = Path(__file__).resolve().parent / "results"

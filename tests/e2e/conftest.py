@@ -20,7 +20,7 @@ from testbed import seed
 from testbed.faultproxy import FaultProxy
 from testbed.kubelet import LocalKubelet
 from testbed.localpod import free_port
-from testbed.operator import OperatorProcess as Launcher
+from testbed.operator_process import OperatorProcess as Launcher
 from tests.e2e.util import wait_until
 
 
