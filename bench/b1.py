@@ -30,10 +30,12 @@ from bench.harness import (
     CONTAINER,
     Operator,
     apiserver_requests,
+    by_method,
     drop_namespace,
     log,
     namespace,
     ready_pods,
+    settle,
     wait,
 )
 from bench.stats import provenance, quantiles
@@ -84,16 +86,6 @@ def metric_sum(text: str, name: str) -> float:
     """The sum over all label sets of `name` in a Prometheus text exposition."""
     pattern = re.compile(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$")
     return sum(float(m.group(2)) for line in text.splitlines() if (m := pattern.match(line)))
-
-
-def by_method(text: str, name: str) -> dict[str, float]:
-    """`name`'s sums per `method` label (the HTTP verb) in a Prometheus text exposition."""
-    out: dict[str, float] = {}
-    pattern = re.compile(rf"^{re.escape(name)}\{{([^}}]*)\}} (\S+)$")
-    for line in text.splitlines():
-        if (m := pattern.match(line)) and (verb := re.search(r'method="([A-Z]+)"', m.group(1))):
-            out[verb.group(1)] = out.get(verb.group(1), 0.0) + float(m.group(2))
-    return out
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -242,6 +234,7 @@ def b1(kube: Kube, objects: int = 100, per: int = 5, reps: int = 5) -> dict[str,
                         log(f"B1 {setting.name} rep {rep} {kind}: {run}")
                         runs.append(run)
             finally:
+                settle(kube)  # its pools' namespaces gone while it still runs
                 op.stop()
             settings[setting.name] = summarise(setting, runs)
     finally:

@@ -19,13 +19,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import plan
 from bench.stats import quantiles
 from shoal.k8s.client import Kube, custom_path, pods_path
 from testbed.kubelet import LocalKubelet
+
+if TYPE_CHECKING:
+    from bench.harness import Operator
 
 BANDIT = [sys.executable, "-m", "tests.doubles.bandit"]
 # The double waits in standby as the SB3 trainer does (the agent starts the built-in trainer so by default).
@@ -104,10 +106,20 @@ def pool_waiting(kube: Kube, ns: str, kubelet: LocalKubelet, size: int) -> bool:
     return True
 
 
-STAGES = ("seen", "started", "configSeen", "trainerStarted", "firstProgress", "reported", "status")
+STAGES = (
+    "seen",
+    "admitted",
+    "started",
+    "configSeen",
+    "trainerStarted",
+    "firstProgress",
+    "reported",
+    "status",
+)
 STAGE_SAYS = {
     "seen": "created -> the operator's first reconcile (watch and work queue)",
-    "started": "-> pod claimed (warm) or created (cold)",
+    "admitted": "-> admitted (cold: capacity found; warm: the claim attempt that got a pod began)",
+    "started": "-> pod chosen and its claim patch answered (warm) or pod created (cold)",
     "configSeen": "-> the agent has the session's config (warm: its pod watch; cold: its process started, which can "
     "come before the operator has the create call's answer, hence a negative time)",
     "trainerStarted": "-> trainer handed its session (warm, standby) or started",
@@ -134,8 +146,7 @@ def run(
     ns: str,
     mode: str,
     wait: Callable[..., Any],
-    oplog: Path,
-    op_pid: int | None = None,
+    op: Operator,
     steady: int = 50,
     burst: int = 50,
     pool: int = 50,
@@ -144,12 +155,12 @@ def run(
     """One repetition of one mode. Each session's moments are those its components recorded (the
     operator's start record in its log, with the agent's moments from its report), read after the
     fact; the create call's time is this process's."""
-    from bench.harness import CpuMeter, LogFollower, quiet
+    from bench.harness import CpuMeter, LogFollower, Requests, quiet
 
     rng = random.Random(seed)
     kubelet = LocalKubelet(kube, ns, command=BANDIT, env=ENV).start()
     starts: dict[str, dict[str, float]] = {}
-    follow = LogFollower(oplog)
+    follow = LogFollower(op.log_path)
 
     def started() -> bool:
         for r in follow.records():
@@ -164,7 +175,7 @@ def run(
         if mode == "warm":
             warm_pool(kube, ns, kubelet, pool, wait)
         phases["steady"] = {"busy_at_start": quiet()}
-        meter = CpuMeter(op_pid)
+        meter, requests = CpuMeter(op.pid), Requests(op)
         for i in range(steady):
             name = f"s{i:03d}"
             posted[name] = time.time()
@@ -179,8 +190,9 @@ def run(
         if mode == "warm":
             wait(lambda: pool_waiting(kube, ns, kubelet, pool), 300, "the pool back to full")
         phases["steady"]["cpu_s"] = meter.spent()
+        phases["steady"]["operator_requests"] = requests.spent()
         phases["burst"] = {"busy_at_start": quiet()}
-        meter = CpuMeter(op_pid)
+        meter, requests = CpuMeter(op.pid), Requests(op)
         burst_names = [f"b{i:03d}" for i in range(burst)]
         bodies = [session_body(n, "warm" if mode == "warm" else None) for n in burst_names]
         threads = []
@@ -199,8 +211,9 @@ def run(
         wait(lambda: finished(kube, ns) >= steady + burst, 300, f"{mode}: the burst finished")
     finally:
         kubelet.stop()
-    # After the kubelet's stop every local pod has ended: their CPU is in the children's rusage.
+    # After the kubelet's stop: the local pods' last CPU is in.
     phases["burst"]["cpu_s"] = meter.spent()
+    phases["burst"]["operator_requests"] = requests.spent()
     per = {n: stages(posted[n], starts[n]) for n in posted}
     return {
         "mode": mode,
@@ -224,8 +237,7 @@ def summarise(runs: list[dict[str, Any]], mode: str) -> dict[str, Any]:
 
 def bench(
     kube: Kube,
-    oplog: Path,
-    op_pid: int | None = None,
+    op: Operator,
     reps: int = 2,
     steady: int = 50,
     burst: int = 50,
@@ -243,9 +255,7 @@ def bench(
         for mode in ("warm", "cold") if rep % 2 == 0 else ("cold", "warm"):
             ns = namespace(kube, f"b3-{mode}")
             log(f"B3 rep {rep + 1}/{reps} {mode}: {steady} one by one, then {burst} at once")
-            result = run(
-                kube, ns, mode, bench_wait, oplog, op_pid, steady=steady, burst=burst, pool=pool, seed=rep
-            )
+            result = run(kube, ns, mode, bench_wait, op, steady=steady, burst=burst, pool=pool, seed=rep)
             drop_namespace(kube, ns)
             runs.append({"rep": rep, **result})
             q = result["raw_s"]
@@ -286,7 +296,7 @@ def section(b3: dict[str, Any], heading_note: str = "") -> list[str]:
         cells = []
         for mode in ("warm", "cold"):
             for part in ("steady", "burst"):
-                q = b3["summary"][mode][part]["stages"][stage]
+                q = b3["summary"][mode][part]["stages"].get(stage, {})
                 cells.append(f"{q['p50']} / {q['p90']} / {q['p99']}" if "p50" in q else "-")
         says = STAGE_SAYS.get(stage, "create -> status (all stages)")
         stage_rows.append(f"| {stage} | {says} | " + " | ".join(cells) + " |")
@@ -295,12 +305,16 @@ def section(b3: dict[str, Any], heading_note: str = "") -> list[str]:
         for part in ("steady", "burst"):
             ph = r["phases"][part]
             spent = ", ".join(f"{k} {v}" for k, v in ph["cpu_s"].items())
+            if ph.get("operator_requests"):
+                spent += "; the operator's requests: " + ", ".join(
+                    f"{v} {n}" for v, n in ph["operator_requests"].items()
+                )
             cpu_rows.append(
                 f"- rep {r['rep'] + 1} {r['mode']} {part} (machine {ph['busy_at_start']:.0%} busy at its start): {spent}"
             )
     warm, cold = b3["summary"]["warm"]["all"], b3["summary"]["cold"]["all"]
     n = warm["n"]
-    slowest = max(STAGES, key=lambda k: b3["summary"]["warm"]["all"]["stages"][k].get("p50", 0))
+    slowest = max(STAGES, key=lambda k: b3["summary"]["warm"]["all"]["stages"].get(k, {}).get("p50", 0))
     return [
         *head,
         f"Run {b3['started']} at commit {b3['commit']}.",

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench import plan
-from bench.harness import CONTAINER, Operator, drop_namespace, log, namespace, ready_pods, wait
+from bench.harness import CONTAINER, Operator, drop_namespace, log, namespace, ready_pods, settle, wait
 from bench.stats import provenance
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 
@@ -247,10 +247,11 @@ def b4(
         phases["steady"]["scaler_reconciles_per_s"] = round(evals / max(phases["steady"]["seconds"], 1.0), 1)
         log(f"B4 steady: {phases['steady']}")
     finally:
-        op.stop()
         sampler.stop()
         for ns in spaces:
             drop_namespace(kube, ns)
+        settle(kube)
+        op.stop()
     result["phases"] = phases
     return {**result, **judge(phases)}
 

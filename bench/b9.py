@@ -14,7 +14,6 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from bench import plan
@@ -22,6 +21,8 @@ from bench.harness import (
     CONTAINER,
     CpuMeter,
     LogFollower,
+    Operator,
+    Requests,
     apiserver_requests,
     drop_namespace,
     log,
@@ -102,17 +103,15 @@ def idle_pods(kube: Kube, ns: str) -> int:
     return sum(1 for p in pods if p["metadata"]["labels"].get("shoal.dev/state") == "Idle")
 
 
-STAGES = ("seen", "patched", "status")
+STAGES = ("seen", "chosen", "patched", "status")
 
 
-def run(
-    kube: Kube, rep: int, steady: int, burst: int, pool: int, oplog: Path, op_pid: int | None = None
-) -> dict[str, Any]:
+def run(kube: Kube, rep: int, steady: int, burst: int, pool: int, op: Operator) -> dict[str, Any]:
     """One repetition. Each claim's moments after the create call are the operator's own (its bind
     record: first reconcile, claim patch answered, Bound status written), read from its log after the
     fact; the watch here only ends each claim's job."""
     ns = namespace(kube, "b9")
-    follow = LogFollower(oplog)
+    follow = LogFollower(op.log_path)
     moments: dict[str, dict[str, float]] = {}
 
     def recorded() -> bool:
@@ -149,7 +148,7 @@ def run(
 
     def burst_part() -> None:
         wait(lambda: idle_pods(kube, ns) == pool, 120, "the pool refilled before the burst")
-        meter = CpuMeter(op_pid)
+        meter, own = CpuMeter(op.pid), Requests(op)
         requests, t0 = apiserver_requests(kube), time.monotonic()
         with ThreadPoolExecutor(16) as ex:
             list(ex.map(post, [f"b{rep}-{i:03d}" for i in range(burst)]))
@@ -159,6 +158,7 @@ def run(
         spent["burst_wall_s"] = round(time.monotonic() - t0, 3)
         spent["cpu_s"] = meter.spent()
         spent["api_requests"] = apiserver_requests(kube) - requests
+        spent["operator_requests"] = own.spent()
 
     try:
         for part in (steady_part, burst_part) if rep % 2 == 0 else (burst_part, steady_part):
@@ -189,8 +189,7 @@ def stages(posted: float, moments: dict[str, float]) -> dict[str, float]:
 
 def bench(
     kube: Kube,
-    oplog: Path,
-    op_pid: int | None = None,
+    op: Operator,
     reps: int = 3,
     steady: int = 100,
     burst: int = 100,
@@ -198,7 +197,7 @@ def bench(
 ) -> dict[str, Any]:
     head = provenance()
     log(f"B9 claim binding: {reps} x ({steady} steady + {burst} burst) claims, pool of {pool}")
-    runs = [run(kube, rep, steady, burst, pool, oplog, op_pid) for rep in range(reps)]
+    runs = [run(kube, rep, steady, burst, pool, op) for rep in range(reps)]
     parts = {
         part: [v for r in runs for n, v in r["raw_s"].items() if n.startswith(part[0])]
         for part in ("steady", "burst")
@@ -232,6 +231,7 @@ def stage_lines(b9: dict[str, Any]) -> list[str]:
         return []
     says = {
         "seen": "created -> the operator's first reconcile (watch and work queue)",
+        "chosen": "-> the attempt that binds begins: its pod chosen (earlier attempts found none free)",
         "patched": "-> the pod's claim patch answered",
         "status": "-> the Bound status written",
     }
@@ -239,7 +239,7 @@ def stage_lines(b9: dict[str, Any]) -> list[str]:
     for stage in STAGES:
         cells = []
         for part in ("steady", "burst"):
-            q = b9["summary"][part]["stages"][stage]
+            q = b9["summary"][part]["stages"].get(stage, {})
             cells.append(
                 f"{q['p50'] * 1000:.0f} / {q['p90'] * 1000:.0f} / {q['p99'] * 1000:.0f}"
                 if "p50" in q
@@ -270,6 +270,11 @@ def section(b9: dict[str, Any], heading_note: str) -> list[str]:
         f"first create; CPU seconds meanwhile: "
         + ", ".join(f"{k} {v}" for k, v in c["cpu_s"].items())
         + f"; {c['api_requests']:.0f} API server requests ({c['api_requests'] / b9.get('burst', 100):.1f} per claim, all clients)"
+        + (
+            "; the operator's own: " + ", ".join(f"{v} {n}" for v, n in c["operator_requests"].items())
+            if c.get("operator_requests")
+            else ""
+        )
         for i, c in enumerate(costs)
     ]
     return [

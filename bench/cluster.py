@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import b1, b4, b6, plan
-from bench.harness import Operator
+from bench.harness import Operator, settle
 from shoal.k8s.client import Kube, load_config
 from testbed import cluster as testbed
 from testbed import seed
@@ -32,7 +32,7 @@ def run_all(which: list[str], quick: bool, done: Callable[[str, dict[str, Any]],
             if key == "B3":
                 from bench import b3
 
-                done("B3", b3.bench(kube, op.log_path, op.pid, **plan.sizes("B3", quick)))
+                done("B3", b3.bench(kube, op, **plan.sizes("B3", quick)))
             elif key == "B6":
                 done("B6", b6.b6(kube, **plan.sizes("B6", quick)))
             elif key == "B7":
@@ -42,8 +42,9 @@ def run_all(which: list[str], quick: bool, done: Callable[[str, dict[str, Any]],
             elif key == "B9":
                 from bench import b9
 
-                done("B9", b9.bench(kube, op.log_path, op.pid, **plan.sizes("B9", quick)))
+                done("B9", b9.bench(kube, op, **plan.sizes("B9", quick)))
             elif key == "B4":
                 done("B4", b4.b4(kube, **plan.sizes("B4", quick)))
     finally:
+        settle(kube)  # what the benchmarks dropped is gone while their operator still runs
         op.stop()

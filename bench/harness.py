@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -154,6 +155,32 @@ class CpuMeter:
         return out
 
 
+def by_method(text: str, name: str) -> dict[str, float]:
+    """`name`'s sums per `method` label (the HTTP verb) in a Prometheus text exposition."""
+    out: dict[str, float] = {}
+    pattern = re.compile(rf"^{re.escape(name)}\{{([^}}]*)\}} (\S+)$")
+    for line in text.splitlines():
+        if (m := pattern.match(line)) and (verb := re.search(r'method="([A-Z]+)"', m.group(1))):
+            out[verb.group(1)] = out.get(verb.group(1), 0.0) + float(m.group(2))
+    return out
+
+
+class Requests:
+    """The operator's own API requests by verb from now until `spent()` (its shoal_api_requests_total)."""
+
+    def __init__(self, op: Operator) -> None:
+        self.op = op
+        self.before = by_method(op.metrics(), "shoal_api_requests_total")
+
+    def spent(self) -> dict[str, int]:
+        now = by_method(self.op.metrics(), "shoal_api_requests_total")
+        return {
+            v: round(n - self.before.get(v, 0.0))
+            for v, n in sorted(now.items())
+            if n > self.before.get(v, 0.0)
+        }
+
+
 def quiet(max_busy: float = 0.35, timeout: float = 120.0) -> float:
     """Wait (up to `timeout`) until the machine's CPU is below `max_busy` over 2 s, so a measurement
     does not start beside the set-up's own work; the busy fraction it started at."""
@@ -180,15 +207,21 @@ def apiserver_requests(kube: Kube) -> float:
 _DELETED: list[str] = []
 
 
-def namespace(kube: Kube, prefix: str) -> str:
-    """A fresh namespace, once every dropped one is fully deleted: each measurement starts on a
-    quiet cluster, not beside the garbage collection of the previous one's pods."""
+def settle(kube: Kube) -> None:
+    """Wait until every namespace a benchmark dropped is fully deleted: before a measurement, and
+    before an operator stops, so what its objects leave behind is not the next operator's work."""
     wait(
         lambda: not any(_exists(kube, f"/api/v1/namespaces/{n}") for n in _DELETED),
         600,
         "earlier benchmark namespaces deleted",
         interval=1.0,
     )
+
+
+def namespace(kube: Kube, prefix: str) -> str:
+    """A fresh namespace, once every dropped one is fully deleted: each measurement starts on a
+    quiet cluster, not beside the garbage collection of the previous one's pods."""
+    settle(kube)
     name = f"{prefix}-{uuid.uuid4().hex[:5]}"
     kube.create("/api/v1/namespaces", {"metadata": {"name": name}})
     wait(lambda: _exists(kube, f"/api/v1/namespaces/{name}/serviceaccounts/default"), 60, "default SA")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench import b1, b4
+from bench.harness import by_method
 
 KCM = """# HELP rest_client_requests_total Number of HTTP requests
 rest_client_requests_total{code="200",host="127.0.0.1:6443",method="GET"} 10
@@ -17,7 +18,7 @@ rest_client_requests_total_other{method="PUT"} 99
 
 
 def test_requests_are_summed_per_verb_over_codes() -> None:
-    assert b1.by_method(KCM, "rest_client_requests_total") == {"GET": 10.0, "POST": 503.0, "PUT": 250.0}
+    assert by_method(KCM, "rest_client_requests_total") == {"GET": 10.0, "POST": 503.0, "PUT": 250.0}
     assert b1.metric_sum(KCM, "rest_client_requests_total") == 763.0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shoal.sessions import starts
 
-OPERATOR = {"seen": 100.0, "started": 100.05}
+OPERATOR = {"seen": 100.0, "admitted": 100.01, "started": 100.05}
 AGENT = {"configSeen": 100.25, "trainerStarted": 100.26, "firstProgress": 100.5, "reported": 100.52}
 
 
@@ -15,6 +15,8 @@ def test_no_record_until_the_report_carries_the_trainers_first_progress() -> Non
     assert starts.timeline(OPERATOR, None, 100.6) is None
     # a start this process did not see begin (e.g. after a restart) has no record either
     assert starts.timeline({"seen": 100.0}, {"times": AGENT}, 100.6) is None
+    # nor one whose admission was not recorded
+    assert starts.timeline({"seen": 100.0, "started": 100.05}, {"times": AGENT}, 100.6) is None
 
 
 def test_each_stage_runs_from_the_one_before_and_the_total_from_seen() -> None:
@@ -23,7 +25,8 @@ def test_each_stage_runs_from_the_one_before_and_the_total_from_seen() -> None:
     assert list(moments) == list(starts.STAGES)
     spent = starts.durations(moments)
     assert spent == {
-        "started": 0.05,
+        "admitted": 0.01,
+        "started": 0.04,
         "configSeen": 0.2,
         "trainerStarted": 0.01,
         "firstProgress": 0.24,

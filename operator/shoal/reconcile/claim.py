@@ -98,9 +98,10 @@ class ClaimReconciler:
             self._write(obj, {**status, "phase": status.get("phase") or "Pending"}, invalid, now)
             return None
         step = decide(spec, status, self._held(namespace, status.get("podName"), holder), None, now)
-        patched = 0.0
+        patched = chosen = 0.0
         if step.needs_claim:
             req = claim_request(spec, self.settings.gpu_resource, self.settings.gpu_memory_resource)
+            chosen = time.time()  # the attempt that binds chooses its pod here, then patches it
             outcome = self.claimer.claim(namespace, spec.poolRef.name, holder, req, {}, started, now)
             patched = time.time()
             step = decide(spec, status, None, outcome, now)
@@ -116,6 +117,7 @@ class ClaimReconciler:
             # Where the bind's time went, in the moments this process recorded (wall clock).
             moments = {
                 "seen": time.time() - (time.monotonic() - started),
+                "chosen": chosen,
                 "patched": patched,
                 "status": time.time(),
             }

@@ -140,12 +140,17 @@ class SessionReconciler:
         inputs = Inputs(name, spec, st, PodState.of(pod) if pod else None, now)
         step = decide(inputs)
         if step.needs == "admission":
-            step = decide(replace(inputs, admission=self.capacity.verdict(obj, spec)))
+            verdict = self.capacity.verdict(obj, spec)
+            if verdict.admit:
+                self._mark(namespace, name, "admitted")
+            step = decide(replace(inputs, admission=verdict))
         elif step.needs == "claim":
+            # A warm start's admission is its pool's: the attempt that gets a pod is when it was admitted.
+            self._mark(namespace, name, "admitted", again=True)
             started = self.first_seen[meta["uid"]]
             outcome = self.claims.claim_session(namespace, name, spec, st.get("lastCheckpoint"), started, now)
             if outcome.pod:
-                self._started(namespace, name)
+                self._mark(namespace, name, "started")
             step = decide(replace(inputs, claim=outcome))
         if step.status.get("phase") != "Pending" or step.status.get("reason") not in WAITING:
             self.claims.unwait(namespace, holder)  # bound, paused, finished: no longer counted by its pool
@@ -157,9 +162,11 @@ class SessionReconciler:
             self.kube.event(obj, e.type, e.reason, e.message)
         return step.requeue
 
-    def _started(self, namespace: str, name: str) -> None:
-        if (namespace, name) in self.starts:
-            self.starts[(namespace, name)].setdefault("started", time.time())
+    def _mark(self, namespace: str, name: str, moment: str, again: bool = False) -> None:
+        """Record a start's moment once (or, with `again`, at its latest attempt) while it is followed."""
+        mine = self.starts.get((namespace, name))
+        if mine is not None and (again or moment not in mine):
+            mine[moment] = time.time()
 
     def _log_start(self, obj: dict[str, Any], pod: dict[str, Any]) -> None:
         """Once status shows the trainer's first progress: where this start's time went."""
@@ -207,7 +214,7 @@ class SessionReconciler:
             elif isinstance(action, CreatePod):
                 failed = self._create_pod(obj, spec, action)
                 if not failed:
-                    self._started(ns, meta["name"])
+                    self._mark(ns, meta["name"], "started")
                 if failed:
                     step.status.update(phase="Pending", reason="PodCreateFailed", message=failed[:512])
                     step.status.pop("podName", None)

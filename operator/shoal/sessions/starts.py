@@ -1,7 +1,8 @@
 """Where a session's start went: the moments each component recorded, in order, and the time between.
 
-The operator records when it first saw the session and when it started it (the claim patch of a warm
-pod, the create of a cold one); the agent sends with its reports when it saw the session's config,
+The operator records when it first saw the session, when it admitted it (a cold start: capacity found;
+a warm start: the claim attempt that got a pod) and when it started it (the claim patch of a warm pod
+answered, the create of a cold one); the agent sends with its reports when it saw the session's config,
 started (or handed the session to) the trainer, found the trainer's first progress file (its write
 time) and sent the first report carrying it; the operator adds when its status showed that report.
 Pure: the reconciler logs the record and feeds the stage histogram.
@@ -14,7 +15,16 @@ from itertools import pairwise
 from typing import Any
 
 # Each stage ends at its own moment; it starts where the previous one ended.
-STAGES = ("seen", "started", "configSeen", "trainerStarted", "firstProgress", "reported", "status")
+STAGES = (
+    "seen",
+    "admitted",
+    "started",
+    "configSeen",
+    "trainerStarted",
+    "firstProgress",
+    "reported",
+    "status",
+)
 
 
 def agent_times(progress: Mapping[str, Any] | None) -> dict[str, float]:
@@ -23,7 +33,7 @@ def agent_times(progress: Mapping[str, Any] | None) -> dict[str, float]:
     if not isinstance(times, Mapping):
         return {}
     out: dict[str, float] = {}
-    for key in STAGES[2:6]:
+    for key in STAGES[3:7]:
         try:
             out[key] = float(times[key])
         except (KeyError, TypeError, ValueError):
@@ -37,9 +47,9 @@ def timeline(
     """Every moment of one start, or None until the agent's report carries the trainer's first progress
     (and for a start this operator did not see from the beginning)."""
     agent = agent_times(progress)
-    if "reported" not in agent or "seen" not in operator or "started" not in operator:
+    if "reported" not in agent or any(k not in operator for k in STAGES[:3]):
         return None
-    moments = {"seen": operator["seen"], "started": operator["started"], **agent, "status": status}
+    moments = {**{k: operator[k] for k in STAGES[:3]}, **agent, "status": status}
     return moments if all(k in moments for k in STAGES) else None
 
 
