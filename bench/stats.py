@@ -13,7 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def provenance() -> dict[str, Any]:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=ROOT)
+    # What `make bench` writes itself (results, report, the README's table) does not make the tree
+    # dirty: otherwise every benchmark after the first in one run would be marked uncommitted.
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", ".", ":!bench/results", ":!README.md"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     return {
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "commit": commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else ""),
