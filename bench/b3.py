@@ -90,8 +90,10 @@ def pool_waiting(kube: Kube, ns: str, kubelet: LocalKubelet, size: int) -> bool:
     """Every pod of the pool Idle, its agent waiting for a claim with its trainer started in standby."""
     import psutil
 
+    from bench.harness import is_idle
+
     pods = kube.list_items(pods_path(ns), "shoal.dev/pool=warm")
-    idle = [p for p in pods if p["metadata"]["labels"].get("shoal.dev/state") == "Idle"]
+    idle = [p for p in pods if is_idle(p)]
     if len(idle) != size:
         return False
     for p in idle:

@@ -25,6 +25,7 @@ from bench.harness import (
     Requests,
     apiserver_requests,
     drop_namespace,
+    is_idle,
     log,
     namespace,
     wait,
@@ -100,7 +101,7 @@ class Binds:
 
 def idle_pods(kube: Kube, ns: str) -> int:
     pods = kube.list_items(pods_path(ns), "shoal.dev/pool=warm")
-    return sum(1 for p in pods if p["metadata"]["labels"].get("shoal.dev/state") == "Idle")
+    return sum(1 for p in pods if is_idle(p))
 
 
 STAGES = ("seen", "chosen", "patched", "status")

@@ -18,6 +18,14 @@ POOL_DESIRED = Gauge("shoal_pool_desired_replicas", "Desired pods of a pool", ["
 POOL_EVENTS = Counter(
     "shoal_pool_pod_changes_total", "Pods created or deleted, by reason", ["action", "reason"]
 )
+EXPECTATIONS_EXPIRED = Counter(
+    "shoal_pool_expectations_expired_total",
+    "Pools that planned again before the watch showed their own creates or deletes (the record expired)",
+)
+POOL_PASSES_HELD = Counter(
+    "shoal_pool_passes_held_total",
+    "Pool passes that created and deleted nothing because their own earlier writes were not yet seen",
+)
 POD_EVENTS = Counter(
     "shoal_pod_events_total",
     "Pod watch events the operator handled, by the watch (pool, session, claim)",

@@ -20,7 +20,7 @@ from testbed.faultproxy import Fault, FaultProxy
 from testbed.kubelet import LocalKubelet
 from tests.e2e.conftest import OperatorProcess, pool_manifest, scaler_manifest
 from tests.e2e.test_session import checkpoint_steps, phase_is, session_manifest, status
-from tests.e2e.util import ROOT, PodHistory, apply, condition, kubectl, live_pods, pool, wait_until
+from tests.e2e.util import ROOT, PodHistory, apply, condition, is_idle, kubectl, live_pods, pool, wait_until
 
 SEL = "shoal.dev/pool={}"
 
@@ -322,7 +322,7 @@ def test_a_claim_no_session_holds_goes_back_to_the_pool(
 
     def released() -> dict[str, Any]:
         p = kube.get(pods_path(namespace, name))
-        return p if p["metadata"]["labels"].get("shoal.dev/state") == "Idle" else {}
+        return p if is_idle(p) else {}
 
     pod = wait_until(released, 30, "the pod back Idle")
     ann = pod["metadata"].get("annotations") or {}

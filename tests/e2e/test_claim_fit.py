@@ -8,7 +8,7 @@ from typing import Any
 from shoal.k8s.client import Kube
 from tests.e2e.conftest import OperatorProcess, pool_manifest
 from tests.e2e.test_session import reason_is, session_manifest
-from tests.e2e.util import apply, live_pods, wait_until
+from tests.e2e.util import apply, is_idle, live_pods, wait_until
 
 
 def test_a_gpu_session_waits_rather_than_take_a_cpu_only_warm_pod(
@@ -21,7 +21,7 @@ def test_a_gpu_session_waits_rather_than_take_a_cpu_only_warm_pod(
 
     def idle() -> list[dict[str, Any]]:
         pods = live_pods(kube, namespace, "shoal.dev/pool=cpus")
-        return [p for p in pods if p["metadata"]["labels"].get("shoal.dev/state") == "Idle"]
+        return [p for p in pods if is_idle(p)]
 
     wait_until(lambda: len(idle()) == 2, 60, "2 idle CPU-only pods")
     resources = {"cpu": "1", "memory": "1Gi", "gpu": 1}

@@ -21,7 +21,7 @@ from shoal.k8s.client import Kube, custom_path, pods_path
 from shoal.pool.claims import SESSION, Holder
 from shoal.reconcile.claimer import Claimer
 from tests.e2e.conftest import OperatorProcess, pool_manifest
-from tests.e2e.util import PodHistory, apply, sample, wait_until
+from tests.e2e.util import PodHistory, apply, is_idle, sample, wait_until
 
 CLAIMS = 1000
 SELECTOR = "shoal.dev/pool=race"
@@ -45,7 +45,7 @@ def test_a_thousand_claims_racing_scale_downs_and_recycles_lose_no_claimed_pod(
 
     def idle() -> int:
         pods = kube.list_items(pods_path(namespace), SELECTOR)
-        return sum(1 for p in pods if p["metadata"]["labels"].get("shoal.dev/state") == "Idle")
+        return sum(1 for p in pods if is_idle(p))
 
     wait_until(lambda: idle() == 20, 90, "20 idle pods")
     deletions = PodHistory(kube, namespace, SELECTOR)

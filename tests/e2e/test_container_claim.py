@@ -10,7 +10,17 @@ import yaml
 
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from tests.e2e.conftest import OperatorProcess, pool_manifest
-from tests.e2e.util import ROOT, PodHistory, apply, condition, events_where, kubectl, live_pods, wait_until
+from tests.e2e.util import (
+    ROOT,
+    PodHistory,
+    apply,
+    condition,
+    events_where,
+    is_idle,
+    kubectl,
+    live_pods,
+    wait_until,
+)
 
 SAMPLE = ROOT / "manifests" / "samples" / "build-claim.yaml"
 
@@ -40,7 +50,7 @@ def phases(kube: Kube, namespace: str) -> dict[str, str]:
 
 def idle(kube: Kube, namespace: str, pool: str) -> list[dict[str, Any]]:
     pods = live_pods(kube, namespace, f"shoal.dev/pool={pool}")
-    return [p for p in pods if p["metadata"]["labels"].get("shoal.dev/state") == "Idle"]
+    return [p for p in pods if is_idle(p)]
 
 
 def test_the_sample_claim_binds_a_warm_pod_with_its_address_and_deleting_it_gives_the_pod_back(
@@ -90,7 +100,7 @@ def test_the_sample_claim_binds_a_warm_pod_with_its_address_and_deleting_it_give
     def released() -> dict[str, Any]:
         p = kube.get(pods_path(namespace, st["podName"]))
         ann = p["metadata"].get("annotations") or {}
-        free = "shoal.dev/claimed-by" not in ann and p["metadata"]["labels"].get("shoal.dev/state") == "Idle"
+        free = "shoal.dev/claimed-by" not in ann and is_idle(p)
         return p if free else {}
 
     back = wait_until(released, 30, "the pod given back to the pool")

@@ -15,6 +15,7 @@ from tests.e2e.util import (
     apply,
     condition,
     events_where,
+    is_idle,
     kubectl,
     live_pods,
     pool,
@@ -53,7 +54,7 @@ def test_pool_of_five_runs_and_kubectl_shows_the_columns(
     assert condition(obj, "Scaling")["reason"] == "Stable"
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     for p in live_pods(kube, namespace, SEL.format("web")):
-        assert p["metadata"]["labels"]["shoal.dev/state"] == "Idle"
+        assert is_idle(p)
         assert p["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
     events_where(
         kube,

@@ -18,7 +18,7 @@ from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.sessions.steps import PodState
 from testbed.kubelet import LocalKubelet
 from tests.e2e.conftest import OperatorProcess, pool_manifest
-from tests.e2e.util import apply, condition, events_where, live_pods, wait_until
+from tests.e2e.util import apply, condition, events_where, is_idle, live_pods, wait_until
 
 
 def session_manifest(name: str, **spec: Any) -> dict[str, Any]:
@@ -254,9 +254,7 @@ def test_a_warm_pod_trains_the_session_that_claims_it_and_returns_to_the_pool_cl
 
     def idle() -> list[str]:
         pods = live_pods(kube, namespace, "shoal.dev/pool=warm")
-        names = [
-            p["metadata"]["name"] for p in pods if p["metadata"]["labels"].get("shoal.dev/state") == "Idle"
-        ]
+        names = [p["metadata"]["name"] for p in pods if is_idle(p)]
         return names if len(names) == 2 else []
 
     warm = wait_until(idle, 60, "2 idle pods")
@@ -322,7 +320,7 @@ def test_a_warm_pod_trains_the_session_that_claims_it_and_returns_to_the_pool_cl
 
     def back() -> dict[str, Any]:
         p = kube.get(pods_path(namespace, st["podName"]))
-        return p if p["metadata"]["labels"]["shoal.dev/state"] == "Idle" else {}
+        return p if is_idle(p) else {}
 
     returned = wait_until(back, 30, "pod back in the pool")
     left = set(returned["metadata"].get("annotations") or {}) & {
@@ -345,7 +343,7 @@ def test_a_warm_pod_trains_the_session_that_claims_it_and_returns_to_the_pool_cl
 
     def released() -> dict[str, Any]:
         p = kube.get(pods_path(namespace, again["podName"]))
-        return p if p["metadata"]["labels"]["shoal.dev/state"] == "Idle" else {}
+        return p if is_idle(p) else {}
 
     freed = wait_until(released, 30, "the deleted session's pod back in the pool")
     assert (

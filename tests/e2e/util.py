@@ -58,6 +58,21 @@ def live_pods(kube: Kube, namespace: str, selector: str) -> list[dict[str, Any]]
     ]
 
 
+def is_idle(pod: dict[str, Any]) -> bool:
+    """Unclaimed and ready: what a claim can take (the shoal.dev/state label says Unclaimed from the
+    pod's creation on; its Ready condition says whether it has started)."""
+    meta = pod["metadata"]
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+    return (
+        (meta.get("labels") or {}).get("shoal.dev/state") == "Unclaimed"
+        and ready
+        and not meta.get("deletionTimestamp")
+    )
+
+
 def running(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [p for p in pods if p.get("status", {}).get("phase") == "Running"]
 

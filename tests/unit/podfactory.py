@@ -6,7 +6,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shoal.pool.pods import PodView
+from shoal.pool.pods import PodView, state_label
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 POOL_UID = "pool-uid"
@@ -23,7 +23,7 @@ def pod(state: str = "Idle", age: float = 60.0, now: datetime = T0, **kw: Any) -
         created=now - timedelta(seconds=age),
         controller_uid=POOL_UID,
         template_hash=HASH,
-        state_label=state,
+        state_label=state_label(state),
     )
     if state in ("Idle", "Claimed"):
         base.update(phase="Running", scheduled=True, ready=True, ready_changed=base["created"])

@@ -40,7 +40,7 @@ def test_pod_is_owned_labelled_and_restricted_by_default() -> None:
     assert meta["labels"] == {
         "app": "runner",
         "shoal.dev/pool": "pool",
-        "shoal.dev/state": "Pending",
+        "shoal.dev/state": "Unclaimed",
         "shoal.dev/template-hash": "h1",
         "shoal.dev/managed": "true",  # what the operator's pod watch selects on
     }

@@ -287,6 +287,6 @@ def test_the_pool_lists_claims_only_when_the_cache_does_not_know_a_holder() -> N
 
     cache = [claim_obj("x", "3", phase="Bound", podName="p1")]
     pools = PoolReconciler(Kube(), Settings(), claims_cache=lambda ns: cache)  # type: ignore[arg-type]
-    assert pools._container_claims("ns", {"p1": "containerclaim/x"}) == cache and listed == []
-    got = pools._container_claims("ns", {"p1": "containerclaim/x", "p2": "containerclaim/y"})
+    assert pools.stranded._container_claims("ns", {"p1": "containerclaim/x"}) == cache and listed == []
+    got = pools.stranded._container_claims("ns", {"p1": "containerclaim/x", "p2": "containerclaim/y"})
     assert [c["metadata"]["name"] for c in got] == ["x", "y"] and len(listed) == 1  # y unknown: listed

@@ -136,11 +136,14 @@ def test_template_change_rolls_idle_pods() -> None:
     assert p.create == 1
 
 
-def test_state_labels_follow_observed_state() -> None:
-    p1 = pod("Idle", state_label="Pending")
-    p2 = pod("Pending", state_label="Pending")
-    p = run(spec(replicas=2), [p1, p2])
-    assert p.relabel == {p1.name: "Idle"}
+def test_state_labels_fold_starting_and_ready_pods_into_one_value() -> None:
+    older = pod("Idle", state_label="Idle")  # labelled by an operator before the fold: once
+    starting = pod("Pending", state_label="Unclaimed")
+    warming = pod("Warming", state_label="Unclaimed")
+    ready = pod("Idle", state_label="Unclaimed")  # turned ready: no write
+    busy = pod("Idle", state_label="Unclaimed", busy=True)  # a runner took a job by itself
+    p = run(spec(replicas=5), [older, starting, warming, ready, busy])
+    assert p.relabel == {older.name: "Unclaimed", busy.name: "Claimed"}
 
 
 def test_counts_and_utilization() -> None:

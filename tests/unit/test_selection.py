@@ -148,7 +148,7 @@ def test_a_release_adds_the_job_to_the_pods_bounded_history() -> None:
     ann = patch["metadata"]["annotations"]
     assert json.loads(ann["shoal.dev/history"]) == [['{"repo":"web"}', True, 42.0]]  # the job's own word
     assert ann["shoal.dev/job-outcome"] is None  # cleared for the next job
-    assert patch["metadata"]["labels"]["shoal.dev/state"] == "Idle"  # running and ready: idle at once
+    assert patch["metadata"]["labels"]["shoal.dev/state"] == "Unclaimed"  # back in the pool at once
     gone = release_patch(T0, '{"repo":"web"}', pod("Claimed", name="g", deleting=True))
     assert "shoal.dev/state" not in gone["metadata"]["labels"]  # the pool decides what it is
     overrun = release_patch(T0 + timedelta(seconds=5), '{"repo":"web"}', claimed, ok=False)

@@ -10,7 +10,7 @@ from typing import Any
 
 from shoal.api.pool import ContainerPoolSpec
 from shoal.builders import LABEL_MANAGED, controller_ref
-from shoal.pool.pods import LABEL_POOL, LABEL_STATE, LABEL_TEMPLATE_HASH, PENDING
+from shoal.pool.pods import LABEL_POOL, LABEL_STATE, LABEL_TEMPLATE_HASH, UNCLAIMED
 
 # Pod Security "restricted" defaults, used where the user's template says nothing.
 RESTRICTED_POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
@@ -102,7 +102,7 @@ def build_pod(
     labels = {
         **(meta.get("labels") or {}),
         LABEL_POOL: pool_name,
-        LABEL_STATE: PENDING,
+        LABEL_STATE: UNCLAIMED,
         LABEL_TEMPLATE_HASH: thash,
         LABEL_MANAGED: "true",
     }

@@ -16,6 +16,7 @@ from shoal.k8s.client import Kube, load_config
 from shoal.k8s.ratelimit import TokenBucket
 from shoal.reconcile.claim import ClaimReconciler
 from shoal.reconcile.pool import PoolReconciler
+from shoal.reconcile.poolpods import prime as prime_pool_cache
 from shoal.reconcile.scaler import ScalerReconciler
 from shoal.reconcile.session import SessionReconciler
 from shoal.runtime import operator
@@ -45,7 +46,10 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     sessions = SessionReconciler(kube, cfg, index=runtime.index)
     runtime.register("TrainingSession", "trainingsessions", sessions.reconcile, relevant=sessions.relevant)
     claims = ClaimReconciler(kube, cfg, index=runtime.index)
-    pools = PoolReconciler(kube, cfg, index=runtime.index, claims_cache=claims.cached)
+    pools = PoolReconciler(
+        kube, cfg, index=runtime.index, claims_cache=claims.cached, sessions_cache=sessions.cached
+    )
+    runtime.primer = lambda: prime_pool_cache(kube, runtime.index, cfg.namespaces)
     runtime.register("ContainerPool", "containerpools", pools.reconcile)
     runtime.register("ContainerClaim", "containerclaims", claims.reconcile, relevant=claims.relevant)
     scalers = ScalerReconciler(kube, cfg, default_sources(cfg.prometheus))

@@ -19,8 +19,8 @@ async def pool_event(
     namespace: str | None, name: str, type: str | None, event: Mapping[str, Any], **_: Any
 ) -> None:
     runtime = operator.get()
-    runtime.index.pool_event(type, event["object"])
-    runtime.enqueue(KIND, namespace or "", name)
+    if runtime.index.pool_event(type, event["object"]):  # not for the echo of its status write
+        runtime.enqueue(KIND, namespace or "", name)
 
 
 def pool_pod_event(

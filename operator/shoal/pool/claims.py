@@ -24,8 +24,8 @@ from shoal.pool.pods import (
     ANN_LAST_RELEASED,
     ANN_LAST_SIGNATURE,
     CLAIMED,
-    IDLE,
     LABEL_STATE,
+    UNCLAIMED,
     PodView,
 )
 from shoal.times import format_time
@@ -128,8 +128,8 @@ def release_patch(
         ANN_JOB_OUTCOME: None,
     }
     labels: dict[str, str | None] = {LABEL_SESSION: None, LABEL_CLAIM: None}
-    if pod is not None and pod.phase == "Running" and pod.ready and not pod.deleting and not pod.busy:
-        labels[LABEL_STATE] = IDLE  # what the pool would relabel it to next: one write, not two
+    if pod is not None and not pod.deleting and not pod.busy and pod.phase not in ("Failed", "Succeeded"):
+        labels[LABEL_STATE] = UNCLAIMED  # what the pool would relabel it to next: one write, not two
     if signature:
         annotations[ANN_LAST_SIGNATURE] = signature
         if pod is not None:

@@ -11,7 +11,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from shoal.api.pool import ContainerPoolSpec, Recycle
-from shoal.pool.pods import CLAIMED, DRAINING, FAILED, IDLE, PENDING, WARMING, PodView, observed_state
+from shoal.pool.pods import (
+    CLAIMED,
+    DRAINING,
+    FAILED,
+    IDLE,
+    PENDING,
+    WARMING,
+    PodView,
+    observed_state,
+    state_label,
+)
 
 # Healthy pods replaced at once (age, claims, template change), as a share of the desired size:
 # replacements start before the old pods go, so capacity dips by at most this much.
@@ -196,7 +206,7 @@ def plan(
         warming=sum(1 for _, s in live if s == WARMING),
         failed=kept_failed + sum(1 for d in deletions if d.reason in ("Failed", "NotReadyTimeout")),
     )
-    relabel = {p.name: s for p, s in live if p.state_label != s}
+    relabel = {p.name: state_label(s) for p, s in live if p.state_label != state_label(s)}
     if recycle.onUnhealthy == "Keep":  # failed pods left for debugging still show their state
         for pod in pods:
             if pod.controller_uid == pool_uid and observed_state(pod) == FAILED and pod.state_label != FAILED:

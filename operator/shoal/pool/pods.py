@@ -20,7 +20,7 @@ ANN_LAST_SIGNATURE = "shoal.dev/last-signature"
 ANN_LAST_CLAIMED = "shoal.dev/last-claimed"  # when the pod was last claimed: RoundRobin's cursor
 ANN_LOAD = "shoal.dev/load"  # the pod's own report of its load (0-1), written by its workload
 
-# Pod states of the pool's state machine, kept in the LABEL_STATE label.
+# Pod states of the pool's state machine: counted in the pool's status and metrics.
 PENDING, WARMING, IDLE, CLAIMED, DRAINING, FAILED = (
     "Pending",
     "Warming",
@@ -30,6 +30,19 @@ PENDING, WARMING, IDLE, CLAIMED, DRAINING, FAILED = (
     "Failed",
 )
 STATES = (PENDING, WARMING, IDLE, CLAIMED, DRAINING, FAILED)
+# What the LABEL_STATE label says. Pending, Warming and Idle fold into one value: whether an unclaimed
+# pod is ready, its Ready condition already tells, and writing each step costs a request per pod (a
+# pool's largest cost after creating it). A pod being deleted keeps its label (its deletionTimestamp
+# says it is draining).
+UNCLAIMED = "Unclaimed"
+LABELS = (UNCLAIMED, CLAIMED, FAILED)
+
+
+def state_label(state: str) -> str:
+    """The label value for an observed state."""
+    return state if state in (CLAIMED, FAILED) else UNCLAIMED
+
+
 _CRASH_REASONS = {"CrashLoopBackOff"}
 
 

@@ -64,8 +64,8 @@ class Claimer:
         """Claim a pod of `pool_name` for `holder`; `handed`: annotations the pod gets with the claim
         (a session's config); `started`: monotonic time the holder was first seen."""
         ns = namespace
-        epoch = self.index.idle_epoch(ns, pool_name) if self.index else None
-        pool = self.index.pool(ns, pool_name) if self.index else None
+        epoch = self.index.idle_epoch(ns, pool_name) if self.index is not None else None
+        pool = self.index.pool(ns, pool_name) if self.index is not None else None
         if pool is None:
             raw = self.kube.get_if_exists(custom_path("containerpools", ns, pool_name))
             if raw is None:
@@ -93,7 +93,9 @@ class Claimer:
             return claim_patch(pod.view, pod.resource_version, holder, req.signature, handed, now)
 
         # First the watch index (no reads on the way to the claim), then a fresh list of the pool.
-        claimed = self._claim_from(self.index, ns, pool_name, choose, patch) if self.index else None
+        claimed = (
+            self._claim_from(self.index, ns, pool_name, choose, patch) if self.index is not None else None
+        )
         if claimed is None:
             listed = ClaimIndex()
             for p in self.kube.list_items(pods_path(ns), f"{LABEL_POOL}={pool_name}"):

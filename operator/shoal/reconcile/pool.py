@@ -1,4 +1,4 @@
-"""ContainerPool reconciler: list the pool's pods, plan, act, report."""
+"""ContainerPool reconciler: read the pool's pods from the watch cache, plan, act, report."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 
 from shoal import conditions, telemetry
 from shoal.api.pool import ContainerPoolSpec
-from shoal.builders import LABEL_MANAGED, controller_ref
+from shoal.builders import controller_ref
 from shoal.builders.pod import (
     agent_account,
     agent_pod_name,
@@ -24,21 +25,17 @@ from shoal.builders.pod import (
 )
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
-from shoal.pool.claims import CLAIM_PREFIX, held_signature, holder_of, release_patch, stranded
+from shoal.pool.claims import holder_of
 from shoal.pool.plan import Plan, plan, size_limit
-from shoal.pool.pods import ANN_CLAIMED_BY, LABEL_POOL, LABEL_STATE, STATES, pod_view
+from shoal.pool.pods import LABEL_POOL, LABEL_STATE, STATES
 from shoal.reconcile import write_status
-from shoal.runtime.cache import ClaimIndex
+from shoal.reconcile.poolpods import Stranded, label_managed, names
+from shoal.runtime.cache import ClaimIndex, cached_pod
 from shoal.times import format_time
 
 log = logging.getLogger("shoal.pool")
 PLURAL = "containerpools"
 RETRY_AFTER_CREATE_FAILURE = 10.0
-
-
-def _names(items: list[str], limit: int = 5) -> str:
-    more = f" and {len(items) - limit} more" if len(items) > limit else ""
-    return ", ".join(items[:limit]) + more
 
 
 # Shared by every pool's pod writes (kcm's slow-start batches run as goroutines; these are threads,
@@ -54,19 +51,19 @@ class PoolReconciler:
         clock: Callable[[], datetime] | None = None,
         index: ClaimIndex | None = None,
         claims_cache: Callable[[str], list[dict[str, Any]]] | None = None,
+        sessions_cache: Callable[[str], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings
         self.clock = clock or (lambda: datetime.now(UTC))
         self.index = index  # who waits for a pod of which pool (the claim path records it)
-        # namespace -> its ContainerClaims as the claim watch last showed them (None: always list)
-        self.claims_cache = claims_cache
+        self.stranded = Stranded(kube, index, claims_cache, sessions_cache)
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         # The pool as its watch delivered it (kcm's controllers read their informers the same way):
         # each pass was preceded by that event, and a status written from a view a step behind is
         # followed by the echo's pass. Read from the API only when the watch has not shown it.
-        pool = self.index.pool_object(namespace, name) if self.index else None
+        pool = self.index.pool_object(namespace, name) if self.index is not None else None
         if pool is None:
             pool = self.kube.get_if_exists(custom_path(PLURAL, namespace, name))
         if pool is None:
@@ -91,40 +88,60 @@ class PoolReconciler:
             return None
 
         uid = pool["metadata"]["uid"]
-        pods = self.kube.list_items(pods_path(namespace), f"{LABEL_POOL}={name}")
-        pods = [self._managed(namespace, pod) for pod in pods]
-        pods = self._release_stranded(pool, pods, now)
+        key = (namespace, name)
+        # From the watch cache once it is primed (kcm's informer lister); a list before that.
+        from_cache = self.index is not None and self.index.synced.is_set()
+        if self.index is not None and from_cache:
+            entries = self.index.pods(namespace, name)
+        else:
+            listed = self.kube.list_items(pods_path(namespace), f"{LABEL_POOL}={name}")
+            entries = [cached_pod(label_managed(self.kube, pod)) for pod in listed]
+        entries = self.stranded.release(pool, entries, now)
         thash = template_hash(spec)
-        views = [pod_view(x) for x in pods]
+        views = [e.view for e in entries]
         holding = [holder_of(v.claimed_by) for v in views if v.claimed_by]
-        waiting = self.index.waiting(namespace, name, holding) if self.index else 0
+        waiting = self.index.waiting(namespace, name, holding) if self.index is not None else 0
         p = plan(spec, uid, views, thash, now, waiting)
+        # Its own creates and deletes not yet in the cache: plan nothing more until they are.
+        expect = self.index.expectations if self.index is not None and from_cache else None
+        if expect is not None and (p.create or p.delete or p.adopt) and not expect.satisfied(key):
+            telemetry.POOL_PASSES_HELD.inc()
+            p = replace(p, create=0, delete=[], adopt=[])
 
         for pod_name in p.adopt:
-            self.kube.merge_patch_if_exists(
-                pods_path(namespace, pod_name),
+            self._patch_pod(
+                namespace,
+                pod_name,
                 {"metadata": {"ownerReferences": [controller_ref("ContainerPool", name, uid)]}},
             )
         deleted: dict[str, list[str]] = defaultdict(list)
         # Each delete names the version the plan was made from: a pod claimed (or otherwise changed)
-        # since the list gets a 409 and stays; the next pass plans again on what is there then.
-        versions = {x["metadata"]["name"]: x["metadata"].get("resourceVersion") for x in pods}
+        # since gets a 409 and stays; the next pass plans again on what is there then.
+        versions = {e.view.name: e.resource_version for e in entries}
+        if expect is not None:
+            expect.expect(key, deletes=[d.uid for d in p.delete])
         for d in p.delete:
             if self.kube.delete(pods_path(namespace, d.pod), uid=d.uid, resource_version=versions.get(d.pod)):
                 deleted[d.reason].append(d.pod)
                 telemetry.POOL_EVENTS.labels("delete", d.reason).inc()
             else:
+                if expect is not None:
+                    expect.deleted(key, d.uid)  # it stays (or was gone already): nothing to wait for
                 telemetry.POOL_EVENTS.labels("delete-skipped", d.reason).inc()
         # Independent writes (a pool whose pods all turned ready at once has one each): side by side.
         list(
             WRITERS.map(
-                lambda item: self.kube.merge_patch_if_exists(
-                    pods_path(namespace, item[0]), {"metadata": {"labels": {LABEL_STATE: item[1]}}}
+                lambda item: self._patch_pod(
+                    namespace, item[0], {"metadata": {"labels": {LABEL_STATE: item[1]}}}
                 ),
                 p.relabel.items(),
             )
         )
+        if expect is not None:
+            expect.expect(key, creates=p.create)
         created, create_error = self._create(namespace, name, uid, spec, thash, p.create)
+        if expect is not None and created < p.create:
+            expect.created(key, p.create - created)  # refused or never tried: none will arrive
 
         self._events(pool, p, created, deleted, create_error)
         limit = size_limit(spec, p.counts.claimed, waiting)
@@ -168,76 +185,18 @@ class PoolReconciler:
             return RETRY_AFTER_CREATE_FAILURE
         return p.requeue_after
 
-    def _managed(self, namespace: str, pod: dict[str, Any]) -> dict[str, Any]:
-        """`pod` with the label the operator's pod watch selects on (pods made before it existed)."""
-        if (pod["metadata"].get("labels") or {}).get(LABEL_MANAGED) == "true":
-            return pod
+    def _patch_pod(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        """Merge-patch a pod and put the answer in the cache (a pass before the watch's echo plans on
+        it, not on the pod as it was); None when the pod is gone."""
         try:
-            return self.kube.merge_patch(
-                pods_path(namespace, pod["metadata"]["name"]),
-                {"metadata": {"labels": {LABEL_MANAGED: "true"}}},
-            )
+            pod = self.kube.merge_patch(pods_path(namespace, name), patch)
         except ApiError as exc:
-            if not exc.not_found:
-                raise
-            return pod
-
-    def _release_stranded(
-        self, pool: dict[str, Any], pods: list[dict[str, Any]], now: datetime
-    ) -> list[dict[str, Any]]:
-        """Give back claims no live holder holds (its session or ContainerClaim deleted, or a claim
-        its holder went on without); the pods as they are after that."""
-        claims = {
-            p["metadata"]["name"]: ann[ANN_CLAIMED_BY]
-            for p in pods
-            if (ann := p["metadata"].get("annotations") or {}).get(ANN_CLAIMED_BY)
-        }
-        if not claims:
-            return pods
-        namespace = pool["metadata"]["namespace"]
-        kinds = {c.startswith(CLAIM_PREFIX) for c in claims.values()}  # True: a ContainerClaim's
-        sessions = self.kube.list_items(custom_path("trainingsessions", namespace)) if False in kinds else []
-        by_claims = self._container_claims(namespace, claims) if True in kinds else []
-        freed = stranded(claims, sessions, by_claims)
-        out = []
-        for p in pods:
-            name = p["metadata"]["name"]
-            if name in freed:
-                rv = str(p["metadata"].get("resourceVersion", ""))
-                patch = release_patch(now, held_signature(p), pod_view(p), resource_version=rv)
-                try:
-                    p = self.kube.merge_patch(pods_path(namespace, name), patch)
-                except ApiError as exc:
-                    if exc.not_found:
-                        continue
-                    if not exc.conflict:
-                        raise
-                    # Changed since this pass listed it (released and claimed again, say): the
-                    # claim it has now is judged on the next pass, not undone on this one's read.
-                    fresh = self.kube.get_if_exists(pods_path(namespace, name))
-                    if fresh is not None:
-                        out.append(fresh)
-                    freed.remove(name)
-                    continue
-                telemetry.POOL_EVENTS.labels("release", "Stranded").inc()
-            out.append(p)
-        if freed:
-            self.kube.event(
-                pool, "Normal", "Released", f"Released pod(s) {_names(freed)}: no session or claim holds them"
-            )
-        return out
-
-    def _container_claims(self, namespace: str, claims: dict[str, str]) -> list[dict[str, Any]]:
-        """The namespace's ContainerClaims, from the claim watch's cache when it knows every holder
-        (a stale entry can only keep a pod a pass longer: a final phase or a podName never reverts);
-        listed when a holder is missing from it (not seen yet, e.g. just after a start)."""
-        cached = self.claims_cache(namespace) if self.claims_cache else None
-        if cached is not None:
-            known = {c["metadata"]["name"] for c in cached}
-            holders = {c[len(CLAIM_PREFIX) :] for c in claims.values() if c.startswith(CLAIM_PREFIX)}
-            if holders <= known:
-                return cached
-        return self.kube.list_items(custom_path("containerclaims", namespace))
+            if exc.not_found:
+                return None
+            raise
+        if self.index is not None:
+            self.index.pod_event("MODIFIED", pod, from_watch=False)
+        return pod
 
     def _create(
         self, namespace: str, name: str, uid: str, spec: ContainerPoolSpec, thash: str, count: int
@@ -254,8 +213,8 @@ class PoolReconciler:
                 else:
                     self._create_own_account_pod(namespace, name, uid, spec, thash)
             except ApiError as exc:
-                if exc.status in (403, 409, 422, 429) or exc.status >= 500:
-                    # Quota, admission, a namespace being deleted, a missing service account:
+                if exc.status in (403, 404, 409, 422, 429) or exc.status >= 500:
+                    # Quota, admission, a namespace being deleted or gone, a missing service account:
                     # report it and try again later rather than spin.
                     return f"creating pods: {exc.message}"
                 raise
@@ -328,28 +287,28 @@ class PoolReconciler:
                 pool,
                 "Normal",
                 "ScaledDown",
-                f"Deleted {len(pods)} idle pod(s) ({_names(pods)}); desired {p.desired}",
+                f"Deleted {len(pods)} idle pod(s) ({names(pods)}); desired {p.desired}",
             )
         for reason in ("MaxAge", "MaxClaims", "TemplateChanged"):
             if deleted.get(reason):
-                ev(pool, "Normal", "Recycled", f"Replacing pod(s) {_names(deleted[reason])}: {reason}")
+                ev(pool, "Normal", "Recycled", f"Replacing pod(s) {names(deleted[reason])}: {reason}")
         for reason in ("Failed", "NotReadyTimeout"):
             if deleted.get(reason):
                 ev(
                     pool,
                     "Warning",
                     "PodFailed",
-                    f"Replacing unhealthy pod(s) {_names(deleted[reason])}: {reason}",
+                    f"Replacing unhealthy pod(s) {names(deleted[reason])}: {reason}",
                 )
         if deleted.get("Orphan"):
             ev(
                 pool,
                 "Normal",
                 "OrphanRemoved",
-                f"Deleted unowned pod(s) {_names(deleted['Orphan'])} from an older template",
+                f"Deleted unowned pod(s) {names(deleted['Orphan'])} from an older template",
             )
         if p.adopt:
-            ev(pool, "Normal", "Adopted", f"Adopted pod(s) {_names(p.adopt)}")
+            ev(pool, "Normal", "Adopted", f"Adopted pod(s) {names(p.adopt)}")
         if create_error:
             ev(pool, "Warning", "CreateFailed", create_error)
 
@@ -380,4 +339,7 @@ class PoolReconciler:
         if scaled:
             status["lastScaleTime"] = format_time(now)
         status["conditions"] = conditions.merge(old.get("conditions"), conds, generation, now)
-        write_status(self.kube, PLURAL, pool, status)
+        written = write_status(self.kube, PLURAL, pool, status)
+        if written is not None and self.index is not None:
+            # The next pass (before the echo arrives) compares with what was written, not writes it again.
+            self.index.pool_event("MODIFIED", written, from_watch=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -86,6 +87,10 @@ class SessionReconciler:
         # What a reconcile last read of each session: uid, generation, and the one status field that
         # another session's reconcile writes (a preemption).
         self.seen: dict[tuple[str, str], tuple[str, int, str | None]] = {}
+        # (namespace, name) -> the session as its watch last delivered it: the pools' check of who
+        # still holds their pods reads it (and reads afresh any session it would give a pod back from).
+        self.latest: dict[tuple[str, str], dict[str, Any]] = {}
+        self.lock = threading.Lock()
 
     def relevant(self, event_type: str | None, obj: Mapping[str, Any]) -> bool:
         """Only a new object, a spec change (a new generation), a preemption by another session or a
@@ -95,11 +100,21 @@ class SessionReconciler:
         race the patch's response.)"""
         meta = obj.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
+        with self.lock:
+            if event_type == "DELETED":
+                self.latest.pop(key, None)
+            else:
+                self.latest[key] = dict(obj)
         if event_type in (None, "ADDED", "DELETED") or meta.get("deletionTimestamp"):
             if event_type == "DELETED":
                 self.seen.pop(key, None)
             return True
         return self.seen.get(key) != seen_key(obj)
+
+    def cached(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's sessions as their watch last delivered them."""
+        with self.lock:
+            return [obj for (ns, _), obj in self.latest.items() if ns == namespace]
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         obj = self.kube.get_if_exists(custom_path(PLURAL, namespace, name))

@@ -4,26 +4,69 @@ A session binding to a warm pod is the latency users feel, so the claim path pic
 from this index instead of reading the pool and listing its pods on every claim. The index is only a
 hint: the claim itself is a patch guarded by the pod's resourceVersion, so a stale entry costs a 409
 and the next candidate, never a double claim, and an empty or exhausted index falls back to a list.
-The pool reconciler also takes its pool object from here (every pass follows the event that put it
-here); the pods it plans on, it still lists from the API server.
+The pool reconciler plans from here too, as kcm's ReplicaSet controller plans from its informer: its
+pool object and its pods, no list per pass. Three things make that safe: `prime` fills the index from
+one list when the operator starts leading (pools wait for it: `synced`), a watch event older than what
+the index holds is ignored (a relist delivering old versions after newer ones), and the pool's own
+creates and deletes are held by `expectations` until the watch shows them.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shoal.pool.claims import Holder
-from shoal.pool.pods import IDLE, LABEL_POOL, PodView, observed_state, pod_view
+from shoal.pool.claims import Holder, held_signature
+from shoal.pool.pods import ANN_CLAIMED_BY, IDLE, LABEL_POOL, PodView, observed_state, pod_view
+from shoal.runtime.expectations import Expectations
+
+GONE_KEPT = 10_000  # pods seen going, remembered so a late, older event cannot bring one back
+
+
+def _older(new: Mapping[str, Any], old_version: str | None) -> bool:
+    """`new` carries an older resourceVersion than `old_version`. resourceVersions are opaque to
+    clients, but every API server backed by etcd3 issues them as increasing integers; anything else
+    is never judged older."""
+    try:
+        return int((new.get("metadata") or {}).get("resourceVersion", "")) < int(old_version or "")
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
 class CachedPod:
     view: PodView
     resource_version: str
+    signature: str | None = None  # the job signature of whoever holds it (claimed pods only)
+
+
+def cached_pod(pod: Mapping[str, Any]) -> CachedPod:
+    """A pod as the index keeps it, from the API's dict."""
+    meta = pod.get("metadata") or {}
+    claimed = bool((meta.get("annotations") or {}).get(ANN_CLAIMED_BY))
+    return CachedPod(
+        pod_view(dict(pod)), str(meta.get("resourceVersion", "")), held_signature(pod) if claimed else None
+    )
+
+
+def _shape(pool: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What of a pool a pass depends on besides its pods: all but its status."""
+    meta = pool.get("metadata") or {}
+    return (
+        meta.get("uid"),
+        meta.get("generation"),
+        meta.get("labels"),
+        meta.get("annotations"),
+        pool.get("spec"),
+    )
+
+
+def _relevant(view: PodView) -> PodView:
+    return dataclasses.replace(view, state_label=None)
 
 
 @dataclass(frozen=True)
@@ -44,6 +87,9 @@ class ClaimIndex:
         self._lock = threading.Lock()
         self._pods: dict[tuple[str, str], dict[str, CachedPod]] = {}
         self._pools: dict[tuple[str, str], CachedPool] = {}
+        self._gone: dict[tuple[str, str], str] = {}  # (namespace, pod) -> resourceVersion it went at
+        self.expectations = Expectations()  # the pools' creates and deletes not yet seen
+        self.synced = threading.Event()  # set once `prime` has filled the pods
         # Pods a worker of this process is claiming right now: concurrent claims skip them rather
         # than all choosing the same least-recently-used pod and losing the race to each other.
         self._reserved: set[tuple[str, str]] = set()
@@ -72,10 +118,19 @@ class ClaimIndex:
         name = meta["name"]
         gone = event_type == "DELETED" or bool(meta.get("deletionTimestamp"))
         view = None if gone else pod_view(dict(pod))
+        claimed = bool((meta.get("annotations") or {}).get(ANN_CLAIMED_BY))
+        signature = held_signature(pod) if claimed and not gone else None
         woken: list[tuple[str, str]] = []
         with self._lock:
             pods = self._pods.setdefault(key, {})
             prev = pods.get(name)
+            went = self._gone.get((key[0], name))
+            if (prev is not None and _older(pod, prev.resource_version)) or (
+                prev is None and went is not None and _older(pod, went)
+            ):
+                if not pods:
+                    del self._pods[key]
+                return False  # an older version than the one the index holds
             turned_idle = prev is None or observed_state(prev.view) != IDLE
             if view is not None and observed_state(view) == IDLE and turned_idle:
                 self._idle_epoch[key] = self._idle_epoch.get(key, 0) + 1
@@ -84,35 +139,63 @@ class ClaimIndex:
                 pods.pop(name, None)
                 if not pods:
                     del self._pods[key]
+                self._gone[(key[0], name)] = str(meta.get("resourceVersion", ""))
+                while len(self._gone) > GONE_KEPT:
+                    del self._gone[next(iter(self._gone))]
             else:
-                pods[name] = CachedPod(view, str(meta.get("resourceVersion", "")))
+                self._gone.pop((key[0], name), None)
+                pods[name] = CachedPod(view, str(meta.get("resourceVersion", "")), signature)
             changed = False
             if from_watch:
                 wkey = (key[0], name)
                 before = self._watched.pop(wkey, None) if view is None else self._watched.get(wkey)
                 if view is not None:
                     self._watched[wkey] = view
-                changed = view is None or before != view
+                # Its state label alone is the pool's own write (or about to be rewritten by it).
+                changed = view is None or before is None or _relevant(before) != _relevant(view)
+        if from_watch and prev is None and view is not None:
+            self.expectations.created(key)
+        if gone:
+            self.expectations.deleted(key, str(meta.get("uid", "")))
         self._wake(key[0], woken)
         return changed
+
+    def prime(self, pods: list[dict[str, Any]]) -> None:
+        """Fill the index from a list of every pool pod (when the operator starts leading): from then on
+        pools plan from it. Counted as delivered, so the watch's own initial events for the same
+        versions cause no passes."""
+        for pod in pods:
+            self.pod_event(None, pod)
+        self.synced.set()
 
     def _wake(self, namespace: str, who: list[tuple[str, str]]) -> None:
         if self.wake is not None:
             for kind, name in who:
                 self.wake(kind, namespace, name)
 
-    def pool_event(self, event_type: str | None, pool: Mapping[str, Any]) -> None:
+    def pool_event(self, event_type: str | None, pool: Mapping[str, Any], from_watch: bool = True) -> bool:
+        """Record a pool; True when it needs a pass: new, deleted, or its spec, labels or annotations
+        changed. A change of its status alone is the pool's own write (`from_watch=False` records the
+        object that write returned, so the next pass compares against it): no pass for its echo."""
         meta = pool.get("metadata") or {}
         key = (meta.get("namespace", ""), meta["name"])
         woken: list[tuple[str, str]] = []
         with self._lock:
+            before = self._pools.get(key)
             if event_type == "DELETED" or meta.get("deletionTimestamp"):
                 self._pools.pop(key, None)
+                relevant = True
+            elif before is not None and _older(
+                pool, (before.obj.get("metadata") or {}).get("resourceVersion")
+            ):
+                return False
             else:
-                if key not in self._pools:  # claims that found no such pool
+                if before is None:  # claims that found no such pool
                     woken = list(self._waiting.get(key, {}))
                 self._pools[key] = CachedPool(pool)
+                relevant = before is None or _shape(before.obj) != _shape(pool)
         self._wake(key[0], woken)
+        return relevant and from_watch
 
     def pool(self, namespace: str, name: str) -> CachedPool | None:
         with self._lock:

@@ -38,6 +38,9 @@ class OperatorRuntime:
         self.leader: LeaderElector | None = None
         self.supervision: dict[str, Supervision] = {}
         self.tasks: list[asyncio.Task[Any]] = []
+        # Fills the watch cache before anything plans from it (reconcile/pool.prime), once.
+        self.primer: Callable[[], None] | None = None
+        self.primed = asyncio.Event()
 
     def register(
         self,
@@ -110,11 +113,29 @@ class OperatorRuntime:
     async def _ready(self) -> None:
         if self.leader is not None:
             await self.leader.is_leader.wait()
+        await self.primed.wait()
+
+    def _prime(self) -> None:
+        """Run the primer until it succeeds (the workers wait for it), then release the workers."""
+        delays = iter((1.0, 2.0, 5.0))
+        while self.primer is not None and not self.primed.is_set():
+            try:
+                self.primer()
+                break
+            except Exception as exc:
+                delay = next(delays, 10.0)
+                log.warning("priming the watch cache failed (%s); again in %.0fs", exc, delay)
+                time.sleep(delay)
+        self.loop.call_soon_threadsafe(self.primed.set)
+
+    def _lead(self) -> None:
+        self._prime()
+        self._resync()
 
     def _on_leadership(self, held: bool) -> None:
         telemetry.LEADER.set(1 if held else 0)
         if held:
-            self.loop.run_in_executor(self.executor, self._resync)
+            self.loop.run_in_executor(self.executor, self._lead)
 
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -139,6 +160,7 @@ class OperatorRuntime:
             self.tasks.append(asyncio.create_task(self.leader.run(), name="leader-election"))
         else:
             telemetry.LEADER.set(1)
+            self.loop.run_in_executor(self.executor, self._prime)
         for kind, queue in self.queues.items():
             self.tasks.append(
                 asyncio.create_task(
