@@ -96,6 +96,9 @@ class Settings:
     metrics_port: int = 8080
     health_port: int = 8081
     workers: int = 4
+    # ContainerClaim binds at once: each is two API round trips and next to no CPU, so a burst of 100
+    # at 4 would queue for 25 rounds of them.
+    claim_workers: int = 16
     kube_api_qps: float = 0.0  # client-side request limit, as kube-controller-manager's; 0: none
     kube_api_burst: int = 0  # 0 with a qps: 1.5 x qps, client-go's proportion for kcm (20 / 30)
     log_level: str = "INFO"
@@ -121,6 +124,7 @@ class Settings:
             metrics_port=int(e.get("SHOAL_METRICS_PORT", "8080")),
             health_port=int(e.get("SHOAL_HEALTH_PORT", "8081")),
             workers=max(1, int(e.get("SHOAL_WORKERS", "4"))),
+            claim_workers=max(1, int(e.get("SHOAL_CLAIM_WORKERS", "16"))),
             kube_api_qps=_non_negative(e, "SHOAL_KUBE_API_QPS"),
             kube_api_burst=int(_non_negative(e, "SHOAL_KUBE_API_BURST")),
             log_level=e.get("SHOAL_LOG_LEVEL", "INFO").upper(),

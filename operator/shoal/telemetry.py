@@ -26,6 +26,11 @@ POOL_PASSES_HELD = Counter(
     "shoal_pool_passes_held_total",
     "Pool passes that created and deleted nothing because their own earlier writes were not yet seen",
 )
+SESSION_POD_EVENTS = Counter(
+    "shoal_session_pod_events_total",
+    "Session pod events by lane: urgent (the lifecycle reads the change) or bookkeeping (metrics only)",
+    ["lane"],
+)
 POD_EVENTS = Counter(
     "shoal_pod_events_total",
     "Pod watch events the operator handled, by the watch (pool, session, claim)",

@@ -61,3 +61,24 @@ def test_only_new_specs_and_deletions_need_a_reconcile_from_the_sessions_own_wat
     assert rec.relevant(*session_obj(1, uid="u2"))  # deleted and created again under the same name
     assert rec.relevant(*session_obj(1, "DELETED"))
     assert ("ns", "s") not in rec.seen
+
+
+def test_only_a_change_beyond_the_metrics_is_read_by_the_lifecycle() -> None:
+    import json as _json
+
+    from shoal.sessions.progress import lifecycle_view
+
+    def pod(progress: dict[str, object] | None, phase: str = "Running", **ann: str) -> dict[str, object]:
+        annotations = dict(ann)
+        if progress is not None:
+            annotations["shoal.dev/progress"] = _json.dumps(progress)
+        return {"metadata": {"uid": "u", "annotations": annotations}, "status": {"phase": phase}}
+
+    base = lifecycle_view(pod({"timesteps": 10, "fps": 100.0}), "shoal.dev/progress")
+    assert lifecycle_view(pod({"timesteps": 20, "fps": 90.0}), "shoal.dev/progress") == base  # metrics
+    assert lifecycle_view(pod(None), "shoal.dev/progress") != base  # the first report is news
+    assert lifecycle_view(pod({"timesteps": 20, "ack": 1}), "shoal.dev/progress") != base  # an ack
+    assert lifecycle_view(pod({"timesteps": 20, "exitCode": 0}), "shoal.dev/progress") != base
+    assert lifecycle_view(pod({"timesteps": 10}, phase="Failed"), "shoal.dev/progress") != base
+    cmd = lifecycle_view(pod({"timesteps": 10}, **{"shoal.dev/command": "pause"}), "shoal.dev/progress")
+    assert cmd != base

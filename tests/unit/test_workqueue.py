@@ -176,3 +176,41 @@ def test_each_key_reports_how_long_it_waited_once_per_take() -> None:
     asyncio.run(scenario())
     assert len(waits) == 2
     assert waits[0] >= 0.05 > waits[1] >= 0.0
+
+
+def test_urgent_keys_are_taken_before_bookkeeping_and_a_queued_key_is_promoted() -> None:
+    async def scenario() -> list[object]:
+        q = WorkQueue()
+        for key in ("progress-1", "progress-2", "progress-3"):
+            q.add(key)
+        q.add("new-session", urgent=True)
+        q.add("progress-2", urgent=True)  # its acknowledgement arrived while its report was queued
+        q.add("progress-1")  # queued already: still once
+        assert len(q) == 4
+        return [await q.get() for _ in range(4)]
+
+    assert asyncio.run(scenario()) == ["new-session", "progress-2", "progress-1", "progress-3"]
+
+
+def test_an_urgent_add_during_a_run_is_urgent_when_it_comes_back() -> None:
+    async def scenario() -> list[object]:
+        q = WorkQueue()
+        q.add("a")
+        key = await q.get()
+        q.add("b")
+        q.add("a", urgent=True)
+        q.done(key)
+        return [await q.get(), await q.get()]
+
+    assert asyncio.run(scenario()) == ["a", "b"]
+
+
+def test_a_waiting_worker_is_woken_by_an_add() -> None:
+    async def scenario() -> object:
+        q = WorkQueue()
+        getter = asyncio.create_task(q.get())
+        await asyncio.sleep(0)
+        q.add("k", urgent=True)
+        return await asyncio.wait_for(getter, 1)
+
+    assert asyncio.run(scenario()) == "k"

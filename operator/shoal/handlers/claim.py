@@ -43,4 +43,4 @@ def claim_pod_event(
         or meta.get("deletionTimestamp")
         or annotations.get(ANN_CLAIMED_BY) != holder.claimed_by
     ):
-        operator.get().enqueue(KIND, namespace, holder.name)
+        operator.get().enqueue(KIND, namespace, holder.name, urgent=True)

@@ -38,7 +38,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # (kopf's `labels=` on a handler filters only after the event has arrived).
     settings.watching.label_selectors["", "v1", "pods"] = MANAGED
     # Per worker: its requests and a claim's; plus the pod creators (reconcile/pool.WRITERS).
-    kube = Kube(load_config(pool_size=cfg.workers * 3 + 12), async_events=True)
+    kube = Kube(load_config(pool_size=cfg.workers * 3 + cfg.claim_workers + 12), async_events=True)
     if cfg.kube_api_qps > 0:
         burst = cfg.kube_api_burst or max(1, round(cfg.kube_api_qps * 1.5))
         kube.limiter = TokenBucket(cfg.kube_api_qps, burst)
@@ -51,7 +51,13 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     runtime.primer = lambda: prime_pool_cache(kube, runtime.index, cfg.namespaces)
     runtime.register("ContainerPool", "containerpools", pools.reconcile)
-    runtime.register("ContainerClaim", "containerclaims", claims.reconcile, relevant=claims.relevant)
+    runtime.register(
+        "ContainerClaim",
+        "containerclaims",
+        claims.reconcile,
+        relevant=claims.relevant,
+        workers=cfg.claim_workers,
+    )
     scalers = ScalerReconciler(kube, cfg, default_sources(cfg.prometheus))
     runtime.register("WorkerScaler", "workerscalers", scalers.reconcile, relevant=scalers.relevant)
     operator.install(runtime)

@@ -35,6 +35,6 @@ async def pod_event(
     if LABEL_POOL in labels:
         pool_pod_event(ns, labels, type, event["object"])
     if LABEL_SESSION in labels:
-        session_pod_event(ns, labels)
+        session_pod_event(ns, labels, type, event["object"])
     if LABEL_CLAIM in labels:
         claim_pod_event(ns, labels, annotations, type, meta)

@@ -20,7 +20,7 @@ async def pool_event(
 ) -> None:
     runtime = operator.get()
     if runtime.index.pool_event(type, event["object"]):  # not for the echo of its status write
-        runtime.enqueue(KIND, namespace or "", name)
+        runtime.enqueue(KIND, namespace or "", name, urgent=True)
 
 
 def pool_pod_event(

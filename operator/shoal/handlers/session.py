@@ -8,8 +8,10 @@ from typing import Any
 import kopf
 
 from shoal import telemetry
+from shoal.agent.protocol import ANN_PROGRESS
 from shoal.builders.session import LABEL_SESSION
 from shoal.runtime import operator
+from shoal.sessions.progress import lifecycle_view
 
 KIND = "TrainingSession"
 
@@ -26,7 +28,23 @@ async def session_event(type: str | None, event: Mapping[str, Any], **_: Any) ->
         runtime.enqueue("ContainerPool", obj["metadata"]["namespace"], pool)
 
 
-def session_pod_event(namespace: str, labels: Mapping[str, str]) -> None:
-    """A pod labelled with a session, its own or claimed (handlers/pods.py dispatches it)."""
+# (namespace, pod) -> what the session's lifecycle last read of it (sessions/progress.lifecycle_view)
+_seen: dict[tuple[str, str], tuple[Any, ...]] = {}
+
+
+def session_pod_event(
+    namespace: str, labels: Mapping[str, str], type: str | None, obj: Mapping[str, Any]
+) -> None:
+    """A pod labelled with a session, its own or claimed (handlers/pods.py dispatches it). A change
+    only to its progress report's metrics is bookkeeping: queued behind work someone waits for (new
+    sessions, binds, acknowledgements, exits), and coalesced with the reports after it while queued."""
     telemetry.POD_EVENTS.labels("session").inc()
-    operator.get().enqueue(KIND, namespace, labels[LABEL_SESSION])
+    key = (namespace, (obj.get("metadata") or {}).get("name", ""))
+    view = lifecycle_view(obj, ANN_PROGRESS)
+    urgent = type == "DELETED" or _seen.get(key) != view
+    if type == "DELETED":
+        _seen.pop(key, None)
+    else:
+        _seen[key] = view
+    telemetry.SESSION_POD_EVENTS.labels("urgent" if urgent else "bookkeeping").inc()
+    operator.get().enqueue(KIND, namespace, labels[LABEL_SESSION], urgent=urgent)

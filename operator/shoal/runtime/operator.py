@@ -32,6 +32,7 @@ class OperatorRuntime:
         self.queues: dict[str, WorkQueue] = {}
         self.executor = ThreadPoolExecutor(max_workers=1)  # replaced in start(), once the kinds are known
         self.reconcilers: dict[str, Callable[[str, str], float | None]] = {}
+        self.workers: dict[str, int] = {}
         self.filters: dict[str, Callable[[str | None, Mapping[str, Any]], bool]] = {}
         self.index = ClaimIndex()  # fed by the pool and pod watches, read by the claim path
         self.listers: dict[str, str] = {}  # kind -> plural, for full resyncs
@@ -48,8 +49,11 @@ class OperatorRuntime:
         plural: str,
         reconciler: Callable[[str, str], float | None],
         relevant: Callable[[str | None, Mapping[str, Any]], bool] | None = None,
+        workers: int | None = None,
     ) -> None:
-        """`relevant(event_type, object)` may drop watch events that need no reconcile."""
+        """`relevant(event_type, object)` may drop watch events that need no reconcile; `workers`:
+        the kind's concurrent reconciles (settings.workers unless given)."""
+        self.workers[kind] = workers or self.settings.workers
         self.reconcilers[kind] = reconciler
         if relevant is not None:
             self.filters[kind] = relevant
@@ -59,23 +63,26 @@ class OperatorRuntime:
         telemetry.QUEUE_DEPTH.labels(kind).set_function(lambda: len(queue))  # as it is when scraped
         telemetry.RECONCILE_ERRORS.labels(kind)  # a zero series from the start, for rate() and alerts
 
-    def enqueue(self, kind: str, namespace: str, name: str) -> None:
+    def enqueue(self, kind: str, namespace: str, name: str, urgent: bool = False) -> None:
+        """`urgent`: someone waits for it (a new or changed object, a bind, a pod freed for a waiting
+        claim); taken before bookkeeping in its kind's queue."""
         queue = self.queues[kind]
-        queue.add((kind, namespace, name))
+        queue.add((kind, namespace, name), urgent)
 
     def _wake(self, kind: str, namespace: str, name: str) -> None:
         self.loop.call_soon_threadsafe(self._enqueue_known, kind, namespace, name)
 
     def _enqueue_known(self, kind: str, namespace: str, name: str) -> None:
         if kind in self.queues:
-            self.enqueue(kind, namespace, name)
+            self.enqueue(kind, namespace, name, urgent=True)  # a holder waiting for a pod, or its pool
 
     def notify(self, kind: str, event_type: str | None, obj: Mapping[str, Any]) -> None:
-        """A watch event about an object of `kind`: enqueue it unless the kind's filter drops it."""
+        """A watch event about an object of `kind`: enqueue it (as urgent: a user's change) unless the
+        kind's filter drops it."""
         relevant = self.filters.get(kind)
         if relevant is None or relevant(event_type, obj):
             meta = obj.get("metadata") or {}
-            self.enqueue(kind, meta.get("namespace", ""), meta.get("name", ""))
+            self.enqueue(kind, meta.get("namespace", ""), meta.get("name", ""), urgent=True)
 
     def _reconcile(self, key: Key) -> float | None:
         kind, namespace, name = key
@@ -143,7 +150,7 @@ class OperatorRuntime:
         self.index.wake = self._wake
         self.executor.shutdown(wait=False)
         self.executor = ThreadPoolExecutor(
-            max_workers=self.settings.workers * len(self.queues) + 1, thread_name_prefix="reconcile"
+            max_workers=sum(self.workers.values()) + 1, thread_name_prefix="reconcile"
         )
         if self.settings.leader_election:
             self.leader = LeaderElector(
@@ -167,7 +174,7 @@ class OperatorRuntime:
                     run_workers(
                         queue,
                         self._reconcile,
-                        self.settings.workers,
+                        self.workers[kind],
                         self.executor,
                         self._ready,
                         self.supervision[kind],

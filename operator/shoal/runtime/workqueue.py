@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,20 +26,31 @@ class WorkQueue:
         self.max_backoff = max_backoff
         self._waited = waited  # told how long each key waited between its add and a worker taking it
         self._added: dict[Key, float] = {}
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._queued: set[Key] = set()
+        # Two lanes: work someone is waiting for (a new claim or session, a bind) is taken before
+        # bookkeeping (progress reports, requeues), which can then never hold it up. A key queued in
+        # the slow lane and added as urgent moves to the fast one.
+        self._lanes: tuple[deque[Key], deque[Key]] = (deque(), deque())
+        self._queued: dict[Key, bool] = {}  # key -> queued as urgent
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._active: set[Key] = set()
-        self._again: set[Key] = set()
+        self._again: dict[Key, bool] = {}  # processed again once the current run ends (urgent or not)
         self._timers: dict[Key, tuple[float, asyncio.TimerHandle]] = {}
         self._failures: dict[Key, int] = {}
 
-    def add(self, key: Key) -> None:
+    def add(self, key: Key, urgent: bool = False) -> None:
         if key in self._active:
-            self._again.add(key)  # processed again once the current run ends
-        elif key not in self._queued:
-            self._queued.add(key)
+            self._again[key] = self._again.get(key, False) or urgent
+            return
+        queued = self._queued.get(key)
+        if queued is None:
             self._added[key] = time.monotonic()
-            self._queue.put_nowait(key)
+        elif queued or not urgent:
+            return
+        else:
+            self._lanes[1].remove(key)  # promoted: the slow lane's entry goes
+        self._queued[key] = urgent
+        self._lanes[0 if urgent else 1].append(key)
+        self._wake_next()
 
     def add_after(self, key: Key, delay: float) -> None:
         """Re-add after `delay` seconds; an earlier pending re-add of the same key wins."""
@@ -56,19 +68,34 @@ class WorkQueue:
         self.add(key)
 
     async def get(self) -> Key:
-        key = await self._queue.get()
-        self._queued.discard(key)
+        while not (self._lanes[0] or self._lanes[1]):
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_next()  # it was this one's turn: pass it on
+                raise
+        key = (self._lanes[0] or self._lanes[1]).popleft()
+        del self._queued[key]
         self._active.add(key)
         added = self._added.pop(key, None)
         if self._waited is not None and added is not None:
             self._waited(time.monotonic() - added)
         return key
 
+    def _wake_next(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
     def done(self, key: Key) -> None:
         self._active.discard(key)
         if key in self._again:
-            self._again.discard(key)
-            self.add(key)
+            self.add(key, self._again.pop(key))
 
     def backoff(self, key: Key) -> float:
         """Exponential per-key backoff for failed reconciles: 0.5 s doubling to 5 min."""
@@ -80,7 +107,7 @@ class WorkQueue:
     def release(self, key: Key) -> None:
         """A key whose worker died: no longer in progress, without the re-add done() would do."""
         self._active.discard(key)
-        self._again.discard(key)
+        self._again.pop(key, None)
 
     def forget(self, key: Key) -> None:
         self._failures.pop(key, None)

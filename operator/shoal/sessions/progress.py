@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,36 @@ from typing import Any
 from shoal.times import format_time
 
 MAX_VIDEOS = 10
+# What a report says of training so far, as opposed to what the session's lifecycle acts on (an
+# acknowledgement, an exit, an error, a checkpoint, the first report at all).
+METRIC_KEYS = ("timesteps", "episodes", "meanReward", "loss", "fps", "gpu", "device", "times")
+
+
+def lifecycle_view(pod: Mapping[str, Any], progress_annotation: str) -> tuple[Any, ...]:
+    """What of a session's pod its lifecycle reads: a pod event that changes only the metrics of its
+    progress report is bookkeeping (its reconcile may wait behind new sessions), any other is not."""
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    ann = dict(meta.get("annotations") or {})
+    raw = ann.pop(progress_annotation, None)
+    try:
+        progress = json.loads(raw) if raw else None
+    except ValueError:
+        progress = raw
+    if isinstance(progress, dict):
+        progress = json.dumps({k: v for k, v in progress.items() if k not in METRIC_KEYS}, sort_keys=True)
+    conditions = sorted(
+        (str(c.get("type")), str(c.get("status")), str(c.get("reason")))
+        for c in status.get("conditions") or []
+    )
+    return (
+        meta.get("uid"),
+        meta.get("deletionTimestamp"),
+        status.get("phase"),
+        tuple(conditions),
+        json.dumps(ann, sort_keys=True),
+        progress,
+    )
 
 
 def metrics_of(progress: Mapping[str, Any]) -> dict[str, Any]:
