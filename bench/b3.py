@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from bench import plan
 from bench.stats import quantiles
 from shoal.k8s.client import Kube, custom_path, pods_path
+from shoal.sessions.starts import STAGES
 from testbed.kubelet import LocalKubelet
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def pool_waiting(kube: Kube, ns: str, kubelet: LocalKubelet, size: int) -> bool:
     """Every pod of the pool Idle, its agent waiting for a claim with its trainer started in standby."""
     import psutil
 
-    from bench.harness import is_idle
+    from testbed.pools import is_idle
 
     pods = kube.list_items(pods_path(ns), "shoal.dev/pool=warm")
     idle = [p for p in pods if is_idle(p)]
@@ -108,16 +109,6 @@ def pool_waiting(kube: Kube, ns: str, kubelet: LocalKubelet, size: int) -> bool:
     return True
 
 
-STAGES = (
-    "seen",
-    "admitted",
-    "started",
-    "configSeen",
-    "trainerStarted",
-    "firstProgress",
-    "reported",
-    "status",
-)
 STAGE_SAYS = {
     "seen": "created -> the operator's first reconcile (watch and work queue)",
     "admitted": "-> admitted (cold: capacity found; warm: the claim attempt that got a pod began)",

@@ -25,13 +25,13 @@ from bench.harness import (
     Requests,
     apiserver_requests,
     drop_namespace,
-    is_idle,
     log,
     namespace,
     wait,
 )
 from bench.stats import provenance, quantiles
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from testbed.pools import is_idle
 
 GOAL = "p50 <= 100 ms and p99 <= 500 ms over all claims"
 

@@ -241,21 +241,6 @@ def _exists(kube: Kube, path: str) -> bool:
     return True
 
 
-def is_idle(pod: dict[str, Any]) -> bool:
-    """Unclaimed and ready: what a claim can take (the shoal.dev/state label says Unclaimed from the
-    pod's creation on; its Ready condition says whether it has started)."""
-    meta = pod["metadata"]
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (pod.get("status") or {}).get("conditions") or []
-    )
-    return (
-        (meta.get("labels") or {}).get("shoal.dev/state") == "Unclaimed"
-        and ready
-        and not meta.get("deletionTimestamp")
-    )
-
-
 def ready_pods(kube: Kube, ns: str) -> list[dict[str, Any]]:
     out = []
     for p in kube.list_items(pods_path(ns)):

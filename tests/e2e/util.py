@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from shoal.k8s.client import Kube, custom_path, pods_path
+from testbed.pools import is_idle as is_idle  # the tests take it from here
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -56,21 +57,6 @@ def live_pods(kube: Kube, namespace: str, selector: str) -> list[dict[str, Any]]
         for p in kube.list_items(pods_path(namespace), selector)
         if not p["metadata"].get("deletionTimestamp")
     ]
-
-
-def is_idle(pod: dict[str, Any]) -> bool:
-    """Unclaimed and ready: what a claim can take (the shoal.dev/state label says Unclaimed from the
-    pod's creation on; its Ready condition says whether it has started)."""
-    meta = pod["metadata"]
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (pod.get("status") or {}).get("conditions") or []
-    )
-    return (
-        (meta.get("labels") or {}).get("shoal.dev/state") == "Unclaimed"
-        and ready
-        and not meta.get("deletionTimestamp")
-    )
 
 
 def running(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -54,7 +54,7 @@ def test_watch_events_add_update_and_remove_pods_per_pool() -> None:
     assert pods["a"].resource_version == "7" and pods["a"].view.claimed_by == "s1"
     index.pod_event("DELETED", raw_pod("a", rv="8"))
     index.pod_event("MODIFIED", raw_pod("b", rv="9", deletionTimestamp="2026-01-01T00:01:00Z"))
-    assert index.pods("ns", "warm") == [] and len(index) == 1  # only the other pool's pod is left
+    assert index.pods("ns", "warm") == [] and index.size() == 1  # only the other pool's pod is left
 
 
 def test_pools_are_kept_until_deleted() -> None:

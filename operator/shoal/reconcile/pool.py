@@ -90,9 +90,9 @@ class PoolReconciler:
         uid = pool["metadata"]["uid"]
         key = (namespace, name)
         # From the watch cache once it is primed (kcm's informer lister); a list before that.
-        from_cache = self.index is not None and self.index.synced.is_set()
-        if self.index is not None and from_cache:
-            entries = self.index.pods(namespace, name)
+        cache = self.index if self.index is not None and self.index.synced.is_set() else None
+        if cache is not None:
+            entries = cache.pods(namespace, name)
         else:
             listed = self.kube.list_items(pods_path(namespace), f"{LABEL_POOL}={name}")
             entries = [cached_pod(label_managed(self.kube, pod)) for pod in listed]
@@ -103,7 +103,7 @@ class PoolReconciler:
         waiting = self.index.waiting(namespace, name, holding) if self.index is not None else 0
         p = plan(spec, uid, views, thash, now, waiting)
         # Its own creates and deletes not yet in the cache: plan nothing more until they are.
-        expect = self.index.expectations if self.index is not None and from_cache else None
+        expect = cache.expectations if cache is not None else None
         if expect is not None and (p.create or p.delete or p.adopt) and not expect.satisfied(key):
             telemetry.POOL_PASSES_HELD.inc()
             p = replace(p, create=0, delete=[], adopt=[])

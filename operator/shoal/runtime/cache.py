@@ -117,9 +117,8 @@ class ClaimIndex:
         key = (meta.get("namespace", ""), pool)
         name = meta["name"]
         gone = event_type == "DELETED" or bool(meta.get("deletionTimestamp"))
-        view = None if gone else pod_view(dict(pod))
-        claimed = bool((meta.get("annotations") or {}).get(ANN_CLAIMED_BY))
-        signature = held_signature(pod) if claimed and not gone else None
+        entry = None if gone else cached_pod(pod)
+        view = entry.view if entry is not None else None
         woken: list[tuple[str, str]] = []
         with self._lock:
             pods = self._pods.setdefault(key, {})
@@ -135,7 +134,7 @@ class ClaimIndex:
             if view is not None and observed_state(view) == IDLE and turned_idle:
                 self._idle_epoch[key] = self._idle_epoch.get(key, 0) + 1
                 woken = list(self._waiting.get(key, {}))
-            if view is None:
+            if entry is None:
                 pods.pop(name, None)
                 if not pods:
                     del self._pods[key]
@@ -144,7 +143,7 @@ class ClaimIndex:
                     del self._gone[next(iter(self._gone))]
             else:
                 self._gone.pop((key[0], name), None)
-                pods[name] = CachedPod(view, str(meta.get("resourceVersion", "")), signature)
+                pods[name] = entry
             changed = False
             if from_watch:
                 wkey = (key[0], name)
@@ -283,6 +282,7 @@ class ClaimIndex:
         with self._lock:
             return sorted(self._waiting.get((namespace, pool), {}))
 
-    def __len__(self) -> int:
+    def size(self) -> int:
+        """Pods held. (Not `__len__`: an index with no pods must not read as no index in `if index`.)"""
         with self._lock:
             return sum(len(p) for p in self._pods.values())

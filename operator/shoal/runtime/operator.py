@@ -39,7 +39,7 @@ class OperatorRuntime:
         self.leader: LeaderElector | None = None
         self.supervision: dict[str, Supervision] = {}
         self.tasks: list[asyncio.Task[Any]] = []
-        # Fills the watch cache before anything plans from it (reconcile/pool.prime), once.
+        # Fills the watch cache before anything plans from it (reconcile/poolpods.prime), once.
         self.primer: Callable[[], None] | None = None
         self.primed = asyncio.Event()
 
