@@ -267,11 +267,11 @@ def test_the_claim_cache_keeps_the_newest_view_and_never_revives_a_deleted_claim
 
     rec = ClaimReconciler(None, Settings())  # type: ignore[arg-type]
     assert rec.relevant("ADDED", claim_obj("a", "5")) is True
-    rec._remember(claim_obj("a", "7", phase="Bound", podName="p1"))  # this process's own status write
+    rec.store.put(claim_obj("a", "7", phase="Bound", podName="p1"))  # this process's own status write
     assert rec.relevant("MODIFIED", claim_obj("a", "6")) is True  # an older event, not yet reconciled
     assert rec.cached("ns")[0]["status"]["podName"] == "p1"  # ...does not replace the newer write
     assert rec.relevant("DELETED", claim_obj("a", "8")) is False  # nothing to read back
-    rec._remember(claim_obj("a", "9", phase="Bound", podName="p1"))  # a write that was in flight
+    rec.store.put(claim_obj("a", "7", phase="Bound", podName="p1"))  # answered before the delete
     assert rec.cached("ns") == []
 
 

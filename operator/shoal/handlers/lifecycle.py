@@ -43,7 +43,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         burst = cfg.kube_api_burst or max(1, round(cfg.kube_api_qps * 1.5))
         kube.limiter = TokenBucket(cfg.kube_api_qps, burst)
     runtime = operator.OperatorRuntime(cfg, kube)
-    sessions = SessionReconciler(kube, cfg, index=runtime.index)
+    sessions = SessionReconciler(kube, cfg, index=runtime.index, pods=runtime.session_pods)
     runtime.register("TrainingSession", "trainingsessions", sessions.reconcile, relevant=sessions.relevant)
     claims = ClaimReconciler(kube, cfg, index=runtime.index)
     pools = PoolReconciler(

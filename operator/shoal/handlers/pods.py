@@ -14,7 +14,7 @@ from shoal.builders import LABEL_MANAGED
 from shoal.builders.session import LABEL_SESSION
 from shoal.handlers.claim import claim_pod_event
 from shoal.handlers.pool import pool_pod_event
-from shoal.handlers.session import session_pod_event
+from shoal.handlers.session import session_pod_event, unlabelled_pod_event
 from shoal.pool.claims import LABEL_CLAIM
 from shoal.pool.pods import LABEL_POOL
 
@@ -36,5 +36,7 @@ async def pod_event(
         pool_pod_event(ns, labels, type, event["object"])
     if LABEL_SESSION in labels:
         session_pod_event(ns, labels, type, event["object"])
+    else:
+        unlabelled_pod_event(ns, meta.get("name", ""))
     if LABEL_CLAIM in labels:
         claim_pod_event(ns, labels, annotations, type, meta)

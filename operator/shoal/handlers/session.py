@@ -47,4 +47,13 @@ def session_pod_event(
     else:
         _seen[key] = view
     telemetry.SESSION_POD_EVENTS.labels("urgent" if urgent else "bookkeeping").inc()
-    operator.get().enqueue(KIND, namespace, labels[LABEL_SESSION], urgent=urgent)
+    runtime = operator.get()
+    runtime.session_pods.event(type, obj)  # before the reconcile it causes reads it
+    runtime.enqueue(KIND, namespace, labels[LABEL_SESSION], urgent=urgent)
+
+
+def unlabelled_pod_event(namespace: str, name: str) -> None:
+    """A pod without a session label: one given back to its pool is no longer a session's to read
+    from the store (a session that still names it reads it from the API server)."""
+    _seen.pop((namespace, name), None)
+    operator.get().session_pods.drop(namespace, name)

@@ -69,6 +69,7 @@ class PodView:
     last_claimed: datetime | None = None
     load: float | None = None  # as the pod reports it; None: it does not (metrics.k8s.io then)
     node: str | None = None
+    ip: str | None = None
     requests: tuple[tuple[str, str], ...] = ()
     history: tuple[Job, ...] = ()  # the last jobs it served (Affinity)
     job_outcome: bool | None = None  # what the job it holds said of itself
@@ -122,6 +123,7 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         last_claimed=parse_time(ann.get(ANN_LAST_CLAIMED)),
         load=load,
         node=(pod.get("spec") or {}).get("nodeName"),
+        ip=status.get("podIP"),
         requests=tuple(sorted((k, str(v)) for k, v in requests.items())),
         history=parse_history(ann.get(ANN_HISTORY)),
         job_outcome=outcome(ann.get(ANN_JOB_OUTCOME)),

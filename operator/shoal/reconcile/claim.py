@@ -8,7 +8,6 @@ which gives back every claim no live holder holds (reconcile/pool.py), as for Tr
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -26,10 +25,10 @@ from shoal.pool.pods import ANN_CLAIMED_BY
 from shoal.reconcile import write_status
 from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex
+from shoal.runtime.store import Store
 
 log = logging.getLogger("shoal.claim")
 PLURAL = "containerclaims"
-GONE_KEPT = 4096
 
 
 class ClaimReconciler:
@@ -48,9 +47,7 @@ class ClaimReconciler:
         self.seen: dict[tuple[str, str], tuple[str, int]] = {}  # what a reconcile last read: uid, generation
         # Each claim as its watch (or this process's own status write) last showed it, as a client-go
         # lister would: the bind path reads no claim from the API server, a request less per claim.
-        self.latest: dict[tuple[str, str], dict[str, Any]] = {}
-        self.lock = threading.Lock()
-        self.gone: dict[str, None] = {}  # uids of deleted claims, oldest first
+        self.store = Store()
 
     def relevant(self, event_type: str | None, obj: Mapping[str, Any]) -> bool:
         """A new claim, a spec change or a deletion: the echo of each status write is skipped (what
@@ -59,26 +56,22 @@ class ClaimReconciler:
         key = (meta.get("namespace", ""), meta.get("name", ""))
         if event_type == "DELETED":
             # Nothing to read back: its pool gives the pod back; here it stops counting as waiting.
-            with self.lock:
-                self.gone[str(meta.get("uid"))] = None  # a write in flight must not bring it back
-                while len(self.gone) > GONE_KEPT:
-                    del self.gone[next(iter(self.gone))]
+            self.store.gone(obj)  # the answer to a write in flight must not bring it back
             self._forget(key[0], key[1], dict(obj))
             return False
-        self._remember(obj)
+        self.store.put(obj)
         if event_type in (None, "ADDED") or meta.get("deletionTimestamp"):
             return True
         return self.seen.get(key) != (str(meta.get("uid")), int(meta.get("generation") or 0))
 
     def cached(self, namespace: str) -> list[dict[str, Any]]:
         """The namespace's claims as last seen (for the pool's check of who still holds its pods)."""
-        with self.lock:
-            return [obj for (ns, _), obj in self.latest.items() if ns == namespace]
+        return self.store.items(namespace)
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         holder = Holder(CONTAINER_CLAIM, name)
-        obj = self.latest.get((namespace, name)) or self.kube.get_if_exists(
-            custom_path(PLURAL, namespace, name)
+        obj = self.store.read(
+            namespace, name, lambda: self.kube.get_if_exists(custom_path(PLURAL, namespace, name))
         )
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             self._forget(namespace, name, obj)
@@ -97,7 +90,8 @@ class ClaimReconciler:
             invalid = conditions.condition("Bound", False, "InvalidSpec", message)
             self._write(obj, {**status, "phase": status.get("phase") or "Pending"}, invalid, now)
             return None
-        step = decide(spec, status, self._held(namespace, status.get("podName"), holder), None, now)
+        held = self._held(namespace, spec.poolRef.name, status.get("podName"), holder)
+        step = decide(spec, status, held, None, now)
         patched = chosen = 0.0
         if step.needs_claim:
             req = claim_request(spec, self.settings.gpu_resource, self.settings.gpu_memory_resource)
@@ -134,9 +128,17 @@ class ClaimReconciler:
             self.first_seen.pop(meta["uid"], None)
         return step.requeue
 
-    def _held(self, namespace: str, pod_name: str | None, holder: Holder) -> HeldPod | None:
+    def _held(self, namespace: str, pool: str, pod_name: str | None, holder: Holder) -> HeldPod | None:
+        """The pod the claim's status names, from the pool's watch cache (a GET only when the cache
+        does not hold it: not seen yet, or gone)."""
         if not pod_name:
             return None
+        index = self.claimer.index
+        cached = index.pod(namespace, pool, pod_name) if index is not None else None
+        if cached is not None:
+            view = cached.view
+            mine = view.claimed_by == holder.claimed_by
+            return None if view.deleting else HeldPod(pod_name, mine, ip=view.ip, node=view.node)
         pod = self.kube.get_if_exists(pods_path(namespace, pod_name))
         if pod is None or pod["metadata"].get("deletionTimestamp"):
             return None
@@ -151,8 +153,6 @@ class ClaimReconciler:
     def _forget(self, namespace: str, name: str, obj: dict[str, Any] | None) -> None:
         """The claim is gone (or going): nothing of it stays here, and it no longer waits."""
         self.seen.pop((namespace, name), None)
-        with self.lock:
-            self.latest.pop((namespace, name), None)
         self.claimer.unwait(namespace, Holder(CONTAINER_CLAIM, name))
         if obj is not None:
             self.first_seen.pop(obj["metadata"]["uid"], None)
@@ -170,22 +170,4 @@ class ClaimReconciler:
         )
         written = write_status(self.kube, PLURAL, obj, status)
         if written is not None:
-            self._remember(written)
-
-    def _remember(self, obj: Mapping[str, Any]) -> None:
-        """Keep the newer of what the watch and this process's own writes last showed."""
-        meta = obj.get("metadata") or {}
-        key = (meta.get("namespace", ""), meta.get("name", ""))
-        with self.lock:
-            if str(meta.get("uid")) in self.gone:
-                return
-            held = self.latest.get(key)
-            if held is None or _version(obj) >= _version(held):
-                self.latest[key] = dict(obj)
-
-
-def _version(obj: Mapping[str, Any]) -> int:
-    try:
-        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
+            self.store.put(written)

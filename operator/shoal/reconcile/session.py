@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -29,6 +28,7 @@ from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.pool.claims import SESSION, Holder
 from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex
+from shoal.runtime.store import Store
 from shoal.sessions import record, starts
 from shoal.sessions.capacity import Capacity
 from shoal.sessions.lifecycle import (
@@ -73,6 +73,7 @@ class SessionReconciler:
         settings: Settings,
         clock: Callable[[], datetime] | None = None,
         index: ClaimIndex | None = None,
+        pods: Store | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings
@@ -87,10 +88,12 @@ class SessionReconciler:
         # What a reconcile last read of each session: uid, generation, and the one status field that
         # another session's reconcile writes (a preemption).
         self.seen: dict[tuple[str, str], tuple[str, int, str | None]] = {}
-        # (namespace, name) -> the session as its watch last delivered it: the pools' check of who
-        # still holds their pods reads it (and reads afresh any session it would give a pod back from).
-        self.latest: dict[tuple[str, str], dict[str, Any]] = {}
-        self.lock = threading.Lock()
+        # Each session as its watch or this process's own writes last showed it: reconciles read it
+        # from here, as does the pools' check of who still holds their pods (which reads afresh any
+        # session it would give a pod back from).
+        self.store = Store()
+        # The pods labelled with a session (its own, or claimed from a pool), fed by the pod watch.
+        self.pods = pods if pods is not None else Store()
 
     def relevant(self, event_type: str | None, obj: Mapping[str, Any]) -> bool:
         """Only a new object, a spec change (a new generation), a preemption by another session or a
@@ -100,11 +103,7 @@ class SessionReconciler:
         race the patch's response.)"""
         meta = obj.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
-        with self.lock:
-            if event_type == "DELETED":
-                self.latest.pop(key, None)
-            else:
-                self.latest[key] = dict(obj)
+        self.store.event(event_type, obj)
         if event_type in (None, "ADDED", "DELETED") or meta.get("deletionTimestamp"):
             if event_type == "DELETED":
                 self.seen.pop(key, None)
@@ -113,11 +112,11 @@ class SessionReconciler:
 
     def cached(self, namespace: str) -> list[dict[str, Any]]:
         """The namespace's sessions as their watch last delivered them."""
-        with self.lock:
-            return [obj for (ns, _), obj in self.latest.items() if ns == namespace]
+        return self.store.items(namespace)
 
     def reconcile(self, namespace: str, name: str) -> float | None:
-        obj = self.kube.get_if_exists(custom_path(PLURAL, namespace, name))
+        path = custom_path(PLURAL, namespace, name)
+        obj = self.store.read(namespace, name, lambda: self.kube.get_if_exists(path))
         holder = Holder(SESSION, name)
         if obj is None:
             self.seen.pop((namespace, name), None)
@@ -130,9 +129,12 @@ class SessionReconciler:
             self.starts[(namespace, name)] = {"seen": time.time()}
         self.first_seen.setdefault(meta["uid"], time.monotonic())
         if FORMER_FINALIZER in (meta.get("finalizers") or []):
-            obj = self.kube.remove_finalizer(custom_path(PLURAL, namespace, name), obj, FORMER_FINALIZER)
+            # The one write guarded by a resourceVersion: read afresh for it.
+            fresh = self.kube.get_if_exists(path)
+            obj = fresh and self.kube.remove_finalizer(path, fresh, FORMER_FINALIZER)
             if obj is None:
                 return None
+            self.store.put(obj)
             meta = obj["metadata"]
         if meta.get("deletionTimestamp"):
             self._let_go(obj)  # held up by someone else's finalizer: its pod need not wait for that
@@ -235,7 +237,8 @@ class SessionReconciler:
                     step.status.pop("podName", None)
                     events.append(Event("Warning", "PodCreateFailed", failed))
             elif isinstance(action, SendCommand):
-                self.kube.merge_patch_if_exists(
+                self._patch(
+                    self.pods,
                     pods_path(ns, action.pod),
                     {"metadata": {"annotations": {ANN_COMMAND: action.verb, ANN_COMMAND_ID: str(action.id)}}},
                 )
@@ -248,7 +251,8 @@ class SessionReconciler:
                 elif not action.keep:
                     self.kube.delete(pods_path(ns, action.pod), uid=action.uid or None)
             elif isinstance(action, Preempt):
-                if self.kube.merge_patch_if_exists(
+                if self._patch(
+                    self.store,
                     custom_path(PLURAL, ns, action.victim, "status"),
                     {"status": {"preemptedBy": meta["name"]}},
                 ):
@@ -287,7 +291,7 @@ class SessionReconciler:
             resume_from=action.resume_from,
         )
         try:
-            self.kube.create(pods_path(ns), body)
+            self.pods.put(self.kube.create(pods_path(ns), body))
         except ApiError as exc:
             if exc.status != 409:
                 return exc.message
@@ -296,7 +300,9 @@ class SessionReconciler:
     def _get_pod(self, namespace: str, pod_name: str | None) -> dict[str, Any] | None:
         if not pod_name:
             return None
-        pod = self.kube.get_if_exists(pods_path(namespace, pod_name))
+        pod = self.pods.read(
+            namespace, pod_name, lambda: self.kube.get_if_exists(pods_path(namespace, pod_name))
+        )
         return None if pod is None or pod["metadata"].get("deletionTimestamp") else pod
 
     def _let_go(self, obj: dict[str, Any]) -> None:
@@ -334,9 +340,20 @@ class SessionReconciler:
         patch = record.patch(old, new)
         if not patch:
             return
-        self.kube.merge_patch_if_exists(
-            custom_path(PLURAL, meta["namespace"], meta["name"], "status"), {"status": patch}
+        self._patch(
+            self.store, custom_path(PLURAL, meta["namespace"], meta["name"], "status"), {"status": patch}
         )
         event = record.phase_event(old, new)
         if event:  # after the write it describes, as the lifecycle's own Events are
             self.kube.event(obj, event.type, event.reason, event.message)
+
+    def _patch(self, store: Store, path: str, patch: dict[str, Any]) -> bool:
+        """Merge-patch an object and keep the API server's answer in `store`, so the next reconcile
+        reads what this one wrote even before its watch event arrives; False when it is gone."""
+        try:
+            store.put(self.kube.merge_patch(path, patch))
+        except ApiError as exc:
+            if exc.not_found:
+                return False
+            raise
+        return True

@@ -210,6 +210,10 @@ class ClaimIndex:
         with self._lock:
             return list(self._pods.get((namespace, pool), {}).values())
 
+    def pod(self, namespace: str, pool: str, name: str) -> CachedPod | None:
+        with self._lock:
+            return self._pods.get((namespace, pool), {}).get(name)
+
     def pick(
         self,
         namespace: str,

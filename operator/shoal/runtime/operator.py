@@ -14,6 +14,7 @@ from shoal.config import Settings
 from shoal.k8s.client import Kube, NotLeading
 from shoal.runtime.cache import ClaimIndex
 from shoal.runtime.leader import LeaderElector
+from shoal.runtime.store import Store
 from shoal.runtime.workqueue import Supervision, WorkQueue, run_workers
 
 log = logging.getLogger("shoal.runtime")
@@ -35,6 +36,7 @@ class OperatorRuntime:
         self.workers: dict[str, int] = {}
         self.filters: dict[str, Callable[[str | None, Mapping[str, Any]], bool]] = {}
         self.index = ClaimIndex()  # fed by the pool and pod watches, read by the claim path
+        self.session_pods = Store()  # pods labelled with a session, fed by the pod watch
         self.listers: dict[str, str] = {}  # kind -> plural, for full resyncs
         self.leader: LeaderElector | None = None
         self.supervision: dict[str, Supervision] = {}
