@@ -193,11 +193,12 @@ class LocalPod:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self, grace: float = 5.0) -> None:
-        """As a kubelet ends a deleted pod: SIGTERM to the whole group, SIGKILL after the grace."""
+        """As a kubelet ends a deleted pod: SIGTERM to its first process (the container runtime signals
+        PID 1 only; the agent passes it on, or not), SIGKILL to the whole group after the grace."""
         if self.proc is None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.kill(self.proc.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(grace)
         with contextlib.suppress(ProcessLookupError):

@@ -485,12 +485,21 @@ def test_a_checkpoint_on_demand_is_answered_in_status_and_an_immediate_stop_take
 
     assert verbs() == ["checkpoint"]
 
+    def saved() -> list[str]:
+        assert agent is not None
+        return sorted(str(p) for p in agent.mounts["/checkpoints"].rglob("*") if p.is_file())
+
+    before = saved()
     kube.merge_patch(path, {"spec": {"runState": "Stopped", "stopMode": "Immediate"}})
     stopped = wait_until(lambda: phase_is(kube, namespace, "ondemand", "Stopped"), 30, "Stopped at once")
     assert "without a checkpoint" in stopped["message"], stopped["message"]
-    assert stopped["lastCheckpoint"] == served["lastCheckpoint"]  # nothing saved on the way out
+    assert stopped["lastCheckpoint"] == served["lastCheckpoint"]
     wait_until(lambda: get_pod(kube, namespace, pod_name) is None, 30, "the pod deleted")
-    assert verbs() == ["checkpoint"]  # no pause or stop reached the trainer
+    wait_until(lambda: agent.proc is not None and agent.proc.poll() is not None, 30, "the agent gone")
+    # The deletion's SIGTERM met the kill command: the trainer was killed, not told to checkpoint and
+    # exit, so the checkpoint status names is still the newest on the volume.
+    assert verbs() == ["checkpoint", "kill"]
+    assert saved() == before
 
 
 def test_a_spec_edit_under_a_running_pod_restarts_it_from_a_checkpoint_with_the_new_spec(

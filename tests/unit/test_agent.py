@@ -230,3 +230,32 @@ def test_a_warm_agent_trains_once_per_claim_and_waits_again_after_each_release(t
     finally:
         if run.proc.poll() is None:
             run.proc.kill()
+
+
+def stopped(tmp: Path, verb: str | None) -> dict[str, Any]:
+    """The agent's last report after a SIGTERM sent right after `verb` (or none) was written."""
+    import signal
+
+    tmp.mkdir()
+    run = AgentRun(tmp)
+    try:
+        wait_until(lambda: run.progress().get("timesteps", 0) > 1000, 60, "training under way")
+        if verb:
+            run.command(verb, 1)
+        run.proc.send_signal(signal.SIGTERM)  # at once: the file watch polls every 0.1 s
+        run.proc.wait(30)
+        return run.progress()
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+
+
+def test_sigterm_after_a_kill_command_ends_the_trainer_without_a_checkpoint(tmp_path: Path) -> None:
+    """stopMode Immediate on a session's own pod: the operator writes `kill`, then deletes the pod. The
+    deletion's SIGTERM reaches the agent before its watch has the command: it reads its pod afresh
+    and kills the trainer instead of passing SIGTERM on (which checkpoints). A plain SIGTERM still
+    checkpoints."""
+    killed = stopped(tmp_path / "kill", "kill")
+    assert killed.get("exitCode") == -9 and not killed.get("lastCheckpoint"), killed
+    terminated = stopped(tmp_path / "term", None)
+    assert terminated.get("exitCode") == 0 and terminated.get("lastCheckpoint"), terminated

@@ -166,3 +166,17 @@ def test_the_stream_shows_the_environment_live_and_episodes_are_recorded(
     page = np.asarray(Image.open(shot).convert("RGB"))
     assert near(page[:400, :600], POLE) > 200, "the page does not show the pole"
     assert near(page[:400, :600], CART) > 200, "the page does not show the cart"
+
+
+def test_a_stopped_stream_gives_its_port_back_for_the_next_session_on_the_pod(tmp_path: Path) -> None:
+    """A warm pod serves one session after another: each session's stream binds the same port."""
+    from shoal.agent.servers import StreamServer
+
+    port = free_port()
+    (tmp_path / "frame.jpg").write_bytes(b"")
+    for _ in range(2):
+        stream = StreamServer("127.0.0.1", port, tmp_path / "frame.jpg", tmp_path / "videos")
+        stream.start()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/videos", timeout=5) as r:
+            assert json.loads(r.read()) == []
+        stream.stop()

@@ -437,11 +437,12 @@ CASES = [
         "Stopped",
         pod=pod(),
         spec={"runState": "Stopped", "stopMode": "Immediate"},
-        actions=[LetGo],
+        actions=[SendCommand, LetGo],  # the kill first: the agent reads it when SIGTERM arrives
         check=lambda s: (
             "without a checkpoint" in s.status["message"]
-            and not s.actions[0].to_pool
-            and not s.actions[0].keep
+            and s.actions[0].verb == "kill"
+            and not s.actions[1].to_pool
+            and not s.actions[1].keep
         ),
     ),
     Case(

@@ -207,6 +207,19 @@ class Agent:
             except queue.Empty:
                 return True
 
+    def _terminated(self, proc: subprocess.Popen[bytes]) -> None:
+        """The pod is being deleted (SIGTERM, as a container runtime sends its first process). A forced
+        stop (stopMode Immediate) writes `kill` on the pod before deleting it, and the watch may not
+        have delivered that yet: read the annotations afresh, and kill the trainer (no checkpoint) when
+        that is the command; otherwise pass SIGTERM on (checkpoint and exit)."""
+        fresh = self.annotations.fresh()
+        if fresh is not None:
+            self.current = fresh
+        if self.current.get(ANN_COMMAND) == "kill":
+            self._command(proc)  # nothing more when it was handled already: the trainer is being killed
+        else:
+            proc.send_signal(signal.SIGTERM)
+
     def _command(self, proc: subprocess.Popen[bytes]) -> None:
         try:
             cid = int(self.current.get(ANN_COMMAND_ID, "0"))
@@ -343,7 +356,7 @@ class Agent:
         tensorboard, stream = self._servers()
         proc = waiting if waiting is not None and self._hand_off(waiting) else subprocess.Popen(self.command)
         self.times["trainerStarted"] = time.time()
-        signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+        signal.signal(signal.SIGTERM, lambda *_: self._terminated(proc))
         try:
             while proc.poll() is None:
                 self._next_annotations(timeout=TICK)
@@ -356,8 +369,13 @@ class Agent:
             self._report(self.gpu.sample(), exit_code=code)
             log.info("the trainer exited %d", code)
         finally:
-            if tensorboard is not None:
+            if tensorboard is not None:  # gone before the next session's starts on the same port
                 tensorboard.terminate()
+                try:
+                    tensorboard.wait(10)
+                except subprocess.TimeoutExpired:
+                    tensorboard.kill()
+                    tensorboard.wait()
             if stream is not None:
                 stream.stop()
         return code

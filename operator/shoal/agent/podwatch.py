@@ -28,6 +28,10 @@ class Annotations(Protocol):
 
     def start(self) -> None: ...
 
+    def fresh(self) -> dict[str, str] | None:
+        """The annotations as they are now, read afresh (None when that fails)."""
+        ...
+
 
 class PodWatch:
     def __init__(self, namespace: str, name: str) -> None:
@@ -41,9 +45,16 @@ class PodWatch:
         threading.Thread(target=self._run, name="pod-watch", daemon=True).start()
 
     def _publish(self, pod: Mapping[str, object]) -> None:
-        meta = pod.get("metadata")
-        ann = (meta.get("annotations") if isinstance(meta, Mapping) else None) or {}
-        self.updates.put({str(k): str(v) for k, v in dict(ann).items()})
+        self.updates.put(_annotations(pod))
+
+    def fresh(self) -> dict[str, str] | None:
+        from shoal.k8s.client import pods_path
+
+        try:
+            return _annotations(self.kube.get(pods_path(self.namespace, self.name)))
+        except Exception as exc:  # the API unreachable: the caller goes by what the watch said
+            log.warning("reading pod %s failed: %s", self.name, exc)
+            return None
 
     def _run(self) -> None:
         import kubernetes
@@ -74,6 +85,12 @@ class PodWatch:
                 time.sleep(delay)
 
 
+def _annotations(pod: Mapping[str, object]) -> dict[str, str]:
+    meta = pod.get("metadata")
+    ann = (meta.get("annotations") if isinstance(meta, Mapping) else None) or {}
+    return {str(k): str(v) for k, v in dict(ann).items()}
+
+
 class FileWatch:
     """Annotations as a JSON object in a file, polled: for running the agent without a cluster."""
 
@@ -85,14 +102,18 @@ class FileWatch:
     def start(self) -> None:
         threading.Thread(target=self._run, name="file-watch", daemon=True).start()
 
+    def fresh(self) -> dict[str, str] | None:
+        try:
+            data = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return None
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
+
     def _run(self) -> None:
         seen: dict[str, str] | None = None
         while True:
-            try:
-                data = json.loads(self.path.read_text() or "{}")
-            except (OSError, ValueError):
-                data = None
-            if isinstance(data, dict) and data != seen:
-                seen = {str(k): str(v) for k, v in data.items()}
+            data = self.fresh()
+            if data is not None and data != seen:
+                seen = data
                 self.updates.put(seen)
             time.sleep(self.interval)

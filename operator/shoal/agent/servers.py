@@ -44,7 +44,9 @@ class StreamServer:
         threading.Thread(target=self.httpd.serve_forever, name="stream", daemon=True).start()
 
     def stop(self) -> None:
+        """Stop serving and close the listening socket: a warm pod's next session binds the same port."""
         self.httpd.shutdown()
+        self.httpd.server_close()
 
     def recordings(self) -> list[str]:
         return sorted(p.name for p in self.videos.glob("*.mp4")) if self.videos.is_dir() else []

@@ -220,7 +220,11 @@ def _stop(inp: Inputs, step: Step, pod: PodState, acked: bool, pod_phase: str, r
     why = " to apply the new spec" if respec else ""
     deadline = spec.checkpoint.ackDeadlineSeconds
     if immediate and not claimed:
-        # Deleting the pod ends the trainer as surely as a kill: no command, no wait.
+        # The pod is deleted at once; the `kill` written first tells its agent, when the deletion's
+        # SIGTERM arrives, to kill the trainer rather than pass the signal on (which checkpoints).
+        new["commandId"] = _int(new.get("commandId")) + 1
+        new.update(command="kill", commandTime=format_time(now))
+        step.actions.append(SendCommand(pod.name, "kill", new["commandId"]))
         resume = new.get("lastCheckpoint") or "the beginning"
         _let_go(
             inp,
