@@ -1,4 +1,4 @@
-"""Builds PodViews for the pure pool tests."""
+"""Builds PodViews for the pure pool tests, and applies merge patches for the fake API servers."""
 
 from __future__ import annotations
 
@@ -12,6 +12,17 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 POOL_UID = "pool-uid"
 HASH = "hash1"
 _ids = itertools.count()
+
+
+def apply_merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    """A JSON merge patch (RFC 7386) applied in place, as the API server applies one: null removes."""
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        elif isinstance(v, dict):
+            apply_merge_patch(target.setdefault(k, {}), v)
+        else:
+            target[k] = v
 
 
 def pod(state: str = "Idle", age: float = 60.0, now: datetime = T0, **kw: Any) -> PodView:

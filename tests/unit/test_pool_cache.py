@@ -85,6 +85,9 @@ class FakeKube:
         pod["metadata"]["resourceVersion"] = str(next(self.rv))
         return copy.deepcopy(pod)
 
+    def merge_patch_if_exists(self, path: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        return self.merge_patch(path, patch)  # nothing here is ever gone
+
     def event(self, *args: Any) -> None:
         pass
 

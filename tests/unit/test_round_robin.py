@@ -16,6 +16,7 @@ from shoal.config import Settings
 from shoal.k8s.client import ApiError
 from shoal.pool.claims import SESSION, Holder
 from shoal.reconcile.claimer import Claimer
+from tests.unit.podfactory import apply_merge_patch
 
 T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
 POOL = {
@@ -24,16 +25,6 @@ POOL = {
     "template": {"spec": {"containers": [{"name": "w", "image": "w:1"}]}},
     "resources": {"cpu": "2", "memory": "2Gi"},
 }
-
-
-def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
-    for k, v in patch.items():
-        if v is None:
-            target.pop(k, None)
-        elif isinstance(v, dict):
-            _merge(target.setdefault(k, {}), v)
-        else:
-            target[k] = v
 
 
 class Api:
@@ -75,13 +66,12 @@ class Api:
         if "resourceVersion" in meta and meta["resourceVersion"] != pod["metadata"]["resourceVersion"]:
             raise ApiError(409, "conflict", "Conflict")
         body = {**patch, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
-        _merge(pod, body)
+        apply_merge_patch(pod, body)
         pod["metadata"]["resourceVersion"] = str(int(pod["metadata"]["resourceVersion"]) + 1)
         return pod
 
-    def merge_patch_if_exists(self, path: str, patch: dict[str, Any]) -> bool:
-        self.merge_patch(path, patch)
-        return True
+    def merge_patch_if_exists(self, path: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        return self.merge_patch(path, patch)
 
 
 SPEC = TrainingSessionSpec.model_validate(

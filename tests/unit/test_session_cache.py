@@ -13,18 +13,9 @@ from shoal.config import Settings
 from shoal.k8s.client import ApiError
 from shoal.reconcile.session import SessionReconciler
 from shoal.runtime.store import Store
+from tests.unit.podfactory import apply_merge_patch
 
 SPEC = {"algorithm": "PPO", "game": "CartPole-v1", "image": "trainer:1", "totalTimesteps": 10_000}
-
-
-def merge(into: dict[str, Any], patch: dict[str, Any]) -> None:
-    for k, v in patch.items():
-        if v is None:
-            into.pop(k, None)
-        elif isinstance(v, dict):
-            merge(into.setdefault(k, {}), v)
-        else:
-            into[k] = v
 
 
 class FakeKube:
@@ -51,8 +42,16 @@ class FakeKube:
         if base not in self.objects:
             raise ApiError(404, "NotFound", "gone")
         obj = copy.deepcopy(self.objects[base])
-        merge(obj, patch)
+        apply_merge_patch(obj, patch)
         return self.put(base, obj)
+
+    def merge_patch_if_exists(self, path: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            return self.merge_patch(path, patch)
+        except ApiError as exc:
+            if exc.not_found:
+                return None
+            raise
 
     def list_items(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
         self.requests["LIST"] += 1

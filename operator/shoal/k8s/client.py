@@ -199,15 +199,14 @@ class Kube:
     def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
         return self.request("PATCH", path, patch, content_type="application/merge-patch+json")
 
-    def merge_patch_if_exists(self, path: str, patch: dict[str, Any]) -> bool:
-        """Merge-patch; False (not an error) when the object is already gone."""
+    def merge_patch_if_exists(self, path: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        """Merge-patch: the object as the API server returned it, None (not an error) when it is gone."""
         try:
-            self.merge_patch(path, patch)
+            return self.merge_patch(path, patch)
         except ApiError as exc:
             if exc.not_found:
-                return False
+                return None
             raise
-        return True
 
     def json_patch(self, path: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
         return self.request("PATCH", path, ops, content_type="application/json-patch+json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shoal import conditions
-from shoal.k8s.client import ApiError, Kube, custom_path
+from shoal.k8s.client import Kube, custom_path
 
 
 def write_status(
@@ -20,11 +20,6 @@ def write_status(
     ):
         return None
     meta = obj["metadata"]
-    try:
-        return kube.merge_patch(
-            custom_path(plural, meta["namespace"], meta["name"], "status"), {"status": status}
-        )
-    except ApiError as exc:
-        if exc.not_found:
-            return None
-        raise
+    return kube.merge_patch_if_exists(
+        custom_path(plural, meta["namespace"], meta["name"], "status"), {"status": status}
+    )

@@ -350,10 +350,7 @@ class SessionReconciler:
     def _patch(self, store: Store, path: str, patch: dict[str, Any]) -> bool:
         """Merge-patch an object and keep the API server's answer in `store`, so the next reconcile
         reads what this one wrote even before its watch event arrives; False when it is gone."""
-        try:
-            store.put(self.kube.merge_patch(path, patch))
-        except ApiError as exc:
-            if exc.not_found:
-                return False
-            raise
-        return True
+        answer = self.kube.merge_patch_if_exists(path, patch)
+        if answer is not None:
+            store.put(answer)
+        return answer is not None

@@ -23,18 +23,7 @@ from typing import Any
 from shoal.pool.claims import Holder, held_signature
 from shoal.pool.pods import ANN_CLAIMED_BY, IDLE, LABEL_POOL, PodView, observed_state, pod_view
 from shoal.runtime.expectations import Expectations
-
-GONE_KEPT = 10_000  # pods seen going, remembered so a late, older event cannot bring one back
-
-
-def _older(new: Mapping[str, Any], old_version: str | None) -> bool:
-    """`new` carries an older resourceVersion than `old_version`. resourceVersions are opaque to
-    clients, but every API server backed by etcd3 issues them as increasing integers; anything else
-    is never judged older."""
-    try:
-        return int((new.get("metadata") or {}).get("resourceVersion", "")) < int(old_version or "")
-    except ValueError:
-        return False
+from shoal.runtime.store import GONE_KEPT, older
 
 
 @dataclass(frozen=True)
@@ -124,8 +113,8 @@ class ClaimIndex:
             pods = self._pods.setdefault(key, {})
             prev = pods.get(name)
             went = self._gone.get((key[0], name))
-            if (prev is not None and _older(pod, prev.resource_version)) or (
-                prev is None and went is not None and _older(pod, went)
+            if (prev is not None and older(pod, prev.resource_version)) or (
+                prev is None and went is not None and older(pod, went)
             ):
                 if not pods:
                     del self._pods[key]
@@ -184,7 +173,7 @@ class ClaimIndex:
             if event_type == "DELETED" or meta.get("deletionTimestamp"):
                 self._pools.pop(key, None)
                 relevant = True
-            elif before is not None and _older(
+            elif before is not None and older(
                 pool, (before.obj.get("metadata") or {}).get("resourceVersion")
             ):
                 return False

@@ -20,18 +20,23 @@ GONE_KEPT = 10_000  # objects seen going, remembered so a late, older event cann
 Key = tuple[str, str]  # (namespace, name)
 
 
-def version(obj: Mapping[str, Any]) -> int | None:
-    """An object's resourceVersion as a number. resourceVersions are opaque to clients, but every API
-    server backed by etcd3 issues them as increasing integers; None (never compared) otherwise."""
+def _number(resource_version: object) -> int | None:
+    """A resourceVersion as a number. resourceVersions are opaque to clients, but every API server
+    backed by etcd3 issues them as increasing integers; None (never compared) otherwise."""
     try:
-        return int((obj.get("metadata") or {}).get("resourceVersion", ""))
+        return int(str(resource_version))
     except ValueError:
         return None
 
 
-def older(new: Mapping[str, Any], than: int | None) -> bool:
-    mine = version(new)
-    return mine is not None and than is not None and mine < than
+def version(obj: Mapping[str, Any]) -> int | None:
+    return _number((obj.get("metadata") or {}).get("resourceVersion", ""))
+
+
+def older(new: Mapping[str, Any], than: int | str | None) -> bool:
+    """`new` carries an older resourceVersion than `than`; anything not a number is never older."""
+    mine, theirs = version(new), _number(than)
+    return mine is not None and theirs is not None and mine < theirs
 
 
 def key_of(obj: Mapping[str, Any]) -> Key:
