@@ -145,6 +145,12 @@ def guarded(tmp_path: Path, namespace: str) -> Iterator[GuardedPrometheus]:
         prom.stop()
 
 
+def read_metrics(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The scaler's last readings once every one has a value (empty until then)."""
+    current = scaler(kube, namespace, name).get("status", {}).get("currentMetrics") or []
+    return current if current and all("value" in m for m in current) else []
+
+
 def metric(query: str) -> list[dict[str, Any]]:
     return [{"type": "Prometheus", "prometheus": {"query": query, "targetPerReplica": 10}}]
 
@@ -182,8 +188,9 @@ def test_tls_client_certificate_and_basic_auth_with_queries_limited_to_the_scale
         # The Secret rotated to the right password: read on the next query, no restart.
         (guarded.dir / "password").write_text(PASSWORD + "\n")
         wait_until(lambda: deployment(kube, namespace, "own")["spec"]["replicas"] == 3, 60, "own at 3")
-        own = scaler(kube, namespace, "own")["status"]
-        assert [float(m["value"]) for m in own["currentMetrics"]] == [30.0], own["currentMetrics"]
+        # The status write follows the scale patch: wait for the reading that caused it.
+        own = wait_until(lambda: read_metrics(kube, namespace, "own"), 30, "own's reading in status")
+        assert [float(m["value"]) for m in own] == [30.0], own
         assert max(d["toReplicas"] for d in decisions(kube, namespace, "own")) == 3
         foreign = wait_until(lambda: unavailable("foreign", "no series"), 60, "the foreign series unseen")
         assert foreign["reason"] == "MetricsUnavailable", foreign

@@ -123,9 +123,12 @@ class PodHistory:
                 label_selector=self.selector,
                 resource_version=version,
                 timeout_seconds=30,
+                allow_watch_bookmarks=True,  # keeps `version` recent, so a quiet namespace never gets 410
             ):
                 meta = event["raw_object"]["metadata"]
                 version = meta["resourceVersion"]
+                if event["type"] == "BOOKMARK":
+                    continue
                 with self.lock:
                     self.created.add(meta["uid"])
                     if event["type"] == "DELETED" or meta.get("deletionTimestamp"):
