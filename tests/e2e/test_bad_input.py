@@ -78,11 +78,12 @@ def test_operator_judged_inputs_get_a_false_condition_and_nothing_else_changes(
     for path in JUDGED:
         cond_type, status_reason = expectation(path, "expect-condition").split("=", 1)
         status, reason, fragment = ([*status_reason.split(" ", 2), ""])[:3]
-        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+        doc = yaml.safe_load(path.read_text())
+        plural, name = PLURALS[doc["kind"]], doc["metadata"]["name"]
 
-        def judged(name: str = name, cond_type: str = cond_type) -> dict[str, str]:
+        def judged(name: str = name, cond_type: str = cond_type, plural: str = plural) -> dict[str, str]:
             try:
-                obj = kube.get(custom_path("workerscalers", namespace, name))
+                obj = kube.get(custom_path(plural, namespace, name))
             except ApiError:
                 return {}
             return condition(obj, cond_type)
@@ -95,8 +96,8 @@ def test_operator_judged_inputs_get_a_false_condition_and_nothing_else_changes(
     assert sample(running_operator.metrics(), errors) == errors_before
     assert kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/sentinel")["spec"]["replicas"] == 2
     pool = kube.get(custom_path("containerpools", namespace, "sentinel-pool"))
-    assert (
-        pool["metadata"]["generation"] == before
-        and len(live_pods(kube, namespace, "shoal.dev/pool=sentinel-pool")) == 2
-    )
+    pods = live_pods(kube, namespace, "shoal.dev/pool=sentinel-pool")
+    assert pool["metadata"]["generation"] == before and len(pods) == 2
+    # A session its pool cannot train is refused before any pod is claimed for it.
+    assert not any((p["metadata"].get("annotations") or {}).get("shoal.dev/claimed-by") for p in pods)
     print(json.dumps({"rejected_by_api_server": len(REJECTED), "refused_by_condition": len(JUDGED)}))

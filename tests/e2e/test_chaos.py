@@ -212,7 +212,7 @@ def test_concurrent_claims_never_share_a_warm_pod(
 ) -> None:
     """Competing writers: many sessions claim from one pool at once; optimistic locking (409) decides.
     maxReplicas holds the pool at 6 (it would otherwise grow for the two that wait)."""
-    apply(pool_manifest("shared", 6, maxReplicas=6), namespace)
+    apply(pool_manifest("shared", 6, maxReplicas=6, sessionAgent={}), namespace)
     wait_until(lambda: converged(kube, namespace, "shared", 6), 60, "6 pods")
     for i in range(8):
         apply(session_manifest(f"claim-{i}", poolRef={"name": "shared"}), namespace)
@@ -246,7 +246,7 @@ def kill_during_claims(kube: Kube, ns: str, op: OperatorProcess, sessions: int, 
     every session holds one pod, no pod was claimed twice (a re-claim after a lost status write is an
     adoption, which does not count), no pod is Claimed without its session holding it."""
     rng = random.Random(seed)
-    apply(pool_manifest("claims", sessions + 2), ns)
+    apply(pool_manifest("claims", sessions + 2, sessionAgent={}), ns)
     wait_until(lambda: converged(kube, ns, "claims", sessions + 2), 60, "the pool")
     for i in range(sessions):
         apply(session_manifest(f"s-{i}", poolRef={"name": "claims"}), ns)

@@ -41,7 +41,7 @@ def claimed_at_deletion(history: PodHistory) -> list[str]:
 def test_a_thousand_claims_racing_scale_downs_and_recycles_lose_no_claimed_pod(
     kube: Kube, namespace: str, running_operator: OperatorProcess
 ) -> None:
-    apply(pool_manifest("race", 20), namespace)
+    apply(pool_manifest("race", 20, sessionAgent={}), namespace)  # pods a session can train on
 
     def idle() -> int:
         pods = kube.list_items(pods_path(namespace), SELECTOR)
@@ -54,7 +54,6 @@ def test_a_thousand_claims_racing_scale_downs_and_recycles_lose_no_claimed_pod(
         {
             "game": "CartPole-v1",
             "algorithm": "PPO",
-            "image": "x",
             "totalTimesteps": 10,
             "poolRef": {"name": "race"},
         }

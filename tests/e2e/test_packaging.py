@@ -162,7 +162,7 @@ def test_reapplying_a_manifest_without_replicas_keeps_the_scaled_size(
 def test_operator_metrics_expose_every_documented_series(
     kube: Kube, namespace: str, exporter: Exporter, running_operator: OperatorProcess
 ) -> None:
-    apply(pool_manifest("m-pool", 2), namespace)
+    apply(pool_manifest("m-pool", 2, sessionAgent={}), namespace)
     exporter.set(25)
     create = {"apiVersion": "shoal.dev/v1alpha1", "kind": "ContainerPool", "name": "m-pool"}
     metric = [{"type": "Prometheus", "prometheus": {"query": exporter.query, "targetPerReplica": 10}}]
@@ -181,7 +181,6 @@ def test_operator_metrics_expose_every_documented_series(
                 "game": "g",
                 "algorithm": "PPO",
                 "totalTimesteps": 10,
-                "image": "i",
                 "poolRef": {"name": "m-pool"},
             },
         },
@@ -215,7 +214,10 @@ def test_operator_metrics_expose_every_documented_series(
         text = running_operator.metrics()
         return [w for w in want if w not in text]
 
-    wait_until(lambda: not missing(), 30, "all series")
+    try:
+        wait_until(lambda: not missing(), 30, "all series")
+    except AssertionError as exc:
+        raise AssertionError(f"missing: {missing()}") from exc
 
 
 PROMETHEUS_AUTH = [

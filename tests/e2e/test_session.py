@@ -14,14 +14,20 @@ from typing import Any
 import psutil
 import pytest
 
+from shoal.agent.protocol import ANN_PROGRESS
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.sessions.steps import PodState
 from testbed.kubelet import LocalKubelet
+from tests.doubles.bandit import best_arm_mean
 from tests.e2e.conftest import OperatorProcess, pool_manifest
 from tests.e2e.util import apply, condition, events_where, is_idle, live_pods, wait_until
 
+OWN_RESOURCES = {"cpu": "1", "memory": "1Gi"}
+
 
 def session_manifest(name: str, **spec: Any) -> dict[str, Any]:
+    """A session of its own pod; with poolRef, of a warm pod, which brings its image and resources."""
+    own = {} if "poolRef" in spec else {"image": "registry.example/trainer:1", "resources": OWN_RESOURCES}
     return {
         "apiVersion": "shoal.dev/v1alpha1",
         "kind": "TrainingSession",
@@ -30,8 +36,7 @@ def session_manifest(name: str, **spec: Any) -> dict[str, Any]:
             "game": "CartPole-v1",
             "algorithm": "PPO",
             "totalTimesteps": 100000,
-            "image": "registry.example/trainer:1",
-            "resources": {"cpu": "1", "memory": "1Gi"},
+            **own,
             "restartPolicy": {"initialBackoffSeconds": 1, "maxBackoffSeconds": 2},
             **spec,
         },
@@ -274,9 +279,10 @@ def test_a_warm_pod_trains_the_session_that_claims_it_and_returns_to_the_pool_cl
         name: wait_until(partial(trainers, local_kubelet, name), 30, "a trainer in standby") for name in warm
     }
 
-    apply(
-        session_manifest("quick", poolRef={"name": "warm"}, checkpoint={"ackDeadlineSeconds": 600}), namespace
-    )
+    # Its env reaches the trainer with the claim: the double seeds its arms from SHOAL_GAME.
+    env = [{"name": "SHOAL_GAME", "value": "bandit-from-env"}]
+    checkpoint = {"ackDeadlineSeconds": 600}
+    apply(session_manifest("quick", poolRef={"name": "warm"}, checkpoint=checkpoint, env=env), namespace)
     st = wait_until(lambda: phase_is(kube, namespace, "quick", "Running"), 30, "bound to a warm pod")
     assert st["podName"] in warm and st["claimedFromPool"] == "warm"
     pod = kube.get(pods_path(namespace, st["podName"]))
@@ -297,6 +303,10 @@ def test_a_warm_pod_trains_the_session_that_claims_it_and_returns_to_the_pool_cl
     trained = wait_until(lambda: training(kube, namespace, "quick"), 60, "the warm pod's agent training")
     assert trained["podName"] == st["podName"]
     assert trainers(local_kubelet, st["podName"]) == standby[st["podName"]]  # started before the claim
+    progress = json.loads(
+        kube.get(pods_path(namespace, st["podName"]))["metadata"]["annotations"][ANN_PROGRESS]
+    )
+    assert progress["bestArmMean"] == best_arm_mean("bandit-from-env") != best_arm_mean("CartPole-v1")
     assert {p["metadata"]["name"] for p in kube.list_items(pods_path(namespace))} == before  # no new pod
     svc = kube.get(f"/api/v1/namespaces/{namespace}/services/quick")
     assert svc["spec"]["selector"] == {"shoal.dev/session": "quick"}

@@ -88,7 +88,7 @@ def test_uninstall_finishes_with_pools_scalers_and_sessions_present(
     assert readme_uninstall(way), "the README's uninstall block"
     INSTALL[way]()  # the chart's own Deployment lands on a KWOK node; the local operator does the work
     try:
-        apply(pool_manifest("fleet", 2), namespace)
+        apply(pool_manifest("fleet", 2, sessionAgent={}), namespace)  # a pool sessions can claim
         target = {"apiVersion": "shoal.dev/v1alpha1", "kind": "ContainerPool", "name": "fleet"}
         metrics = [{"type": "Resource", "resource": {"name": "cpu", "targetAverageUtilization": 50}}]
         apply(scaler_manifest("fleet", target, metrics, minReplicas=2), namespace)

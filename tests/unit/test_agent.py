@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from tests.doubles.bandit import Trainer
+from tests.doubles.bandit import Trainer, best_arm_mean
 from tests.e2e.util import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_trainer_learns_the_best_arm() -> None:
+def test_trainer_learns_the_best_arm_mean() -> None:
     t = Trainer({"game": "bandit-test", "learningRate": 0.1, "vecEnvs": 32})
     for _ in range(400):
         t.step()
@@ -144,7 +144,7 @@ def test_gpu_sampler_reads_nvml_when_present(monkeypatch: Any) -> None:
 
     from prometheus_client import REGISTRY
 
-    from shoal.agent.main import GpuSampler
+    from shoal.agent.report import GpuSampler
 
     fake = types.ModuleType("pynvml")
     fake.nvmlInit = lambda: None  # type: ignore[attr-defined]
@@ -162,7 +162,7 @@ def test_gpu_sampler_reads_nvml_when_present(monkeypatch: Any) -> None:
 
 
 def test_gpu_sampler_is_quiet_without_nvml(monkeypatch: Any) -> None:
-    from shoal.agent.main import GpuSampler
+    from shoal.agent.report import GpuSampler
 
     monkeypatch.setitem(sys.modules, "pynvml", None)
     assert GpuSampler().sample() == []
@@ -197,27 +197,30 @@ def test_a_warm_agent_trains_once_per_claim_and_waits_again_after_each_release(t
         assert (
             run.proc.poll() is None and not (tmp_path / "work" / "progress.json").exists()
         )  # no trainer yet
-        claim = {**CONFIG, "game": "bandit-claimed", "checkpointDir": str(tmp_path / "session-ckpt")}
+        # The session's spec.env comes with the claim; SHOAL_GAME over the config, as on an own pod.
+        claim = {**CONFIG, "game": "bandit-claimed", "env": {"SHOAL_GAME": "bandit-from-env"}}
         first = {"session_config": json.dumps(claim), "claimed_by": "a", "claims": "1"}
         claimed_at = time.time()
         annotate(**first)
         training = run.wait(lambda p: p.get("timesteps", 0) > 100, "training with the claim's config")
         assert_start_times(training["times"], after=claimed_at)
         assert json.loads((tmp_path / "work" / "config.json").read_text())["game"] == "bandit-claimed"
+        assert training["bestArmMean"] == best_arm_mean("bandit-from-env") != best_arm_mean("bandit-claimed")
         annotate(**first, command="checkpoint", command_id="1")
         acked = run.wait(lambda p: p.get("ack") == 1, "checkpoint in the claim's directory")
-        assert acked["lastCheckpoint"]["path"].startswith(str(tmp_path / "session-ckpt"))
+        assert Path(acked["lastCheckpoint"]["path"]).parent == tmp_path / "ckpt" / "a"
         annotate(**first, command="stop", command_id="2")
         stopped = run.wait(lambda p: p.get("exitCode") == 0, "the trainer stopped")
         assert stopped["ack"] == 2 and run.proc.poll() is None  # the agent stays for the next claim
 
         annotate(claims="1")  # released: the session's annotations are gone
         wait_until(lambda: not (tmp_path / "work" / "config.json").exists(), 30, "the claim forgotten")
-        second = {**CONFIG, "game": "bandit-second"}  # no checkpointDir: one under the pod's own
+        second = {**CONFIG, "game": "bandit-second"}  # no env: nothing of a's is left
         claimed_at = time.time()
         annotate(session_config=json.dumps(second), claimed_by="b", claims="2")
         again = run.wait(lambda p: p.get("timesteps", 0) > 100 and "exitCode" not in p, "the second claim")
         assert again["ack"] == 0 and again["lastCheckpoint"] is None  # nothing carried over from "a"
+        assert again["bestArmMean"] == best_arm_mean("bandit-second")
         assert_start_times(again["times"], after=claimed_at)  # this claim's own moments, not a's
         annotate(
             session_config=json.dumps(second), claimed_by="b", claims="2", command="pause", command_id="1"
@@ -227,6 +230,31 @@ def test_a_warm_agent_trains_once_per_claim_and_waits_again_after_each_release(t
         assert run.proc.poll() is None
         run.proc.terminate()  # the pool deletes the pod: the waiting agent ends cleanly
         assert run.proc.wait(30) == 0
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+
+
+def test_a_warm_agent_refuses_a_checkpoint_it_cannot_read_and_serves_the_next_claim(tmp_path: Path) -> None:
+    """A resume whose checkpoint stayed on another pod fails visibly instead of training from step 0."""
+    run = AgentRun(tmp_path, warm=True)
+    gone = str(tmp_path / "elsewhere" / "ckpt-000000001000.npz")
+    try:
+        lost = {**CONFIG, "resumeFrom": gone}
+        run.annotations.write_text(
+            json.dumps({"shoal.dev/session-config": json.dumps(lost), "shoal.dev/claimed-by": "a"})
+        )
+        failed = run.wait(lambda p: "exitCode" in p, "the claim refused")
+        assert failed["exitCode"] == 3 and failed["error"]["reason"] == "CheckpointUnreachable", failed
+        assert gone in failed["error"]["message"] and "checkpointClaimName" in failed["error"]["message"]
+        assert "timesteps" not in failed  # no trainer ran
+        run.annotations.write_text("{}")  # released
+        fresh = {**CONFIG, "game": "bandit-next"}
+        run.annotations.write_text(
+            json.dumps({"shoal.dev/session-config": json.dumps(fresh), "shoal.dev/claimed-by": "b"})
+        )
+        trained = run.wait(lambda p: p.get("timesteps", 0) > 100, "the next claim trains")
+        assert "error" not in trained and trained["bestArmMean"] == best_arm_mean("bandit-next")
     finally:
         if run.proc.poll() is None:
             run.proc.kill()

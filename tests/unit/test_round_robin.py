@@ -24,6 +24,7 @@ POOL = {
     "selection": "RoundRobin",
     "template": {"spec": {"containers": [{"name": "w", "image": "w:1"}]}},
     "resources": {"cpu": "2", "memory": "2Gi"},
+    "sessionAgent": {},
 }
 
 
@@ -75,7 +76,7 @@ class Api:
 
 
 SPEC = TrainingSessionSpec.model_validate(
-    {"game": "CartPole-v1", "algorithm": "PPO", "image": "x", "totalTimesteps": 10, "poolRef": {"name": "rr"}}
+    {"game": "CartPole-v1", "algorithm": "PPO", "totalTimesteps": 10, "poolRef": {"name": "rr"}}
 )
 
 
@@ -111,6 +112,9 @@ def test_a_gpu_session_is_not_handed_a_cpu_only_pod_and_says_why() -> None:
     api = Api()
     gpu_spec = SPEC.model_copy(update={"resources": SPEC.resources.model_copy(update={"gpu": 1})})
     out = Claimer(api, Settings()).claim_session("ns", "gpu-job", gpu_spec, None, 0.0, T0)  # type: ignore[arg-type]
-    assert (out.pod, out.reason) == (None, "NoFittingPod")
-    assert out.message == "4 idle pod(s), none with the nvidia.com/gpu 1 asked for"
+    assert (out.pod, out.reason) == (None, "ResourcesUnfit")
+    assert (
+        out.message
+        and "spec.resources asks for nvidia.com/gpu 1; its pods have nvidia.com/gpu none" in out.message
+    )
     assert not any(p["metadata"]["annotations"].get("shoal.dev/claimed-by") for p in api.pods.values())

@@ -144,6 +144,18 @@ CASES = [
         claim=ClaimOutcome(None, "gone", "PoolNotFound"),
         reason="PoolNotFound",
     ),
+    Case(
+        "pool-cannot-train",
+        {},
+        "Pending",
+        spec={"poolRef": {"name": "plain"}},
+        claim=ClaimOutcome(None, "plain", "NoSessionAgent", message="its pods run no agent to train with"),
+        reason="NoSessionAgent",
+        # Refused until the pool or the spec is edited: looked at again every few seconds, not every one.
+        check=lambda s: (
+            s.requeue == 3.0 and s.status["message"] == "pool plain: its pods run no agent to train with"
+        ),
+    ),
     Case("paused-before-it-ran", {}, "Paused", spec={"runState": "Paused"}, reason="Paused"),
     Case("stopped-before-it-ran", {}, "Stopped", spec={"runState": "Stopped"}, reason="Stopped"),
     Case(
@@ -202,7 +214,24 @@ CASES = [
             s.status["progress"] == "50%"
             and s.status["lastCheckpoint"] == CKPT
             and s.status["metrics"]["meanReward"] == 9.5
+            and "checkpointPod" not in s.status  # an own pod's checkpoints are on the session's claim
         ),
+    ),
+    Case(
+        "warm-checkpoint-names-its-pod",
+        CLAIMED,
+        "Running",
+        pod=pod(timesteps=500, lastCheckpoint={"path": CKPT}),
+        check=lambda s: s.status["checkpointPod"] == "s-1",
+    ),
+    Case(
+        "a-report-without-figures-keeps-the-last",
+        {**CLAIMED, "metrics": {"timesteps": 700}, "progress": "70%"},
+        "Failed",
+        pod=pod(error={"reason": "CheckpointUnreachable", "message": "gone"}, exitCode=3),
+        actions=[LetGo],
+        reason="CheckpointUnreachable",
+        check=lambda s: s.status["metrics"] == {"timesteps": 700} and s.status["progress"] == "70%",
     ),
     Case("pod-not-ready-again", RUNNING, "Starting", pod=pod(ready=False)),
     Case(

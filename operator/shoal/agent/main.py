@@ -5,7 +5,8 @@
 - A warm pool pod has no config when it starts: the agent waits for the session's config in the
   pod's shoal.dev/session-config annotation, written when a session claims it, trains, and after the
   trainer exits waits for the release (the annotation removed) before waiting for the next claim.
-  Each session checkpoints in its own directory under the pod's (or the claim's `checkpointDir`).
+  Each session checkpoints in its own directory under the pod's; its spec.env reaches its trainer
+  only. A checkpoint to resume from that this pod cannot read fails the session (handover.py).
 - Progress (the trainer's progress.json, the id of the last acknowledged command, GPU use) is
   patched onto the pod's shoal.dev/progress annotation at once after an acknowledgement, a new
   checkpoint, an error or the exit, and otherwise at most every SHOAL_REPORT_EVERY seconds.
@@ -26,17 +27,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import psutil
 from prometheus_client import Counter, Gauge, start_http_server
 
+from shoal.agent.handover import Handover, unreachable
 from shoal.agent.podwatch import Annotations, FileWatch, PodWatch
 from shoal.agent.protocol import (
     ANN_COMMAND,
     ANN_COMMAND_ID,
-    ANN_PROGRESS,
     ANN_SESSION_CONFIG,
+    EXIT_BAD_INPUT,
     HANDED_ENV,
     STANDBY,
     checkpoint_dir,
@@ -49,6 +51,7 @@ from shoal.agent.protocol import (
     workdir,
     write_json,
 )
+from shoal.agent.report import FileReporter, GpuSampler, PodReporter, Reporter
 from shoal.pool.pods import ANN_CLAIMED_BY, ANN_CLAIMS
 
 log = logging.getLogger("shoal.agent")
@@ -57,66 +60,9 @@ URGENT = ("ack", "lastCheckpoint", "error", "exitCode", "done")  # changes repor
 
 CPU = Gauge("shoal_agent_cpu_percent", "CPU use of the training process tree")
 RSS = Gauge("shoal_agent_rss_bytes", "Resident memory of the training process tree")
-GPU_UTIL = Gauge("shoal_agent_gpu_utilization_percent", "GPU utilization (NVML)", ["gpu"])
-GPU_MEM = Gauge("shoal_agent_gpu_memory_used_bytes", "GPU memory in use (NVML)", ["gpu"])
 TIMESTEPS = Gauge("shoal_agent_timesteps", "Timesteps trained so far")
 REPORTS = Counter("shoal_agent_reports_total", "Progress reports sent")
 COMMANDS = Counter("shoal_agent_commands_total", "Commands relayed to the trainer", ["verb"])
-
-
-class Reporter(Protocol):
-    def report(self, progress: dict[str, Any]) -> None: ...
-
-
-class FileReporter:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def report(self, progress: dict[str, Any]) -> None:
-        write_json(self.path, progress)
-
-
-class PodReporter:
-    """Patches this pod's annotation; the agent's Role allows exactly that pod."""
-
-    def __init__(self, namespace: str, name: str) -> None:
-        from shoal.k8s.client import Kube, pods_path
-
-        self.kube = Kube()
-        self.path = pods_path(namespace, name)
-
-    def report(self, progress: dict[str, Any]) -> None:
-        from shoal.k8s.client import ApiError
-
-        try:
-            self.kube.merge_patch(
-                self.path, {"metadata": {"annotations": {ANN_PROGRESS: json.dumps(progress)}}}
-            )
-        except (ApiError, OSError) as exc:
-            log.warning("progress report failed: %s", exc)
-
-
-class GpuSampler:
-    def __init__(self) -> None:
-        try:
-            import pynvml  # type: ignore[import-not-found]
-
-            pynvml.nvmlInit()
-            self.nvml: Any = pynvml
-            self.count = int(pynvml.nvmlDeviceGetCount())
-        except Exception:  # no driver, no library: CPU-only node
-            self.nvml, self.count = None, 0
-
-    def sample(self) -> list[dict[str, float]]:
-        out = []
-        for i in range(self.count):
-            h = self.nvml.nvmlDeviceGetHandleByIndex(i)
-            util = float(self.nvml.nvmlDeviceGetUtilizationRates(h).gpu)
-            mem = float(self.nvml.nvmlDeviceGetMemoryInfo(h).used)
-            GPU_UTIL.labels(str(i)).set(util)
-            GPU_MEM.labels(str(i)).set(mem)
-            out.append({"gpu": i, "utilization": util, "memoryUsed": mem})
-        return out
 
 
 class Agent:
@@ -150,6 +96,7 @@ class Agent:
         self.warm = not self.config_path.exists()
         self.checkpoints = checkpoint_dir()  # the pod's own: a claim's sessions get directories under it
         self.claim_id: tuple[str | None, str | None] = (None, None)
+        self.session_env: dict[str, str] = {}  # a claim's spec.env (an own pod's is in the pod spec)
         # When this session's start reached each stage here (wall clock), sent with its reports so the
         # operator can say where a start's time went: config seen (a cold pod: the agent's own start),
         # trainer started (or handed its session), the trainer's first progress file, its first report.
@@ -165,19 +112,19 @@ class Agent:
         if self.stop_requested:
             return False
         self.times = {"configSeen": time.time()}
-        claim = json.loads(self.current[ANN_SESSION_CONFIG])
+        session = self.current.get(ANN_CLAIMED_BY) or "session"
+        claim = Handover.of(self.current[ANN_SESSION_CONFIG], self.checkpoints, session)
         self.claim_id = self._claim_id()
         path = workdir() / "config.json"
-        write_json(path, claim)
+        write_json(path, claim.config)
         # The agent's environment, which the trainer inherits: both read the same config and directories.
         os.environ["SHOAL_CONFIG_FILE"] = str(path)
-        # A directory per session: the next session in this pod must not resume this one's checkpoint.
-        session = self.current.get(ANN_CLAIMED_BY) or "session"
-        os.environ["SHOAL_CHECKPOINT_DIR"] = str(claim.get("checkpointDir") or self.checkpoints / session)
-        if claim.get("resumeFrom"):
-            os.environ["SHOAL_RESUME_FROM"] = str(claim["resumeFrom"])
+        os.environ["SHOAL_CHECKPOINT_DIR"] = str(claim.checkpoints)
+        if claim.resume_from:
+            os.environ["SHOAL_RESUME_FROM"] = claim.resume_from
         else:
             os.environ.pop("SHOAL_RESUME_FROM", None)
+        self.session_env = claim.env  # the trainer's, not the agent's: gone with the session
         self.handled_id = self.acked_id = 0  # a claim starts its command ids afresh
         self.last_report = None
         log.info("claimed by %s", session)
@@ -329,7 +276,8 @@ class Agent:
     def _hand_off(self, proc: subprocess.Popen[bytes]) -> bool:
         """Give the waiting trainer its session (what _await_claim put in the environment)."""
         if proc.poll() is None and proc.stdin is not None:
-            line = json.dumps({key: os.environ.get(key) for key in HANDED_ENV}) + "\n"
+            handed = {key: os.environ.get(key) for key in HANDED_ENV}
+            line = json.dumps({**handed, "env": self.session_env}) + "\n"
             try:
                 proc.stdin.write(line.encode())
                 proc.stdin.close()
@@ -353,8 +301,19 @@ class Agent:
             proc.kill()
 
     def _train(self, waiting: subprocess.Popen[bytes] | None = None) -> int:
+        volume = self.checkpoints if self.warm else checkpoint_dir()
+        lost = unreachable(os.environ.get("SHOAL_RESUME_FROM"), volume, self.warm)
+        if lost is not None:
+            self._end_standby(waiting)
+            log.error("%s: %s", lost.reason, lost.message)
+            write_json(progress_file(), {"error": {"reason": lost.reason, "message": lost.message}})
+            self._report(self.gpu.sample(), exit_code=EXIT_BAD_INPUT)
+            return EXIT_BAD_INPUT
         tensorboard, stream = self._servers()
-        proc = waiting if waiting is not None and self._hand_off(waiting) else subprocess.Popen(self.command)
+        if waiting is not None and self._hand_off(waiting):
+            proc = waiting
+        else:
+            proc = subprocess.Popen(self.command, env={**os.environ, **self.session_env})
         self.times["trainerStarted"] = time.time()
         signal.signal(signal.SIGTERM, lambda *_: self._terminated(proc))
         try:

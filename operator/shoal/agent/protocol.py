@@ -59,7 +59,8 @@ HANDED_ENV = ("SHOAL_CONFIG_FILE", "SHOAL_CHECKPOINT_DIR", "SHOAL_RESUME_FROM")
 def standby() -> bool:
     """For a trainer started before its claim (a warm pool pod's agent sets SHOAL_STANDBY=1 when the
     trainer supports it): called once the trainer's slow imports are done, it waits for the claim's
-    hand-off, one JSON line on stdin of the HANDED_ENV variables (null: unset), and applies it. So a
+    hand-off, one JSON line on stdin of the HANDED_ENV variables (null: unset) and the session's own
+    `env` (its spec.env, which a pod started before the claim could not have), and applies it. So a
     warm pod starts training with its imports (torch, SB3) already paid. False: the agent stopped
     before any claim (stdin closed empty); the trainer should exit. True at once when not in standby."""
     if os.environ.pop(STANDBY, "") != "1":
@@ -67,13 +68,14 @@ def standby() -> bool:
     line = sys.stdin.readline()
     if not line.strip():
         return False
-    for key, value in json.loads(line).items():
-        if key not in HANDED_ENV:
-            continue
-        if value is None:
+    handed = json.loads(line)
+    for key in HANDED_ENV:
+        if handed.get(key) is None:
             os.environ.pop(key, None)
         else:
-            os.environ[key] = str(value)
+            os.environ[key] = str(handed[key])
+    # After the agent's: the session's env wins, as it does over the SHOAL_* variables of its own pod.
+    os.environ.update({str(k): str(v) for k, v in (handed.get("env") or {}).items()})
     return True
 
 

@@ -74,7 +74,9 @@ class RestartPolicy(Model):
 class CheckpointSpec(Model):
     """The session's checkpoint volume, kept across restarts and pauses."""
 
-    size: Quantity = Field(default="1Gi", description="Size of the checkpoint PersistentVolumeClaim")
+    size: Quantity | None = Field(
+        default=None, description="Size of the checkpoint PersistentVolumeClaim (1Gi if unset)"
+    )
     storageClassName: str | None = Field(
         default=None, max_length=253, description="StorageClass of the claim (the cluster default if unset)"
     )
@@ -90,7 +92,38 @@ class EnvVar(Model):
     value: str = Field(default="", max_length=32768, description="Its value")
 
 
+# What only a pod the session creates can have: a warm pod is already running, placed by its pool.
+WARM_REFUSED = (
+    cel(
+        "has(self.image) || has(self.poolRef)",
+        "image is required, unless poolRef names a warm pool (whose pods bring their own)",
+        ".image",
+    ),
+    cel(
+        "!has(self.poolRef) || (!has(self.command) && !has(self.args))",
+        "command and args cannot reach a warm pod, whose container already runs: set them in the "
+        "ContainerPool's template, or drop poolRef",
+        ".poolRef",
+    ),
+    cel(
+        "!has(self.poolRef) || (!has(self.nodeSelector) && !has(self.tolerations) && !has(self.affinity))",
+        "nodeSelector, tolerations and affinity place a pod the session creates; a warm pod was placed by "
+        "its pool: set them in the ContainerPool's template, or drop poolRef",
+        ".poolRef",
+    ),
+    cel(
+        "!has(self.poolRef) || !has(self.checkpoint) || "
+        "(!has(self.checkpoint.size) && !has(self.checkpoint.storageClassName))",
+        "checkpoint.size and checkpoint.storageClassName shape the claim of a pod the session creates; a "
+        "warm pod checkpoints to its pool's sessionAgent.checkpointClaimName (or its own emptyDir)",
+        ".poolRef",
+    ),
+)
+
+
 class TrainingSessionSpec(Model):
+    model_config = ConfigDict(json_schema_extra=validations(*WARM_REFUSED))
+
     game: str = Field(
         min_length=1,
         max_length=128,
@@ -116,19 +149,27 @@ class TrainingSessionSpec(Model):
     videoRecording: bool = Field(
         default=False, description="Serve a live MJPEG stream on :8000 and record episode videos"
     )
-    image: str = Field(
-        min_length=1, max_length=1024, description="The trainer image (entrypoint shoal-agent)"
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="The trainer image (entrypoint shoal-agent); with poolRef optional, and if given it "
+        "must be the image the pool's pods run",
     )
     command: list[str] | None = Field(
         default=None, max_length=64, description="Replaces the image's entrypoint, as in a container"
     )
     args: list[str] | None = Field(default=None, max_length=256, description="Arguments, as in a container")
     env: list[EnvVar] = Field(
-        default_factory=list, max_length=128, description="Extra environment variables of the trainer"
+        default_factory=list,
+        max_length=128,
+        description="Extra environment variables of the trainer (a warm pod's get them with the claim)",
     )
     resources: SessionResources = Field(default_factory=SessionResources, description="The pod's resources")
     poolRef: PoolRef | None = Field(
-        default=None, description="Claim an idle warm pod of this ContainerPool instead of creating a pod"
+        default=None,
+        description="Claim an idle warm pod of this ContainerPool (one with sessionAgent) instead of creating "
+        "a pod; the pod must fit resources",
     )
     runState: RunState = Field(
         default="Running",
@@ -168,8 +209,9 @@ class TrainingSessionSpec(Model):
         default=600,
         ge=10,
         le=86400,
-        description="A pod not running this long after its creation (unschedulable, image not pulled) "
-        "counts as a failure: restarted within restartPolicy, then Failed",
+        description="A pod the session creates not running this long after its creation (unschedulable, "
+        "image not pulled) counts as a failure: restarted within restartPolicy, then Failed (a warm pod "
+        "runs already)",
     )
     restartPolicy: RestartPolicy = Field(default_factory=RestartPolicy, description="Restarts after failures")
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpoint storage")
@@ -221,6 +263,11 @@ class TrainingSessionStatus(Model):
     metrics: TrainingMetrics | None = Field(default=None, description="The agent's last report")
     endpoints: Endpoints | None = Field(default=None, description="TensorBoard and stream addresses")
     attempts: int = Field(default=0, description="Pods created for this session so far")
+    checkpointPod: str | None = Field(
+        default=None,
+        description="The warm pod that wrote lastCheckpoint: on a pool without a shared checkpoint claim "
+        "it alone has it, so a resume claims that pod (waiting while it serves another session)",
+    )
     lastCheckpointTime: datetime | None = Field(default=None, description="When lastCheckpoint was written")
     specHash: str | None = Field(
         default=None,

@@ -6,7 +6,6 @@ import copy
 import json
 from typing import Any, Protocol
 
-from shoal.agent.protocol import ANN_SESSION_CONFIG
 from shoal.api.session import TrainingSessionSpec
 from shoal.builders import LABEL_MANAGED, controller_ref
 from shoal.builders.pod import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, own_pod_access
@@ -14,6 +13,7 @@ from shoal.config import Settings
 from shoal.pool.affinity import signature_text
 from shoal.pool.claims import LABEL_SESSION as LABEL_SESSION
 from shoal.pool.selection import ClaimRequest
+from shoal.sessions.warm import handed
 
 ANN_RESUME_FROM = "shoal.dev/resume-from"
 TENSORBOARD_PORT = 6006
@@ -38,13 +38,14 @@ def signature(spec: TrainingSessionSpec) -> str:
 def claim_request(
     spec: TrainingSessionSpec, resume_from: str | None, settings: Settings
 ) -> tuple[ClaimRequest, dict[str, str | None]]:
-    """What a session asks of a warm pod, and what the pod is handed with the claim: its config."""
+    """What a session asks of a warm pod (its resources covered, CPU and memory too), and what the pod
+    is handed with the claim: its config and env."""
     req = ClaimRequest(
         signature=signature(spec),
         requests=requests(spec, settings.gpu_resource, settings.gpu_memory_resource),
+        burstable=False,
     )
-    config = json.dumps({**training_config(spec), "resumeFrom": resume_from})
-    return req, {ANN_SESSION_CONFIG: config}
+    return req, handed(training_config(spec), spec, resume_from)
 
 
 def training_config(spec: TrainingSessionSpec) -> dict[str, Any]:
@@ -116,7 +117,7 @@ def session_pod(
     env += [{"name": e.name, "value": e.value} for e in spec.env]
     container: dict[str, Any] = {
         "name": "trainer",
-        "image": spec.image,
+        "image": spec.image or "",  # set unless poolRef (CEL), and then there is no pod of its own
         "command": spec.command or ["shoal-agent"],
         "env": env,
         "ports": [
@@ -175,7 +176,7 @@ def supporting_objects(
 
     pvc_spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": spec.checkpoint.size}},
+        "resources": {"requests": {"storage": spec.checkpoint.size or "1Gi"}},
     }
     if spec.checkpoint.storageClassName:
         pvc_spec["storageClassName"] = spec.checkpoint.storageClassName

@@ -23,6 +23,10 @@ class ClaimRequest:
     cursor: str | None = None  # name of the pod claimed last, for RoundRobin (cursor_of the pool)
     # pod -> resource -> amount in use now (metrics.k8s.io), for LeastLoaded and ResourceAware
     usage: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)
+    # False: the pod's requests must cover CPU, memory and disk too. A TrainingSession's resources are
+    # the requests and limits its own pod would have; a warm pod cannot change its own, so it must
+    # already have them.
+    burstable: bool = True
 
 
 # Strategies that rank by live usage: the claim path reads the pool's pod metrics for them.
@@ -128,11 +132,12 @@ _BURSTABLE = frozenset({"cpu", "memory", "ephemeral-storage"})
 
 
 def missing_devices(pod: PodView, request: ClaimRequest) -> dict[str, str]:
-    """Extended resources (GPUs, GPU memory, ...) the claim asks for and the pod's requests do not cover."""
+    """Extended resources (GPUs, GPU memory, ...) the claim asks for and the pod's requests do not cover
+    (and CPU, memory and disk when the request is not `burstable`)."""
     have = dict(pod.requests)
     out = {}
     for name, need in request.requests.items():
-        if name in _BURSTABLE:
+        if name in _BURSTABLE and request.burstable:
             continue
         if parse_quantity(have.get(name, "0")) < parse_quantity(need):
             out[name] = need

@@ -27,7 +27,7 @@ from shoal.builders.session import claim_request
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.pool.claims import SESSION, ClaimOutcome, Holder, claim_patch, release_patch
-from shoal.pool.pods import LABEL_POOL, pod_view
+from shoal.pool.pods import LABEL_POOL, PodView, pod_view
 from shoal.pool.selection import (
     LIVE_USAGE,
     ClaimRequest,
@@ -38,6 +38,7 @@ from shoal.pool.selection import (
     unfit_reason,
 )
 from shoal.runtime.cache import CachedPod, CachedPool, ClaimIndex
+from shoal.sessions import warm
 
 ATTEMPTS = 3  # claims lost to a faster holder before this pass gives up
 USAGE_TTL = 5.0
@@ -60,9 +61,13 @@ class Claimer:
         handed: Mapping[str, str | None],
         started: float,
         now: datetime,
+        refuse: Callable[[ContainerPoolSpec, PodView], tuple[str, str] | None] | None = None,
+        pin: Callable[[ContainerPoolSpec], str | None] | None = None,
     ) -> ClaimOutcome:
         """Claim a pod of `pool_name` for `holder`; `handed`: annotations the pod gets with the claim
-        (a session's config); `started`: monotonic time the holder was first seen."""
+        (a session's config); `started`: monotonic time the holder was first seen; `refuse`: why no
+        pod of the pool (its spec, a pod as its template makes them) could ever serve the holder;
+        `pin`: the one pod that may serve it while that pod exists (it holds the holder's files)."""
         ns = namespace
         epoch = self.index.idle_epoch(ns, pool_name) if self.index is not None else None
         pool = self.index.pool(ns, pool_name) if self.index is not None else None
@@ -74,9 +79,22 @@ class Claimer:
             pool = CachedPool(raw)
         pool_spec = ContainerPoolSpec.model_validate(pool.spec)
         hashed, uid = template_hash(pool_spec), pool.uid
+
+        def template() -> PodView:
+            """A new pod of the pool, as its template makes them: whether growing could help, or anything."""
+            return pod_view(
+                build_pod(pool_name, uid, pool_spec, hashed, self.settings.gpu_resource, name="new")
+            )
+
+        refused = refuse(pool_spec, template()) if refuse is not None else None
+        if refused is not None:
+            self.unwait(ns, holder)  # not counted by the pool: no pod of it would do
+            return ClaimOutcome(None, pool_name, refused[0], message=refused[1])
         if pool_spec.selection in LIVE_USAGE:
             req = replace(req, usage=self._usage(ns, pool_name))
         unfit: list[str] = []  # why the last choice found nothing, when idle pods did not fit
+        pinned = pin(pool_spec) if pin is not None else None
+        held_up: list[str] = []  # the pinned pod, when it exists but serves someone else
 
         def choose(pods: Sequence[CachedPod]) -> str | None:
             owned = [p.view for p in pods if p.view.controller_uid == uid]
@@ -85,6 +103,12 @@ class Claimer:
                 return mine[0].name
             rotated = replace(req, cursor=cursor_of(owned))
             idle = claimable(owned, pool_spec.recycle, hashed, now)
+            if pinned is not None and any(p.name == pinned for p in owned):
+                if any(p.name == pinned for p in idle):
+                    return pinned
+                held_up[:] = [pinned]
+                return None
+            held_up.clear()
             choice = select_pod(pool_spec.selection, idle, rotated)
             unfit[:] = [why] if (why := unfit_reason(pool_spec.selection, idle, rotated)) else []
             return choice.name if choice else None
@@ -104,10 +128,17 @@ class Claimer:
             if claimed is not None and self.index is not None:
                 self.index.pod_event("MODIFIED", claimed)
         if claimed is None:
-            # Growing helps only if a new pod of the pool would have what the claim asks for.
-            built = build_pod(pool_name, uid, pool_spec, hashed, self.settings.gpu_resource, name="new")
-            new_pod = pod_view(built)
-            self._wait(ns, pool_name, holder, not missing_devices(new_pod, req), epoch)
+            # Growing helps only if a new pod of the pool would have what the claim asks for, and
+            # not at all for a holder that waits for its one pod.
+            grows = not held_up and not missing_devices(template(), req)
+            self._wait(ns, pool_name, holder, grows, epoch)
+            if held_up:
+                return ClaimOutcome(
+                    None,
+                    pool_name,
+                    "NoIdlePod",
+                    message=f"waiting for pod {held_up[0]}, which holds its checkpoint",
+                )
             if unfit:
                 return ClaimOutcome(None, pool_name, "NoFittingPod", message=unfit[0])
             return ClaimOutcome(None, pool_name, "NoIdlePod")
@@ -130,11 +161,24 @@ class Claimer:
         resume_from: str | None,
         started: float,
         now: datetime,
+        checkpoint_pod: str | None = None,
     ) -> ClaimOutcome:
-        """A TrainingSession's claim of a pod of its poolRef, handing the pod the session's config."""
+        """A TrainingSession's claim of a pod of its poolRef, handing the pod the session's config;
+        refused at once when no pod of the pool could run it, and held to `checkpoint_pod` while that
+        pod holds the checkpoint it resumes from (sessions/warm.py)."""
         assert spec.poolRef is not None
         req, handed = claim_request(spec, resume_from, self.settings)
-        return self.claim(namespace, spec.poolRef.name, Holder(SESSION, name), req, handed, started, now)
+        return self.claim(
+            namespace,
+            spec.poolRef.name,
+            Holder(SESSION, name),
+            req,
+            handed,
+            started,
+            now,
+            refuse=lambda pool, template: warm.refusal(spec, pool, template, req),
+            pin=lambda pool: warm.pinned(pool, checkpoint_pod if resume_from else None),
+        )
 
     def unwait(self, namespace: str, holder: Holder) -> None:
         """`holder` no longer waits for a pod (bound, paused, finished, gone): its pool stops counting it."""

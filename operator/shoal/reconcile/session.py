@@ -165,7 +165,9 @@ class SessionReconciler:
             # A warm start's admission is its pool's: the attempt that gets a pod is when it was admitted.
             self._mark(namespace, name, "admitted", again=True)
             started = self.first_seen[meta["uid"]]
-            outcome = self.claims.claim_session(namespace, name, spec, st.get("lastCheckpoint"), started, now)
+            outcome = self.claims.claim_session(
+                namespace, name, spec, st.get("lastCheckpoint"), started, now, st.get("checkpointPod")
+            )
             if outcome.pod:
                 self._mark(namespace, name, "started")
             step = decide(replace(inputs, claim=outcome))

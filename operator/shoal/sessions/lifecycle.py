@@ -35,6 +35,7 @@ from shoal.sessions.steps import (
     Step,
     spec_hash,
 )
+from shoal.sessions.warm import REFUSALS
 from shoal.times import format_time, parse_time
 
 PENDING_RECHECK = 3.0
@@ -90,7 +91,10 @@ def decide(inp: Inputs) -> Step:
         gone = f"pod {pod.name} is no longer claimed for it"
         pod = None
     if pod is not None and pod.progress:
+        before = new.get("lastCheckpoint")
         apply_progress(new, pod.progress, inp.spec.totalTimesteps)
+        if new.get("claimedFromPool") and new.get("lastCheckpoint") != before:
+            new["checkpointPod"] = pod.name  # a warm pod's own volume may be the only one that has it
     want_run = inp.spec.runState == "Running" and not new.get("preemptedBy")
     step = Step(new)
     if pod is not None:
@@ -350,7 +354,9 @@ def _claim(inp: Inputs, step: Step) -> None:
             else f"no idle pod in pool {claim.pool}"
         )
         new.update(phase="Pending", reason=claim.reason, message=message)
-        step.requeue = PENDING_RECHECK if claim.reason == "PoolNotFound" else CLAIM_RECHECK
+        # A missing pool, or one that cannot serve the spec (sessions/warm.py), changes by an edit, not
+        # by a pod turning idle: looked at again less often.
+        step.requeue = PENDING_RECHECK if claim.reason in ("PoolNotFound", *REFUSALS) else CLAIM_RECHECK
         return
     new.update(
         specHash=spec_hash(inp.spec),

@@ -70,9 +70,12 @@ def metrics_of(progress: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def apply_progress(new: dict[str, Any], progress: Mapping[str, Any], total: int) -> None:
-    new["metrics"] = metrics_of(progress)
-    steps = new["metrics"].get("timesteps", 0)
-    new["progress"] = f"{min(100.0, 100.0 * steps / total):.0f}%"
+    if "timesteps" in progress or not new.get("metrics"):
+        # A report without training figures (an agent that refused the claim, a trainer not yet
+        # started) keeps those of the last one: a resumed session never shows a false step 0.
+        new["metrics"] = metrics_of(progress)
+        steps = new["metrics"].get("timesteps", 0)
+        new["progress"] = f"{min(100.0, 100.0 * steps / total):.0f}%"
     last = progress.get("lastCheckpoint") or {}
     if isinstance(last, dict) and last.get("path"):
         new["lastCheckpoint"] = last["path"]

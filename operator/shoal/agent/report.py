@@ -1,0 +1,72 @@
+"""Where the agent's reports go (its pod's annotation, or a file in local runs) and the GPU figures
+it adds to them (NVML)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+from prometheus_client import Gauge
+
+from shoal.agent.protocol import ANN_PROGRESS, write_json
+
+log = logging.getLogger("shoal.agent")
+GPU_UTIL = Gauge("shoal_agent_gpu_utilization_percent", "GPU utilization (NVML)", ["gpu"])
+GPU_MEM = Gauge("shoal_agent_gpu_memory_used_bytes", "GPU memory in use (NVML)", ["gpu"])
+
+
+class Reporter(Protocol):
+    def report(self, progress: dict[str, Any]) -> None: ...
+
+
+class FileReporter:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def report(self, progress: dict[str, Any]) -> None:
+        write_json(self.path, progress)
+
+
+class PodReporter:
+    """Patches this pod's annotation; the agent's Role allows exactly that pod."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        from shoal.k8s.client import Kube, pods_path
+
+        self.kube = Kube()
+        self.path = pods_path(namespace, name)
+
+    def report(self, progress: dict[str, Any]) -> None:
+        from shoal.k8s.client import ApiError
+
+        try:
+            self.kube.merge_patch(
+                self.path, {"metadata": {"annotations": {ANN_PROGRESS: json.dumps(progress)}}}
+            )
+        except (ApiError, OSError) as exc:
+            log.warning("progress report failed: %s", exc)
+
+
+class GpuSampler:
+    def __init__(self) -> None:
+        try:
+            import pynvml  # type: ignore[import-not-found]
+
+            pynvml.nvmlInit()
+            self.nvml: Any = pynvml
+            self.count = int(pynvml.nvmlDeviceGetCount())
+        except Exception:  # no driver, no library: CPU-only node
+            self.nvml, self.count = None, 0
+
+    def sample(self) -> list[dict[str, float]]:
+        out = []
+        for i in range(self.count):
+            h = self.nvml.nvmlDeviceGetHandleByIndex(i)
+            util = float(self.nvml.nvmlDeviceGetUtilizationRates(h).gpu)
+            mem = float(self.nvml.nvmlDeviceGetMemoryInfo(h).used)
+            GPU_UTIL.labels(str(i)).set(util)
+            GPU_MEM.labels(str(i)).set(mem)
+            out.append({"gpu": i, "utilization": util, "memoryUsed": mem})
+        return out

@@ -1,0 +1,65 @@
+"""What a warm pool pod can give a TrainingSession, pure. A pod that already runs keeps its image,
+command, placement and resources: the CRD's CEL refuses what needs no pool to judge (command, args,
+placement, checkpoint storage with poolRef), and `refusal` what needs the pool (an agent to train
+with, the image, the resources). The rest of the spec reaches the pod with the claim (`handed`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shoal.agent.protocol import ANN_SESSION_CONFIG
+from shoal.api.pool import ContainerPoolSpec
+from shoal.api.session import TrainingSessionSpec
+from shoal.pool.pods import PodView
+from shoal.pool.selection import ClaimRequest, missing_devices
+
+# Reasons of a session its pool can never serve as the spec stands (a False Admitted condition).
+REFUSALS = ("NoSessionAgent", "ImageMismatch", "ResourcesUnfit")
+
+
+def refusal(
+    spec: TrainingSessionSpec, pool: ContainerPoolSpec, template: PodView, req: ClaimRequest
+) -> tuple[str, str] | None:
+    """Why no pod of `pool` (as its template makes them: `template`) can run the session; None: they can."""
+    if pool.sessionAgent is None:
+        return (
+            "NoSessionAgent",
+            "its pods run no agent to train with (no spec.sessionAgent): add one to the pool, or drop "
+            "the session's poolRef",
+        )
+    theirs = pool.template.spec.containers[0].image
+    if spec.image and spec.image != theirs:
+        return (
+            "ImageMismatch",
+            f"spec.image {spec.image} is not the image its pods run ({theirs}), and a running pod cannot "
+            "change its image: drop spec.image, or name a pool of that image",
+        )
+    short = missing_devices(template, req)
+    if short:
+        have = dict(template.requests)
+        asked = ", ".join(f"{k} {v}" for k, v in sorted(short.items()))
+        offered = ", ".join(f"{k} {have.get(k, 'none')}" for k in sorted(short))
+        return (
+            "ResourcesUnfit",
+            f"spec.resources asks for {asked}; its pods have {offered}, and a running pod's resources "
+            "cannot change",
+        )
+    return None
+
+
+def pinned(pool: ContainerPoolSpec, checkpoint_pod: str | None) -> str | None:
+    """The pod a resuming session must claim while it exists: the one whose emptyDir holds its
+    checkpoint. None on a pool whose checkpoints are on a shared claim (any pod reads them)."""
+    shared = pool.sessionAgent is not None and pool.sessionAgent.checkpointClaimName
+    return None if shared else checkpoint_pod
+
+
+def handed(
+    config: dict[str, Any], spec: TrainingSessionSpec, resume_from: str | None
+) -> dict[str, str | None]:
+    """The annotations a claimed pod gets: the session's config, its env and where it resumes from."""
+    body: dict[str, Any] = {**config, "resumeFrom": resume_from}
+    if spec.env:
+        body["env"] = {e.name: e.value for e in spec.env}
+    return {ANN_SESSION_CONFIG: json.dumps(body)}
