@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -78,7 +80,15 @@ class AgentRun:
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # close() ends the trainer with it
         )
+
+    def close(self) -> None:
+        """End the agent and its trainer, whatever state a test left them in (a kill of the agent
+        alone would leave its trainer training)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
 
     def progress(self) -> dict[str, Any]:
         try:
@@ -118,8 +128,7 @@ def test_agent_checkpoints_on_command_and_a_new_run_resumes_from_it(tmp_path: Pa
         reward_before = final["meanReward"]
         assert paused_at >= acked["lastCheckpoint"]["timesteps"]
     finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
+        run.close()
 
     run.report.unlink()
     resumed = AgentRun(tmp_path)  # same checkpoint directory: what a new pod with the same PVC sees
@@ -134,8 +143,7 @@ def test_agent_checkpoints_on_command_and_a_new_run_resumes_from_it(tmp_path: Pa
         assert resumed.proc.wait(30) == 0
         assert out is not None and f"at {paused_at} timesteps" in out.read().decode()
     finally:
-        if resumed.proc.poll() is None:
-            resumed.proc.kill()
+        resumed.close()
 
 
 def test_gpu_sampler_reads_nvml_when_present(monkeypatch: Any) -> None:
@@ -231,8 +239,7 @@ def test_a_warm_agent_trains_once_per_claim_and_waits_again_after_each_release(t
         run.proc.terminate()  # the pool deletes the pod: the waiting agent ends cleanly
         assert run.proc.wait(30) == 0
     finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
+        run.close()
 
 
 def test_a_warm_agent_refuses_a_checkpoint_it_cannot_read_and_serves_the_next_claim(tmp_path: Path) -> None:
@@ -256,14 +263,11 @@ def test_a_warm_agent_refuses_a_checkpoint_it_cannot_read_and_serves_the_next_cl
         trained = run.wait(lambda p: p.get("timesteps", 0) > 100, "the next claim trains")
         assert "error" not in trained and trained["bestArmMean"] == best_arm_mean("bandit-next")
     finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
+        run.close()
 
 
 def stopped(tmp: Path, verb: str | None) -> dict[str, Any]:
     """The agent's last report after a SIGTERM sent right after `verb` (or none) was written."""
-    import signal
-
     tmp.mkdir()
     run = AgentRun(tmp)
     try:
@@ -274,8 +278,7 @@ def stopped(tmp: Path, verb: str | None) -> dict[str, Any]:
         run.proc.wait(30)
         return run.progress()
     finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
+        run.close()
 
 
 def test_sigterm_after_a_kill_command_ends_the_trainer_without_a_checkpoint(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex
 from shoal.sessions import record
 from shoal.sessions.warm import pinned, refusal
+from tests.unit.test_round_robin import POOL as POOL_RR
 from tests.unit.test_round_robin import T0, Api
 
 POOL: dict[str, Any] = {
@@ -168,3 +169,24 @@ def test_a_checkpoint_is_reachable_only_on_the_pods_own_volume(
     assert (lost is None) == reachable, lost
     if lost is not None:
         assert lost.reason == "CheckpointUnreachable" and str(where) in lost.message
+
+
+def test_a_pools_turns_come_from_the_watch_index() -> None:
+    api = Api()  # four idle pods, no maxReplicas, checkpoints in each pod's emptyDir
+    index = ClaimIndex()
+    index.pool_event(None, api.pool)
+    for pod in api.pods.values():
+        index.pod_event(None, pod)
+    claimer = Claimer(api, Settings(), index)  # type: ignore[arg-type]
+    spec = TrainingSessionSpec.model_validate({**SESSION, "poolRef": {"name": "rr"}})
+    assert claimer.pool_turns("ns", "rr", spec, T0) == (4, True, True)
+    assert claimer.claim_session("ns", "a", spec, None, 0.0, T0).pod == "rr-a"
+    meta = {"name": "rr", "namespace": "ns", "uid": "pool-uid", "resourceVersion": "2"}
+    index.pool_event("MODIFIED", {"metadata": meta, "spec": {**POOL_RR, "maxReplicas": 4}})
+    assert claimer.pool_turns("ns", "rr", spec, T0) == (3, False, True)
+    # What the pool can never serve is left to the claim, which names the field.
+    greedy = TrainingSessionSpec.model_validate(
+        {**SESSION, "poolRef": {"name": "rr"}, "resources": {"gpu": 1}}
+    )
+    assert claimer.pool_turns("ns", "rr", greedy, T0) is None
+    assert Claimer(api, Settings()).pool_turns("ns", "rr", spec, T0) is None  # type: ignore[arg-type]

@@ -153,6 +153,34 @@ class Claimer:
             node=(claimed.get("spec") or {}).get("nodeName"),
         )
 
+    def pool_turns(
+        self, namespace: str, pool_name: str, spec: TrainingSessionSpec, now: datetime
+    ) -> tuple[int, bool, bool] | None:
+        """For a warm session's admission (sessions/admission.decide_warm), from the watches: the
+        pool's idle pods, whether it may still grow, and whether its pods keep checkpoints to
+        themselves (warm.pinned). None where the claim itself must answer: no index, a pool not
+        seen, or one that cannot serve `spec` at all (the claim names why)."""
+        cached = self.index.pool(namespace, pool_name) if self.index is not None else None
+        if self.index is None or cached is None:
+            return None
+        pool = ContainerPoolSpec.model_validate(cached.spec)
+        hashed = template_hash(pool)
+        template = pod_view(
+            build_pod(pool_name, cached.uid, pool, hashed, self.settings.gpu_resource, name="new")
+        )
+        req, _ = claim_request(spec, None, self.settings)
+        if warm.refusal(spec, pool, template, req) is not None:
+            return None
+        owned = [p.view for p in self.index.pods(namespace, pool_name) if p.view.controller_uid == cached.uid]
+        idle = claimable(owned, pool.recycle, hashed, now)
+        live = sum(1 for p in owned if not p.deleting)
+        can_grow = pool.maxReplicas is None or live < pool.maxReplicas
+        return len(idle), can_grow, warm.pinned(pool, "any") is not None
+
+    def wait(self, namespace: str, pool_name: str, holder: Holder) -> None:
+        """`holder` waits its turn at a pool that cannot grow: woken when one of its pods turns idle."""
+        self._wait(namespace, pool_name, holder, False, None)
+
     def claim_session(
         self,
         namespace: str,

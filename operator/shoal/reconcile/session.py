@@ -29,7 +29,8 @@ from shoal.pool.claims import SESSION, Holder
 from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex
 from shoal.runtime.store import Store
-from shoal.sessions import record, starts
+from shoal.sessions import record, starts, warm
+from shoal.sessions.admission import SessionView, Verdict, decide_warm
 from shoal.sessions.capacity import Capacity
 from shoal.sessions.lifecycle import (
     ANN_COMMAND,
@@ -46,6 +47,7 @@ from shoal.sessions.lifecycle import (
     Step,
     decide,
 )
+from shoal.times import parse_time
 
 __all__ = ["SessionReconciler", "seen_key"]
 log = logging.getLogger("shoal.session")
@@ -54,7 +56,9 @@ PLURAL = "trainingsessions"
 # finalizer: a session's own pod and objects go by owner references, a pool claim is released by its
 # pool when no session holds it, so nothing waits on the operator and an uninstall always finishes.
 FORMER_FINALIZER = "shoal.dev/session-cleanup"
-WAITING = ("NoIdlePod", "NoFittingPod", "PoolNotFound")  # reasons of a session waiting for a pool pod
+# Reasons of a session waiting for a pool pod: it stays registered with the pool, woken by an idle pod
+# (a warm session's preemption included: the victim's pod coming back is its turn).
+WAITING = ("NoIdlePod", "NoFittingPod", "PoolNotFound", "Preempting", "WaitingForPreemption")
 
 
 def seen_key(obj: Mapping[str, Any]) -> tuple[str, int, str | None]:
@@ -157,11 +161,12 @@ class SessionReconciler:
         inputs = Inputs(name, spec, st, PodState.of(pod) if pod else None, now)
         step = decide(inputs)
         if step.needs == "admission":
-            verdict = self.capacity.verdict(obj, spec)
+            verdict = self._warm_verdict(obj, spec, now) if spec.poolRef else self.capacity.verdict(obj, spec)
             if verdict.admit:
                 self._mark(namespace, name, "admitted")
-            step = decide(replace(inputs, admission=verdict))
-        elif step.needs == "claim":
+            inputs = replace(inputs, admission=verdict)
+            step = decide(inputs)
+        if step.needs == "claim":
             # A warm start's admission is its pool's: the attempt that gets a pod is when it was admitted.
             self._mark(namespace, name, "admitted", again=True)
             started = self.first_seen[meta["uid"]]
@@ -180,6 +185,23 @@ class SessionReconciler:
         for e in events:  # after the status they describe: a retried reconcile does not repeat them
             self.kube.event(obj, e.type, e.reason, e.message)
         return step.requeue
+
+    def _warm_verdict(self, obj: dict[str, Any], spec: TrainingSessionSpec, now: datetime) -> Verdict:
+        """A warm session's turn at its pool, from the watches (sessions/admission.decide_warm)."""
+        assert spec.poolRef is not None
+        meta, pool = obj["metadata"], spec.poolRef.name
+        ns, name = meta["namespace"], meta["name"]
+        turns = self.claims.pool_turns(ns, pool, spec, now)
+        if turns is None:
+            return Verdict(True, reason="Admitted")  # the claim says what is wrong, or waits
+        idle, can_grow, pins = turns
+        waiting, holding = warm.queue_at(self.store.items(ns), name, pool, pins, now)
+        created = parse_time(meta.get("creationTimestamp"))
+        me = SessionView(name, spec.priority, created.timestamp() if created else 0.0, {})
+        verdict = decide_warm(me, waiting, holding, idle, can_grow)
+        if not verdict.admit:
+            self.claims.wait(ns, pool, Holder(SESSION, name))  # woken when one of its pods turns idle
+        return verdict
 
     def _mark(self, namespace: str, name: str, moment: str, again: bool = False) -> None:
         """Record a start's moment once (or, with `again`, at its latest attempt) while it is followed."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 Resources = Mapping[str, Decimal]
@@ -94,6 +94,42 @@ def decide_admission(
                 message=f"pausing lower-priority session(s) {', '.join(chosen)}",
             )
     return Verdict(False, reason="InsufficientCapacity", message=shortfall(candidate.requests, left))
+
+
+ONE_POD = {"pods": Decimal(1)}
+
+
+def decide_warm(
+    candidate: SessionView,
+    waiting: Iterable[SessionView],
+    holding: Iterable[SessionView],
+    idle: int,
+    can_grow: bool,
+) -> Verdict:
+    """A warm session's turn at its pool, whose pods are the capacity, one a session: the same rules
+    as decide_admission over them. Waiting sessions go by priority, then age. While the pool may
+    still grow, one without an idle pod for it claims anyway: the claim waits, and the pool grows
+    for it. At maxReplicas, it waits its turn (reason NoIdlePod), or pauses lower-priority sessions
+    holding pods of the pool. ResourceQuotas do not come into it: the pool's pods count against
+    them when they are created, whoever claims them."""
+    one = [replace(s, requests=ONE_POD) for s in (candidate, *waiting)]
+    held = [replace(s, requests=ONE_POD) for s in holding]
+    verdict = decide_admission(one[0], one[1:], held, {"pods": Decimal(idle)})
+    if verdict.admit or can_grow:
+        return Verdict(True, reason="Admitted")
+    if verdict.reason == "InsufficientCapacity":
+        ahead = sum(1 for w in queue_order(one) if w.name != candidate.name and _before(w, one[0]))
+        return Verdict(
+            False,
+            reason="NoIdlePod",
+            message=f"the pool is at maxReplicas with {idle} idle pod(s) for {ahead} session(s) ahead; "
+            "no lower-priority session holds one",
+        )
+    return verdict
+
+
+def _before(a: SessionView, b: SessionView) -> bool:
+    return (-a.priority, a.created, a.name) < (-b.priority, b.created, b.name)
 
 
 def backoff_seconds(restarts: int, initial: float, maximum: float) -> float:

@@ -7,7 +7,7 @@ world first; `decide` then says so in `Step.needs`, and the reconciler calls it 
 `admission` (whether capacity admits a start) and `claim` (the result of claiming a warm pod).
 
     Pending --admitted--> Starting --pod ready--> Running --trainer done--> Succeeded
-       ^  \\--poolRef claim----------------------> Running
+       ^  \\--poolRef: admitted at its pool, claim--> Running
        |                      Running --pause/stop/preempt--> Stopping --ack--> Paused | Stopped | Pending
        \\--backoff-- Pending <--pod failed (restarts left)--  Running --no restarts left--> Failed
 """
@@ -334,8 +334,8 @@ def _without_pod(inp: Inputs, step: Step, want_run: bool, gone: str = "pod delet
     if restart_at and restart_at > now:
         step.requeue = (restart_at - now).total_seconds()
         return
-    if spec.poolRef:
-        _claim(inp, step)
+    if spec.poolRef and inp.admission is not None and inp.admission.admit:
+        _claim(inp, step)  # its turn at the pool (decide_warm): claim a pod
     else:
         _admit(inp, step)
 
@@ -377,6 +377,7 @@ def _claim(inp: Inputs, step: Step) -> None:
 
 
 def _admit(inp: Inputs, step: Step) -> None:
+    """Admission, a warm session's as a cold one's: queued by priority, preempting lower ones."""
     new, verdict = step.status, inp.admission
     if verdict is None:
         step.needs = "admission"

@@ -6,6 +6,7 @@ with, the image, the resources). The rest of the spec reaches the pod with the c
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from shoal.agent.protocol import ANN_SESSION_CONFIG
@@ -13,6 +14,8 @@ from shoal.api.pool import ContainerPoolSpec
 from shoal.api.session import TrainingSessionSpec
 from shoal.pool.pods import PodView
 from shoal.pool.selection import ClaimRequest, missing_devices
+from shoal.sessions.admission import SessionView
+from shoal.times import parse_time
 
 # Reasons of a session its pool can never serve as the spec stands (a False Admitted condition).
 REFUSALS = ("NoSessionAgent", "ImageMismatch", "ResourcesUnfit")
@@ -63,3 +66,48 @@ def handed(
     if spec.env:
         body["env"] = {e.name: e.value for e in spec.env}
     return {ANN_SESSION_CONFIG: json.dumps(body)}
+
+
+ACTIVE = ("Starting", "Running", "Stopping")
+
+
+def queue_at(
+    sessions: list[dict[str, Any]], me: str, pool: str, pins: bool, now: datetime
+) -> tuple[list[SessionView], list[SessionView]]:
+    """The other sessions of a namespace that wait for a pod of `pool` (their turn comes by priority,
+    then age) and those holding one (preemptible when of lower priority). Not waiting in turn: those
+    the pool refused, those in backoff, and (`pins`: checkpoints stay on their pod) a resume held to
+    the pod with its checkpoint."""
+    waiting, holding = [], []
+    for obj in sessions:
+        meta, st = obj.get("metadata") or {}, obj.get("status") or {}
+        if meta.get("name") == me:
+            continue
+        # Read raw, not validated: this runs over every session of the namespace on each turn asked.
+        spec = obj.get("spec") or {}
+        try:
+            priority = int(spec.get("priority") or 0)
+        except (TypeError, ValueError):
+            continue
+        created = parse_time(meta.get("creationTimestamp"))
+        view = SessionView(
+            str(meta.get("name")),
+            priority,
+            created.timestamp() if created else 0.0,
+            {},
+            preempting=bool(st.get("preemptedBy")),
+        )
+        if st.get("claimedFromPool") == pool and st.get("phase") in ACTIVE:
+            holding.append(view)
+            continue
+        restart_at = parse_time(st.get("nextRestartTime"))
+        if (
+            (spec.get("poolRef") or {}).get("name") == pool
+            and spec.get("runState", "Running") == "Running"
+            and st.get("phase", "Pending") == "Pending"
+            and st.get("reason") not in (*REFUSALS, "PoolNotFound")
+            and not (restart_at and restart_at > now)
+            and not (pins and st.get("checkpointPod") and st.get("lastCheckpoint"))
+        ):
+            waiting.append(view)
+    return waiting, holding
