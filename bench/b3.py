@@ -39,6 +39,7 @@ ENV = {
     "SHOAL_TRAINER_STANDBY": "on",
 }
 LABEL_SESSION = "shoal.dev/session"
+IDLE_S = 10.0  # the window over which an idle warm pool's agents and standby trainers are measured
 
 
 def finished(kube: Kube, ns: str) -> int:
@@ -167,6 +168,10 @@ def run(
     try:
         if mode == "warm":
             warm_pool(kube, ns, kubelet, pool, wait)
+            phases["idle"] = {"busy_at_start": quiet(), "seconds": IDLE_S}
+            meter = CpuMeter(op.pid)
+            time.sleep(IDLE_S)  # a window measured: the idle pool's own cost, nothing awaited
+            phases["idle"]["cpu_s"] = meter.spent()
         phases["steady"] = {"busy_at_start": quiet()}
         meter, requests = CpuMeter(op.pid), Requests(op)
         for i in range(steady):
@@ -270,6 +275,31 @@ def bench(
     }
 
 
+def agent_cost(b3: dict[str, Any]) -> list[str]:
+    """The agents' own CPU (apart from the trainers they start): per idle warm pod, and per session."""
+    agents = "local pods' agents"
+    idle = [r["phases"]["idle"] for r in b3["runs"] if "idle" in r["phases"]]
+    if not idle or agents not in idle[0]["cpu_s"]:
+        return []
+    per_pod = [1000 * ph["cpu_s"][agents] / b3["pool"] / ph["seconds"] for ph in idle]
+    standby = [1000 * ph["cpu_s"]["local pods' trainers"] / b3["pool"] / ph["seconds"] for ph in idle]
+    cells = []
+    for mode in ("warm", "cold"):
+        for part in ("steady", "burst"):
+            runs = [r["phases"][part]["cpu_s"] for r in b3["runs"] if r["mode"] == mode]
+            agent = statistics.median(c[agents] / b3[part] for c in runs)
+            trainer = statistics.median(c["local pods' trainers"] / b3[part] for c in runs)
+            cells.append(f"{mode} {part} {round(agent * 1000)} ms (trainers {round(trainer * 1000)} ms)")
+    return [
+        f"The agents' own CPU (their trainers apart): an idle warm pod's agent {round(statistics.median(per_pod), 2)} "
+        f"ms/s and its trainer in standby {round(statistics.median(standby), 2)} ms/s (a quiet {IDLE_S:.0f} s "
+        "window per repetition, median); per session, the agents' CPU over a phase by its sessions (a warm "
+        "phase's idle pods included; the trainers' beside it, their training included), median of the "
+        "repetitions: " + ", ".join(cells) + ".",
+        "",
+    ]
+
+
 def section(b3: dict[str, Any], heading_note: str = "") -> list[str]:
     """The report's B3 section, its sentences computed from the figures."""
     head = ["## B3 session start" + heading_note, ""]
@@ -295,7 +325,9 @@ def section(b3: dict[str, Any], heading_note: str = "") -> list[str]:
         stage_rows.append(f"| {stage} | {says} | " + " | ".join(cells) + " |")
     cpu_rows = []
     for r in b3["runs"]:
-        for part in ("steady", "burst"):
+        for part in ("idle", "steady", "burst"):
+            if part not in r["phases"]:
+                continue
             ph = r["phases"][part]
             spent = ", ".join(f"{k} {v}" for k, v in ph["cpu_s"].items())
             if ph.get("operator_requests"):
@@ -340,6 +372,7 @@ def section(b3: dict[str, Any], heading_note: str = "") -> list[str]:
         "",
         *cpu_rows,
         "",
+        *agent_cost(b3),
         f"Over all {n} warm starts: p50 {warm['p50']} s, p99 {warm['p99']} s, "
         f"{round(cold['p50'] / warm['p50'], 1) if warm.get('p50') else '?'}x sooner than cold at the median "
         f"(cold p50 {cold['p50']} s); the warm stage with the largest median is `{slowest}`. "

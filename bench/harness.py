@@ -91,8 +91,8 @@ class LogFollower:
 
 class CpuMeter:
     """CPU seconds (user + system) spent from now until `spent()` by the operator, the API server and
-    etcd, by the local pods' processes (agents and trainers, this process's descendants other than
-    the operator, sampled every 0.5 s so a process that ends keeps what it had spent at its last
+    etcd, by the local pods' processes (agents and what they start, apart: this process's descendants
+    other than the operator, sampled every 0.5 s so a process that ends keeps what it had spent at its last
     sample), and by the whole machine."""
 
     def __init__(self, op_pid: int | None) -> None:
@@ -107,6 +107,7 @@ class CpuMeter:
                     self.pids[name] = proc.pid
         # (pid, start time) -> [CPU at the first sample or 0 for one born later, CPU at the last sample]
         self.pods: dict[tuple[int, float], list[float]] = {}
+        self.kinds: dict[tuple[int, float], str] = {}  # each pod process: an agent, or what it started
         self._sample(born_before=True)
         self.before = self._now()
         self._stop = threading.Event()
@@ -116,11 +117,16 @@ class CpuMeter:
     def _sample(self, born_before: bool = False) -> None:
         import psutil
 
-        for proc in psutil.Process().children(recursive=True):
-            if proc.pid == self.op_pid:
+        from shoal.agent.proctree import ProcessTree
+
+        for pid in ProcessTree(os.getpid()).pids()[1:]:  # its own tree, not a scan of the host's
+            if pid == self.op_pid:
                 continue
             try:
+                proc = psutil.Process(pid)
                 key, t = (proc.pid, proc.create_time()), proc.cpu_times()
+                if key not in self.kinds:
+                    self.kinds[key] = "agents" if "shoal.agent" in proc.cmdline() else "trainers"
             except psutil.Error:
                 continue
             cpu = t.user + t.system
@@ -151,6 +157,9 @@ class CpuMeter:
         now = self._now()
         out = {k: round(now[k] - self.before[k], 2) for k in now if k != "machine"}
         out["local pods"] = round(sum(last - first for first, last in self.pods.values()), 2)
+        for kind in ("agents", "trainers"):
+            spent = (last - first for key, (first, last) in self.pods.items() if self.kinds[key] == kind)
+            out[f"local pods' {kind}"] = round(sum(spent), 2)
         out["machine"] = round(now["machine"] - self.before["machine"], 2)
         return out
 
