@@ -99,3 +99,7 @@ def test_the_queue_at_a_pool_is_read_from_the_sessions_as_watched() -> None:
     # On a pool whose checkpoints are on a shared claim any pod will do: the resume takes its turn.
     waiting, _ = queue_at(sessions, "me", "warm", False, NOW)
     assert sorted(w.name for w in waiting) == ["new", "pinned", "queued"]
+    # A session that has just claimed holds its pod before its status says so: it waits for nothing,
+    # and the pod it took is not counted twice (once missing from the idle ones, once owed to it).
+    waiting, holding = queue_at(sessions, "me", "warm", True, NOW, holders=frozenset({"new"}))
+    assert [w.name for w in waiting] == ["queued"] and "new" in {h.name for h in holding}

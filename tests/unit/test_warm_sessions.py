@@ -179,11 +179,12 @@ def test_a_pools_turns_come_from_the_watch_index() -> None:
         index.pod_event(None, pod)
     claimer = Claimer(api, Settings(), index)  # type: ignore[arg-type]
     spec = TrainingSessionSpec.model_validate({**SESSION, "poolRef": {"name": "rr"}})
-    assert claimer.pool_turns("ns", "rr", spec, T0) == (4, True, True)
+    assert claimer.pool_turns("ns", "rr", spec, T0) == (4, True, True, frozenset())
     assert claimer.claim_session("ns", "a", spec, None, 0.0, T0).pod == "rr-a"
     meta = {"name": "rr", "namespace": "ns", "uid": "pool-uid", "resourceVersion": "2"}
     index.pool_event("MODIFIED", {"metadata": meta, "spec": {**POOL_RR, "maxReplicas": 4}})
-    assert claimer.pool_turns("ns", "rr", spec, T0) == (3, False, True)
+    # "a" holds its pod as the pod says, before its own status does.
+    assert claimer.pool_turns("ns", "rr", spec, T0) == (3, False, True, frozenset({"a"}))
     # What the pool can never serve is left to the claim, which names the field.
     greedy = TrainingSessionSpec.model_validate(
         {**SESSION, "poolRef": {"name": "rr"}, "resources": {"gpu": 1}}

@@ -26,7 +26,7 @@ from shoal.builders.pod import build_pod, template_hash
 from shoal.builders.session import claim_request
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
-from shoal.pool.claims import SESSION, ClaimOutcome, Holder, claim_patch, release_patch
+from shoal.pool.claims import SESSION, ClaimOutcome, Holder, claim_patch, holder_of, release_patch
 from shoal.pool.pods import LABEL_POOL, PodView, pod_view
 from shoal.pool.selection import (
     LIVE_USAGE,
@@ -155,11 +155,11 @@ class Claimer:
 
     def pool_turns(
         self, namespace: str, pool_name: str, spec: TrainingSessionSpec, now: datetime
-    ) -> tuple[int, bool, bool] | None:
+    ) -> warm.PoolTurns | None:
         """For a warm session's admission (sessions/admission.decide_warm), from the watches: the
-        pool's idle pods, whether it may still grow, and whether its pods keep checkpoints to
-        themselves (warm.pinned). None where the claim itself must answer: no index, a pool not
-        seen, or one that cannot serve `spec` at all (the claim names why)."""
+        pool's idle pods, whether it may still grow, whether its pods keep checkpoints to themselves
+        (warm.pinned), and the sessions holding its pods. None where the claim itself must answer:
+        no index, a pool not seen, or one that cannot serve `spec` at all (the claim names why)."""
         cached = self.index.pool(namespace, pool_name) if self.index is not None else None
         if self.index is None or cached is None:
             return None
@@ -175,7 +175,12 @@ class Claimer:
         idle = claimable(owned, pool.recycle, hashed, now)
         live = sum(1 for p in owned if not p.deleting)
         can_grow = pool.maxReplicas is None or live < pool.maxReplicas
-        return len(idle), can_grow, warm.pinned(pool, "any") is not None
+        # The pods say who holds them before those sessions' own status does (it is written after
+        # the claim): a session that claimed a moment ago holds its pod, it does not wait in turn.
+        holders = frozenset(
+            h.name for p in owned if p.claimed_by and (h := holder_of(p.claimed_by)).kind == SESSION
+        )
+        return warm.PoolTurns(len(idle), can_grow, warm.pinned(pool, "any") is not None, holders)
 
     def wait(self, namespace: str, pool_name: str, holder: Holder) -> None:
         """`holder` waits its turn at a pool that cannot grow: woken when one of its pods turns idle."""

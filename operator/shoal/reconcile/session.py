@@ -194,11 +194,10 @@ class SessionReconciler:
         turns = self.claims.pool_turns(ns, pool, spec, now)
         if turns is None:
             return Verdict(True, reason="Admitted")  # the claim says what is wrong, or waits
-        idle, can_grow, pins = turns
-        waiting, holding = warm.queue_at(self.store.items(ns), name, pool, pins, now)
+        waiting, holding = warm.queue_at(self.store.items(ns), name, pool, turns.pins, now, turns.holders)
         created = parse_time(meta.get("creationTimestamp"))
         me = SessionView(name, spec.priority, created.timestamp() if created else 0.0, {})
-        verdict = decide_warm(me, waiting, holding, idle, can_grow)
+        verdict = decide_warm(me, waiting, holding, turns.idle, turns.can_grow)
         if not verdict.admit:
             self.claims.wait(ns, pool, Holder(SESSION, name))  # woken when one of its pods turns idle
         return verdict

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from shoal.agent.protocol import ANN_SESSION_CONFIG
 from shoal.api.pool import ContainerPoolSpec
@@ -71,13 +71,28 @@ def handed(
 ACTIVE = ("Starting", "Running", "Stopping")
 
 
+class PoolTurns(NamedTuple):
+    """What a warm session's turn at its pool depends on, from the watches (Claimer.pool_turns)."""
+
+    idle: int
+    can_grow: bool
+    pins: bool  # its pods keep checkpoints to themselves: a resume waits for its own pod
+    holders: frozenset[str] = frozenset()  # the sessions holding its pods, as the pods say
+
+
 def queue_at(
-    sessions: list[dict[str, Any]], me: str, pool: str, pins: bool, now: datetime
+    sessions: list[dict[str, Any]],
+    me: str,
+    pool: str,
+    pins: bool,
+    now: datetime,
+    holders: frozenset[str] = frozenset(),
 ) -> tuple[list[SessionView], list[SessionView]]:
     """The other sessions of a namespace that wait for a pod of `pool` (their turn comes by priority,
     then age) and those holding one (preemptible when of lower priority). Not waiting in turn: those
     the pool refused, those in backoff, and (`pins`: checkpoints stay on their pod) a resume held to
-    the pod with its checkpoint."""
+    the pod with its checkpoint. `holders` (the pool's pods' holders) hold, whatever their status says
+    yet."""
     waiting, holding = [], []
     for obj in sessions:
         meta, st = obj.get("metadata") or {}, obj.get("status") or {}
@@ -97,7 +112,7 @@ def queue_at(
             {},
             preempting=bool(st.get("preemptedBy")),
         )
-        if st.get("claimedFromPool") == pool and st.get("phase") in ACTIVE:
+        if view.name in holders or (st.get("claimedFromPool") == pool and st.get("phase") in ACTIVE):
             holding.append(view)
             continue
         restart_at = parse_time(st.get("nextRestartTime"))
