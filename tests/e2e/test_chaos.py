@@ -153,6 +153,29 @@ def test_api_server_restart_operator_reconnects_and_deletes_complete(
 
     wait_until(gone, 60, "session deleted")
     assert running_operator.healthy()
+    controllers_caught_up(kube, namespace)
+
+
+def controllers_caught_up(kube: Kube, namespace: str) -> None:
+    """kube-controller-manager relists after an API server restart with a backoff: until it has, a
+    new namespace gets no default service account, and the next test could not create its pods.
+    Wait here, where the restart was, for a new one to get it (as the namespace fixture does)."""
+    account = "/api/v1/namespaces/{}/serviceaccounts/default"
+    probe = f"{namespace}-after"[:63]
+    kube.create("/api/v1/namespaces", {"metadata": {"name": probe}})
+
+    def served() -> bool:
+        try:
+            return bool(kube.get(account.format(probe)))
+        except ApiError as exc:
+            if exc.not_found:
+                return False
+            raise
+
+    try:
+        wait_until(served, 180, "kube-controller-manager caught up: a new namespace's default account")
+    finally:
+        kube.delete(f"/api/v1/namespaces/{probe}")
 
 
 def test_metrics_server_outage_holds_then_recovers(
