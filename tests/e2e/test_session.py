@@ -302,7 +302,9 @@ def test_a_warm_pod_trains_the_session_that_claims_it_and_returns_to_the_pool_cl
     # The agent in the warm pod heard the claim, trains with the session's config and reports.
     trained = wait_until(lambda: training(kube, namespace, "quick"), 60, "the warm pod's agent training")
     assert trained["podName"] == st["podName"]
-    assert trainers(local_kubelet, st["podName"]) == standby[st["podName"]]  # started before the claim
+    # The one in standby since before the claim forked the session's trainer: no new interpreter.
+    assert trainers(local_kubelet, st["podName"]) == standby[st["podName"]]
+    assert len(psutil.Process(standby[st["podName"]][0]).children()) == 1
     progress = json.loads(
         kube.get(pods_path(namespace, st["podName"]))["metadata"]["annotations"][ANN_PROGRESS]
     )

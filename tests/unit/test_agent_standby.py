@@ -1,7 +1,7 @@
 """A warm pod's trainer started before its claim: the real agent and the bandit trainer double as local
 processes, annotations from a file (the agent's local mode). The trainer waiting before the claim is
-the one that trains after it, with the session's config and checkpoint directory; after the release a
-fresh one waits for the next claim; a trainer that does not wait is started afresh at the claim."""
+the one that serves every claim (it forks each session's trainer), with the session's config and
+checkpoint directory; a trainer that does not wait is started afresh at the claim."""
 
 from __future__ import annotations
 
@@ -70,17 +70,24 @@ class WarmAgent:
         except psutil.Error:
             return []
 
-    def claim(self, session: str, total: int) -> None:
+    def claim(self, session: str, total: int, claims: str = "1") -> None:
         config = {"game": "bandit", "algorithm": "PPO", "totalTimesteps": total}
         self.annotations.write_text(
             json.dumps(
                 {
                     "shoal.dev/session-config": json.dumps(config),
                     "shoal.dev/claimed-by": session,
-                    "shoal.dev/claims": "1",
+                    "shoal.dev/claims": claims,
                 }
             )
         )
+
+    def command(self, verb: str, cid: int, claims: str = "1") -> None:
+        current = json.loads(self.annotations.read_text())
+        current.update(
+            {"shoal.dev/command": verb, "shoal.dev/command-id": str(cid), "shoal.dev/claims": claims}
+        )
+        self.annotations.write_text(json.dumps(current))
 
     def report(self) -> dict[str, Any]:
         try:
@@ -107,32 +114,45 @@ def bandit_agent(tmp_path: Path) -> Iterator[WarmAgent]:
         agent.stop()
 
 
-def test_the_trainer_waiting_before_the_claim_is_the_one_that_trains(bandit_agent: WarmAgent) -> None:
+def forked(standby: int) -> list[int]:
+    try:
+        return [c.pid for c in psutil.Process(standby).children()]
+    except psutil.Error:
+        return []
+
+
+def test_the_trainer_in_standby_serves_every_claim_of_the_pod(bandit_agent: WarmAgent) -> None:
+    """It forks one trainer per claim: the agent's only child from before the first claim to its end,
+    the sessions' exit statuses reported from its answers (a stop's 0, a kill's -9)."""
     agent = bandit_agent
     waiting = until(agent.trainers, 30, "a trainer in standby")
     assert len(waiting) == 1
     assert not agent.report()  # nothing reported before a claim
     agent.claim("s1", total=100_000)
     until(lambda: (agent.report().get("timesteps") or 0) > 0, 30, "the session's first progress")
-    assert agent.trainers() == waiting  # the same process: its imports were paid before the claim
+    first = forked(waiting[0])
+    assert len(first) == 1 and agent.trainers() == waiting  # forked by the one that waited
     ckpt = agent.tmp / "checkpoints" / "s1"
-    agent.annotations.write_text(
-        json.dumps(
-            {
-                **json.loads(agent.annotations.read_text()),
-                "shoal.dev/command": "stop",
-                "shoal.dev/command-id": "1",
-            }
-        )
-    )
+    agent.command("stop", 1)
     until(lambda: agent.report().get("exitCode") == 0, 30, "the trainer stopped on the command")
     assert any(ckpt.glob("ckpt-*.npz")), list(ckpt.parent.rglob("*"))  # the session's own directory
 
     agent.annotations.write_text("{}")  # released by its session
-    fresh = until(lambda: [p for p in agent.trainers() if p not in waiting], 30, "a new trainer in standby")
-    assert len(fresh) == 1 and "released by its session" in agent.output()
+    until(lambda: "released by its session" in agent.output(), 30, "the release seen")
+    agent.claim("s2", total=100_000, claims="2")
+    until(
+        lambda: (agent.report().get("timesteps") or 0) > 0 and "exitCode" not in agent.report(),
+        30,
+        "the next session's first progress",
+    )
+    second = forked(waiting[0])
+    assert len(second) == 1 and second != first and agent.trainers() == waiting  # no new interpreter
+    agent.command("kill", 1, claims="2")
+    until(lambda: agent.report().get("exitCode") == -9, 30, "the killed trainer's status")
+    assert not any((agent.tmp / "checkpoints" / "s2").glob("ckpt-*.npz"))  # killed: no checkpoint
+
     assert agent.stop() == 0
-    assert not psutil.pid_exists(fresh[0]) or psutil.Process(fresh[0]).status() == psutil.STATUS_ZOMBIE
+    assert not psutil.pid_exists(waiting[0]) or psutil.Process(waiting[0]).status() == psutil.STATUS_ZOMBIE
 
 
 def test_a_trainer_that_does_not_wait_is_started_afresh_at_the_claim(tmp_path: Path) -> None:

@@ -5,8 +5,9 @@
 - A warm pool pod has no config when it starts: the agent waits for the session's config in the
   pod's shoal.dev/session-config annotation, written when a session claims it, trains, and after the
   trainer exits waits for the release (the annotation removed) before waiting for the next claim.
-  Each session checkpoints in its own directory under the pod's; its spec.env reaches its trainer
-  only. A checkpoint to resume from that this pod cannot read fails the session (handover.py).
+  With --standby, its trainer waits from the pod's start, its imports paid, and forks one trainer
+  per claim (standby.py). Each session checkpoints in its own directory under the pod's; its spec.env
+  reaches its trainer only. A checkpoint to resume from that this pod cannot read fails the session (handover.py).
 - Progress (the trainer's progress.json, the id of the last acknowledged command, GPU use) is
   patched onto the pod's shoal.dev/progress annotation at once after an acknowledgement, a new
   checkpoint, an error or the exit, and otherwise at most every SHOAL_REPORT_EVERY seconds.
@@ -34,13 +35,13 @@ from prometheus_client import Counter, Gauge, start_http_server
 
 from shoal.agent.handover import Handover, unreachable
 from shoal.agent.podwatch import Annotations, FileWatch, PodWatch
+from shoal.agent.proctree import ProcessTree
 from shoal.agent.protocol import (
     ANN_COMMAND,
     ANN_COMMAND_ID,
     ANN_SESSION_CONFIG,
     EXIT_BAD_INPUT,
     HANDED_ENV,
-    STANDBY,
     checkpoint_dir,
     command_id_file,
     config_file,
@@ -52,10 +53,12 @@ from shoal.agent.protocol import (
     write_json,
 )
 from shoal.agent.report import FileReporter, GpuSampler, PodReporter, Reporter
+from shoal.agent.standby import Standby, Trainer
 from shoal.pool.pods import ANN_CLAIMED_BY, ANN_CLAIMS
 
 log = logging.getLogger("shoal.agent")
 TICK = 0.2  # seconds between looks at the trainer when no command arrives
+SAMPLE_EVERY = 1.0  # seconds between samples of its CPU, memory and GPUs
 URGENT = ("ack", "lastCheckpoint", "error", "exitCode", "done")  # changes reported at once
 
 CPU = Gauge("shoal_agent_cpu_percent", "CPU use of the training process tree")
@@ -91,6 +94,8 @@ class Agent:
         self.last_report: dict[str, Any] | None = None
         self.last_report_time = 0.0
         self.gpu = GpuSampler()
+        self.gpus: list[dict[str, float]] = []
+        self.sampled_at = 0.0
         self.stop_requested = False
         self.config_path = config_file()
         self.warm = not self.config_path.exists()
@@ -154,7 +159,7 @@ class Agent:
             except queue.Empty:
                 return True
 
-    def _terminated(self, proc: subprocess.Popen[bytes]) -> None:
+    def _terminated(self, proc: Trainer) -> None:
         """The pod is being deleted (SIGTERM, as a container runtime sends its first process). A forced
         stop (stopMode Immediate) writes `kill` on the pod before deleting it, and the watch may not
         have delivered that yet: read the annotations afresh, and kill the trainer (no checkpoint) when
@@ -167,7 +172,7 @@ class Agent:
         else:
             proc.send_signal(signal.SIGTERM)
 
-    def _command(self, proc: subprocess.Popen[bytes]) -> None:
+    def _command(self, proc: Trainer) -> None:
         try:
             cid = int(self.current.get(ANN_COMMAND_ID, "0"))
         except ValueError:
@@ -192,22 +197,16 @@ class Agent:
             f.write(json.dumps({"id": cid, "verb": verb, "signalled": time.time()}) + "\n")
         log.info("command %d: %s", cid, verb)
 
-    def _sample(self, proc: subprocess.Popen[bytes]) -> list[dict[str, float]]:
-        cpu = rss = 0.0
-        try:
-            root = psutil.Process(proc.pid)
-            tree = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            tree = []
-        for p in tree:
-            try:
-                cpu += p.cpu_percent(None)
-                rss += p.memory_info().rss
-            except psutil.Error:
-                continue
-        CPU.set(cpu)
-        RSS.set(rss)
-        return self.gpu.sample()
+    def _sample(self, tree: ProcessTree) -> list[dict[str, float]]:
+        """The trainer's CPU and memory (gauges) and the GPUs (reports), at most once a SAMPLE_EVERY:
+        the loop looks at the trainer five times a second for commands, which need no sampling."""
+        if time.monotonic() - self.sampled_at >= SAMPLE_EVERY:
+            self.sampled_at = time.monotonic()
+            cpu, rss = tree.sample()
+            CPU.set(cpu)
+            RSS.set(rss)
+            self.gpus = self.gpu.sample()
+        return self.gpus
 
     def _report(self, gpu: list[dict[str, float]], exit_code: int | None = None) -> None:
         progress = read_json(progress_file()) or {}
@@ -256,75 +255,56 @@ class Agent:
         if not self.warm:
             code = self._train()
             return code if code >= 0 else 128 - code  # killed by signal N: 128+N, as a shell reports it
-        while True:
-            waiting = self._start_standby()
-            if not self._await_claim():
-                self._end_standby(waiting)
-                break
-            self._train(waiting)
-            signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stop_requested", True))
-            self._await_release()
+        waiting: Standby | None = None
+        try:
+            while True:
+                if self.standby and (waiting is None or not waiting.alive()):
+                    waiting = Standby(self.command)  # one for the pod's life, unless it dies
+                if not self._await_claim():
+                    break
+                self._train(waiting)
+                signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stop_requested", True))
+                self._await_release()
+        finally:
+            if waiting is not None:
+                waiting.close()
         return 0
 
-    # --- a trainer in standby (warm pods) ------------------------------------------------------------
+    def _hand_off(self, waiting: Standby) -> Trainer | None:
+        """The claim's trainer from the one in standby (what _await_claim put in the environment)."""
+        handed = {key: os.environ.get(key) for key in HANDED_ENV}
+        trainer = waiting.hand_off({**handed, "env": self.session_env})
+        if trainer is None:
+            # It did not wait for its session: started afresh from now on, as any trainer.
+            log.warning(
+                "the trainer exited (%s) before its claim; not started in standby again", waiting.proc.poll()
+            )
+            self.standby = False
+        return trainer
 
-    def _start_standby(self) -> subprocess.Popen[bytes] | None:
-        if not self.standby:
-            return None
-        return subprocess.Popen(self.command, stdin=subprocess.PIPE, env={**os.environ, STANDBY: "1"})
-
-    def _hand_off(self, proc: subprocess.Popen[bytes]) -> bool:
-        """Give the waiting trainer its session (what _await_claim put in the environment)."""
-        if proc.poll() is None and proc.stdin is not None:
-            handed = {key: os.environ.get(key) for key in HANDED_ENV}
-            line = json.dumps({**handed, "env": self.session_env}) + "\n"
-            try:
-                proc.stdin.write(line.encode())
-                proc.stdin.close()
-                return True
-            except OSError:
-                pass
-        # It did not wait for its session: started afresh from now on, as any trainer.
-        log.warning("the trainer exited (%s) before its claim; not started in standby again", proc.poll())
-        self.standby = False
-        return False
-
-    @staticmethod
-    def _end_standby(proc: subprocess.Popen[bytes] | None) -> None:
-        if proc is None:
-            return
-        if proc.stdin is not None:
-            proc.stdin.close()  # an empty hand-off: it exits
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-    def _train(self, waiting: subprocess.Popen[bytes] | None = None) -> int:
+    def _train(self, waiting: Standby | None = None) -> int:
         volume = self.checkpoints if self.warm else checkpoint_dir()
         lost = unreachable(os.environ.get("SHOAL_RESUME_FROM"), volume, self.warm)
-        if lost is not None:
-            self._end_standby(waiting)
+        if lost is not None:  # the trainer in standby stays for the next claim
             log.error("%s: %s", lost.reason, lost.message)
             write_json(progress_file(), {"error": {"reason": lost.reason, "message": lost.message}})
             self._report(self.gpu.sample(), exit_code=EXIT_BAD_INPUT)
             return EXIT_BAD_INPUT
         tensorboard, stream = self._servers()
-        if waiting is not None and self._hand_off(waiting):
-            proc = waiting
-        else:
+        proc = self._hand_off(waiting) if waiting is not None else None
+        if proc is None:
             proc = subprocess.Popen(self.command, env={**os.environ, **self.session_env})
         self.times["trainerStarted"] = time.time()
+        tree = ProcessTree(proc.pid)
         signal.signal(signal.SIGTERM, lambda *_: self._terminated(proc))
         try:
-            while proc.poll() is None:
+            while (code := proc.poll()) is None:
                 self._next_annotations(timeout=TICK)
                 # Relayed once the trainer has reported: its signal handlers are in place by then (a
                 # SIGTERM or SIGUSR1 before that would kill it). A command that came earlier waits.
                 if progress_file().exists():
                     self._command(proc)
-                self._report(self._sample(proc))
-            code = int(proc.returncode)
+                self._report(self._sample(tree))
             self._report(self.gpu.sample(), exit_code=code)
             log.info("the trainer exited %d", code)
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,23 +53,46 @@ def config_file() -> Path:
 
 
 STANDBY = "SHOAL_STANDBY"
+STANDBY_FD = "SHOAL_STANDBY_FD"  # where a trainer in standby answers the agent (shoal.agent.standby)
 # What a claim hands a trainer started in standby: where its session's config and checkpoints are.
 HANDED_ENV = ("SHOAL_CONFIG_FILE", "SHOAL_CHECKPOINT_DIR", "SHOAL_RESUME_FROM")
 
 
 def standby() -> bool:
     """For a trainer started before its claim (a warm pool pod's agent sets SHOAL_STANDBY=1 when the
-    trainer supports it): called once the trainer's slow imports are done, it waits for the claim's
-    hand-off, one JSON line on stdin of the HANDED_ENV variables (null: unset) and the session's own
-    `env` (its spec.env, which a pod started before the claim could not have), and applies it. So a
-    warm pod starts training with its imports (torch, SB3) already paid. False: the agent stopped
-    before any claim (stdin closed empty); the trainer should exit. True at once when not in standby."""
+    trainer supports it): called once the trainer's slow imports are done, it serves the pod's claims.
+    Each hand-off is one JSON line on stdin of the HANDED_ENV variables (null: unset) and the
+    session's own `env` (its spec.env, which a process started before the claim could not have). For
+    each, it forks: the child applies them and returns True, to train that session with the imports
+    (torch, SB3) already paid; this process tells the agent the child's pid and then its exit status,
+    and waits for the next hand-off, so no session after the pod's start waits for a new interpreter
+    either. False: the agent stopped (stdin closed); the trainer should exit. True at once when not in
+    standby."""
     if os.environ.pop(STANDBY, "") != "1":
         return True
-    line = sys.stdin.readline()
-    if not line.strip():
-        return False
-    handed = json.loads(line)
+    answers = os.fdopen(int(os.environ.pop(STANDBY_FD)), "w", buffering=1)
+    # The pod's SIGTERM is the agent's to pass on to the session's trainer; the standby ends with stdin.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while line := sys.stdin.readline():
+        if not line.strip():
+            continue
+        handed = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            answers.close()
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # the hand-offs are the standby's to read
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _apply(handed)
+            return True
+        answers.write(json.dumps({"pid": pid}) + "\n")
+        _, status = os.waitpid(pid, 0)
+        answers.write(json.dumps({"pid": pid, "exitCode": os.waitstatus_to_exitcode(status)}) + "\n")
+    return False
+
+
+def _apply(handed: dict[str, Any]) -> None:
     for key in HANDED_ENV:
         if handed.get(key) is None:
             os.environ.pop(key, None)
@@ -76,7 +100,6 @@ def standby() -> bool:
             os.environ[key] = str(handed[key])
     # After the agent's: the session's env wins, as it does over the SHOAL_* variables of its own pod.
     os.environ.update({str(k): str(v) for k, v in (handed.get("env") or {}).items()})
-    return True
 
 
 def load_config(extra: tuple[str, ...] = ()) -> dict[str, Any]:
