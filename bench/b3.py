@@ -26,6 +26,7 @@ from bench.stats import quantiles
 from shoal.k8s.client import Kube, custom_path, pods_path
 from shoal.sessions.starts import STAGES
 from testbed.kubelet import LocalKubelet
+from testbed.localpod import NICENESS
 
 if TYPE_CHECKING:
     from bench.harness import Operator
@@ -268,11 +269,22 @@ def bench(
         "steady": steady,
         "burst": burst,
         "pool": pool,
+        "pod_niceness": NICENESS,
         "runs": runs,
         "summary": summary,
         "goal": "warm create -> the trainer's first progress p50 <= 1 s and p99 <= 2 s, steady and burst together",
         "goal_met": bool(warm.get("p50", 99) <= 1.0 and warm.get("p99", 99) <= 2.0),
     }
+
+
+def niceness(b3: dict[str, Any]) -> str:
+    """Where the pods' processes ran at a lower CPU priority, the report says so (runs before it did not)."""
+    if b3.get("pod_niceness") is None:
+        return ""
+    return (
+        f"The pods' processes run at nice {b3['pod_niceness']}, as on a cluster they would run on their nodes, "
+        "not on the control plane's and the operator's cores: they get what those leave of the 2 cores. "
+    )
 
 
 def agent_cost(b3: dict[str, Any]) -> list[str]:
@@ -350,7 +362,8 @@ def section(b3: dict[str, Any], heading_note: str = "") -> list[str]:
         "its pod and wrote the status showing progress; the agent sends with its report when it had the config, "
         "started (or handed the session to) the trainer, and the trainer's first progress file's write time. "
         "Every agent runs as a real local process for its KWOK pod, with the bandit trainer double (so torch's "
-        "import is not in it); a warm pod's trainer waits in standby for its claim. Each phase starts once the "
+        "import is not in it); a warm pod's trainer waits in standby for its claim. "
+        f"{niceness(b3)}Each phase starts once the "
         "pool's pods are idle with their trainers in standby and the machine is quiet. Per repetition: "
         f"{b3['steady']} sessions arriving at random 0.1-0.5 s gaps, then, once they have finished, {b3['burst']} "
         f"at once; warm and cold alternate first; {b3['reps']} repetitions, every session's stages in results.json. "

@@ -39,6 +39,11 @@ AGENT_PORTS = {
     "metrics": "SHOAL_AGENT_PORT",
 }
 FIELD_REFS = {"metadata.name": "name", "metadata.namespace": "namespace", "metadata.uid": "uid"}
+# On a cluster a pod's processes run on its node, never on the control plane's or the operator's
+# cores. Here they share this machine's two cores with both, so they run at the lowest CPU priority:
+# whatever the control plane and the operator need they get first, as they would on their own
+# machines, and the pods share the rest among themselves. (No cgroups here: crun refuses them.)
+NICENESS = 19
 
 
 def free_port() -> int:
@@ -167,7 +172,7 @@ class LocalPod:
         # A process group of its own: stopping the pod ends the agent and its trainer together,
         # as the end of a container's PID namespace would.
         self.proc = subprocess.Popen(
-            self.argv(),
+            ["nice", "-n", str(NICENESS), *self.argv()],  # nice execs the command: same pid, same cmdline
             env=self.environment(),
             stdout=log,
             stderr=subprocess.STDOUT,
