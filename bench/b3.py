@@ -26,7 +26,7 @@ from bench.stats import quantiles
 from shoal.k8s.client import Kube, custom_path, pods_path
 from shoal.sessions.starts import STAGES
 from testbed.kubelet import LocalKubelet
-from testbed.localpod import NICENESS
+from testbed.localpod import NICENESS, autogroups
 
 if TYPE_CHECKING:
     from bench.harness import Operator
@@ -270,6 +270,7 @@ def bench(
         "burst": burst,
         "pool": pool,
         "pod_niceness": NICENESS,
+        "pod_autogroup_niceness": NICENESS if autogroups() else None,  # None: nice alone counts
         "runs": runs,
         "summary": summary,
         "goal": "warm create -> the trainer's first progress p50 <= 1 s and p99 <= 2 s, steady and burst together",
@@ -281,10 +282,18 @@ def niceness(b3: dict[str, Any]) -> str:
     """Where the pods' processes ran at a lower CPU priority, the report says so (runs before it did not)."""
     if b3.get("pod_niceness") is None:
         return ""
-    return (
+    said = (
         f"The pods' processes run at nice {b3['pod_niceness']}, as on a cluster they would run on their nodes, "
         "not on the control plane's and the operator's cores: they get what those leave of the 2 cores. "
     )
+    if "pod_autogroup_niceness" not in b3:  # c758dd4: each pod's session was a scheduling group at nice 0
+        return said + (
+            "But their sessions' scheduling groups (the kernel's autogroups) stayed at nice 0, so the nice "
+            "counted only among each pod's own processes: the pods took CPU as any other process did. "
+        )
+    if b3["pod_autogroup_niceness"] is not None:
+        return said + "Their sessions' scheduling groups (the kernel's autogroups) run at the same nice. "
+    return said
 
 
 def agent_cost(b3: dict[str, Any]) -> list[str]:

@@ -46,6 +46,28 @@ FIELD_REFS = {"metadata.name": "name", "metadata.namespace": "namespace", "metad
 NICENESS = 19
 
 
+def autogroups() -> bool:
+    """Whether the kernel groups CPU scheduling by session (sched_autogroup_enabled)."""
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def deprioritise(pid: int) -> bool:
+    """Give the session led by `pid` the pods' niceness as a whole. With the kernel's autogroups on (a
+    new session is a new group, and CPU is shared between groups first), a process's own nice counts
+    only inside its group: measured here, 4 spinning pods at nice 19 still took 58 % of a core from
+    a process at nice 0; with their groups at 19 as well, 1 %. False where there are no autogroups."""
+    if not autogroups():
+        return False
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(NICENESS))
+    except OSError:  # no autogroups (CONFIG_SCHED_AUTOGROUP off): a plain nice is what counts
+        return False
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -107,6 +129,7 @@ class LocalPod:
         self.extra_env = env or {}
         self.ports = {port: free_port() for port in AGENT_PORTS}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.autogroup_niced = False
         self.mounts: dict[str, Path] = {}
         self.kubeconfig = self.dir / "kubeconfig"
 
@@ -179,6 +202,7 @@ class LocalPod:
             cwd=self.dir,
             start_new_session=True,
         )
+        self.autogroup_niced = deprioritise(self.proc.pid)  # its session exists once Popen returns
         threading.Thread(target=self._on_exit, daemon=True).start()
         return self
 
