@@ -63,7 +63,7 @@ def deprioritise(pid: int) -> bool:
         return False
     try:
         Path(f"/proc/{pid}/autogroup").write_text(str(NICENESS))
-    except OSError:  # no autogroups (CONFIG_SCHED_AUTOGROUP off): a plain nice is what counts
+    except OSError:  # the process has already exited: nothing left to deprioritise
         return False
     return True
 
@@ -129,7 +129,6 @@ class LocalPod:
         self.extra_env = env or {}
         self.ports = {port: free_port() for port in AGENT_PORTS}
         self.proc: subprocess.Popen[bytes] | None = None
-        self.autogroup_niced = False
         self.mounts: dict[str, Path] = {}
         self.kubeconfig = self.dir / "kubeconfig"
 
@@ -202,7 +201,7 @@ class LocalPod:
             cwd=self.dir,
             start_new_session=True,
         )
-        self.autogroup_niced = deprioritise(self.proc.pid)  # its session exists once Popen returns
+        deprioritise(self.proc.pid)  # its session exists once Popen returns
         threading.Thread(target=self._on_exit, daemon=True).start()
         return self
 
