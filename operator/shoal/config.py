@@ -30,6 +30,10 @@ def _non_negative(env: dict[str, str], name: str) -> float:
     return value
 
 
+def _non_negative_or(env: dict[str, str], name: str, default: float) -> float:
+    return _non_negative(env, name) if env.get(name) else default
+
+
 @dataclass(frozen=True)
 class PrometheusAccess:
     """How the operator reaches its Prometheus. Credentials are files (mounted Secrets), read on every
@@ -99,6 +103,10 @@ class Settings:
     # ContainerClaim binds at once: each is two API round trips and next to no CPU, so a burst of 100
     # at 4 would queue for 25 rounds of them.
     claim_workers: int = 16
+    # A session's status.progress and metrics follow its agent's reports at most this often: a report
+    # that changes only figures is one status write per interval, not one per report (acknowledgements,
+    # checkpoints, errors and exits are written at once).
+    progress_status_seconds: float = 5.0
     kube_api_qps: float = 0.0  # client-side request limit, as kube-controller-manager's; 0: none
     kube_api_burst: int = 0  # 0 with a qps: 1.5 x qps, client-go's proportion for kcm (20 / 30)
     log_level: str = "INFO"
@@ -125,6 +133,7 @@ class Settings:
             health_port=int(e.get("SHOAL_HEALTH_PORT", "8081")),
             workers=max(1, int(e.get("SHOAL_WORKERS", "4"))),
             claim_workers=max(1, int(e.get("SHOAL_CLAIM_WORKERS", "16"))),
+            progress_status_seconds=_non_negative_or(e, "SHOAL_PROGRESS_STATUS_SECONDS", 5.0),
             kube_api_qps=_non_negative(e, "SHOAL_KUBE_API_QPS"),
             kube_api_burst=int(_non_negative(e, "SHOAL_KUBE_API_BURST")),
             log_level=e.get("SHOAL_LOG_LEVEL", "INFO").upper(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,8 @@ async def session_event(type: str | None, event: Mapping[str, Any], **_: Any) ->
     runtime = operator.get()
     runtime.notify(KIND, type, obj)
     pool = (obj.get("status") or {}).get("claimedFromPool")
+    if type == "DELETED":
+        runtime.progress_pacer.forget((obj["metadata"]["namespace"], obj["metadata"]["name"]))
     if type == "DELETED" and pool:
         # No finalizer holds the session back, so its claim is given back by its pool (which frees
         # claims no session holds): now, not at the pool's next requeue.
@@ -37,7 +40,8 @@ def session_pod_event(
 ) -> None:
     """A pod labelled with a session, its own or claimed (handlers/pods.py dispatches it). A change
     only to its progress report's metrics is bookkeeping: queued behind work someone waits for (new
-    sessions, binds, acknowledgements, exits), and coalesced with the reports after it while queued."""
+    sessions, binds, acknowledgements, exits), at most one reconcile per SHOAL_PROGRESS_STATUS_SECONDS
+    (the pacer), and coalesced with the reports after it while it waits."""
     telemetry.POD_EVENTS.labels("session").inc()
     key = (namespace, (obj.get("metadata") or {}).get("name", ""))
     view = lifecycle_view(obj, ANN_PROGRESS)
@@ -49,7 +53,17 @@ def session_pod_event(
     telemetry.SESSION_POD_EVENTS.labels("urgent" if urgent else "bookkeeping").inc()
     runtime = operator.get()
     runtime.session_pods.event(type, obj)  # before the reconcile it causes reads it
-    runtime.enqueue(KIND, namespace, labels[LABEL_SESSION], urgent=urgent)
+    session = labels[LABEL_SESSION]
+    now = time.monotonic()
+    if urgent:
+        runtime.progress_pacer.ran((namespace, session), now)  # its reconcile writes the figures too
+        runtime.enqueue(KIND, namespace, session, urgent=True)
+        return
+    delay = runtime.progress_pacer.delay((namespace, session), now)
+    if delay == 0:
+        runtime.enqueue(KIND, namespace, session)
+    elif delay is not None:
+        runtime.enqueue_after(KIND, namespace, session, delay)
 
 
 def unlabelled_pod_event(namespace: str, name: str) -> None:

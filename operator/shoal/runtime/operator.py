@@ -14,6 +14,7 @@ from shoal.config import Settings
 from shoal.k8s.client import Kube, NotLeading
 from shoal.runtime.cache import ClaimIndex
 from shoal.runtime.leader import LeaderElector
+from shoal.runtime.pacer import Pacer
 from shoal.runtime.store import Store
 from shoal.runtime.workqueue import Supervision, WorkQueue, run_workers
 
@@ -37,6 +38,7 @@ class OperatorRuntime:
         self.filters: dict[str, Callable[[str | None, Mapping[str, Any]], bool]] = {}
         self.index = ClaimIndex()  # fed by the pool and pod watches, read by the claim path
         self.session_pods = Store()  # pods labelled with a session, fed by the pod watch
+        self.progress_pacer = Pacer(settings.progress_status_seconds)  # sessions' figures-only reconciles
         self.listers: dict[str, str] = {}  # kind -> plural, for full resyncs
         self.leader: LeaderElector | None = None
         self.supervision: dict[str, Supervision] = {}
@@ -70,6 +72,10 @@ class OperatorRuntime:
         claim); taken before bookkeeping in its kind's queue."""
         queue = self.queues[kind]
         queue.add((kind, namespace, name), urgent)
+
+    def enqueue_after(self, kind: str, namespace: str, name: str, delay: float) -> None:
+        """Queued (as bookkeeping) after `delay` seconds; an earlier pending re-add of the key wins."""
+        self.queues[kind].add_after((kind, namespace, name), delay)
 
     def _wake(self, kind: str, namespace: str, name: str) -> None:
         self.loop.call_soon_threadsafe(self._enqueue_known, kind, namespace, name)
