@@ -58,6 +58,8 @@ from shoal.pool.pods import ANN_CLAIMED_BY, ANN_CLAIMS
 
 log = logging.getLogger("shoal.agent")
 TICK = 0.2  # seconds between looks at the trainer when no command arrives
+# Until the trainer's first progress: a start is timed to it and a look is one stat() of the file.
+FIRST_TICK = 0.02
 SAMPLE_EVERY = 1.0  # seconds between samples of its CPU, memory and GPUs
 URGENT = ("ack", "lastCheckpoint", "error", "exitCode", "done")  # changes reported at once
 
@@ -299,7 +301,7 @@ class Agent:
         signal.signal(signal.SIGTERM, lambda *_: self._terminated(proc))
         try:
             while (code := proc.poll()) is None:
-                self._next_annotations(timeout=TICK)
+                self._next_annotations(timeout=TICK if "firstProgress" in self.times else FIRST_TICK)
                 # Relayed once the trainer has reported: its signal handlers are in place by then (a
                 # SIGTERM or SIGUSR1 before that would kill it). A command that came earlier waits.
                 if progress_file().exists():
