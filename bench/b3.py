@@ -36,7 +36,10 @@ BANDIT = [sys.executable, "-m", "tests.doubles.bandit"]
 ENV = {
     "SHOAL_TENSORBOARD_PORT": "0",
     "SHOAL_REPORT_EVERY": "1",
-    "SHOAL_SECONDSPEREPISODE": "0.002",
+    # A quiet double: 40 ms an episode, about 0.2 ms of it CPU. Its trainers share the control plane's
+    # two cores here (on a cluster they run on their own nodes); stepping every 2 ms, 50 of them wanted
+    # more than the two cores and a new one waited seconds for its first write.
+    "SHOAL_SECONDSPEREPISODE": "0.04",
     "SHOAL_TRAINER_STANDBY": "on",
 }
 LABEL_SESSION = "shoal.dev/session"
@@ -53,10 +56,8 @@ def session_body(name: str, pool: str | None) -> dict[str, Any]:
         "game": "CartPole-v1",
         "algorithm": "PPO",
         "totalTimesteps": 2000,
-        # Eight environments a step, as PPO is commonly run: 250 of the double's episodes, not 2000.
-        # Its trainers share the control plane's two cores here (on a cluster they run on their own
-        # nodes), and one step costs about as much CPU at 8 as at 1: 50 of them stepping one
-        # environment each took more CPU than the two cores had, and every new trainer a 1/50 share.
+        # Eight environments a step, as PPO is commonly run: 250 of the double's episodes (about 10 s at
+        # ENV's pace, so a burst's sessions are still training while its last ones start), not 2000.
         "vecEnvs": 8,
         "image": "registry.example/trainer:1",
         "resources": {"cpu": "100m", "memory": "64Mi"},
@@ -275,12 +276,32 @@ def bench(
         "burst": burst,
         "pool": pool,
         "pod_niceness": NICENESS,
+        # What each session trains and how its double paces itself (the report says it).
+        "workload": {
+            **{k: session_body("x", None)["spec"][k] for k in ("totalTimesteps", "vecEnvs")},
+            "secondsPerEpisode": float(ENV["SHOAL_SECONDSPEREPISODE"]),
+            "reportEverySeconds": float(ENV["SHOAL_REPORT_EVERY"]),
+        },
         "pod_autogroup_niceness": NICENESS if autogroups() else None,  # None: nice alone counts
         "runs": runs,
         "summary": summary,
         "goal": "warm create -> the trainer's first progress p50 <= 1 s and p99 <= 2 s, steady and burst together",
         "goal_met": bool(warm.get("p50", 99) <= 1.0 and warm.get("p99", 99) <= 2.0),
     }
+
+
+def workload(b3: dict[str, Any]) -> str:
+    """What each session trained (runs before it was recorded: 2000 one-environment episodes of 2 ms)."""
+    w = b3.get("workload")
+    if not w:
+        return ""
+    episodes = w["totalTimesteps"] // w["vecEnvs"]
+    return (
+        f"Each session trains {w['totalTimesteps']} timesteps, {w['vecEnvs']} environments a step: "
+        f"{episodes} of the double's episodes at {w['secondsPerEpisode'] * 1000:g} ms each (about "
+        f"{episodes * w['secondsPerEpisode']:.0f} s, mostly asleep); its agent reports at most every "
+        f"{w['reportEverySeconds']:g} s. "
+    )
 
 
 def niceness(b3: dict[str, Any]) -> str:
@@ -377,7 +398,7 @@ def section(b3: dict[str, Any], heading_note: str = "") -> list[str]:
         "started (or handed the session to) the trainer, and the trainer's first progress file's write time. "
         "Every agent runs as a real local process for its KWOK pod, with the bandit trainer double (so torch's "
         "import is not in it); a warm pod's trainer waits in standby for its claim. "
-        f"{niceness(b3)}Each phase starts once the "
+        f"{niceness(b3)}{workload(b3)}Each phase starts once the "
         "pool's pods are idle with their trainers in standby and the machine is quiet. Per repetition: "
         f"{b3['steady']} sessions arriving at random 0.1-0.5 s gaps, then, once they have finished, {b3['burst']} "
         f"at once; warm and cold alternate first; {b3['reps']} repetitions, every session's stages in results.json. "

@@ -59,7 +59,7 @@ from shoal.pool.pods import ANN_CLAIMED_BY, ANN_CLAIMS
 log = logging.getLogger("shoal.agent")
 TICK = 0.2  # seconds between looks at the trainer when no command arrives
 # Until the trainer's first progress: a start is timed to it and a look is one stat() of the file.
-FIRST_TICK = 0.02
+FIRST_TICK = 0.05
 SAMPLE_EVERY = 1.0  # seconds between samples of its CPU, memory and GPUs
 URGENT = ("ack", "lastCheckpoint", "error", "exitCode", "done")  # changes reported at once
 
