@@ -156,7 +156,7 @@ def run(
     """One repetition of one mode. Each session's moments are those its components recorded (the
     operator's start record in its log, with the agent's moments from its report), read after the
     fact; the create call's time is this process's."""
-    from bench.harness import CpuMeter, LogFollower, Requests, quiet
+    from bench.harness import CpuMeter, LogFollower, Reconciles, Requests, quiet
 
     rng = random.Random(seed)
     kubelet = LocalKubelet(kube, ns, command=BANDIT, env=ENV).start()
@@ -180,7 +180,7 @@ def run(
             time.sleep(IDLE_S)  # a window measured: the idle pool's own cost, nothing awaited
             phases["idle"]["cpu_s"] = meter.spent()
         phases["steady"] = {"busy_at_start": quiet()}
-        meter, requests = CpuMeter(op.pid), Requests(op)
+        meter, requests, sessions = CpuMeter(op.pid), Requests(op), Reconciles(op, "TrainingSession")
         for i in range(steady):
             name = f"s{i:03d}"
             posted[name] = time.time()
@@ -196,8 +196,9 @@ def run(
             wait(lambda: pool_waiting(kube, ns, kubelet, pool), 300, "the pool back to full")
         phases["steady"]["cpu_s"] = meter.spent()
         phases["steady"]["operator_requests"] = requests.spent()
+        phases["steady"]["session_reconciles"] = sessions.spent()
         phases["burst"] = {"busy_at_start": quiet()}
-        meter, requests = CpuMeter(op.pid), Requests(op)
+        meter, requests, sessions = CpuMeter(op.pid), Requests(op), Reconciles(op, "TrainingSession")
         burst_names = [f"b{i:03d}" for i in range(burst)]
         bodies = [session_body(n, "warm" if mode == "warm" else None) for n in burst_names]
         threads = []
@@ -219,6 +220,7 @@ def run(
     # After the kubelet's stop: the local pods' last CPU is in.
     phases["burst"]["cpu_s"] = meter.spent()
     phases["burst"]["operator_requests"] = requests.spent()
+    phases["burst"]["session_reconciles"] = sessions.spent()
     per = {n: stages(posted[n], starts[n]) for n in posted}
     return {
         "mode": mode,
@@ -380,6 +382,11 @@ def section(b3: dict[str, Any], heading_note: str = "") -> list[str]:
             if ph.get("operator_requests"):
                 spent += "; the operator's requests: " + ", ".join(
                     f"{v} {n}" for v, n in ph["operator_requests"].items()
+                )
+            if rec := ph.get("session_reconciles"):
+                spent += (
+                    f"; {rec['reconciles']} session reconciles, {rec['mean_s']} s each and "
+                    f"{rec['queue_wait_mean_s']} s in the queue before it on average"
                 )
             cpu_rows.append(
                 f"- rep {r['rep'] + 1} {r['mode']} {part} (machine {ph['busy_at_start']:.0%} busy at its start): {spent}"

@@ -174,6 +174,35 @@ def by_method(text: str, name: str) -> dict[str, float]:
     return out
 
 
+class Reconciles:
+    """One kind's reconciles from now until `spent()`: how many, their mean time, and the mean time a key
+    waited in the work queue before a worker took it (the operator's own histograms)."""
+
+    NAMES = ("shoal_reconcile_duration_seconds", "shoal_workqueue_wait_seconds")
+
+    def __init__(self, op: Operator, kind: str) -> None:
+        self.op, self.kind = op, kind
+        self.before = self._now()
+
+    def _now(self) -> dict[str, float]:
+        text, out = self.op.metrics(), {}
+        for name in self.NAMES:
+            for part in ("sum", "count"):
+                m = re.search(rf'^{name}_{part}{{kind="{re.escape(self.kind)}"}} (\S+)$', text, re.M)
+                out[f"{name}_{part}"] = float(m.group(1)) if m else 0.0
+        return out
+
+    def spent(self) -> dict[str, float]:
+        now = self._now()
+        d = {k: now[k] - self.before[k] for k in now}
+        n, waited = d[f"{self.NAMES[0]}_count"], d[f"{self.NAMES[1]}_count"]
+        return {
+            "reconciles": int(n),
+            "mean_s": round(d[f"{self.NAMES[0]}_sum"] / n, 4) if n else 0.0,
+            "queue_wait_mean_s": round(d[f"{self.NAMES[1]}_sum"] / waited, 4) if waited else 0.0,
+        }
+
+
 class Requests:
     """The operator's own API requests by verb from now until `spent()` (its shoal_api_requests_total)."""
 
