@@ -204,6 +204,8 @@ def run(
         burst_names = [f"b{i:03d}" for i in range(burst)]
         bodies = [session_body(n, "warm" if mode == "warm" else None) for n in burst_names]
         threads = []
+        # The burst's own window, its creates to its last start: what the two cores did meanwhile.
+        window, window_from = CpuMeter(op.pid), time.monotonic()
         for name, body in zip(burst_names, bodies, strict=True):
 
             def post(name: str = name, body: dict[str, Any] = body) -> None:
@@ -215,7 +217,11 @@ def run(
             t.start()
         for t in threads:
             t.join()
-        wait(started, 600, f"{mode}: the burst training")
+        wait(started, 600, f"{mode}: the burst training", interval=0.05)
+        phases["burst"]["to_last_start"] = {
+            "seconds": round(time.monotonic() - window_from, 2),
+            "cpu_s": window.spent(),
+        }
         wait(lambda: finished(kube, ns) >= steady + burst, 300, f"{mode}: the burst finished")
     finally:
         kubelet.stop()
@@ -393,6 +399,13 @@ def section(b3: dict[str, Any], heading_note: str = "") -> list[str]:
             cpu_rows.append(
                 f"- rep {r['rep'] + 1} {r['mode']} {part} (machine {ph['busy_at_start']:.0%} busy at its start): {spent}"
             )
+            if last := ph.get("to_last_start"):
+                cpu = last["cpu_s"]
+                cpu_rows.append(
+                    f"  - from the burst's creates to its last start, {last['seconds']} s, of the "
+                    f"{2 * last['seconds']:.1f} CPU s the 2 cores had: "
+                    + ", ".join(f"{k} {v}" for k, v in cpu.items())
+                )
     warm, cold = b3["summary"]["warm"]["all"], b3["summary"]["cold"]["all"]
     n = warm["n"]
     slowest = max(STAGES, key=lambda k: b3["summary"]["warm"]["all"]["stages"].get(k, {}).get("p50", 0))
