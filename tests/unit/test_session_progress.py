@@ -6,7 +6,7 @@ from typing import Any
 
 from shoal.config import Settings
 from shoal.reconcile.session import SessionReconciler
-from shoal.sessions.progress import metrics_of
+from shoal.sessions.progress import apply_progress, metrics_of
 
 
 def test_the_agents_report_becomes_status_metrics() -> None:
@@ -82,3 +82,10 @@ def test_only_a_change_beyond_the_metrics_is_read_by_the_lifecycle() -> None:
     assert lifecycle_view(pod({"timesteps": 10}, phase="Failed"), "shoal.dev/progress") != base
     cmd = lifecycle_view(pod({"timesteps": 10}, **{"shoal.dev/command": "pause"}), "shoal.dev/progress")
     assert cmd != base
+
+
+def test_progress_is_rounded_down_and_reaches_100_only_at_the_end() -> None:
+    for steps, shown in ((600, "0%"), (99_600, "99%"), (100_000, "100%"), (120_000, "100%")):
+        new: dict[str, object] = {}
+        apply_progress(new, {"timesteps": steps}, 100_000)
+        assert new["progress"] == shown, (steps, new)

@@ -75,7 +75,8 @@ def apply_progress(new: dict[str, Any], progress: Mapping[str, Any], total: int)
         # started) keeps those of the last one: a resumed session never shows a false step 0.
         new["metrics"] = metrics_of(progress)
         steps = new["metrics"].get("timesteps", 0)
-        new["progress"] = f"{min(100.0, 100.0 * steps / total):.0f}%"
+        # Rounded down, as a progress bar: 100% only once every step is done (99.6% rounded was 100%).
+        new["progress"] = f"{min(100, int(100 * steps // total))}%"
     last = progress.get("lastCheckpoint") or {}
     if isinstance(last, dict) and last.get("path"):
         new["lastCheckpoint"] = last["path"]
