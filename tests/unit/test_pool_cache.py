@@ -9,6 +9,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import pytest
+
 from shoal import telemetry
 from shoal.config import Settings
 from shoal.k8s.client import Kube
@@ -214,3 +216,31 @@ def test_status_is_written_once_when_nothing_changed() -> None:
     pools.reconcile("ns", "warm")  # nothing changed: compared with the status as written
     pools.reconcile("ns", "warm")
     assert len(kube.status_writes) == writes == 2
+
+
+def test_a_create_or_delete_without_an_answer_holds_nothing_until_expiry() -> None:
+    """A dropped connection or lost leadership mid-pass raises: as client-go, the pool waits for none of
+    the writes it has no answer for (it used to wait out the 300 s expiry, a pool short of pods)."""
+    kube, index, pools = start()
+    real_create, real_delete = kube.create, kube.delete
+
+    def dropped(*_: Any, **__: Any) -> Any:
+        raise OSError("connection dropped")
+
+    kube.create = dropped  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        pools.reconcile("ns", "warm")
+    assert index.expectations.pending(("ns", "warm")) == (0, 0)
+    kube.create = real_create  # type: ignore[method-assign]
+    pools.reconcile("ns", "warm")  # not held: the three are created now
+    assert len(kube.pods) == 3
+    for pod in kube.pods.values():
+        index.pod_event("ADDED", ready(pod, str(next(kube.rv))))
+    kube.set_pool(index, generation=2, replicas=1)
+    kube.delete = dropped  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        pools.reconcile("ns", "warm")
+    assert index.expectations.pending(("ns", "warm")) == (0, 0)
+    kube.delete = real_delete  # type: ignore[method-assign]
+    pools.reconcile("ns", "warm")
+    assert len(kube.pods) == 1

@@ -120,8 +120,19 @@ class PoolReconciler:
         versions = {e.view.name: e.resource_version for e in entries}
         if expect is not None:
             expect.expect(key, deletes=[d.uid for d in p.delete])
-        for d in p.delete:
-            if self.kube.delete(pods_path(namespace, d.pod), uid=d.uid, resource_version=versions.get(d.pod)):
+        for i, d in enumerate(p.delete):
+            try:
+                gone = self.kube.delete(
+                    pods_path(namespace, d.pod), uid=d.uid, resource_version=versions.get(d.pod)
+                )
+            except BaseException:
+                # No answer (a dropped connection, leadership lost): as client-go's controllers do,
+                # wait for none of these deletions, or the pool would hold until they expire.
+                for rest in p.delete[i:]:
+                    if expect is not None:
+                        expect.deleted(key, rest.uid)
+                raise
+            if gone:
                 deleted[d.reason].append(d.pod)
                 telemetry.POOL_EVENTS.labels("delete", d.reason).inc()
             else:
@@ -139,9 +150,14 @@ class PoolReconciler:
         )
         if expect is not None:
             expect.expect(key, creates=p.create)
-        created, create_error = self._create(namespace, name, uid, spec, thash, p.create)
-        if expect is not None and created < p.create:
-            expect.created(key, p.create - created)  # refused or never tried: none will arrive
+        done = [0]  # creations answered so far, kept if a later one raises
+        try:
+            created, create_error = self._create(namespace, name, uid, spec, thash, p.create, done)
+        finally:
+            # Refused, never tried, or no answer (a dropped connection, leadership lost): wait for
+            # none of them (client-go lowers its expectations on any create error the same way).
+            if expect is not None and done[0] < p.create:
+                expect.created(key, p.create - done[0])
 
         self._events(pool, p, created, deleted, create_error)
         limit = size_limit(spec, p.counts.claimed, waiting)
@@ -199,7 +215,14 @@ class PoolReconciler:
         return pod
 
     def _create(
-        self, namespace: str, name: str, uid: str, spec: ContainerPoolSpec, thash: str, count: int
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        spec: ContainerPoolSpec,
+        thash: str,
+        count: int,
+        done: list[int],
     ) -> tuple[int, str]:
         """Create `count` pods in kube-controller-manager's slow-start batches (1, 2, 4, ... at once):
         a pool of 50 is not 50 round trips one after the other, and a refusal (quota, admission) is
@@ -226,6 +249,7 @@ class PoolReconciler:
             size = min(batch, count - created)
             answers = list(WRITERS.map(lambda _: one(), range(size))) if size > 1 else [one()]
             created += sum(1 for a in answers if not a)
+            done[0] = created
             failed = next((a for a in answers if a), "")
             if failed:
                 return created, failed
