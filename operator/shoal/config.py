@@ -20,18 +20,14 @@ class SettingsError(ValueError):
     """A setting the operator cannot start with; the message names it."""
 
 
-def _non_negative(env: dict[str, str], name: str) -> float:
+def _non_negative(env: dict[str, str], name: str, default: float = 0.0) -> float:
     try:
-        value = float(env.get(name) or "0")
+        value = float(env.get(name) or default)
     except ValueError:
         raise SettingsError(f"{name} must be a number, not {env.get(name)!r}") from None
     if value < 0:
         raise SettingsError(f"{name} must not be negative")
     return value
-
-
-def _non_negative_or(env: dict[str, str], name: str, default: float) -> float:
-    return _non_negative(env, name) if env.get(name) else default
 
 
 @dataclass(frozen=True)
@@ -133,7 +129,7 @@ class Settings:
             health_port=int(e.get("SHOAL_HEALTH_PORT", "8081")),
             workers=max(1, int(e.get("SHOAL_WORKERS", "4"))),
             claim_workers=max(1, int(e.get("SHOAL_CLAIM_WORKERS", "16"))),
-            progress_status_seconds=_non_negative_or(e, "SHOAL_PROGRESS_STATUS_SECONDS", 5.0),
+            progress_status_seconds=_non_negative(e, "SHOAL_PROGRESS_STATUS_SECONDS", 5.0),
             kube_api_qps=_non_negative(e, "SHOAL_KUBE_API_QPS"),
             kube_api_burst=int(_non_negative(e, "SHOAL_KUBE_API_BURST")),
             log_level=e.get("SHOAL_LOG_LEVEL", "INFO").upper(),

@@ -128,8 +128,8 @@ class PoolReconciler:
             except BaseException:
                 # No answer (a dropped connection, leadership lost): as client-go's controllers do,
                 # wait for none of these deletions, or the pool would hold until they expire.
-                for rest in p.delete[i:]:
-                    if expect is not None:
+                if expect is not None:
+                    for rest in p.delete[i:]:
                         expect.deleted(key, rest.uid)
                 raise
             if gone:
