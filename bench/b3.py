@@ -158,7 +158,7 @@ def run(
     """One repetition of one mode. Each session's moments are those its components recorded (the
     operator's start record in its log, with the agent's moments from its report), read after the
     fact; the create call's time is this process's."""
-    from bench.harness import CpuMeter, LogFollower, Reconciles, Requests, quiet
+    from bench.harness import ApiServerRequests, CpuMeter, LogFollower, Reconciles, Requests, quiet
 
     rng = random.Random(seed)
     kubelet = LocalKubelet(kube, ns, command=BANDIT, env=ENV).start()
@@ -206,6 +206,7 @@ def run(
         threads = []
         # The burst's own window, its creates to its last start: what the two cores did meanwhile.
         window, window_from = CpuMeter(op.pid), time.monotonic()
+        served = ApiServerRequests(kube)
         for name, body in zip(burst_names, bodies, strict=True):
 
             def post(name: str = name, body: dict[str, Any] = body) -> None:
@@ -221,6 +222,7 @@ def run(
         phases["burst"]["to_last_start"] = {
             "seconds": round(time.monotonic() - window_from, 2),
             "cpu_s": window.spent(),
+            "apiserver_requests": served.spent(),
         }
         wait(lambda: finished(kube, ns) >= steady + burst, 300, f"{mode}: the burst finished")
     finally:
@@ -406,6 +408,12 @@ def section(b3: dict[str, Any], heading_note: str = "") -> list[str]:
                     f"{2 * last['seconds']:.1f} CPU s the 2 cores had: "
                     + ", ".join(f"{k} {v}" for k, v in cpu.items())
                 )
+                if served := last.get("apiserver_requests"):
+                    top = list(served.items())[:10]
+                    cpu_rows.append(
+                        f"  - the API server served meanwhile {sum(served.values())} requests (watches "
+                        "aside), most: " + ", ".join(f"{k} {n}" for k, n in top)
+                    )
     warm, cold = b3["summary"]["warm"]["all"], b3["summary"]["cold"]["all"]
     n = warm["n"]
     slowest = max(STAGES, key=lambda k: b3["summary"]["warm"]["all"]["stages"].get(k, {}).get("p50", 0))

@@ -90,10 +90,22 @@ class LogFollower:
 
 
 class CpuMeter:
-    """CPU seconds (user + system) spent from now until `spent()` by the operator, the API server and
-    etcd, by the local pods' processes (agents and what they start, apart: this process's descendants
-    other than the operator, sampled every 0.5 s so a process that ends keeps what it had spent at its last
-    sample), and by the whole machine."""
+    """CPU seconds (user + system) spent from now until `spent()` by the operator, each test-bed
+    process (API server, etcd, scheduler, controller manager, KWOK, metrics-server, Prometheus), this
+    benchmark process itself (its clients and its local kubelet's threads), by the local pods' processes
+    (agents and what they start, apart: this process's descendants other than the operator, sampled
+    every 0.5 s so a process that ends keeps what it had spent at its last sample), and by the whole
+    machine."""
+
+    TESTBED = (
+        "kube-apiserver",
+        "etcd",
+        "kube-scheduler",
+        "kube-controller-manager",
+        "kwok",
+        "metrics-server",
+        "prometheus",
+    )
 
     def __init__(self, op_pid: int | None) -> None:
         import psutil
@@ -101,10 +113,11 @@ class CpuMeter:
         self.op_pid = op_pid
         self.pids: dict[str, int] = {"operator": op_pid} if op_pid else {}
         for proc in psutil.process_iter(["name", "cmdline"]):
-            cmd = " ".join(proc.info.get("cmdline") or [])
-            for name in ("kube-apiserver", "etcd"):
-                if name not in self.pids and (proc.info.get("name") == name or f"/{name} " in f"{cmd} "):
+            argv0 = (proc.info.get("cmdline") or [""])[0]
+            for name in self.TESTBED:
+                if name not in self.pids and (proc.info.get("name") == name or argv0.endswith(f"/{name}")):
                     self.pids[name] = proc.pid
+        self.pids["bench"] = os.getpid()
         # (pid, start time) -> [CPU at the first sample or 0 for one born later, CPU at the last sample]
         self.pods: dict[tuple[int, float], list[float]] = {}
         self.kinds: dict[tuple[int, float], str] = {}  # each pod process: an agent, or what it started
@@ -231,13 +244,48 @@ def quiet(max_busy: float = 0.35, timeout: float = 120.0) -> float:
             return round(busy, 3)
 
 
-def apiserver_requests(kube: Kube) -> float:
+def _apiserver_metrics(kube: Kube) -> str:
     url = f"https://127.0.0.1:{testbed.PORTS['kube-apiserver']}/metrics"
     resp = kube.api.call_api("GET", url, header_params={"Accept": "text/plain"})
-    text = resp.read().decode()  # type: ignore[no-untyped-call]
+    return resp.read().decode()  # type: ignore[no-untyped-call,no-any-return]
+
+
+class ApiServerRequests:
+    """Every client's requests the API server served from now until `spent()`, by verb and resource
+    (its apiserver_request_total): what a phase cost the control plane, the operator's, the pods' and
+    the test bed's own together. WATCH and the server's own probes are left out."""
+
+    LINE = re.compile(r"^apiserver_request_total\{([^}]*)\} (\S+)$")
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.before = self._now()
+
+    def _now(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for line in _apiserver_metrics(self.kube).splitlines():
+            if not (m := self.LINE.match(line)):
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            verb, resource = labels.get("verb", ""), labels.get("resource", "")
+            if verb in ("WATCH", "CONNECT") or not resource:
+                continue
+            sub = labels.get("subresource", "")
+            key = f"{verb} {resource}{'/' + sub if sub else ''}"
+            out[key] = out.get(key, 0.0) + float(m.group(2))
+        return out
+
+    def spent(self) -> dict[str, int]:
+        """Counts by "VERB resource[/subresource]", most first."""
+        now = self._now()
+        d = {k: round(v - self.before.get(k, 0.0)) for k, v in now.items()}
+        return dict(sorted(((k, n) for k, n in d.items() if n > 0), key=lambda kv: (-kv[1], kv[0])))
+
+
+def apiserver_requests(kube: Kube) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
+        for line in _apiserver_metrics(kube).splitlines()
         if line.startswith("apiserver_request_total{")
     )
 
