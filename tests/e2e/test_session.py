@@ -296,8 +296,10 @@ def test_a_warm_pod_trains_the_session_that_claims_it_and_returns_to_the_pool_cl
         30,
         "pod labelled Claimed",
     )
-    claimed = events_where(kube, namespace, lambda e: e["reason"] == "Claimed", "a Claimed event")
-    assert "bound to warm pod" in claimed[0]["message"]
+    claimed = events_where(
+        kube, namespace, lambda e: e["reason"] == "Running", "the bind's Event (its phase change)"
+    )
+    assert len(claimed) == 1 and "bound to warm pod" in claimed[0]["message"]
 
     # The agent in the warm pod heard the claim, trains with the session's config and reports.
     trained = wait_until(lambda: training(kube, namespace, "quick"), 60, "the warm pod's agent training")
@@ -312,6 +314,7 @@ def test_a_warm_pod_trains_the_session_that_claims_it_and_returns_to_the_pool_cl
     assert {p["metadata"]["name"] for p in kube.list_items(pods_path(namespace))} == before  # no new pod
     svc = kube.get(f"/api/v1/namespaces/{namespace}/services/quick")
     assert svc["spec"]["selector"] == {"shoal.dev/session": "quick"}
+    assert svc["spec"]["clusterIP"] == "None"  # headless: no address allocated per session
     agent = local_kubelet.pod(st["podName"])
     assert agent is not None
     as_agent = kube_as(str(agent.kubeconfig))

@@ -124,9 +124,28 @@ CASES = [
         spec={"poolRef": {"name": "warm"}},
         admission=ADMIT,
         claim=ClaimOutcome("warm-x", "warm", latency_ms=12),
-        actions=[EnsureService, Event],
+        actions=[EnsureService],  # its Event is the phase change's, with this message
         reason="ClaimedWarmPod",
-        check=lambda s: s.status["podName"] == "warm-x" and s.status["commandId"] == 0,
+        check=lambda s: (
+            s.status["podName"] == "warm-x"
+            and s.status["commandId"] == 0
+            and s.status["message"] == "bound to warm pod warm-x of pool warm in 12 ms"
+        ),
+    ),
+    Case(
+        "warm-pod-running-keeps-its-bind-record",
+        {**CLAIMED, "reason": "ClaimedWarmPod", "message": "bound", "startTime": AGO},
+        "Running",
+        pod=pod(),
+        reason="ClaimedWarmPod",
+        check=lambda s: s.status["message"] == "bound" and not s.actions,
+    ),
+    Case(
+        "warm-pod-unready-is-starting-again",
+        {**CLAIMED, "reason": "ClaimedWarmPod", "message": "bound", "startTime": AGO},
+        "Starting",
+        pod=pod(ready=False),
+        reason="PodStarting",
     ),
     Case(
         "warm-asks-its-turn-first",
@@ -582,7 +601,7 @@ CASES = [
         spec={"poolRef": {"name": "warm"}},
         admission=ADMIT,
         claim=ClaimOutcome("warm-y", "warm"),
-        actions=[EnsureService, Event],
+        actions=[EnsureService],
     ),
     Case("stop-while-paused", PAUSED, "Stopped", spec={"runState": "Stopped"}),
     Case(

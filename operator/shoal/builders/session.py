@@ -193,6 +193,9 @@ def supporting_objects(
             "kind": "Service",
             "metadata": meta(n["service"]),
             "spec": {
+                # Headless: the name resolves to the session's one pod, whose ports the Service's
+                # are; no cluster IP to allocate (two fewer writes on every start, warm ones included).
+                "clusterIP": "None",
                 "selector": {LABEL_SESSION: session},
                 "ports": [
                     {"name": "tensorboard", "port": TENSORBOARD_PORT, "targetPort": TENSORBOARD_PORT},

@@ -161,6 +161,12 @@ def _with_pod(inp: Inputs, step: Step, pod: PodState, want_run: bool) -> None:
         running = pod_phase == "Running" and pod.ready
         if not running and not claimed and _start_overdue(inp, step, pod):
             return
+        if running and claimed and new.get("reason") == "ClaimedWarmPod":
+            # A warm pod runs from its bind on: the bind's record stands (a second write and Event
+            # saying "running" would cost every warm start two requests and add nothing).
+            new.setdefault("startTime", format_time(now))
+            _checkpoint_on_demand(inp, step, pod, acked)
+            return
         new["phase"] = "Running" if running else "Starting"
         new["reason"] = "PodRunning" if running else "PodStarting"
         new["message"] = f"pod {pod.name} is {pod_phase.lower()}"
@@ -364,16 +370,15 @@ def _claim(inp: Inputs, step: Step) -> None:
         claimedFromPool=claim.pool,
         phase="Running",
         reason="ClaimedWarmPod",
-        message=f"bound to warm pod {claim.pod} of pool {claim.pool}",
+        message=f"bound to warm pod {claim.pod} of pool {claim.pool} in {claim.latency_ms:.0f} ms",
         startTime=format_time(inp.now),
         commandId=0,
         command=None,
         nextRestartTime=None,
     )
-    step.actions += [
-        EnsureService(),
-        Event("Normal", "Claimed", f"bound to warm pod {claim.pod} in {claim.latency_ms:.0f} ms"),
-    ]
+    # The bind's Event is the phase change's own (record.phase_event, with this message): a warm start
+    # costs one Event, not two saying the same.
+    step.actions.append(EnsureService())
 
 
 def _admit(inp: Inputs, step: Step) -> None:
