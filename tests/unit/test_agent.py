@@ -290,3 +290,33 @@ def test_sigterm_after_a_kill_command_ends_the_trainer_without_a_checkpoint(tmp_
     assert killed.get("exitCode") == -9 and not killed.get("lastCheckpoint"), killed
     terminated = stopped(tmp_path / "term", None)
     assert terminated.get("exitCode") == 0 and terminated.get("lastCheckpoint"), terminated
+
+
+def test_an_agent_reports_nothing_before_its_trainer_has_progress_but_always_its_exit(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Each report is a pod write (and a reconcile of its session): one before the trainer has written
+    anything would say nothing on every start; an exit is said whether or not it came first."""
+    from shoal.agent.main import Agent
+    from shoal.agent.podwatch import FileWatch
+    from shoal.agent.protocol import progress_file, write_json
+
+    monkeypatch.setenv("SHOAL_WORKDIR", str(tmp_path))
+    monkeypatch.setenv("SHOAL_CONFIG_FILE", str(tmp_path / "absent.json"))
+    sent: list[dict[str, Any]] = []
+
+    class Collect:
+        def report(self, progress: dict[str, Any]) -> None:
+            sent.append(progress)
+
+    agent = Agent(["true"], FileWatch(tmp_path / "annotations.json"), Collect())
+    agent.times = {"configSeen": 1.0, "trainerStarted": 2.0}
+    for _ in range(3):
+        agent._report([])
+    assert sent == []
+    write_json(progress_file(), {"timesteps": 64})
+    agent._report([])
+    assert [p["timesteps"] for p in sent] == [64] and "reported" in sent[0]["times"]
+    progress_file().unlink()
+    agent._report([], exit_code=1)  # a trainer that died before its first write still ends the session
+    assert sent[-1]["exitCode"] == 1

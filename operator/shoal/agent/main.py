@@ -211,6 +211,11 @@ class Agent:
         return self.gpus
 
     def _report(self, gpu: list[dict[str, float]], exit_code: int | None = None) -> None:
+        if exit_code is None and not progress_file().exists():
+            # Nothing of the trainer's to say yet (the claim cleared the last session's report, and
+            # commands wait for its first progress): a report now would be a pod write, a watch event
+            # to every watcher and a session reconcile on every start, for nothing.
+            return
         progress = read_json(progress_file()) or {}
         last = progress.get("lastCheckpoint") or {}
         if last.get("commandId"):
