@@ -444,9 +444,9 @@ def section(b3: dict[str, Any], heading_note: str = "") -> list[str]:
         "|---|---|---|---|---|---|",
         *stage_rows,
         "",
-        "CPU seconds per phase (operator, API server, etcd; the local pods' agents and trainers, sampled every "
-        "0.5 s; the whole machine, 2 cores, whose rest is the scheduler, KWOK, metrics-server, Prometheus and "
-        "the benchmark itself):",
+        "CPU seconds per phase (the operator, each test-bed process and the benchmark's own (its clients and "
+        "local kubelet); the local pods' agents and trainers, sampled every 0.5 s; the whole machine, 2 "
+        "cores, whose rest is the kernel and anything else running):",
         "",
         *cpu_rows,
         "",
