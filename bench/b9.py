@@ -19,6 +19,7 @@ from typing import Any
 from bench import plan
 from bench.harness import (
     CONTAINER,
+    ApiServerRequests,
     CpuMeter,
     LogFollower,
     Operator,
@@ -150,7 +151,7 @@ def run(kube: Kube, rep: int, steady: int, burst: int, pool: int, op: Operator) 
     def burst_part() -> None:
         wait(lambda: idle_pods(kube, ns) == pool, 120, "the pool refilled before the burst")
         meter, own = CpuMeter(op.pid), Requests(op)
-        requests, t0 = apiserver_requests(kube), time.monotonic()
+        requests, served, t0 = apiserver_requests(kube), ApiServerRequests(kube), time.monotonic()
         with ThreadPoolExecutor(16) as ex:
             list(ex.map(post, [f"b{rep}-{i:03d}" for i in range(burst)]))
         spent["create_calls_s"] = round(time.monotonic() - t0, 3)
@@ -159,6 +160,7 @@ def run(kube: Kube, rep: int, steady: int, burst: int, pool: int, op: Operator) 
         spent["burst_wall_s"] = round(time.monotonic() - t0, 3)
         spent["cpu_s"] = meter.spent()
         spent["api_requests"] = apiserver_requests(kube) - requests
+        spent["apiserver_requests"] = served.spent()  # by verb and resource, watches aside
         spent["operator_requests"] = own.spent()
 
     try:
@@ -274,6 +276,12 @@ def section(b9: dict[str, Any], heading_note: str) -> list[str]:
         + (
             "; the operator's own: " + ", ".join(f"{v} {n}" for v, n in c["operator_requests"].items())
             if c.get("operator_requests")
+            else ""
+        )
+        + (
+            "; the API server's by resource (watches aside): "
+            + ", ".join(f"{k} {n}" for k, n in list(c["apiserver_requests"].items())[:8])
+            if c.get("apiserver_requests")
             else ""
         )
         for i, c in enumerate(costs)
