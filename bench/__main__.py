@@ -201,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="small sizes, minutes each: figures to compare, never a verdict"
     )
     parser.add_argument("--report-only", action="store_true", help="rewrite report.md from results.json")
+    parser.add_argument(
+        "--no-save",
+        action="store_true",
+        help="write no results, report or README figures (a profiled run's timings are not figures)",
+    )
     args = parser.parse_args(argv)
     if args.report_only:
         stored = plan.load()
@@ -216,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     def done(key: str, result: dict[str, Any]) -> None:
+        if args.no_save:
+            log(
+                f"{key} done ({mode}), {time.monotonic() - started:.0f} s into the run; not saved (--no-save)"
+            )
+            return
         save(key, result)
         log(f"{key} done ({mode}), {time.monotonic() - started:.0f} s into the run; results.json updated")
 

@@ -58,18 +58,22 @@ class Setting:
     says: str = ""
 
 
+# The test bed's kcm runs without leader election (testbed/components.py): so does the operator here,
+# or its lease reads and renewals (about one a second) would count as requests per pod on one side only.
+NO_ELECTION = {"SHOAL_LEADER_ELECTION": "false"}
 SETTINGS = (
     Setting(
         "raised",
         ("--kube-api-qps=1000", "--kube-api-burst=2000"),
-        {},
-        "kcm and the scheduler at 1000 QPS / burst 2000; Shoal as shipped (no client limit)",
+        dict(NO_ELECTION),
+        "kcm and the scheduler at 1000 QPS / burst 2000; Shoal as shipped (no client limit); "
+        "neither elects a leader",
     ),
     Setting(
         "defaults",
         (),
-        {"SHOAL_KUBE_API_QPS": "20", "SHOAL_KUBE_API_BURST": "30"},
-        "kcm at its defaults (20 QPS / burst 30); Shoal given the same",
+        {**NO_ELECTION, "SHOAL_KUBE_API_QPS": "20", "SHOAL_KUBE_API_BURST": "30"},
+        "kcm at its defaults (20 QPS / burst 30); Shoal given the same; neither elects a leader",
     ),
 )
 

@@ -294,12 +294,21 @@ _DELETED: list[str] = []
 
 
 def settle(kube: Kube) -> None:
-    """Wait until every namespace a benchmark dropped is fully deleted: before a measurement, and
-    before an operator stops, so what its objects leave behind is not the next operator's work."""
+    """Wait until every namespace a benchmark dropped, and any other namespace being deleted (a test
+    run's or an earlier benchmark process's, whose controllers and garbage collection would load the
+    API server meanwhile), is fully deleted: before a measurement, and before an operator stops, so
+    what its objects leave behind is not the next operator's work."""
+
+    def terminating() -> bool:
+        return any(
+            (ns.get("status") or {}).get("phase") == "Terminating"
+            for ns in kube.list_items("/api/v1/namespaces")
+        )
+
     wait(
-        lambda: not any(_exists(kube, f"/api/v1/namespaces/{n}") for n in _DELETED),
+        lambda: not any(_exists(kube, f"/api/v1/namespaces/{n}") for n in _DELETED) and not terminating(),
         600,
-        "earlier benchmark namespaces deleted",
+        "earlier namespaces deleted",
         interval=1.0,
     )
 

@@ -29,14 +29,22 @@ def test_the_first_report_goes_at_once_the_next_wait_for_the_interval_and_become
     assert p.delay("other", 121.0) == 0.0  # per key
 
 
-def test_a_reconcile_for_another_reason_starts_the_interval_but_keeps_a_scheduled_one() -> None:
+def test_a_reconcile_for_another_reason_starts_the_interval() -> None:
     p = Pacer(5.0)
     p.ran("s", 100.0)
     assert p.delay("s", 101.0) == 4.0
-    p.ran("s", 102.0)  # one is scheduled at 105: kept
-    assert p.delay("s", 103.0) is None
     p.forget("s")
     assert p.delay("s", 103.0) == 0.0
+
+
+def test_a_report_after_a_reconcile_that_took_a_scheduled_slot_is_not_lost() -> None:
+    """The work queue keeps only a key's earliest pending re-add: the pacer's 105 was dropped for a
+    requeue at 102, which ran. A report at 103 must still get a reconcile of its own."""
+    p = Pacer(5.0)
+    assert p.delay("s", 100.0) == 0.0
+    assert p.delay("s", 101.0) == 4.0  # asked for at 105; the queue kept its pending 102 instead
+    p.ran("s", 102.0)  # the 102 one taken by a worker: it read up to here
+    assert p.delay("s", 103.0) == 4.0  # not None: nothing pending would read this report
 
 
 def test_the_interval_is_a_setting_checked_at_start() -> None:

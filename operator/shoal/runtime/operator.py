@@ -92,6 +92,10 @@ class OperatorRuntime:
             meta = obj.get("metadata") or {}
             self.enqueue(kind, meta.get("namespace", ""), meta.get("name", ""), urgent=True)
 
+    def _session_taken(self, key: Key) -> None:
+        """A session's reconcile starts: it reads its pod's latest progress, whatever caused it."""
+        self.progress_pacer.ran((key[1], key[2]), time.monotonic())
+
     def _reconcile(self, key: Key) -> float | None:
         kind, namespace, name = key
         started = time.perf_counter()
@@ -186,6 +190,7 @@ class OperatorRuntime:
                         self.executor,
                         self._ready,
                         self.supervision[kind],
+                        taken=self._session_taken if kind == "TrainingSession" else None,
                     ),
                     name=f"workers-{kind}",
                 )

@@ -26,10 +26,12 @@ class Pacer:
         return last + self.interval - now
 
     def ran(self, key: Hashable, now: float) -> None:
-        """A reconcile of the key runs now for another reason (and refreshes the figures too): the
-        next figures-only one waits an interval from here, unless one is already scheduled."""
-        if self._slot.get(key, now) <= now:
-            self._slot[key] = now
+        """A reconcile of the key starts now (for whatever reason: it reads the figures too): the next
+        figures-only one waits an interval from here. A slot scheduled ahead is not trusted to come:
+        the work queue keeps only the earliest pending re-add of a key, so that one may be this very
+        reconcile, and an event after it must schedule its own (a later re-add than a pending one is
+        dropped there, and the pending one reads it)."""
+        self._slot[key] = now
 
     def forget(self, key: Hashable) -> None:
         self._slot.pop(key, None)

@@ -133,10 +133,12 @@ async def run_workers(
     ready: Callable[[], Awaitable[None]] | None = None,
     supervision: Supervision | None = None,
     restart_delay: float = 1.0,
+    taken: Callable[[Key], None] | None = None,
 ) -> None:
-    """Process keys until cancelled. `ready` is awaited before each key (leadership). A worker that
-    dies (an error outside a reconcile: the queue's own bookkeeping, `ready`) is logged and started
-    again after `restart_delay`, so the queue never silently loses its workers."""
+    """Process keys until cancelled. `ready` is awaited before each key (leadership); `taken` is
+    called (on the loop) with each key as a worker takes it, before its reconcile reads anything. A
+    worker that dies (an error outside a reconcile: the queue's own bookkeeping, `ready`) is logged and
+    started again after `restart_delay`, so the queue never silently loses its workers."""
     loop = asyncio.get_running_loop()
     sup = supervision or Supervision()
 
@@ -148,6 +150,8 @@ async def run_workers(
                 await ready()
             key = holding[n] = await queue.get()
             try:
+                if taken is not None:
+                    taken(key)
                 requeue = await loop.run_in_executor(executor, reconcile, key)
             except asyncio.CancelledError:
                 raise
