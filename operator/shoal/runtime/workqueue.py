@@ -133,7 +133,7 @@ async def run_workers(
     ready: Callable[[], Awaitable[None]] | None = None,
     supervision: Supervision | None = None,
     restart_delay: float = 1.0,
-    taken: Callable[[Key], None] | None = None,
+    taken: Callable[[Any], None] | None = None,
 ) -> None:
     """Process keys until cancelled. `ready` is awaited before each key (leadership); `taken` is
     called (on the loop) with each key as a worker takes it, before its reconcile reads anything. A
