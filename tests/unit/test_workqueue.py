@@ -62,6 +62,33 @@ def test_add_after_keeps_the_earliest_and_workers_requeue() -> None:
     assert asyncio.run(scenario()) == ["k", "k", "k"]
 
 
+def test_taken_is_told_of_each_key_before_its_reconcile_reads() -> None:
+    """The pacer's hook: every reconcile, a requeue's as an event's, is seen as it starts."""
+
+    async def scenario() -> list[str]:
+        q = WorkQueue()
+        order: list[str] = []
+
+        def reconcile(key: object) -> float | None:
+            order.append(f"reconcile {key}")
+            return 0.01 if order.count(f"reconcile {key}") < 2 else None
+
+        q.add("k")
+        with ThreadPoolExecutor(1) as ex:
+            task = asyncio.create_task(
+                run_workers(q, reconcile, 1, ex, taken=lambda key: order.append(f"taken {key}"))
+            )
+            for _ in range(200):
+                if len(order) >= 4:
+                    break
+                await asyncio.sleep(0.01)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return order
+
+    assert asyncio.run(scenario()) == ["taken k", "reconcile k", "taken k", "reconcile k"]
+
+
 def test_failures_back_off_exponentially() -> None:
     q = WorkQueue()
     assert [q.backoff("x") for _ in range(4)] == [0.5, 1.0, 2.0, 4.0]
