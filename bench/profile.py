@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -72,11 +73,13 @@ def operator_pid(parent: int, timeout: float = 120.0) -> int | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            for proc in psutil.Process(parent).children(recursive=True):
+            children = psutil.Process(parent).children(recursive=True)
+        except psutil.Error:
+            return None  # the benchmark itself ended
+        for proc in children:
+            with contextlib.suppress(psutil.Error):  # a short-lived child already gone
                 if proc.cmdline()[-2:] == ["-m", "shoal"]:
                     return proc.pid
-        except psutil.Error:
-            return None
         time.sleep(0.2)
     return None
 
