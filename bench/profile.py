@@ -4,7 +4,8 @@ setting's) with py-spy (only threads holding
 the GIL, so a thread waiting on a socket or a lock is not counted), then sorts every sample by what it
 was doing: kopf's own machinery (its watch streams, per-object workers, causes and handler calls), Shoal's
 event handlers that kopf calls, the reconcile threads (by reconciler line), the operator's start-up
-imports, and the rest. Written to bench/results/profile-<benchmarks>.json with the date and commit.
+imports, and the rest. Written to bench/results/profile-<benchmarks>.json with the date and commit,
+beside the raw stacks (.raw.gz).
 
 py-spy is a sampling profiler in another process (https://github.com/benfred/py-spy): it reads the
 operator's stacks without changing its code, at some cost in CPU that the benchmark's own figures then
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import gzip
 import json
 import os
 import signal
@@ -34,24 +36,25 @@ PY_SPY = Path(sys.executable).parent / "py-spy"
 def category(frames: list[str]) -> tuple[str, str]:
     """One sample's (category, detail) from its stack, outermost frame first."""
     stack = ";".join(frames)
-    if "shoal/runtime/workqueue" in stack:
+    if "_reconcile (shoal/runtime/operator.py" in stack:  # a worker thread's reconcile
         inner = next((f for f in frames if "shoal/reconcile/" in f), "")
         return "reconcile threads", inner.split(" (")[0] or "other"
+    if "importlib" in stack:
+        return "imports (start-up)", ""
     if "shoal/handlers/" in stack:
         inner = next((f for f in reversed(frames) if "shoal/" in f), "")
         return "Shoal's event handlers", inner.split(" (")[0]
-    if "importlib" in stack:
-        return "imports (start-up)", ""
     if "kopf/" in stack:
         inner = next((f for f in reversed(frames) if "kopf/" in f), "")
         return "kopf's machinery", inner.split(" (")[0] + " " + inner.rsplit("/", 1)[-1].rstrip(")")
     return "other", frames[-1].split(" (")[0] if frames else ""
 
 
-def summarise(raw: Path) -> dict[str, Any]:
+def summarise(text: str) -> dict[str, Any]:
+    """Shares of py-spy's raw (collapsed) stacks, `text`, by category, and each one's top frames."""
     by: collections.Counter[str] = collections.Counter()
     detail: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    for line in raw.read_text().splitlines():
+    for line in text.splitlines():
         if not line.strip():
             continue
         stack, count = line.rsplit(" ", 1)
@@ -110,9 +113,12 @@ def main() -> int:
             spy.send_signal(signal.SIGINT)
         spy.wait(60)
         out = {**head, "benchmarks": args.only, "quick": args.quick, "operator_pid": pid, "rate": args.rate}
-        out |= summarise(raw)
-    name = RESULTS / f"profile-{args.only.replace(',', '-').lower()}.json"
-    name.write_text(json.dumps(out, indent=1) + "\n")
+        text = raw.read_text()
+        out |= summarise(text)
+    name = RESULTS / f"profile-{args.only.replace(',', '-').lower()}"
+    name.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
+    # The stacks themselves, to sort another way later (or draw: flamegraph.pl reads this format).
+    name.with_suffix(".raw.gz").write_bytes(gzip.compress(text.encode(), mtime=0))
     print(json.dumps({k: out[k] for k in ("samples", "share")}, indent=1))
     return code
 
