@@ -4,6 +4,7 @@ import asyncio
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
@@ -39,54 +40,50 @@ def test_key_added_while_active_is_processed_again_after_done() -> None:
     asyncio.run(scenario())
 
 
-def test_add_after_keeps_the_earliest_and_workers_requeue() -> None:
-    async def scenario() -> list[str]:
+def drive(
+    reconcile: Callable[[object], float | None],
+    workers: int,
+    done: Callable[[], bool],
+    taken: Callable[[object], None] | None = None,
+) -> None:
+    """Key "k" through run_workers until `done()` (at most 2 s), then the workers cancelled."""
+
+    async def scenario() -> None:
         q = WorkQueue()
-        calls: list[str] = []
-
-        def reconcile(key: object) -> float | None:
-            calls.append(str(key))
-            return 0.05 if len(calls) < 3 else None
-
         q.add("k")
-        with ThreadPoolExecutor(2) as ex:
-            task = asyncio.create_task(run_workers(q, reconcile, 2, ex))
+        with ThreadPoolExecutor(workers) as ex:
+            task = asyncio.create_task(run_workers(q, reconcile, workers, ex, taken=taken))
             for _ in range(200):
-                if len(calls) >= 3:
+                if done():
                     break
                 await asyncio.sleep(0.01)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        return calls
 
-    assert asyncio.run(scenario()) == ["k", "k", "k"]
+    asyncio.run(scenario())
+
+
+def test_add_after_keeps_the_earliest_and_workers_requeue() -> None:
+    calls: list[str] = []
+
+    def reconcile(key: object) -> float | None:
+        calls.append(str(key))
+        return 0.05 if len(calls) < 3 else None
+
+    drive(reconcile, 2, lambda: len(calls) >= 3)
+    assert calls == ["k", "k", "k"]
 
 
 def test_taken_is_told_of_each_key_before_its_reconcile_reads() -> None:
     """The pacer's hook: every reconcile, a requeue's as an event's, is seen as it starts."""
+    order: list[str] = []
 
-    async def scenario() -> list[str]:
-        q = WorkQueue()
-        order: list[str] = []
+    def reconcile(key: object) -> float | None:
+        order.append(f"reconcile {key}")
+        return 0.01 if order.count(f"reconcile {key}") < 2 else None
 
-        def reconcile(key: object) -> float | None:
-            order.append(f"reconcile {key}")
-            return 0.01 if order.count(f"reconcile {key}") < 2 else None
-
-        q.add("k")
-        with ThreadPoolExecutor(1) as ex:
-            task = asyncio.create_task(
-                run_workers(q, reconcile, 1, ex, taken=lambda key: order.append(f"taken {key}"))
-            )
-            for _ in range(200):
-                if len(order) >= 4:
-                    break
-                await asyncio.sleep(0.01)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        return order
-
-    assert asyncio.run(scenario()) == ["taken k", "reconcile k", "taken k", "reconcile k"]
+    drive(reconcile, 1, lambda: len(order) >= 4, taken=lambda key: order.append(f"taken {key}"))
+    assert order == ["taken k", "reconcile k", "taken k", "reconcile k"]
 
 
 def test_failures_back_off_exponentially() -> None:
