@@ -52,8 +52,10 @@ HOP = {
 
 @dataclass
 class Fault:
-    """Requests matching `method` and the `path` pattern fail with `probability`, at most `limit` times.
-    `after`: the request reaches the API server first and only its answer is replaced (a lost response)."""
+    """Requests matching `method` and the `path` pattern fail with `probability`, at most `limit` times;
+    the first `at_least` of them fail whatever the probability (a test that counts on each fault happening
+    gets it however few matching requests its run makes). `after`: the request reaches the API server
+    first and only its answer is replaced (a lost response)."""
 
     name: str
     method: str
@@ -61,6 +63,7 @@ class Fault:
     status: int = 500
     probability: float = 1.0
     limit: int | None = None
+    at_least: int = 0
     after: bool = False
     retry_after: float | None = None
     delay: float = 0.0
@@ -132,7 +135,7 @@ class FaultProxy:
                     continue
                 if f.limit is not None and self.injected[f.name] >= f.limit:
                     continue
-                if self.rng.random() < f.probability:
+                if self.injected[f.name] < f.at_least or self.rng.random() < f.probability:
                     self.injected[f.name] += 1
                     return f
         return None

@@ -314,10 +314,21 @@ def test_claims_survive_failed_and_lost_status_writes_and_kills(
     Counted: every session holds one pod, no pod claimed twice, none stranded."""
     op, proxy = proxied_operator
     status_write = rf"/namespaces/{namespace}/trainingsessions/[^/]+/status$"
-    refused = proxy.add(Fault("status refused", "PATCH", status_write, probability=0.3))
-    lost = proxy.add(Fault("status answer lost", "PATCH", status_write, probability=0.3, after=True))
+    # Each fault fires at least once (a warm start writes its session's status once or twice, and
+    # six starts at these odds alone left one untried now and then), then at random.
+    refused = proxy.add(Fault("status refused", "PATCH", status_write, probability=0.3, at_least=1))
+    lost = proxy.add(
+        Fault("status answer lost", "PATCH", status_write, probability=0.3, after=True, at_least=1)
+    )
     claim_lost = proxy.add(
-        Fault("claim answer lost", "PATCH", rf"/namespaces/{namespace}/pods/", probability=0.2, after=True)
+        Fault(
+            "claim answer lost",
+            "PATCH",
+            rf"/namespaces/{namespace}/pods/",
+            probability=0.2,
+            after=True,
+            at_least=1,
+        )
     )
     op.start()
     print(json.dumps(kill_during_claims(kube, namespace, op, sessions=6, seed=11)))

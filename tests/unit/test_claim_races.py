@@ -87,3 +87,31 @@ def test_a_release_decided_on_a_read_carries_its_resource_version() -> None:
     patch = release_patch(T0, None, pod_view(raw), resource_version="7")
     assert patch["metadata"]["resourceVersion"] == "7"
     assert "resourceVersion" not in release_patch(T0, None, pod_view(raw))["metadata"]
+
+
+def test_a_claim_whose_answer_was_lost_is_the_claim_not_a_reason_to_take_a_second_pod() -> None:
+    """The claim patch reached the API server but its answer did not (a 500 after the write, a dropped
+    connection), and the index has not seen the pod's change yet: CI's fault-proxy chaos test caught a
+    retry that chose another idle pod, so one session had claimed two. The pod is read afresh instead."""
+    from shoal.k8s.client import ApiError
+
+    api = Api()
+    index = ClaimIndex()
+    index.pool_event("ADDED", api.pool)
+    for pod in api.pods.values():
+        index.pod_event("ADDED", pod)
+    applied = api.merge_patch
+
+    def answer_lost(path: str, patch: dict[str, object]) -> dict[str, object]:
+        applied(path, patch)
+        raise ApiError(500, "Internal Server Error", "the answer was lost")
+
+    api.merge_patch = answer_lost  # type: ignore[method-assign]
+    claimer = Claimer(api, Settings(), index)  # type: ignore[arg-type]
+    first = claimer.claim_session("ns", "s1", SPEC, None, 0.0, T0)
+    api.merge_patch = applied  # type: ignore[method-assign]
+    again = claimer.claim_session("ns", "s1", SPEC, None, 0.0, T0 + timedelta(seconds=1))
+    held = [p for p in api.pods if holder_of(api, p) == "s1"]
+    assert len(held) == 1 and first.pod == again.pod == held[0]
+    claims = sum(int(api.pods[p]["metadata"]["annotations"].get("shoal.dev/claims", "0")) for p in held)
+    assert claims == 1

@@ -27,7 +27,7 @@ from shoal.builders.session import claim_request
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.pool.claims import SESSION, ClaimOutcome, Holder, claim_patch, holder_of, release_patch
-from shoal.pool.pods import LABEL_POOL, PodView, pod_view
+from shoal.pool.pods import ANN_CLAIMED_BY, LABEL_POOL, PodView, pod_view
 from shoal.pool.selection import (
     LIVE_USAGE,
     ClaimRequest,
@@ -118,13 +118,15 @@ class Claimer:
 
         # First the watch index (no reads on the way to the claim), then a fresh list of the pool.
         claimed = (
-            self._claim_from(self.index, ns, pool_name, choose, patch) if self.index is not None else None
+            self._claim_from(self.index, ns, pool_name, choose, patch, holder)
+            if self.index is not None
+            else None
         )
         if claimed is None:
             listed = ClaimIndex()
             for p in self.kube.list_items(pods_path(ns), f"{LABEL_POOL}={pool_name}"):
                 listed.pod_event(None, p)
-            claimed = self._claim_from(listed, ns, pool_name, choose, patch)
+            claimed = self._claim_from(listed, ns, pool_name, choose, patch, holder)
             if claimed is not None and self.index is not None:
                 self.index.pod_event("MODIFIED", claimed)
         if claimed is None:
@@ -229,9 +231,10 @@ class Claimer:
         pool_name: str,
         choose: Callable[[Sequence[CachedPod]], str | None],
         patch: Callable[[CachedPod], dict[str, Any]],
+        holder: Holder,
     ) -> dict[str, Any] | None:
-        """Claim the pod `choose` picks from `index`, trying the next one when another claim wins;
-        the claimed pod as the API server returned it, or None."""
+        """Claim the pod `choose` picks from `index` for `holder`, trying the next one when another claim
+        wins; the claimed pod as the API server returned it, or None."""
         lost: set[str] = set()
         for _ in range(ATTEMPTS):
             picked = index.pick(ns, pool_name, choose, exclude=lost)
@@ -242,6 +245,12 @@ class Claimer:
                 claimed = self.kube.merge_patch(pods_path(ns, name), patch(picked))
             except ApiError as exc:
                 index.release(ns, name)
+                if (
+                    not exc.conflict
+                    and not exc.not_found
+                    and (won := self._won_anyway(index, ns, name, holder))
+                ):
+                    return won
                 if exc.conflict:
                     # Changed since this view (another claim won, or it is ours and its agent wrote):
                     # read it again, and the next choice sees it as it is now.
@@ -255,9 +264,29 @@ class Claimer:
                     lost.add(name)  # gone: the next one
                     continue
                 raise
+            except Exception:
+                index.release(ns, name)
+                if won := self._won_anyway(index, ns, name, holder):
+                    return won
+                raise
             index.release(ns, name, claimed)
             return claimed
         return None
+
+    def _won_anyway(self, index: ClaimIndex, ns: str, name: str, holder: Holder) -> dict[str, Any] | None:
+        """A claim patch that got no answer (a 5xx, a dropped connection) may have been applied: the pod,
+        read afresh, says. Claimed for `holder`: that is its claim, and a retry that chose another pod
+        from an index the watch has not caught up with would claim a second one. Otherwise the index
+        learns the pod as it is, and None (the error stands)."""
+        try:
+            fresh = self.kube.get_if_exists(pods_path(ns, name))
+        except Exception:
+            return None  # no answer either: the retry's guarded patch of this pod finds out
+        if fresh is None:
+            return None
+        index.pod_event("MODIFIED", fresh, from_watch=False)
+        mine = (fresh["metadata"].get("annotations") or {}).get(ANN_CLAIMED_BY) == holder.claimed_by
+        return fresh if mine else None
 
     def release(
         self,
