@@ -243,15 +243,9 @@ class Claimer:
             name = picked.view.name
             try:
                 claimed = self.kube.merge_patch(pods_path(ns, name), patch(picked))
-            except ApiError as exc:
+            except Exception as exc:
                 index.release(ns, name)
-                if (
-                    not exc.conflict
-                    and not exc.not_found
-                    and (won := self._won_anyway(index, ns, name, holder))
-                ):
-                    return won
-                if exc.conflict:
+                if isinstance(exc, ApiError) and exc.conflict:
                     # Changed since this view (another claim won, or it is ours and its agent wrote):
                     # read it again, and the next choice sees it as it is now.
                     fresh = self.kube.get_if_exists(pods_path(ns, name))
@@ -260,12 +254,10 @@ class Claimer:
                     else:
                         index.pod_event("MODIFIED", fresh, from_watch=False)
                     continue
-                if exc.not_found:
+                if isinstance(exc, ApiError) and exc.not_found:
                     lost.add(name)  # gone: the next one
                     continue
-                raise
-            except Exception:
-                index.release(ns, name)
+                # No answer (a 5xx, a dropped connection): the claim may have landed all the same.
                 if won := self._won_anyway(index, ns, name, holder):
                     return won
                 raise
