@@ -38,6 +38,7 @@ from bench.harness import (
     settle,
     wait,
 )
+from bench.podtimes import PodTimes, median_stages, table
 from bench.stats import provenance, quantiles
 from shoal.k8s.client import Kube, custom_path
 from shoal.times import parse_time
@@ -165,26 +166,27 @@ def one_run(kube: Kube, op: Operator, kind: str, objects: int, per: int) -> dict
         throttle_lines(),
     )
     created: dict[str, float] = {}
-    start = time.time()
+    with PodTimes(kube, ns) as times:
+        start = time.time()
 
-    def make(i: int) -> None:
-        name = f"w{i:04d}"
-        kube.create(path, body(kind, name, per))
-        created[name] = time.time()
+        def make(i: int) -> None:
+            name = f"w{i:04d}"
+            created[name] = time.time()  # before the call: the stages start from the client's request
+            kube.create(path, body(kind, name, per))
 
-    with ThreadPoolExecutor(8) as ex:
-        list(ex.map(make, range(objects)))
+        with ThreadPoolExecutor(8) as ex:
+            list(ex.map(make, range(objects)))
 
-    pods_ready: list[float] = []
+        pods_ready: list[float] = []
 
-    def settled() -> bool:
-        if len(ready_pods(kube, ns)) < objects * per:
-            return False
-        pods_ready[:] = pods_ready or [time.time() - start]
-        return all((o.get("status") or {}).get("readyReplicas") == per for o in kube.list_items(path))
+        def settled() -> bool:
+            if len(ready_pods(kube, ns)) < objects * per:
+                return False
+            pods_ready[:] = pods_ready or [time.time() - start]
+            return all((o.get("status") or {}).get("readyReplicas") == per for o in kube.list_items(path))
 
-    wait(settled, 900, f"{kind}s settled", interval=0.25)
-    elapsed = time.time() - start
+        wait(settled, 900, f"{kind}s settled", interval=0.25)
+        elapsed = time.time() - start
     after_verbs, after_wait, after_cpu = own()
     pods = objects * per
     verbs = {
@@ -211,6 +213,8 @@ def one_run(kube: Kube, op: Operator, kind: str, objects: int, per: int) -> dict
         "kcm_throttling_log_lines": throttle_lines() - lines if kind in PATHS else None,
         "create_to_ready_p50_s": q.get("p50"),
         "create_to_ready_p99_s": q.get("p99"),
+        "stages": times.stages(created),
+        "status_after_pods_ready_s": round(elapsed - pods_ready[0], 2),
     }
     drop_namespace(kube, ns)
     return out
@@ -270,6 +274,11 @@ def summarise(setting: Setting, runs: list[dict[str, Any]]) -> dict[str, Any]:
             )
             if all(key in r for r in mine)
         }
+        per_kind[kind]["stages"] = median_stages(mine)
+        if all("status_after_pods_ready_s" in r for r in mine):
+            per_kind[kind]["status_after_pods_ready_s"] = spread(
+                [r["status_after_pods_ready_s"] for r in mine]
+            )
         verbs = sorted({v for r in mine for v in r.get("controller_requests_per_pod_by_verb", {})})
         per_kind[kind]["requests_per_pod_by_verb"] = {
             v: round(statistics.median(r["controller_requests_per_pod_by_verb"].get(v, 0.0) for r in mine), 2)
@@ -369,5 +378,25 @@ def section(b1: dict[str, Any], heading_note: str = "") -> list[str]:
             f"{s['kcm_throttling_log_lines']} client-side throttling line(s). Goal: "
             f"{plan.verdict(b1, s['goal_met'])}."
         )
+    rows = {
+        f"{name}: {WHO[kind]}": s[kind]["stages"]
+        for name, s in b1["settings"].items()
+        for kind in KINDS
+        if (s.get(kind) or {}).get("stages")
+    }
+    if rows:
+        status = {
+            f"{name}: {WHO[kind]}": s[kind]["status_after_pods_ready_s"]["median"]
+            for name, s in b1["settings"].items()
+            for kind in KINDS
+            if "status_after_pods_ready_s" in (s.get(kind) or {})
+        }
+        lines += [
+            "",
+            "Where the time goes: each pod's stages as a watch in the benchmark saw them, p50 / p90 over "
+            "the pods in seconds (median of the runs), and the last step, the objects' status:",
+            "",
+            *table(rows, status),
+        ]
     lines += ["", f"Goal ({b1['goal']}): **{plan.verdict(b1)}**.", ""]
     return lines

@@ -9,8 +9,8 @@ import kopf
 from prometheus_client import start_http_server
 
 from shoal import telemetry
-from shoal.builders import MANAGED
 from shoal.config import Settings
+from shoal.handlers.pods import watch_pods
 from shoal.handlers.storage import NoDiffBase, NoProgress
 from shoal.k8s.client import Kube, load_config
 from shoal.k8s.ratelimit import TokenBucket
@@ -34,9 +34,6 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
-    # Server-side: the pod watch carries this selector, so foreign pods cost the operator nothing
-    # (kopf's `labels=` on a handler filters only after the event has arrived).
-    settings.watching.label_selectors["", "v1", "pods"] = MANAGED
     # Per worker: its requests and a claim's; plus the pod creators (reconcile/pool.WRITERS).
     kube = Kube(load_config(pool_size=cfg.workers * 3 + cfg.claim_workers + 12), async_events=True)
     if cfg.kube_api_qps > 0:
@@ -68,6 +65,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port)
     runtime.start()
+    runtime.reflectors = watch_pods(kube, cfg.namespaces)
     log.info(
         "shoal started: namespaces=%s workers=%d leader_election=%s",
         ",".join(cfg.namespaces) or "*",

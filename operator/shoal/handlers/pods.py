@@ -1,42 +1,62 @@
-"""The one pod watch handler: kopf runs its handler machinery once per handler per event, so one
-handler that hands each event to the pool, session and claim it is labelled with costs a third of
-three (B1's profile: kopf's per-handler work was the largest part of the operator's CPU)."""
+"""The one pod watch: each pod event goes to the pool, session and claim it is labelled with.
+
+Pods come through the operator's own reflector (shoal.k8s.watch), not kopf: it is the busiest watch,
+and kopf's per-event machinery was half the operator's CPU in B1's profile. The reflector reads and
+parses in its own thread; the events are handled here, in the event loop the work queues live in.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-import kopf
-
 from shoal import telemetry
-from shoal.builders import LABEL_MANAGED
+from shoal.builders import LABEL_MANAGED, MANAGED
 from shoal.builders.session import LABEL_SESSION
 from shoal.handlers.claim import claim_pod_event
 from shoal.handlers.pool import pool_pod_event
 from shoal.handlers.session import session_pod_event, unlabelled_pod_event
+from shoal.k8s.client import Kube, pods_path
+from shoal.k8s.watch import Event, Reflector
 from shoal.pool.claims import LABEL_CLAIM
 from shoal.pool.pods import LABEL_POOL
 
 
-@kopf.on.event("", "v1", "pods")
-async def pod_event(
-    namespace: str | None,
-    labels: Mapping[str, str],
-    annotations: Mapping[str, str],
-    type: str | None,
-    meta: Mapping[str, Any],
-    event: Mapping[str, Any],
-    **_: Any,
-) -> None:
+def pod_event(type: str | None, pod: Mapping[str, Any]) -> None:
+    meta = pod.get("metadata") or {}
+    labels: Mapping[str, str] = meta.get("labels") or {}
     # Every pod event that arrives, counted: with the server-side selector no foreign one does.
     telemetry.POD_WATCH_EVENTS.labels("shoal" if labels.get(LABEL_MANAGED) == "true" else "foreign").inc()
-    ns = namespace or ""
+    ns = meta.get("namespace") or ""
     if LABEL_POOL in labels:
-        pool_pod_event(ns, labels, type, event["object"])
+        pool_pod_event(ns, labels, type, pod)
     if LABEL_SESSION in labels:
-        session_pod_event(ns, labels, type, event["object"])
+        session_pod_event(ns, labels, type, pod)
     else:
         unlabelled_pod_event(ns, meta.get("name", ""))
     if LABEL_CLAIM in labels:
-        claim_pod_event(ns, labels, annotations, type, meta)
+        claim_pod_event(ns, labels, meta.get("annotations") or {}, type, meta)
+
+
+def pod_events(batch: list[Event]) -> None:
+    for type_, pod in batch:
+        pod_event(type_, pod)
+
+
+def watch_pods(kube: Kube, namespaces: tuple[str, ...] | list[str]) -> list[Reflector]:
+    """Start watching the operator's pods (one watch per namespace, or one for the cluster), their
+    events handed to `pod_events` in the running event loop."""
+    loop = asyncio.get_running_loop()
+
+    def deliver(batch: list[Event]) -> None:
+        loop.call_soon_threadsafe(pod_events, batch)
+
+    # Server-side selection: foreign pods cost the operator nothing.
+    reflectors = [
+        Reflector(kube, path, MANAGED, deliver)
+        for path in [pods_path(ns) for ns in namespaces] or ["/api/v1/pods"]
+    ]
+    for reflector in reflectors:
+        reflector.start()
+    return reflectors

@@ -12,6 +12,7 @@ from typing import Any
 from shoal import telemetry
 from shoal.config import Settings
 from shoal.k8s.client import Kube, NotLeading
+from shoal.k8s.watch import Reflector
 from shoal.runtime.cache import ClaimIndex
 from shoal.runtime.leader import LeaderElector
 from shoal.runtime.pacer import Pacer
@@ -46,6 +47,7 @@ class OperatorRuntime:
         # Fills the watch cache before anything plans from it (reconcile/poolpods.prime), once.
         self.primer: Callable[[], None] | None = None
         self.primed = asyncio.Event()
+        self.reflectors: list[Reflector] = []  # the pod watch (handlers/pods.py), started after this
 
     def register(
         self,
@@ -201,6 +203,7 @@ class OperatorRuntime:
         """For /healthz (kopf's probes): raises when a part that must run is gone (a worker that died
         is restarted by its supervisor, so it counts in `restarts`, not as gone)."""
         dead = [t.get_name() for t in self.tasks if t.done()]
+        dead += [f"watch of {r.path}" for r in self.reflectors if not r.alive()]
         if dead:
             raise RuntimeError(f"stopped: {', '.join(dead)}")
         workers = {
@@ -223,6 +226,8 @@ class OperatorRuntime:
         }
 
     async def stop(self) -> None:
+        for reflector in self.reflectors:
+            reflector.stop()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
