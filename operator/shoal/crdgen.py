@@ -71,6 +71,7 @@ def object_schema(kind: dict[str, Any]) -> dict[str, Any]:
     status = _structural(props["status"], defs, keep_defaults=False)
     return {
         "type": "object",
+        "description": raw["description"],  # the kind's docstring: what `kubectl explain cpool` shows
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},

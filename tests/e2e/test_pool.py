@@ -47,8 +47,8 @@ def test_pool_of_five_runs_and_kubectl_shows_the_columns(
         lambda: pool_settled(kube, namespace, "web", 5, idleReplicas=5, claimedReplicas=0), 60, "5 ready pods"
     )
     out = kubectl("get", "cpool", "-n", namespace).stdout.splitlines()
-    assert out[0].split() == ["NAME", "DESIRED", "READY", "IDLE", "CLAIMED", "AGE"]
-    assert out[1].split()[:5] == ["web", "5", "5", "5", "0"]
+    assert out[0].split() == ["NAME", "DESIRED", "CURRENT", "READY", "IDLE", "CLAIMED", "AGE"]
+    assert out[1].split()[:6] == ["web", "5", "5", "5", "5", "0"]
     obj = pool(kube, namespace, "web")
     assert condition(obj, "Ready")["status"] == "True"
     assert condition(obj, "Scaling")["reason"] == "Stable"
@@ -98,6 +98,9 @@ def test_warm_pool_keeps_idle_pods_and_scale_down_spares_busy_ones(
         60,
         "pool grown to 3 busy + 2 idle",
     )
+    # kubectl shows what the pool decided (3 busy + minIdle 2), not spec.replicas (3).
+    row = kubectl("get", "cpool", "runners", "-n", namespace, "--no-headers").stdout.split()
+    assert row[1:3] == ["5", "5"], row
 
     kube.merge_patch(
         custom_path("containerpools", namespace, "runners"), {"spec": {"replicas": 1, "warm": {"minIdle": 0}}}

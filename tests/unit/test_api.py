@@ -48,6 +48,7 @@ def test_pool_crd_has_scale_subresource_and_columns() -> None:
     assert version["subresources"]["scale"]["labelSelectorPath"] == ".status.selector"
     assert [c["name"] for c in version["additionalPrinterColumns"]] == [
         "Desired",
+        "Current",
         "Ready",
         "Idle",
         "Claimed",
@@ -110,9 +111,10 @@ def test_kubectl_explain_has_a_description_for_every_spec_and_status_field() -> 
         f"{kind}: {path}"
         for kind, schema in schemas()
         for part in ("spec", "status")
-        for path, node in fields(schema["properties"][part], part)
+        for path, node in [(part, schema["properties"][part]), *fields(schema["properties"][part], part)]
         if not (node.get("description") or "").strip()
     ]
+    undescribed += [kind for kind, schema in schemas() if not (schema.get("description") or "").strip()]
     assert undescribed == [], "\n".join(undescribed)
     count = sum(
         1 for _, schema in schemas() for p in ("spec", "status") for _ in fields(schema["properties"][p], p)

@@ -111,10 +111,15 @@ class ContainerClaimStatus(Model):
 
 
 class ContainerClaim(Model):
-    """The kind as a whole, as crdgen renders it."""
+    """A request for one warm pod of a ContainerPool: bound to an idle pod that fits, held until the claim is deleted or its holdSeconds run out, then given back to the pool."""
 
-    spec: ContainerClaimSpec
-    status: ContainerClaimStatus | None = None
+    spec: ContainerClaimSpec = Field(
+        description="Which pool to claim from, what the pod must fit (resources), the job's signature for affinity, and how long to hold the pod"
+    )
+    status: ContainerClaimStatus | None = Field(
+        default=None,
+        description="The claim's phase, the pod it holds and its address, and the Bound condition saying why it waits",
+    )
 
 
 KIND = {

@@ -152,10 +152,15 @@ class ContainerPoolStatus(Model):
 
 
 class ContainerPool(Model):
-    """The kind as a whole, as crdgen renders it."""
+    """A pool of warm, identical pods: kept at spec.replicas (at least claimed + minIdle), handed to sessions and claims that ask for one, given back and recycled after use."""
 
-    spec: ContainerPoolSpec
-    status: ContainerPoolStatus | None = None
+    spec: ContainerPoolSpec = Field(
+        description="What the pool should be: its size, its pods' template, how warm pods are kept, recycled and chosen"
+    )
+    status: ContainerPoolStatus | None = Field(
+        default=None,
+        description="What the operator last observed and decided: pod counts by state, the size it wants, the scale subresource's selector and the conditions Ready, Scaling, ScalingLimited and Degraded",
+    )
 
 
 KIND = {
@@ -171,7 +176,9 @@ KIND = {
         "labelSelectorPath": ".status.selector",
     },
     "printerColumns": [
-        {"name": "Desired", "type": "integer", "jsonPath": ".spec.replicas"},
+        # What the pool decided (spec.replicas raised to claimed + minIdle, clamped), not the request.
+        {"name": "Desired", "type": "integer", "jsonPath": ".status.desiredReplicas"},
+        {"name": "Current", "type": "integer", "jsonPath": ".status.replicas"},
         {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
         {"name": "Idle", "type": "integer", "jsonPath": ".status.idleReplicas"},
         {"name": "Claimed", "type": "integer", "jsonPath": ".status.claimedReplicas"},

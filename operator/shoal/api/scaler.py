@@ -356,8 +356,15 @@ class WorkerScalerStatus(Model):
 
 
 class WorkerScaler(Model):
-    spec: WorkerScalerSpec
-    status: WorkerScalerStatus | None = None
+    """Scales any kind with a scale subresource (a Deployment, a ContainerPool) on CPU or memory from metrics.k8s.io or on a Prometheus query, as a HorizontalPodAutoscaler does, optionally ahead of a forecast."""
+
+    spec: WorkerScalerSpec = Field(
+        description="The target, its bounds, the metrics and what each should read, and how fast to scale either way"
+    )
+    status: WorkerScalerStatus | None = Field(
+        default=None,
+        description="The replicas the scaler read and decided, each metric's current value, the last size changes and the conditions AbleToScale, ScalingActive and ScalingLimited",
+    )
 
 
 KIND = {

@@ -292,8 +292,15 @@ class TrainingSessionStatus(Model):
 
 
 class TrainingSession(Model):
-    spec: TrainingSessionSpec
-    status: TrainingSessionStatus | None = None
+    """One reinforcement-learning training run: a pod (its own, or claimed warm from a pool) running the trainer under shoal-agent, with checkpoints, pause and resume, restarts and TensorBoard."""
+
+    spec: TrainingSessionSpec = Field(
+        description="What to train (game, algorithm, timesteps), on what resources and image, from which pool, and how to checkpoint, restart and be admitted"
+    )
+    status: TrainingSessionStatus | None = Field(
+        default=None,
+        description="The session's phase, its pod and endpoints, training progress and metrics, checkpoints and the conditions of each step",
+    )
 
 
 KIND = {
