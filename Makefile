@@ -21,6 +21,15 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 venv: $(BIN)/.installed ## Python virtual environment with the operator and dev tools
 
+# The operator alone (its own dependencies, no trainer, no dev tools): what `make run` needs against
+# a cluster of your own, instead of the whole [dev,train] environment with torch.
+OP_VENV := .venv-operator
+$(OP_VENV)/bin/.installed: pyproject.toml constraints.txt
+	test -x $(OP_VENV)/bin/python || $(PY) -m venv $(OP_VENV)
+	$(OP_VENV)/bin/pip install -q --upgrade pip
+	$(OP_VENV)/bin/pip install -q -c constraints.txt -e .
+	touch $@
+
 deps: ## System packages the test bed needs (Debian: prometheus, openssl)
 	bash testbed/install-deps.sh
 
@@ -72,13 +81,14 @@ test: lint unit e2e ## Everything CI runs: lint, unit tests, then end-to-end tes
 test-chaos: venv cluster-up ## Long fault-injection variants
 	KUBECONFIG=$(TESTBED_KUBECONFIG) $(BIN)/pytest tests/e2e -q -m chaos
 
-run: venv ## Run the operator: against $$KUBECONFIG if reachable, else the local test bed with a live demo
+run: ## Run the operator: against $$KUBECONFIG if reachable, else the local test bed with a live demo
 	@if [ "$${KUBECONFIG:-}" != "$(TESTBED_KUBECONFIG)" ] && $(KUBECTL) version --request-timeout=3s >/dev/null 2>&1; then \
-	  echo "using the cluster of your current kubeconfig"; kc="$${KUBECONFIG:-$$HOME/.kube/config}"; \
-	  KUBECONFIG=$$kc $(KUBECTL) apply --server-side -k crds/ && KUBECONFIG=$$kc $(BIN)/python -m shoal; \
+	  echo "using the cluster of your current kubeconfig (the operator's own environment: $(OP_VENV))"; \
+	  kc="$${KUBECONFIG:-$$HOME/.kube/config}"; $(MAKE) --no-print-directory $(OP_VENV)/bin/.installed && \
+	  KUBECONFIG=$$kc $(KUBECTL) apply --server-side -k crds/ && KUBECONFIG=$$kc $(OP_VENV)/bin/python -m shoal; \
 	else \
 	  echo "no other cluster configured: the local test bed, with a demo workload and session pods run here"; \
-	  $(MAKE) --no-print-directory cluster-up && \
+	  $(MAKE) --no-print-directory venv cluster-up && \
 	  KUBECONFIG=$(TESTBED_KUBECONFIG) $(KUBECTL) apply --server-side -k crds/ && \
 	  $(BIN)/python -m testbed.run; \
 	fi
@@ -93,4 +103,4 @@ kind-down:
 	kind delete cluster --name shoal
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(OP_VENV) .mypy_cache .ruff_cache .pytest_cache

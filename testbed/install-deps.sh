@@ -8,9 +8,10 @@ command -v chromium >/dev/null || need+=(chromium)  # screenshots of the trainin
 [[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]] || need+=(faketime)  # a replica with a skewed clock (leader tests)
 if ((${#need[@]})); then
   echo "[deps] installing ${need[*]} with apt-get"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  sudo=()
+  ((EUID == 0)) || sudo=(sudo)  # root installs directly; anyone else through sudo
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 command -v go >/dev/null || { echo "[deps] Go is required to build the test bed (https://go.dev/dl)" >&2; exit 1; }
 echo "[deps] ok: $(go version), prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}')"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from testbed import cluster as testbed
@@ -151,11 +152,18 @@ def test_make_run_starts_the_operator_against_the_configured_cluster(
             lines.append(line)
             return "shoal started" in line
 
-        wait_until(started, 120, "make run to start the operator", interval=0)
+        # The first run against your cluster builds the operator's own environment (a minute or two).
+        wait_until(started, 300, "make run to start the operator", interval=0)
         text = "".join(lines)
         if which == "your cluster":
             assert "using the cluster of your current kubeconfig" in text
             assert "demo queue" not in text
+            # The operator runs from its own environment, which has none of the trainer's packages.
+            python = ROOT / ".venv-operator" / "bin" / "python"
+            commands = [" ".join(p.cmdline()) for p in psutil.Process(proc.pid).children(recursive=True)]
+            assert any(".venv-operator/bin/python -m shoal" in c for c in commands), commands
+            missing = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
+            assert "No module named 'torch'" in missing.stderr
         else:
             assert "the local test bed" in text and 'job_queue_depth{queue="functions"}' in text
             assert f"Prometheus http://127.0.0.1:{testbed.PORTS['prometheus']}" in text

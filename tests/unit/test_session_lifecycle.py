@@ -576,6 +576,60 @@ CASES = [
         check=lambda s: "didn't match node selector" in s.status["message"] and s.requeue == 540.0,
     ),
     Case(
+        "image-not-pulled",
+        {"phase": "Starting", "podName": "s-1", "reason": "PodStarting"},
+        "Starting",
+        pod=PodState.of(
+            {
+                "metadata": {
+                    "name": "s-1",
+                    "uid": "u",
+                    "creationTimestamp": format_time(NOW - timedelta(seconds=30)),
+                },
+                "status": {
+                    "phase": "Pending",
+                    "initContainerStatuses": [{"name": "setup", "state": {"terminated": {"exitCode": 0}}}],
+                    "containerStatuses": [
+                        {"name": "agent", "state": {"waiting": {"reason": "ContainerCreating"}}},
+                        {
+                            "name": "trainer",
+                            "state": {
+                                "waiting": {
+                                    "reason": "ErrImagePull",
+                                    "message": 'failed to pull "example/trainer:9": not found',
+                                }
+                            },
+                        },
+                    ],
+                },
+            }
+        ),
+        reason="ErrImagePull",
+        # Said at once, from the first pod status that shows it; the start timeout still runs.
+        check=lambda s: (
+            s.status["message"]
+            == 'pod s-1: container trainer ErrImagePull: failed to pull "example/trainer:9": not found'
+            and s.requeue == 570.0
+        ),
+    ),
+    Case(
+        "still-creating",
+        {"phase": "Starting", "podName": "s-1", "reason": "PodStarting"},
+        "Starting",
+        pod=PodState.of(
+            {
+                "metadata": {"name": "s-1", "uid": "u", "creationTimestamp": format_time(NOW)},
+                "status": {
+                    "phase": "Pending",
+                    "containerStatuses": [
+                        {"name": "trainer", "state": {"waiting": {"reason": "ContainerCreating"}}}
+                    ],
+                },
+            }
+        ),
+        reason="PodStarting",
+    ),
+    Case(
         "never-started",
         {"phase": "Starting", "podName": "s-1"},
         "Pending",

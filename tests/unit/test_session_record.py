@@ -49,3 +49,9 @@ def test_a_phase_or_reason_change_posts_one_event_and_failures_warn() -> None:
     assert e is not None and (e.type, e.reason, e.message) == ("Warning", "Failed", "boom")
     e = record.phase_event({}, {"phase": "Pending", "reason": "Queued"})
     assert e is not None and (e.type, e.reason) == ("Normal", "Pending")
+    # A start held by the kubelet or the scheduler warns; one going as it should does not.
+    starting = {"phase": "Starting", "reason": "PodStarting"}
+    e = record.phase_event(starting, {"phase": "Starting", "reason": "ErrImagePull", "message": "pod s-1: x"})
+    assert e is not None and (e.type, e.reason, e.message) == ("Warning", "Starting", "pod s-1: x")
+    e = record.phase_event({"phase": "Starting", "reason": "PodCreated"}, starting)
+    assert e is not None and e.type == "Normal"

@@ -172,6 +172,8 @@ def _with_pod(inp: Inputs, step: Step, pod: PodState, want_run: bool) -> None:
         new["message"] = f"pod {pod.name} is {pod_phase.lower()}"
         if pod.unschedulable and not running:
             new.update(reason="Unschedulable", message=f"pod {pod.name}: {pod.unschedulable}")
+        elif pod.stuck and not running:
+            new.update(reason=pod.stuck[0], message=f"pod {pod.name}: {pod.stuck[1]}")
         new.setdefault("startTime", format_time(now))
         _checkpoint_on_demand(inp, step, pod, acked)
         return
@@ -185,9 +187,8 @@ def _start_overdue(inp: Inputs, step: Step, pod: PodState) -> bool:
     if age < limit:
         step.requeue = limit - age
         return False
-    why = f"pod {pod.name} did not start within {limit}s" + (
-        f": {pod.unschedulable}" if pod.unschedulable else ""
-    )
+    cause = pod.unschedulable or (pod.stuck[1] if pod.stuck else None)
+    why = f"pod {pod.name} did not start within {limit}s" + (f": {cause}" if cause else "")
     _restart_or_fail(inp, step, pod, why)
     return True
 

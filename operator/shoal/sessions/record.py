@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from shoal import conditions
-from shoal.sessions.steps import Event
+from shoal.sessions.steps import STARTING_WELL, Event
 from shoal.times import parse_time
 
 
@@ -50,5 +50,8 @@ def phase_event(old: dict[str, Any], new: dict[str, Any]) -> Event | None:
     """A phase or reason change is an Event named after the new phase."""
     if old.get("phase", "Pending") == new["phase"] and old.get("reason") == new.get("reason"):
         return None
-    level = "Warning" if new["phase"] == "Failed" else "Normal"
+    trouble = new["phase"] == "Failed" or (
+        new["phase"] == "Starting" and new.get("reason") not in STARTING_WELL
+    )
+    level = "Warning" if trouble else "Normal"
     return Event(level, new["phase"], new.get("message") or new["phase"])

@@ -26,6 +26,26 @@ POD_FIELDS = {
 # --- what decide() reads ----------------------------------------------------------------------------------
 
 
+# What a container waits with while it is being started: progress, not a problem.
+STARTING = frozenset({"ContainerCreating", "PodInitializing"})
+# A Starting session's reasons that are progress; any other (Unschedulable, a kubelet reason such as
+# ErrImagePull) holds the start, and its Event is a Warning.
+STARTING_WELL = frozenset({"PodCreated", "PodStarting", "ClaimedWarmPod"})
+
+
+def stuck_container(status: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The first (init) container waiting with a kubelet reason that is not progress."""
+    for c in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        waiting = (c.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason and reason not in STARTING:
+            why = f"container {c.get('name')} {reason}" + (
+                f": {waiting['message']}" if waiting.get("message") else ""
+            )
+            return str(reason), why[:512]
+    return None
+
+
 @dataclass(frozen=True)
 class PodState:
     name: str
@@ -35,6 +55,10 @@ class PodState:
     annotations: Mapping[str, str] = field(default_factory=dict)
     created: datetime | None = None
     unschedulable: str | None = None  # the scheduler's message, while it cannot place the pod
+    # (kubelet reason, message) of a container that waits for something other than its start: an
+    # image that cannot be pulled, a config error, a crash loop. It will not start by itself soon, so
+    # the session says so at once, not after startTimeoutSeconds.
+    stuck: tuple[str, str] | None = None
 
     @staticmethod
     def of(pod: Mapping[str, Any]) -> PodState:
@@ -55,6 +79,7 @@ class PodState:
             meta.get("annotations") or {},
             parse_time(meta.get("creationTimestamp")),
             unschedulable,
+            stuck_container(st),
         )
 
     @property

@@ -1,0 +1,95 @@
+"""A session whose container the kubelet cannot run says why from the pod's status at once, not after
+its start timeout: the kubelet's reason (here CrashLoopBackOff) in status and a Warning Event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal.k8s.client import Kube, custom_path, pods_path
+from tests.e2e.conftest import OperatorProcess
+from tests.e2e.util import apply, events_where, wait_until
+
+
+def session_status(kube: Kube, ns: str, name: str) -> dict[str, Any]:
+    return dict(kube.get(custom_path("trainingsessions", ns, name)).get("status") or {})
+
+
+def status_where(kube: Kube, ns: str, name: str, field: str, value: str) -> dict[str, Any]:
+    """The session's status once `field` says `value` (empty before)."""
+    st = session_status(kube, ns, name)
+    return st if st.get(field) == value else {}
+
+
+def test_a_container_the_kubelet_cannot_run_is_in_the_sessions_status_and_events_at_once(
+    kube: Kube, namespace: str, running_operator: OperatorProcess
+) -> None:
+    apply(
+        {
+            "apiVersion": "shoal.dev/v1alpha1",
+            "kind": "TrainingSession",
+            "metadata": {"name": "crashy"},
+            "spec": {
+                "game": "CartPole-v1",
+                "algorithm": "PPO",
+                "totalTimesteps": 100000,
+                "image": "registry.example/trainer:1",
+                "resources": {"cpu": "1", "memory": "1Gi"},
+                "startTimeoutSeconds": 600,
+            },
+        },
+        namespace,
+    )
+    running = wait_until(
+        lambda: status_where(kube, namespace, "crashy", "phase", "Running"),
+        60,
+        "the session Running on its KWOK pod",
+    )
+    pod = kube.get(pods_path(namespace, running["podName"]))
+    container = pod["spec"]["containers"][0]["name"]
+    # What a kubelet writes once the container keeps exiting: the pod runs, the container waits.
+    conditions = [
+        {**c, "status": "False"} if c["type"] in ("Ready", "ContainersReady") else c
+        for c in pod["status"]["conditions"]
+    ]
+    back_off = f"back-off 10s restarting failed container={container} pod={pod['metadata']['name']}"
+    kube.merge_patch(
+        pods_path(namespace, pod["metadata"]["name"]) + "/status",
+        {
+            "status": {
+                "conditions": conditions,
+                "containerStatuses": [
+                    {
+                        "name": container,
+                        "image": "registry.example/trainer:1",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 3,
+                        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": back_off}},
+                    }
+                ],
+            }
+        },
+    )
+    stuck = wait_until(
+        lambda: status_where(kube, namespace, "crashy", "reason", "CrashLoopBackOff"),
+        30,
+        "the kubelet's reason in the session's status",
+    )
+    assert stuck["phase"] == "Starting"
+    assert (
+        stuck["message"]
+        == f"pod {pod['metadata']['name']}: container {container} CrashLoopBackOff: {back_off}"
+    )
+    warned = events_where(
+        kube,
+        namespace,
+        lambda e: (
+            e["involvedObject"]["name"] == "crashy"
+            and e["type"] == "Warning"
+            and "CrashLoopBackOff" in e["message"]
+        ),
+        "a Warning Event saying CrashLoopBackOff",
+    )
+    assert [e["reason"] for e in warned] == ["Starting"]
+    # Not a failure yet: the start timeout (600 s) is what ends the attempt, as before.
+    assert session_status(kube, namespace, "crashy").get("attempts") == 1
