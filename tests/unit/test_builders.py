@@ -102,3 +102,38 @@ def test_own_pod_access_gives_each_pod_its_identity_and_nothing_of_the_agent() -
     assert "volumes" not in ps or not ps["volumes"]
     assert template_hash(own) != template_hash(plain)  # turning it on replaces the pods
     assert "serviceAccountName" not in build_pod("pool", "uid-1", plain, "h1")["spec"]
+
+
+def test_a_session_pod_runs_as_restricted_asks_unless_its_spec_says_whom_to_run_as() -> None:
+    from shoal.api.session import TrainingSessionSpec
+    from shoal.builders.session import session_pod
+
+    def security(**spec: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        s = TrainingSessionSpec.model_validate(
+            {"game": "CartPole-v1", "algorithm": "PPO", "totalTimesteps": 10, "image": "t:1", **spec}
+        )
+        pod = session_pod("s", "u", "s-1", s, "nvidia.com/gpu")["spec"]
+        return pod["securityContext"], pod["containers"][0]["securityContext"]
+
+    restricted_container = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    assert security() == (
+        {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        restricted_container,
+    )
+    as_root = security(securityContext={"runAsNonRoot": False, "runAsUser": 0, "runAsGroup": 0})
+    assert as_root == (
+        {
+            "runAsNonRoot": False,
+            "runAsUser": 0,
+            "runAsGroup": 0,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        restricted_container,
+    )
+    # A user id alone keeps runAsNonRoot: the image's user must then not be root either.
+    assert security(securityContext={"runAsUser": 1000, "fsGroup": 1000})[0] == {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }

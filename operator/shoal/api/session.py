@@ -27,6 +27,35 @@ class SessionResources(Model):
     disk: Quantity | None = Field(default=None, description="Ephemeral storage")
 
 
+class SessionSecurity(Model):
+    """Who the session's own pod runs as. Left out: a non-root user the image names, which Pod Security
+    "restricted" requires; runAsNonRoot false (for images built to run as root, as many PyTorch images
+    are) meets "baseline" instead. Either way the container keeps no capabilities, no privilege
+    escalation and the runtime's default seccomp profile."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.runAsUser) || self.runAsUser != 0 || (has(self.runAsNonRoot) && !self.runAsNonRoot)",
+                "runAsUser 0 is root: set runAsNonRoot to false as well (the pod then meets Pod Security "
+                "baseline, not restricted)",
+                ".runAsUser",
+            )
+        )
+    )
+
+    runAsNonRoot: bool = Field(
+        default=True,
+        description="false lets the image's user (or runAsUser 0) be root: the pod then meets Pod Security "
+        "baseline, not restricted, and a namespace that enforces restricted refuses it",
+    )
+    runAsUser: int | None = Field(default=None, ge=0, le=2**31 - 1, description="The user id to run as")
+    runAsGroup: int | None = Field(default=None, ge=0, le=2**31 - 1, description="The primary group id")
+    fsGroup: int | None = Field(
+        default=None, ge=0, le=2**31 - 1, description="Group that owns the checkpoint volume's files"
+    )
+
+
 class PoolRef(Model):
     """A ContainerPool in the session's namespace to claim a warm pod from."""
 
@@ -118,6 +147,12 @@ WARM_REFUSED = (
         "warm pod checkpoints to its pool's sessionAgent.checkpointClaimName (or its own emptyDir)",
         ".poolRef",
     ),
+    cel(
+        "!has(self.poolRef) || !has(self.securityContext)",
+        "securityContext shapes a pod the session creates; a warm pod runs as its pool's template says: "
+        "set it there, or drop poolRef",
+        ".poolRef",
+    ),
 )
 
 
@@ -204,6 +239,11 @@ class TrainingSessionSpec(Model):
         default=None,
         description="The pod's affinity (nodeAffinity, podAffinity, podAntiAffinity), as in a pod spec",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    securityContext: SessionSecurity | None = Field(
+        default=None,
+        description="Who the session's own pod runs as (a warm pod's is its pool template's); left out: "
+        "non-root, as Pod Security restricted requires",
     )
     startTimeoutSeconds: int = Field(
         default=600,

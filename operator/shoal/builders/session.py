@@ -149,7 +149,7 @@ def session_pod(
         "spec": {
             "restartPolicy": "Never",  # restarts are the operator's, with backoff and from a checkpoint
             "serviceAccountName": n["account"],
-            "securityContext": copy.deepcopy(RESTRICTED_POD_SECURITY),
+            "securityContext": pod_security(spec),
             "containers": [container],
             **{k: v for k, v in placement(spec).items() if v},
             "volumes": [
@@ -159,6 +159,14 @@ def session_pod(
             ],
         },
     }
+
+
+def pod_security(spec: TrainingSessionSpec) -> dict[str, Any]:
+    """The pod's securityContext: restricted's unless spec.securityContext says whom to run as."""
+    out: dict[str, Any] = copy.deepcopy(RESTRICTED_POD_SECURITY)
+    if spec.securityContext is not None:
+        out.update(spec.securityContext.model_dump(exclude_none=True))
+    return out
 
 
 def supporting_objects(

@@ -1,9 +1,13 @@
-"""A session whose container the kubelet cannot run says why from the pod's status at once, not after
-its start timeout: the kubelet's reason (here CrashLoopBackOff) in status and a Warning Event."""
+"""Custom trainer images start, or say why at once: a session whose container the kubelet cannot run
+says so from the pod's status (the kubelet's reason in status and a Warning Event), not after its start
+timeout; an image built to run as root runs where Pod Security allows it (baseline) and is refused,
+with the API server's reason, where it does not (restricted)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import pytest
 
 from shoal.k8s.client import Kube, custom_path, pods_path
 from tests.e2e.conftest import OperatorProcess
@@ -20,25 +24,57 @@ def status_where(kube: Kube, ns: str, name: str, field: str, value: str) -> dict
     return st if st.get(field) == value else {}
 
 
+def session(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "shoal.dev/v1alpha1",
+        "kind": "TrainingSession",
+        "metadata": {"name": name},
+        "spec": {
+            "game": "CartPole-v1",
+            "algorithm": "PPO",
+            "totalTimesteps": 100000,
+            "image": "registry.example/trainer:1",
+            "resources": {"cpu": "1", "memory": "1Gi"},
+            **spec,
+        },
+    }
+
+
+ROOT_USER = {"runAsNonRoot": False, "runAsUser": 0, "fsGroup": 0}
+
+
+@pytest.mark.parametrize("namespace", [{"pod-security.kubernetes.io/enforce": "baseline"}], indirect=True)
+def test_a_root_image_runs_where_pod_security_baseline_allows_it(
+    kube: Kube, namespace: str, running_operator: OperatorProcess
+) -> None:
+    apply(session("as-root", securityContext=ROOT_USER), namespace)
+    running = wait_until(lambda: status_where(kube, namespace, "as-root", "phase", "Running"), 60, "Running")
+    pod = kube.get(pods_path(namespace, running["podName"]))
+    assert pod["spec"]["securityContext"] == {**ROOT_USER, "seccompProfile": {"type": "RuntimeDefault"}}
+    # Root, but without capabilities or privilege escalation.
+    assert pod["spec"]["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+@pytest.mark.parametrize("namespace", [{"pod-security.kubernetes.io/enforce": "restricted"}], indirect=True)
+def test_a_root_image_where_pod_security_is_restricted_says_why_it_cannot_start(
+    kube: Kube, namespace: str, running_operator: OperatorProcess
+) -> None:
+    apply(session("as-root", securityContext=ROOT_USER), namespace)
+    refused = wait_until(
+        lambda: status_where(kube, namespace, "as-root", "reason", "PodCreateFailed"), 60, "PodCreateFailed"
+    )
+    assert refused["phase"] == "Pending"
+    assert 'violates PodSecurity "restricted:latest"' in refused["message"], refused["message"]
+    assert "runAsNonRoot != true" in refused["message"], refused["message"]
+
+
 def test_a_container_the_kubelet_cannot_run_is_in_the_sessions_status_and_events_at_once(
     kube: Kube, namespace: str, running_operator: OperatorProcess
 ) -> None:
-    apply(
-        {
-            "apiVersion": "shoal.dev/v1alpha1",
-            "kind": "TrainingSession",
-            "metadata": {"name": "crashy"},
-            "spec": {
-                "game": "CartPole-v1",
-                "algorithm": "PPO",
-                "totalTimesteps": 100000,
-                "image": "registry.example/trainer:1",
-                "resources": {"cpu": "1", "memory": "1Gi"},
-                "startTimeoutSeconds": 600,
-            },
-        },
-        namespace,
-    )
+    apply(session("crashy", startTimeoutSeconds=600), namespace)
     running = wait_until(
         lambda: status_where(kube, namespace, "crashy", "phase", "Running"),
         60,
