@@ -4,6 +4,7 @@ against those cases in both directions."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from shoal.sessions.lifecycle import (
     decide,
     spec_hash,
 )
+from shoal.sessions.steps import LATER_FIELDS, POD_FIELDS
 from shoal.times import format_time
 
 BASE = {"game": "CartPole-v1", "algorithm": "PPO", "image": "x", "totalTimesteps": 1000}
@@ -724,9 +726,15 @@ def test_only_what_shapes_the_pod_changes_its_hash() -> None:
         {"learningRate": 0.01},
         {"resources": {"cpu": "4"}},
         {"env": [{"name": "A"}]},
+        {"securityContext": {"runAsNonRoot": False}},
     ]
     others: list[dict[str, Any]] = [{"priority": 5}, {"runState": "Paused"}, {"checkpointRequest": 2}]
     for edit in shaping:
         assert spec_hash(TrainingSessionSpec.model_validate({**BASE, **edit})) != base, edit
     for edit in [*others, {"stopMode": "Immediate"}]:
         assert spec_hash(TrainingSessionSpec.model_validate({**BASE, **edit})) == base, edit
+    # A field added later counts only when set: a pod made before it existed keeps its hash (and runs on).
+    before = TrainingSessionSpec.model_validate(BASE).model_dump(
+        mode="json", include=POD_FIELDS - LATER_FIELDS
+    )
+    assert base == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]

@@ -82,6 +82,13 @@ def test_only_a_change_beyond_the_metrics_is_read_by_the_lifecycle() -> None:
     assert lifecycle_view(pod({"timesteps": 10}, phase="Failed"), "shoal.dev/progress") != base
     cmd = lifecycle_view(pod({"timesteps": 10}, **{"shoal.dev/command": "pause"}), "shoal.dev/progress")
     assert cmd != base
+    # A container the kubelet holds, while the pod's phase and conditions stay as they were.
+    held = pod({"timesteps": 10})
+    held["status"] = {
+        "phase": "Running",
+        "containerStatuses": [{"name": "t", "state": {"waiting": {"reason": "ErrImagePull"}}}],
+    }
+    assert lifecycle_view(held, "shoal.dev/progress") != base
 
 
 def test_progress_is_rounded_down_and_reaches_100_only_at_the_end() -> None:

@@ -16,6 +16,23 @@ MAX_VIDEOS = 10
 METRIC_KEYS = ("timesteps", "episodes", "meanReward", "loss", "fps", "gpu", "device", "times")
 
 
+# What a container waits with while it is being started: progress, not a problem.
+STARTING = frozenset({"ContainerCreating", "PodInitializing"})
+
+
+def stuck_container(status: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The first (init) container waiting with a kubelet reason that is not progress."""
+    for c in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        waiting = (c.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason and reason not in STARTING:
+            why = f"container {c.get('name')} {reason}" + (
+                f": {waiting['message']}" if waiting.get("message") else ""
+            )
+            return str(reason), why[:512]
+    return None
+
+
 def lifecycle_view(pod: Mapping[str, Any], progress_annotation: str) -> tuple[Any, ...]:
     """What of a session's pod its lifecycle reads: a pod event that changes only the metrics of its
     progress report is bookkeeping (its reconcile may wait behind new sessions), any other is not."""
@@ -40,6 +57,7 @@ def lifecycle_view(pod: Mapping[str, Any], progress_annotation: str) -> tuple[An
         tuple(conditions),
         json.dumps(ann, sort_keys=True),
         progress,
+        stuck_container(status),  # a container the kubelet holds (ErrImagePull while still Pending)
     )
 
 

@@ -14,36 +14,25 @@ from shoal.agent.protocol import ANN_PROGRESS, CONFIG_KEYS
 from shoal.api.session import TrainingSessionSpec
 from shoal.pool.claims import ClaimOutcome as ClaimOutcome
 from shoal.sessions.admission import Verdict
+from shoal.sessions.progress import stuck_container
 from shoal.times import parse_time
 
 # What the pod is made from: a change to any of them while a pod runs restarts it from its checkpoint.
 POD_FIELDS = {
     *CONFIG_KEYS,  # the trainer's config
     *("image", "command", "args", "env", "resources", "poolRef", "nodeSelector", "tolerations", "affinity"),
+    "securityContext",
 }
+# Fields added since sessions first ran: counted only when set, so a pod from before keeps its hash.
+LATER_FIELDS = frozenset({"securityContext"})
 
 
 # --- what decide() reads ----------------------------------------------------------------------------------
 
 
-# What a container waits with while it is being started: progress, not a problem.
-STARTING = frozenset({"ContainerCreating", "PodInitializing"})
 # A Starting session's reasons that are progress; any other (Unschedulable, a kubelet reason such as
 # ErrImagePull) holds the start, and its Event is a Warning.
 STARTING_WELL = frozenset({"PodCreated", "PodStarting", "ClaimedWarmPod"})
-
-
-def stuck_container(status: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The first (init) container waiting with a kubelet reason that is not progress."""
-    for c in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
-        waiting = (c.get("state") or {}).get("waiting") or {}
-        reason = waiting.get("reason")
-        if reason and reason not in STARTING:
-            why = f"container {c.get('name')} {reason}" + (
-                f": {waiting['message']}" if waiting.get("message") else ""
-            )
-            return str(reason), why[:512]
-    return None
 
 
 @dataclass(frozen=True)
@@ -157,5 +146,9 @@ class Step:
 
 
 def spec_hash(spec: TrainingSessionSpec) -> str:
-    fields = spec.model_dump(mode="json", include=POD_FIELDS)
+    fields = {
+        k: v
+        for k, v in spec.model_dump(mode="json", include=POD_FIELDS).items()
+        if v is not None or k not in LATER_FIELDS
+    }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
