@@ -195,3 +195,24 @@ def scaler_manifest(
             **spec,
         },
     }
+
+
+OWN_RESOURCES = {"cpu": "1", "memory": "1Gi"}
+
+
+def session_manifest(name: str, **spec: Any) -> dict[str, Any]:
+    """A session of its own pod; with poolRef, of a warm pod, which brings its image and resources."""
+    own = {} if "poolRef" in spec else {"image": "registry.example/trainer:1", "resources": OWN_RESOURCES}
+    return {
+        "apiVersion": "shoal.dev/v1alpha1",
+        "kind": "TrainingSession",
+        "metadata": {"name": name},
+        "spec": {
+            "game": "CartPole-v1",
+            "algorithm": "PPO",
+            "totalTimesteps": 100000,
+            **own,
+            "restartPolicy": {"initialBackoffSeconds": 1, "maxBackoffSeconds": 2},
+            **spec,
+        },
+    }

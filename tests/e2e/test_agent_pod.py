@@ -17,8 +17,8 @@ import pytest
 
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from testbed.localpod import LocalPod
-from tests.e2e.conftest import OperatorProcess
-from tests.e2e.test_session import phase_is, session_manifest, status
+from tests.e2e.conftest import OperatorProcess, session_manifest
+from tests.e2e.test_session import phase_is, status
 from tests.e2e.util import apply, events_where, sample, wait_until
 
 

@@ -18,8 +18,8 @@ from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from testbed import cluster as testbed
 from testbed.faultproxy import Fault, FaultProxy
 from testbed.kubelet import LocalKubelet
-from tests.e2e.conftest import OperatorProcess, pool_manifest, scaler_manifest
-from tests.e2e.test_session import checkpoint_steps, phase_is, session_manifest, status
+from tests.e2e.conftest import OperatorProcess, pool_manifest, scaler_manifest, session_manifest
+from tests.e2e.test_session import checkpoint_steps, phase_is, status
 from tests.e2e.util import ROOT, PodHistory, apply, condition, is_idle, kubectl, live_pods, pool, wait_until
 
 SEL = "shoal.dev/pool={}"

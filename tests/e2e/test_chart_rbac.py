@@ -15,10 +15,10 @@ import pytest
 from shoal.k8s.client import Kube, pods_path
 from testbed import cluster as testbed
 from testbed.kubelet import LocalKubelet
-from tests.e2e.conftest import Exporter, OperatorProcess, pool_manifest, scaler_manifest
+from tests.e2e.conftest import Exporter, OperatorProcess, pool_manifest, scaler_manifest, session_manifest
 from tests.e2e.test_packaging import render
 from tests.e2e.test_scaler import create_deployment, deployment
-from tests.e2e.test_session import session_manifest, training
+from tests.e2e.test_session import training
 from tests.e2e.util import apply, kubectl, live_pods, wait_until
 
 

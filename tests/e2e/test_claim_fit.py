@@ -8,8 +8,8 @@ from functools import partial
 from typing import Any
 
 from shoal.k8s.client import Kube, custom_path
-from tests.e2e.conftest import OperatorProcess, pool_manifest
-from tests.e2e.test_session import reason_is, session_manifest, status
+from tests.e2e.conftest import OperatorProcess, pool_manifest, session_manifest
+from tests.e2e.test_session import reason_is, status
 from tests.e2e.util import apply, condition, is_idle, live_pods, wait_until
 
 

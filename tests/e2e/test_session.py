@@ -19,28 +19,8 @@ from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.sessions.steps import PodState
 from testbed.kubelet import LocalKubelet
 from tests.doubles.bandit import best_arm_mean
-from tests.e2e.conftest import OperatorProcess, pool_manifest
+from tests.e2e.conftest import OperatorProcess, pool_manifest, session_manifest
 from tests.e2e.util import apply, condition, events_where, is_idle, live_pods, wait_until
-
-OWN_RESOURCES = {"cpu": "1", "memory": "1Gi"}
-
-
-def session_manifest(name: str, **spec: Any) -> dict[str, Any]:
-    """A session of its own pod; with poolRef, of a warm pod, which brings its image and resources."""
-    own = {} if "poolRef" in spec else {"image": "registry.example/trainer:1", "resources": OWN_RESOURCES}
-    return {
-        "apiVersion": "shoal.dev/v1alpha1",
-        "kind": "TrainingSession",
-        "metadata": {"name": name},
-        "spec": {
-            "game": "CartPole-v1",
-            "algorithm": "PPO",
-            "totalTimesteps": 100000,
-            **own,
-            "restartPolicy": {"initialBackoffSeconds": 1, "maxBackoffSeconds": 2},
-            **spec,
-        },
-    }
 
 
 def session(kube: Kube, ns: str, name: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from shoal.k8s.client import Kube, custom_path, pods_path
-from tests.e2e.conftest import OperatorProcess
+from tests.e2e.conftest import OperatorProcess, session_manifest
 from tests.e2e.util import apply, events_where, wait_until
 
 
@@ -24,22 +24,6 @@ def status_where(kube: Kube, ns: str, name: str, field: str, value: str) -> dict
     return st if st.get(field) == value else {}
 
 
-def session(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "shoal.dev/v1alpha1",
-        "kind": "TrainingSession",
-        "metadata": {"name": name},
-        "spec": {
-            "game": "CartPole-v1",
-            "algorithm": "PPO",
-            "totalTimesteps": 100000,
-            "image": "registry.example/trainer:1",
-            "resources": {"cpu": "1", "memory": "1Gi"},
-            **spec,
-        },
-    }
-
-
 ROOT_USER = {"runAsNonRoot": False, "runAsUser": 0, "fsGroup": 0}
 
 
@@ -47,7 +31,7 @@ ROOT_USER = {"runAsNonRoot": False, "runAsUser": 0, "fsGroup": 0}
 def test_a_root_image_runs_where_pod_security_baseline_allows_it(
     kube: Kube, namespace: str, running_operator: OperatorProcess
 ) -> None:
-    apply(session("as-root", securityContext=ROOT_USER), namespace)
+    apply(session_manifest("as-root", securityContext=ROOT_USER), namespace)
     running = wait_until(lambda: status_where(kube, namespace, "as-root", "phase", "Running"), 60, "Running")
     pod = kube.get(pods_path(namespace, running["podName"]))
     assert pod["spec"]["securityContext"] == {**ROOT_USER, "seccompProfile": {"type": "RuntimeDefault"}}
@@ -62,7 +46,7 @@ def test_a_root_image_runs_where_pod_security_baseline_allows_it(
 def test_a_root_image_where_pod_security_is_restricted_says_why_it_cannot_start(
     kube: Kube, namespace: str, running_operator: OperatorProcess
 ) -> None:
-    apply(session("as-root", securityContext=ROOT_USER), namespace)
+    apply(session_manifest("as-root", securityContext=ROOT_USER), namespace)
     refused = wait_until(
         lambda: status_where(kube, namespace, "as-root", "reason", "PodCreateFailed"), 60, "PodCreateFailed"
     )
@@ -74,7 +58,7 @@ def test_a_root_image_where_pod_security_is_restricted_says_why_it_cannot_start(
 def test_a_container_the_kubelet_cannot_run_is_in_the_sessions_status_and_events_at_once(
     kube: Kube, namespace: str, running_operator: OperatorProcess
 ) -> None:
-    apply(session("crashy", startTimeoutSeconds=600), namespace)
+    apply(session_manifest("crashy", startTimeoutSeconds=600), namespace)
     running = wait_until(
         lambda: status_where(kube, namespace, "crashy", "phase", "Running"),
         60,
