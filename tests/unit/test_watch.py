@@ -33,6 +33,7 @@ class ApiServer(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     script: ClassVar[list[tuple[str, Any]]] = []
     queries: ClassVar[list[dict[str, str]]] = []
+    idle: ClassVar[float] = 0.2  # how long a watch with nothing to say stays open
 
     def do_GET(self) -> None:
         query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
@@ -50,7 +51,7 @@ class ApiServer(BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             if not what:
-                time.sleep(0.2)  # an idle watch, ended by the server
+                time.sleep(type(self).idle)  # an idle watch, ended by the server
             for chunk in what:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 self.wfile.flush()
@@ -90,6 +91,8 @@ def test_lists_in_pages_watches_resumes_relists_on_410_and_reports_what_went_mea
                 ("watch", [line("ERROR", {"kind": "Status", "code": 410, "message": "too old"})]),
                 ("list", {"items": [pod("a", 12, app="y"), d], "metadata": {"resourceVersion": "20"}}),
                 ("fail", 500),
+                ("fail", 410),  # Gone as the answer itself, not as an event
+                ("list", {"items": [pod("a", 12, app="y"), d], "metadata": {"resourceVersion": "21"}}),
                 ("watch", [line("DELETED", d)]),
             ],
         },
@@ -114,6 +117,7 @@ def test_lists_in_pages_watches_resumes_relists_on_410_and_reports_what_went_mea
         [("ADDED", "d")],  # the first read of the stream: the rest of its second line came later
         [("MODIFIED", "a")],
         [("DELETED", "b"), ("DELETED", "c"), (None, "a"), (None, "d")],  # gone while the watch was down
+        [(None, "a"), (None, "d")],  # listed again after the 410 answer: nothing gone meanwhile
         [("DELETED", "d")],
     ]
     assert batches[2][0][1]["metadata"]["labels"] == {"app": "y"}
@@ -121,6 +125,27 @@ def test_lists_in_pages_watches_resumes_relists_on_410_and_reports_what_went_mea
     assert [x.get("continue") for x in q[:2]] == [None, "page2"] and q[0]["limit"] == "500"
     assert all(x["labelSelector"] == "app" for x in q)
     watches = [(x["resourceVersion"], x["allowWatchBookmarks"]) for x in q if x.get("watch") == "true"]
-    # Resumed from the bookmark; after the 410 a list, and its version watched (again after the 500).
-    assert watches[:4] == [("10", "true"), ("13", "true"), ("20", "true"), ("20", "true")]
-    assert sum(1 for x in q if "watch" not in x) == 3  # two pages, then the one relist
+    # Resumed from the bookmark; after the 410 event a list, its version watched (again after the
+    # 500); after the 410 answer another list, and its version watched.
+    assert watches[:5] == [("10", "true"), ("13", "true"), ("20", "true"), ("20", "true"), ("21", "true")]
+    assert sum(1 for x in q if "watch" not in x) == 4  # two pages, then the two relists
+
+
+def test_a_watch_that_ends_at_once_is_retried_with_growing_delays_not_in_a_tight_loop() -> None:
+    handler: type[ApiServer] = type(
+        "H",
+        (ApiServer,),
+        {
+            "queries": [],
+            "idle": 0.0,
+            "script": [("list", {"items": [], "metadata": {"resourceVersion": "1"}})],
+        },
+    )
+    with loopback(handler) as cfg:
+        reflector = Reflector(Kube(kubernetes.client.ApiClient(cfg)), "/api/v1/pods", "app", lambda _: None)
+        reflector.start()
+        time.sleep(1.6)  # the window the requests are counted over, not a synchronisation
+        reflector.stop()
+    watches = [q for q in handler.queries if q.get("watch") == "true"]
+    # At 0, 0.5 and 1.5 s (delays 0.5 and 1.0); a tight loop would have made hundreds.
+    assert 2 <= len(watches) <= 3, len(watches)

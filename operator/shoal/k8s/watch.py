@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -66,7 +67,12 @@ class Reflector:
             try:
                 if not self.resource_version:
                     self._list()
-                failures = 0 if self._watch() else failures
+                started = time.monotonic()
+                if not self._watch() and time.monotonic() - started < 1.0:
+                    # Ended at once with nothing (a proxy closing it, say): not a watch to resume in a
+                    # tight loop, but a failure to back off from.
+                    raise RuntimeError("the watch ended at once")
+                failures = 0
             except Expired:
                 log.info("watch of %s expired at %s; listing again", self.path, self.resource_version)
                 self.resource_version = ""
@@ -115,8 +121,10 @@ class Reflector:
         )
         raw = answer.response
         telemetry.API_REQUESTS.labels("GET", str(answer.status)).inc()  # as client-go counts a watch
-        delivered = False
+        delivered = ended = False
         try:
+            if answer.status == 410:  # the API server may say it as the answer, not as an event
+                raise Expired()
             if answer.status != 200:
                 raise RuntimeError(f"{answer.status} {answer.reason}: {raw.data[:200]!r}")
             for chunk in _chunks(raw):
@@ -126,7 +134,11 @@ class Reflector:
                     delivered = True
                 if self._stopping.is_set():
                     break
+            else:
+                ended = True  # the server ended it: the connection is clean
         finally:
+            if not ended:
+                raw.close()  # unread bytes left: never hand this connection to another request
             raw.release_conn()
         return delivered
 
