@@ -319,3 +319,35 @@ def test_the_client_side_limit_spaces_requests_and_counts_the_wait() -> None:
     times = [t for _, t in handler.seen]
     assert len(times) == 6 and times[-1] - times[0] >= 4 / 20 - 0.01, times  # 4 beyond the burst
     assert telemetry.CLIENT_THROTTLE_SECONDS._value.get() - waited_before >= 0.15
+
+
+def test_a_paged_list_holds_one_page_and_follows_the_continue_token() -> None:
+    class Pages(BaseHTTPRequestHandler):
+        queries: ClassVar[list[str]] = []
+
+        def do_GET(self) -> None:
+            type(self).queries.append(self.path)
+            last = "continue=" in self.path
+            body = {
+                "items": [{"metadata": {"name": "b" if last else "a"}}],
+                "metadata": {} if last else {"continue": "t"},
+            }
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    with loopback(Pages) as cfg:
+        names = [
+            p["metadata"]["name"]
+            for p in Kube(kubernetes.client.ApiClient(cfg)).list_paged("/api/v1/pods", "x", limit=1)
+        ]
+    assert names == ["a", "b"]
+    assert Pages.queries == [
+        "/api/v1/pods?limit=1&labelSelector=x",
+        "/api/v1/pods?limit=1&labelSelector=x&continue=t",
+    ]

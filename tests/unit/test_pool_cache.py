@@ -57,6 +57,9 @@ class FakeKube:
         self.requests["LIST"] += 1
         return [copy.deepcopy(p) for p in self.pods.values()] if path.endswith("/pods") else []
 
+    def list_paged(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        return self.list_items(path, label_selector)  # one page: these tests hold a few pods
+
     def get_if_exists(self, path: str) -> dict[str, Any] | None:
         self.requests["GET"] += 1
         return None

@@ -113,14 +113,16 @@ def test_lists_in_pages_watches_resumes_relists_on_410_and_reports_what_went_mea
 
     seen = [[(kind, obj["metadata"]["name"]) for kind, obj in batch] for batch in batches]
     assert seen == [
-        [(None, "a"), (None, "b"), (None, "c")],  # both pages, as one batch
+        [(None, "a"), (None, "b")],  # each page as it comes
+        [(None, "c")],
         [("ADDED", "d")],  # the first read of the stream: the rest of its second line came later
         [("MODIFIED", "a")],
-        [("DELETED", "b"), ("DELETED", "c"), (None, "a"), (None, "d")],  # gone while the watch was down
+        [(None, "a"), (None, "d")],  # listed again after the 410 event,
+        [("DELETED", "b"), ("DELETED", "c")],  # and what went while the watch was down
         [(None, "a"), (None, "d")],  # listed again after the 410 answer: nothing gone meanwhile
         [("DELETED", "d")],
     ]
-    assert batches[2][0][1]["metadata"]["labels"] == {"app": "y"}
+    assert batches[3][0][1]["metadata"]["labels"] == {"app": "y"}
     q = handler.queries
     assert [x.get("continue") for x in q[:2]] == [None, "page2"] and q[0]["limit"] == "500"
     assert all(x["labelSelector"] == "app" for x in q)

@@ -8,6 +8,7 @@ parses in its own thread; the events are handled here, in the event loop the wor
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,8 @@ from shoal.k8s.client import Kube, pods_path
 from shoal.k8s.watch import Event, Reflector
 from shoal.pool.claims import LABEL_CLAIM
 from shoal.pool.pods import LABEL_POOL
+
+HANDLE_TIMEOUT = 30.0  # seconds the reflector waits for the loop to handle a batch, at most
 
 
 def pod_event(type: str | None, pod: Mapping[str, Any]) -> None:
@@ -50,7 +53,18 @@ def watch_pods(kube: Kube, namespaces: tuple[str, ...] | list[str]) -> list[Refl
     loop = asyncio.get_running_loop()
 
     def deliver(batch: list[Event]) -> None:
-        loop.call_soon_threadsafe(pod_events, batch)
+        # Waits until the loop has handled the batch: the reflector reads no faster than the events
+        # are handled, so a backlog (a list of thousands of pods) never piles up in memory.
+        handled = threading.Event()
+
+        def handle() -> None:
+            try:
+                pod_events(batch)
+            finally:
+                handled.set()
+
+        loop.call_soon_threadsafe(handle)
+        handled.wait(HANDLE_TIMEOUT)
 
     # Server-side selection: foreign pods cost the operator nothing.
     reflectors = [

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -189,6 +189,22 @@ class Kube:
     def list_items(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
         query = {"labelSelector": label_selector} if label_selector else None
         return list(self.request("GET", path, query=query).get("items", []))
+
+    def list_paged(
+        self, path: str, label_selector: str | None = None, limit: int = 500
+    ) -> Iterator[dict[str, Any]]:
+        """Every item, a page at a time: only one page is held (a list of thousands of pods in one
+        answer is held whole, as text and as objects, until its last item is read)."""
+        query: dict[str, Any] = {"limit": limit}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        while True:
+            page = self.request("GET", path, query=query)
+            yield from page.pop("items", None) or []
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            query["continue"] = token
 
     def get(self, path: str) -> dict[str, Any]:
         return self.request("GET", path)

@@ -4,7 +4,7 @@ and the claims no holder holds any more (given back to the pool)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -40,14 +40,20 @@ def label_managed(kube: Kube, pod: dict[str, Any]) -> dict[str, Any]:
 
 def prime(kube: Kube, index: ClaimIndex, namespaces: tuple[str, ...] | list[str]) -> None:
     """Fill the watch cache with every pool pod from one list per namespace (one in all when the
-    operator watches the whole cluster), before any pool plans from it. Pods made before the operator
-    labelled its pods for its watch get that label here, the only time they are looked for."""
-    pods: list[dict[str, Any]] = []
-    for path in [pods_path(ns) for ns in namespaces] or ["/api/v1/pods"]:
-        for pod in kube.list_items(path, LABEL_POOL):
-            pods.append(label_managed(kube, pod))
-    index.prime(pods)
-    log.info("pool cache primed with %d pod(s)", len(pods))
+    operator watches the whole cluster), a page at a time, before any pool plans from it. Pods made
+    before the operator labelled its pods for its watch get that label here, the only time they are
+    looked for."""
+    count = 0
+
+    def pods() -> Iterator[dict[str, Any]]:
+        nonlocal count
+        for path in [pods_path(ns) for ns in namespaces] or ["/api/v1/pods"]:
+            for pod in kube.list_paged(path, LABEL_POOL):
+                count += 1
+                yield label_managed(kube, pod)
+
+    index.prime(pods())
+    log.info("pool cache primed with %d pod(s)", count)
 
 
 class Stranded:

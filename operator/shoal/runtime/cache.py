@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,7 +148,7 @@ class ClaimIndex:
         self._wake(key[0], woken)
         return changed
 
-    def prime(self, pods: list[dict[str, Any]]) -> None:
+    def prime(self, pods: Iterable[Mapping[str, Any]]) -> None:
         """Fill the index from a list of every pool pod (when the operator starts leading): from then on
         pools plan from it. Counted as delivered, so the watch's own initial events for the same
         versions cause no passes."""
