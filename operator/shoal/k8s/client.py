@@ -190,21 +190,29 @@ class Kube:
         query = {"labelSelector": label_selector} if label_selector else None
         return list(self.request("GET", path, query=query).get("items", []))
 
-    def list_paged(
+    def pages(
         self, path: str, label_selector: str | None = None, limit: int = 500
     ) -> Iterator[dict[str, Any]]:
-        """Every item, a page at a time: only one page is held (a list of thousands of pods in one
-        answer is held whole, as text and as objects, until its last item is read)."""
+        """A list's answers, a page at a time, following the continue token (the last page's
+        metadata holds the list's resourceVersion)."""
         query: dict[str, Any] = {"limit": limit}
         if label_selector:
             query["labelSelector"] = label_selector
         while True:
             page = self.request("GET", path, query=query)
-            yield from page.pop("items", None) or []
+            yield page
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return
             query["continue"] = token
+
+    def list_paged(
+        self, path: str, label_selector: str | None = None, limit: int = 500
+    ) -> Iterator[dict[str, Any]]:
+        """Every item, a page at a time: only one page is held (a list of thousands of pods in one
+        answer is held whole, as text and as objects, until its last item is read)."""
+        for page in self.pages(path, label_selector, limit):
+            yield from page.pop("items", None) or []
 
     def get(self, path: str) -> dict[str, Any]:
         return self.request("GET", path)

@@ -86,18 +86,13 @@ class Reflector:
     def _list(self) -> None:
         """Each page delivered as it comes (a list of every pod held at once, beside the primer's, was
         the operator's peak memory at a restart over 5,000 pods), then what the list no longer holds."""
-        query: dict[str, Any] = {"labelSelector": self.selector, "limit": PAGE}
         listed: dict[tuple[str, str], dict[str, Any]] = {}
-        while True:
-            page = self.kube.request("GET", self.path, query=query)
+        meta: dict[str, Any] = {}
+        for page in self.kube.pages(self.path, self.selector, PAGE):
             items = page.pop("items", None) or []
             listed.update((_key(obj), _slim(obj)) for obj in items)
             self.deliver([(None, obj) for obj in items])
-            del items
             meta = page.get("metadata") or {}
-            if not meta.get("continue"):
-                break
-            query["continue"] = meta["continue"]
         # Gone while nobody watched: as a watch would have said it.
         gone: list[Event] = [("DELETED", obj) for key, obj in self._known.items() if key not in listed]
         self._known = listed
