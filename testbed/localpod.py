@@ -9,7 +9,12 @@ session's agent, a pool pod's agent), this plays the kubelet's part on this mach
   survive a restart), emptyDirs as folders of this pod; paths in env values are mapped onto them;
 - its credentials: a token of the pod's ServiceAccount bound to the pod (TokenRequest, as the
   kubelet asks for one), in a kubeconfig of its own: the process has the pod's permissions only;
+  where the pod mounts its token, also as the kubelet's files (token, ca.crt, namespace) with
+  KUBERNETES_SERVICE_HOST/PORT, for processes that call the API server without a kubeconfig;
 - its end: the pod's phase becomes Succeeded or Failed when the process exits (restartPolicy Never).
+
+`exec` runs a further process in the container (a runner's job hook, `kubectl exec`): same
+environment, volumes and token, without any say over the pod's phase.
 
 Ports the agent would open on the pod IP are given free loopback ports instead (`ports`).
 """
@@ -38,6 +43,7 @@ AGENT_PORTS = {
     "video": "SHOAL_STREAM_PORT",
     "metrics": "SHOAL_AGENT_PORT",
 }
+TOKEN_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 FIELD_REFS = {"metadata.name": "name", "metadata.namespace": "namespace", "metadata.uid": "uid"}
 # On a cluster a pod's processes run on its node, never on the control plane's or the operator's
 # cores. Here they share this machine's two cores with both, so they run at the lowest CPU priority:
@@ -130,6 +136,7 @@ class LocalPod:
         self.ports = {port: free_port() for port in AGENT_PORTS}
         self.proc: subprocess.Popen[bytes] | None = None
         self.mounts: dict[str, Path] = {}
+        self.prepared = False
         self.kubeconfig = self.dir / "kubeconfig"
 
     @property
@@ -172,6 +179,9 @@ class LocalPod:
                 env[var["name"]] = self._path(str(var["value"]))
             elif (ref := (var.get("valueFrom") or {}).get("fieldRef")) and ref["fieldPath"] in FIELD_REFS:
                 env[var["name"]] = str(self.meta[FIELD_REFS[ref["fieldPath"]]])
+        if TOKEN_MOUNT in self.mounts:
+            env["KUBERNETES_SERVICE_HOST"] = HOST
+            env["KUBERNETES_SERVICE_PORT"] = str(PORTS["kube-apiserver"])
         env.update({AGENT_PORTS[port]: str(p) for port, p in self.ports.items()})
         env.update(self.extra_env)
         return env
@@ -185,11 +195,31 @@ class LocalPod:
             cmd = [*cmd, "--", *self.command] if cmd[2:3] == ["shoal.agent"] else list(self.command)
         return cmd
 
+    def _prepare(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._volumes()
+        token = pod_token(self.kube, self.pod)
+        token_kubeconfig(self.kubeconfig, token)
+        if self.pod["spec"].get("automountServiceAccountToken", True):
+            account = self.dir / "serviceaccount"
+            account.mkdir(exist_ok=True)
+            (account / "token").write_text(token)
+            (account / "ca.crt").write_bytes((PKI / "ca.crt").read_bytes())
+            (account / "namespace").write_text(self.meta["namespace"])
+            self.mounts[TOKEN_MOUNT] = account
+        self.prepared = True
+
+    def exec(self, argv: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run `argv` in the container beside its main process, to its end."""
+        if not self.prepared:
+            self._prepare()
+        return subprocess.run(
+            argv, env=self.environment(), capture_output=True, text=True, cwd=self.dir, timeout=timeout
+        )
+
     def start(self) -> LocalPod:
         shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir.mkdir(parents=True)
-        self._volumes()
-        token_kubeconfig(self.kubeconfig, pod_token(self.kube, self.pod))
+        self._prepare()
         log = open(self.dir / "output.log", "wb")  # noqa: SIM115
         # A process group of its own: stopping the pod ends the agent and its trainer together,
         # as the end of a container's PID namespace would.

@@ -1,5 +1,6 @@
 """Pool pods that reach their own pod and nothing else (ownPodAccess): what a CI runner's job hooks
-need to mark it busy, tested with a real token of the pod's ServiceAccount."""
+need to mark it busy, tested with a real token of the pod's ServiceAccount, and the CI-runner sample's
+hooks run as its pods' own processes."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import kubernetes
 import pytest
 
 from shoal.k8s.client import ApiError, Kube, pods_path
+from testbed.localpod import LocalPod
 from tests.e2e.conftest import OperatorProcess, pool_manifest
 from tests.e2e.test_pool import SEL
 from tests.e2e.test_readme import sh_blocks
 from tests.e2e.test_session import get_pod
-from tests.e2e.util import apply, kubectl, kubectl_path, live_pods, running, wait_until
+from tests.e2e.util import ROOT, apply, kubectl, kubectl_path, live_pods, running, wait_until
 
 
 def test_a_runner_pod_marks_itself_busy_with_its_own_token_and_cannot_touch_its_neighbour(
@@ -89,3 +91,40 @@ def test_a_runner_pod_marks_itself_busy_with_its_own_token_and_cannot_touch_its_
     assert get_pod(kube, namespace, me) is not None  # busy: spared
     hook(completed)
     wait_until(lambda: get_pod(kube, namespace, me) is None, 60, "the runner scaled away once idle")
+
+
+def test_the_ci_runner_sample_runs_its_job_hooks_as_the_pod_and_the_pool_follows_them(
+    kube: Kube, namespace: str, running_operator: OperatorProcess
+) -> None:
+    """manifests/samples/ci-runner-pool.yaml as applied: each runner's job hooks (from the sample's
+    ConfigMap, run as the runner runs them: in the pod, with its env, mounts and own token) mark it
+    busy and idle again; a second busy runner brings up one more warm runner (2 busy + minIdle 3 is
+    above replicas 4), and once both are idle the pool is back to 4 without touching the others."""
+    sample = ROOT / "manifests" / "samples" / "ci-runner-pool.yaml"
+    kubectl("apply", "-n", namespace, "-f", str(sample))
+    sel = SEL.format("ci-runners")
+    wait_until(lambda: len(running(live_pods(kube, namespace, sel))) == 4, 60, "4 runners")
+    first = {p["metadata"]["name"] for p in live_pods(kube, namespace, sel)}
+    a, b = sorted(first)[:2]
+
+    def hook(pod: str, which: str) -> None:
+        out = LocalPod(kube, namespace, pod).exec(["sh", "-c", f'exec sh "$ACTIONS_RUNNER_HOOK_JOB_{which}"'])
+        assert out.returncode == 0, out.stderr
+
+    def busy(pod: str) -> str | None:
+        return (kube.get(pods_path(namespace, pod))["metadata"].get("annotations") or {}).get(
+            "shoal.dev/busy"
+        )
+
+    hook(a, "STARTED")
+    assert busy(a) == "true" and busy(b) is None  # its own pod only
+    hook(b, "STARTED")
+    wait_until(lambda: len(running(live_pods(kube, namespace, sel))) == 5, 60, "a fifth, warm runner")
+    second = {p["metadata"]["name"] for p in live_pods(kube, namespace, sel)}
+    assert first < second and len(second) == 5  # one created, none replaced
+    for pod in (a, b):
+        hook(pod, "COMPLETED")
+        assert busy(pod) == "false"
+    wait_until(lambda: len(live_pods(kube, namespace, sel)) == 4, 60, "back to 4 runners")
+    third = {p["metadata"]["name"] for p in live_pods(kube, namespace, sel)}
+    assert third < second  # one removed, none created

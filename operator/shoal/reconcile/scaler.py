@@ -19,6 +19,7 @@ from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.reconcile import write_status
 from shoal.reconcile.history import HistoryStore, save_every
 from shoal.reconcile.targets import PLURAL, ScaleTargets, TargetError
+from shoal.runtime.store import Store, older
 from shoal.scaling import record
 from shoal.scaling.engine import config, decide
 from shoal.scaling.schedule import valid_cron
@@ -38,6 +39,7 @@ class _State:
     generation: int | None = None
     saved_at: float = 0.0  # monotonic time of the last history write
     saved_points: int = 0
+    scaled_version: str | None = None  # the target's resourceVersion our last /scale patch answered
 
 
 def startup_seconds(pods: list[dict[str, Any]]) -> float | None:
@@ -66,10 +68,13 @@ class ScalerReconciler:
         sources: dict[str, MetricSource],
         clock: Callable[[], float] | None = None,
         wall: Callable[[], float] | None = None,
+        pools: Callable[[str, str], Mapping[str, Any] | None] | None = None,
     ) -> None:
         """`clock` (monotonic) times polls, cooldowns and windows; `wall` what is written, matched
-        against a calendar (status times, cron windows) or kept across processes (demand history)."""
+        against a calendar (status times, cron windows) or kept across processes (demand history).
+        `pools` is the pool watch's cache: a ContainerPool target's scale is read from there."""
         self.kube = kube
+        self.pools = pools
         self.settings = settings
         self.sources = sources
         self.clock = clock or time.monotonic
@@ -78,6 +83,9 @@ class ScalerReconciler:
         self.lock = threading.Lock()
         self.targets = ScaleTargets(kube)
         self.history = HistoryStore(kube)
+        # Each scaler as its watch or this process's own status write last showed it: an evaluation
+        # reads its scaler from here, as HPA reads its objects from a lister (a GET less per poll).
+        self.store = Store()
 
     # --- the loop --------------------------------------------------------------------------------------
 
@@ -86,6 +94,7 @@ class ScalerReconciler:
         back as an event of the same generation: it carries nothing new and the next poll is already
         queued, so skipping it halves the work of a large fleet of scalers."""
         meta = obj.get("metadata") or {}
+        self.store.event(event_type, obj)
         if event_type in (None, "DELETED") or meta.get("deletionTimestamp"):
             return True
         with self.lock:
@@ -94,7 +103,9 @@ class ScalerReconciler:
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         key = (namespace, name)
-        obj = self.kube.get_if_exists(custom_path(PLURAL, namespace, name))
+        obj = self.store.read(
+            namespace, name, lambda: self.kube.get_if_exists(custom_path(PLURAL, namespace, name))
+        )
         if obj is None:
             with self.lock:
                 self.states.pop(key, None)
@@ -153,7 +164,9 @@ class ScalerReconciler:
             if conflict:
                 raise TargetError("ConflictingScaler", conflict)
             try:
-                scale = self.kube.get(path)
+                scale = self._scale(namespace, ref.apiVersion, ref.kind, ref.name, state) or self.kube.get(
+                    path
+                )
             except ApiError as exc:
                 if exc.not_found:
                     raise TargetError("TargetNotFound", f"{ref.kind}/{ref.name} not found") from None
@@ -213,7 +226,8 @@ class ScalerReconciler:
             if decision.desired < current and ref.kind in ("Deployment", "ReplicaSet"):
                 self._set_deletion_costs(namespace, readings)
             try:
-                self.kube.merge_patch(path, {"spec": {"replicas": decision.desired}})
+                answer = self.kube.merge_patch(path, {"spec": {"replicas": decision.desired}})
+                state.scaled_version = (answer.get("metadata") or {}).get("resourceVersion")
             except ApiError as exc:
                 state.history = replace(history, events=history.events[:-1])
                 self._status(
@@ -238,6 +252,22 @@ class ScalerReconciler:
         telemetry.SCALER_AT_MAX.labels(namespace, name).set(1 if decision.limited_reason == "AtMax" else 0)
         self._status(obj, wall, record.conditions_of(decision), current=current, decision=decision)
         return poll
+
+    def _scale(
+        self, namespace: str, api_version: str, kind: str, name: str, state: _State
+    ) -> dict[str, Any] | None:
+        """A ContainerPool target's scale as the pool watch last showed the pool (the fields its CRD's
+        scale subresource maps), as HPA reads from its informers; None (read /scale) for other kinds,
+        a pool the cache does not hold, or one older than the answer to our own last scale patch."""
+        if self.pools is None or (api_version, kind) != ("shoal.dev/v1alpha1", "ContainerPool"):
+            return None
+        pool = self.pools(namespace, name)
+        if pool is None or older(pool, state.scaled_version):
+            return None
+        return {
+            "spec": {"replicas": (pool.get("spec") or {}).get("replicas", 0)},
+            "status": {"selector": (pool.get("status") or {}).get("selector", "")},
+        }
 
     def _read(self, ctx: SourceContext, metric: MetricSpec) -> MetricReading:
         started = time.perf_counter()
@@ -278,4 +308,6 @@ class ScalerReconciler:
         decision: Decision | None = None,
     ) -> None:
         status = record.compose(obj, wall, conds, current, decision)
-        write_status(self.kube, PLURAL, obj, status)
+        written = write_status(self.kube, PLURAL, obj, status)
+        if written is not None:
+            self.store.put(written)  # the next poll composes on what was written, echo or not

@@ -195,6 +195,11 @@ class ClaimIndex:
             cached = self._pools.get((namespace, name))
         return copy.deepcopy(dict(cached.obj)) if cached is not None else None
 
+    def pool_view(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The pool as the watch last delivered it, not a copy: for readers only."""
+        cached = self.pool(namespace, name)
+        return cached.obj if cached is not None else None
+
     def pods(self, namespace: str, pool: str) -> list[CachedPod]:
         with self._lock:
             return list(self._pods.get((namespace, pool), {}).values())
