@@ -6,6 +6,8 @@ import contextlib
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from shoal.vocab import STATES
+
 RECONCILE_SECONDS = Histogram(
     "shoal_reconcile_duration_seconds",
     "Time spent in one reconcile",
@@ -56,7 +58,6 @@ LEADER = Gauge("shoal_leader", "1 while this replica holds the leader lease")
 
 
 def forget_pool(namespace: str, pool: str) -> None:
-    from shoal.pool.pods import STATES
 
     for state in STATES:
         with contextlib.suppress(KeyError):

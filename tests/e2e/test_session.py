@@ -14,9 +14,9 @@ from typing import Any
 import psutil
 import pytest
 
-from shoal.agent.protocol import ANN_PROGRESS
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.sessions.steps import PodState
+from shoal.vocab import ANN_PROGRESS
 from testbed.kubelet import LocalKubelet
 from tests.doubles.bandit import best_arm_mean
 from tests.e2e.conftest import OperatorProcess, pool_manifest, session_manifest

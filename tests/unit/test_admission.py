@@ -67,7 +67,7 @@ def test_exponential_backoff_is_capped() -> None:
 def test_quota_headroom_is_the_tightest_quota_less_what_is_used() -> None:
     from decimal import Decimal
 
-    from shoal.sessions.capacity import INF, quota_headroom
+    from shoal.reconcile.capacity import INF, quota_headroom
 
     quotas = [
         {"status": {"hard": {"requests.cpu": "8", "pods": "10"}, "used": {"requests.cpu": "3"}}},
@@ -81,7 +81,7 @@ def test_quota_headroom_is_the_tightest_quota_less_what_is_used() -> None:
 def test_node_headroom_counts_ready_schedulable_nodes_less_live_pods_as_the_scheduler_does() -> None:
     from decimal import Decimal
 
-    from shoal.sessions.capacity import node_headroom
+    from shoal.reconcile.capacity import node_headroom
     from shoal.sessions.placement import node_free
 
     ready: dict[str, Any] = {"conditions": [{"type": "Ready", "status": "True"}]}

@@ -117,7 +117,7 @@ def session(name: str, gpus: int, cpu: str = "1", priority: int = 0) -> tuple[di
 
 def test_admission_needs_one_node_and_shares_one_snapshot_across_sessions() -> None:
     from shoal.config import Settings
-    from shoal.sessions.capacity import Capacity
+    from shoal.reconcile.capacity import Capacity
 
     clock = [0.0]
     kube = FakeKube([*(node(f"g{i}", gpus=1) for i in range(4)), node("big", gpus=6)], [])
@@ -145,7 +145,7 @@ def test_one_namespace_listing_serves_every_pending_session_and_admissions_stay_
     None
 ):
     from shoal.config import Settings
-    from shoal.sessions.capacity import SETTLE_SECONDS, Capacity
+    from shoal.reconcile.capacity import SETTLE_SECONDS, Capacity
 
     clock = [0.0]
     kube = FakeKube([node("n", gpus=0)], [session(n, 0, cpu="2")[0] for n in "abc"])
@@ -174,7 +174,7 @@ def test_one_namespace_listing_serves_every_pending_session_and_admissions_stay_
 
 def test_a_victim_asked_to_pause_is_not_chosen_again_while_the_listing_is_stale() -> None:
     from shoal.config import Settings
-    from shoal.sessions.capacity import Capacity
+    from shoal.reconcile.capacity import Capacity
 
     kube = FakeKube([node("n", gpus=0)], [])
     kube.quotas = [quota("4", "4")]

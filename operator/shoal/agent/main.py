@@ -37,11 +37,7 @@ from shoal.agent.handover import Handover, unreachable
 from shoal.agent.podwatch import Annotations, FileWatch, PodWatch
 from shoal.agent.proctree import ProcessTree
 from shoal.agent.protocol import (
-    ANN_COMMAND,
-    ANN_COMMAND_ID,
-    ANN_SESSION_CONFIG,
     EXIT_BAD_INPUT,
-    HANDED_ENV,
     checkpoint_dir,
     command_id_file,
     config_file,
@@ -54,7 +50,19 @@ from shoal.agent.protocol import (
 )
 from shoal.agent.report import FileReporter, GpuSampler, PodReporter, Reporter
 from shoal.agent.standby import Standby, Trainer
-from shoal.pool.pods import ANN_CLAIMED_BY, ANN_CLAIMS
+from shoal.vocab import (
+    ANN_CLAIMED_BY,
+    ANN_CLAIMS,
+    ANN_COMMAND,
+    ANN_COMMAND_ID,
+    ANN_SESSION_CONFIG,
+    ENV_CHECKPOINT_DIR,
+    ENV_CONFIG_FILE,
+    ENV_POD_NAME,
+    ENV_POD_NAMESPACE,
+    ENV_RESUME_FROM,
+    HANDED_ENV,
+)
 
 log = logging.getLogger("shoal.agent")
 TICK = 0.2  # seconds between looks at the trainer when no command arrives
@@ -125,12 +133,12 @@ class Agent:
         path = workdir() / "config.json"
         write_json(path, claim.config)
         # The agent's environment, which the trainer inherits: both read the same config and directories.
-        os.environ["SHOAL_CONFIG_FILE"] = str(path)
-        os.environ["SHOAL_CHECKPOINT_DIR"] = str(claim.checkpoints)
+        os.environ[ENV_CONFIG_FILE] = str(path)
+        os.environ[ENV_CHECKPOINT_DIR] = str(claim.checkpoints)
         if claim.resume_from:
-            os.environ["SHOAL_RESUME_FROM"] = claim.resume_from
+            os.environ[ENV_RESUME_FROM] = claim.resume_from
         else:
-            os.environ.pop("SHOAL_RESUME_FROM", None)
+            os.environ.pop(ENV_RESUME_FROM, None)
         self.session_env = claim.env  # the trainer's, not the agent's: gone with the session
         self.handled_id = self.acked_id = 0  # a claim starts its command ids afresh
         self.last_report = None
@@ -291,7 +299,7 @@ class Agent:
 
     def _train(self, waiting: Standby | None = None) -> int:
         volume = self.checkpoints if self.warm else checkpoint_dir()
-        lost = unreachable(os.environ.get("SHOAL_RESUME_FROM"), volume, self.warm)
+        lost = unreachable(os.environ.get(ENV_RESUME_FROM), volume, self.warm)
         if lost is not None:  # the trainer in standby stays for the next claim
             log.error("%s: %s", lost.reason, lost.message)
             write_json(progress_file(), {"error": {"reason": lost.reason, "message": lost.message}})
@@ -365,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.port:
         start_http_server(args.port, addr=args.bind)
     command = args.command or [sys.executable, "-m", "shoal.agent.sb3"]
-    pod = (env("POD_NAMESPACE", ""), env("POD_NAME", ""))
+    pod = (env(ENV_POD_NAMESPACE, ""), env(ENV_POD_NAME, ""))
     annotations: Annotations = (
         FileWatch(Path(args.annotations_file)) if args.annotations_file else PodWatch(*pod)
     )

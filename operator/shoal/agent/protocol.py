@@ -15,29 +15,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# Annotations of the agent's pod that the agent and the operator both read or write.
-ANN_COMMAND = "shoal.dev/command"
-ANN_COMMAND_ID = "shoal.dev/command-id"
-ANN_PROGRESS = "shoal.dev/progress"
-ANN_SESSION_CONFIG = "shoal.dev/session-config"
-EXIT_BAD_INPUT = 3  # the config or checkpoint cannot be used: fail the session, do not restart it
-CONFIG_KEYS = (
-    "game",
-    "algorithm",
-    "totalTimesteps",
-    "vecEnvs",
-    "learningRate",
-    "checkpointEverySec",
-    "videoRecording",
+from shoal.vocab import (
+    CONFIG_KEYS,
+    ENV_CHECKPOINT_DIR,
+    ENV_CONFIG_FILE,
+    ENV_STANDBY,
+    ENV_STANDBY_FD,
+    ENV_WORKDIR,
+    HANDED_ENV,
 )
+
+EXIT_BAD_INPUT = 3  # the config or checkpoint cannot be used: fail the session, do not restart it
 
 
 def workdir() -> Path:
-    return Path(os.environ.get("SHOAL_WORKDIR", "/shoal"))
+    return Path(os.environ.get(ENV_WORKDIR, "/shoal"))
 
 
 def checkpoint_dir() -> Path:
-    return Path(os.environ.get("SHOAL_CHECKPOINT_DIR", "/checkpoints"))
+    return Path(os.environ.get(ENV_CHECKPOINT_DIR, "/checkpoints"))
 
 
 def progress_file() -> Path:
@@ -49,13 +45,7 @@ def command_id_file() -> Path:
 
 
 def config_file() -> Path:
-    return Path(os.environ.get("SHOAL_CONFIG_FILE", "/etc/shoal/config.json"))
-
-
-STANDBY = "SHOAL_STANDBY"
-STANDBY_FD = "SHOAL_STANDBY_FD"  # where a trainer in standby answers the agent (shoal.agent.standby)
-# What a claim hands a trainer started in standby: where its session's config and checkpoints are.
-HANDED_ENV = ("SHOAL_CONFIG_FILE", "SHOAL_CHECKPOINT_DIR", "SHOAL_RESUME_FROM")
+    return Path(os.environ.get(ENV_CONFIG_FILE, "/etc/shoal/config.json"))
 
 
 def standby() -> bool:
@@ -68,9 +58,9 @@ def standby() -> bool:
     and waits for the next hand-off, so no session after the pod's start waits for a new interpreter
     either. False: the agent stopped (stdin closed); the trainer should exit. True at once when not in
     standby."""
-    if os.environ.pop(STANDBY, "") != "1":
+    if os.environ.pop(ENV_STANDBY, "") != "1":
         return True
-    answers = os.fdopen(int(os.environ.pop(STANDBY_FD)), "w", buffering=1)
+    answers = os.fdopen(int(os.environ.pop(ENV_STANDBY_FD)), "w", buffering=1)
     # The pod's SIGTERM is the agent's to pass on to the session's trainer; the standby ends with stdin.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     while line := sys.stdin.readline():

@@ -10,7 +10,8 @@ from typing import Any, Protocol
 
 from prometheus_client import Gauge
 
-from shoal.agent.protocol import ANN_PROGRESS, write_json
+from shoal.agent.protocol import write_json
+from shoal.vocab import ANN_PROGRESS
 
 log = logging.getLogger("shoal.agent")
 GPU_UTIL = Gauge("shoal_agent_gpu_utilization_percent", "GPU utilization (NVML)", ["gpu"])

@@ -25,7 +25,6 @@ from typing import Any
 from shoal.agent.checkpoints import Checkpoint, CheckpointError, CheckpointStore, check_compatible
 from shoal.agent.protocol import (
     EXIT_BAD_INPUT,
-    STANDBY,
     checkpoint_dir,
     command_id_file,
     flag,
@@ -35,6 +34,7 @@ from shoal.agent.protocol import (
     workdir,
     write_json,
 )
+from shoal.vocab import ENV_RESUME_FROM, ENV_STANDBY
 
 ON_POLICY = ("A2C", "PPO")
 ALGORITHMS = ("A2C", "DDPG", "DQN", "PPO", "SAC", "TD3")
@@ -147,7 +147,7 @@ class Run:
         resolve_game(self.game)
         self.store.clean()
         ckpt = self.store.latest()
-        named = os.environ.get("SHOAL_RESUME_FROM", "")
+        named = os.environ.get(ENV_RESUME_FROM, "")
         if ckpt is None and named and Path(named).is_dir():  # latest.json lost, the operator's record kept
             ckpt = self.store.open(Path(named))
         if ckpt is not None:
@@ -347,7 +347,7 @@ def prewarm() -> None:
 
 
 def main(cfg_loader: Callable[[], dict[str, Any]] = load_config) -> int:
-    if os.environ.get(STANDBY) == "1":
+    if os.environ.get(ENV_STANDBY) == "1":
         prewarm()
         if not standby():
             return 0  # the pod stopped before a session claimed it

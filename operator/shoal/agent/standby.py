@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import psutil
 
-from shoal.agent.protocol import STANDBY, STANDBY_FD
+from shoal.vocab import ENV_STANDBY, ENV_STANDBY_FD
 
 log = logging.getLogger("shoal.agent")
 HAND_OFF_TIMEOUT = 120.0  # a standby still importing when its claim comes answers once they are done
@@ -65,7 +65,7 @@ class Forked:
 class Standby:
     def __init__(self, command: list[str]) -> None:
         read, write = os.pipe()
-        env = {**os.environ, STANDBY: "1", STANDBY_FD: str(write)}
+        env = {**os.environ, ENV_STANDBY: "1", ENV_STANDBY_FD: str(write)}
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, env=env, pass_fds=(write,))
         os.close(write)  # the standby's (and its trainers', until they close it): EOF once it is gone
         os.set_blocking(read, False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
@@ -110,3 +110,23 @@ def validations(*rules: dict[str, str]) -> dict[str, Any]:
 # field with its own bounds is a plain int with all of them (tests/unit/test_api.py checks).
 PositiveInt = Annotated[int, Field(ge=1, le=2**31 - 1)]
 NonNegativeInt = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
+class Wants(Protocol):
+    """What a session or a ContainerClaim asks for (SessionResources, ClaimResources)."""
+
+    cpu: str | None
+    memory: str | None
+    gpu: int | None
+    gpuMemory: str | None
+    disk: str | None
+
+
+def resource_names(r: Wants, gpu_resource: str, gpu_memory_resource: str = "") -> dict[str, str]:
+    """Kubernetes resource names and quantities, with the operator's names for GPUs and GPU memory."""
+    out: dict[str, str | None] = {"cpu": r.cpu, "memory": r.memory, "ephemeral-storage": r.disk}
+    if r.gpu:
+        out[gpu_resource] = str(r.gpu)
+    if r.gpuMemory and gpu_memory_resource:
+        out[gpu_memory_resource] = r.gpuMemory
+    return {k: v for k, v in out.items() if v is not None}

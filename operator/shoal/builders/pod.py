@@ -9,8 +9,18 @@ import secrets
 from typing import Any
 
 from shoal.api.pool import ContainerPoolSpec
-from shoal.builders import LABEL_MANAGED, controller_ref
-from shoal.pool.pods import LABEL_POOL, LABEL_STATE, LABEL_TEMPLATE_HASH, UNCLAIMED
+from shoal.builders import controller_ref
+from shoal.vocab import (
+    ENV_CHECKPOINT_DIR,
+    ENV_POD_NAME,
+    ENV_POD_NAMESPACE,
+    ENV_WORKDIR,
+    LABEL_MANAGED,
+    LABEL_POOL,
+    LABEL_STATE,
+    LABEL_TEMPLATE_HASH,
+    UNCLAIMED,
+)
 
 # Pod Security "restricted" defaults, used where the user's template says nothing.
 RESTRICTED_POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
@@ -57,8 +67,8 @@ def _add_identity(pod_spec: dict[str, Any], pod_name: str) -> None:
     _add_env(
         pod_spec["containers"][0],
         [
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": ENV_POD_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         ],
     )
 
@@ -70,8 +80,8 @@ def _add_agent(pod_spec: dict[str, Any], pod_name: str, checkpoint_claim: str | 
     _add_env(
         first,
         [
-            {"name": "SHOAL_WORKDIR", "value": "/shoal"},
-            {"name": "SHOAL_CHECKPOINT_DIR", "value": "/checkpoints"},
+            {"name": ENV_WORKDIR, "value": "/shoal"},
+            {"name": ENV_CHECKPOINT_DIR, "value": "/checkpoints"},
         ],
     )
     mounted = {m["mountPath"] for m in first.get("volumeMounts") or []}

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Protocol
+from typing import Any
 
+from shoal.api.common import resource_names
 from shoal.api.session import TrainingSessionSpec
-from shoal.builders import LABEL_MANAGED, controller_ref
+from shoal.builders import controller_ref
 from shoal.builders.pod import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, own_pod_access
 from shoal.config import Settings
 from shoal.pool.affinity import signature_text
-from shoal.pool.claims import LABEL_SESSION as LABEL_SESSION
 from shoal.pool.selection import ClaimRequest
-from shoal.sessions.warm import handed
+from shoal.vocab import (
+    ANN_RESUME_FROM,
+    ANN_SESSION_CONFIG,
+    ENV_ALGORITHM,
+    ENV_CHECKPOINT_DIR,
+    ENV_CONFIG_FILE,
+    ENV_GAME,
+    ENV_POD_NAME,
+    ENV_POD_NAMESPACE,
+    ENV_RESUME_FROM,
+    ENV_WORKDIR,
+    LABEL_MANAGED,
+    LABEL_SESSION,
+)
 
-ANN_RESUME_FROM = "shoal.dev/resume-from"
 TENSORBOARD_PORT = 6006
 VIDEO_PORT = 8000
 AGENT_PORT = 9400
@@ -60,28 +72,18 @@ def training_config(spec: TrainingSessionSpec) -> dict[str, Any]:
     }
 
 
-class Wants(Protocol):
-    """What a session or a ContainerClaim asks for (SessionResources, ClaimResources)."""
-
-    cpu: str | None
-    memory: str | None
-    gpu: int | None
-    gpuMemory: str | None
-    disk: str | None
+def handed(
+    config: dict[str, Any], spec: TrainingSessionSpec, resume_from: str | None
+) -> dict[str, str | None]:
+    """The annotations a claimed pod gets: the session's config, its env and where it resumes from."""
+    body: dict[str, Any] = {**config, "resumeFrom": resume_from}
+    if spec.env:
+        body["env"] = {e.name: e.value for e in spec.env}
+    return {ANN_SESSION_CONFIG: json.dumps(body)}
 
 
 def requests(spec: TrainingSessionSpec, gpu_resource: str, gpu_memory_resource: str = "") -> dict[str, str]:
     return resource_names(spec.resources, gpu_resource, gpu_memory_resource)
-
-
-def resource_names(r: Wants, gpu_resource: str, gpu_memory_resource: str = "") -> dict[str, str]:
-    """Kubernetes resource names and quantities, with the operator's names for GPUs and GPU memory."""
-    out: dict[str, str | None] = {"cpu": r.cpu, "memory": r.memory, "ephemeral-storage": r.disk}
-    if r.gpu:
-        out[gpu_resource] = str(r.gpu)
-    if r.gpuMemory and gpu_memory_resource:
-        out[gpu_memory_resource] = r.gpuMemory
-    return {k: v for k, v in out.items() if v is not None}
 
 
 def placement(spec: TrainingSessionSpec) -> dict[str, Any]:
@@ -104,16 +106,16 @@ def session_pod(
     n = names(session)
     res = requests(spec, gpu_resource, gpu_memory_resource)
     env = [
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": "SHOAL_CONFIG_FILE", "value": "/etc/shoal/config.json"},
-        {"name": "SHOAL_CHECKPOINT_DIR", "value": "/checkpoints"},
-        {"name": "SHOAL_WORKDIR", "value": "/shoal"},
-        {"name": "SHOAL_GAME", "value": spec.game},
-        {"name": "SHOAL_ALGORITHM", "value": spec.algorithm},
+        {"name": ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": ENV_POD_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": ENV_CONFIG_FILE, "value": "/etc/shoal/config.json"},
+        {"name": ENV_CHECKPOINT_DIR, "value": "/checkpoints"},
+        {"name": ENV_WORKDIR, "value": "/shoal"},
+        {"name": ENV_GAME, "value": spec.game},
+        {"name": ENV_ALGORITHM, "value": spec.algorithm},
     ]
     if resume_from:
-        env.append({"name": "SHOAL_RESUME_FROM", "value": resume_from})
+        env.append({"name": ENV_RESUME_FROM, "value": resume_from})
     env += [{"name": e.name, "value": e.value} for e in spec.env]
     container: dict[str, Any] = {
         "name": "trainer",

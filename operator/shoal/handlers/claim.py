@@ -8,9 +8,9 @@ from typing import Any
 import kopf
 
 from shoal import telemetry
-from shoal.pool.claims import CONTAINER_CLAIM, LABEL_CLAIM, Holder
-from shoal.pool.pods import ANN_CLAIMED_BY
+from shoal.pool.claims import CONTAINER_CLAIM, Holder
 from shoal.runtime import operator
+from shoal.vocab import ANN_CLAIMED_BY, LABEL_CLAIM
 
 KIND = "ContainerClaim"
 

@@ -13,15 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from shoal import telemetry
-from shoal.builders import LABEL_MANAGED, MANAGED
-from shoal.builders.session import LABEL_SESSION
 from shoal.handlers.claim import claim_pod_event
 from shoal.handlers.pool import pool_pod_event
 from shoal.handlers.session import session_pod_event, unlabelled_pod_event
 from shoal.k8s.client import Kube, pods_path
 from shoal.k8s.watch import Event, Reflector
-from shoal.pool.claims import LABEL_CLAIM
-from shoal.pool.pods import LABEL_POOL
+from shoal.vocab import LABEL_CLAIM, LABEL_MANAGED, LABEL_POOL, LABEL_SESSION, MANAGED
 
 HANDLE_TIMEOUT = 30.0  # seconds the reflector waits for the loop to handle a batch, at most
 

@@ -8,8 +8,8 @@ from typing import Any
 import kopf
 
 from shoal import telemetry
-from shoal.pool.pods import LABEL_POOL
 from shoal.runtime import operator
+from shoal.vocab import LABEL_POOL
 
 KIND = "ContainerPool"
 

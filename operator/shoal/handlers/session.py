@@ -9,10 +9,9 @@ from typing import Any
 import kopf
 
 from shoal import telemetry
-from shoal.agent.protocol import ANN_PROGRESS
-from shoal.builders.session import LABEL_SESSION
 from shoal.runtime import operator
 from shoal.sessions.progress import lifecycle_view
+from shoal.vocab import ANN_PROGRESS, LABEL_SESSION
 
 KIND = "TrainingSession"
 

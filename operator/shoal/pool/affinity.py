@@ -13,8 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-ANN_HISTORY = "shoal.dev/history"
-ANN_JOB_OUTCOME = "shoal.dev/job-outcome"  # Succeeded | Failed: set by the job itself (ownPodAccess)
 HISTORY = 8
 _MAX_SIGNATURE = 2048  # a signature longer than this is not remembered (annotations are bounded)
 

@@ -14,25 +14,30 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from shoal.agent.protocol import ANN_COMMAND, ANN_COMMAND_ID, ANN_PROGRESS, ANN_SESSION_CONFIG
-from shoal.pool.affinity import ANN_HISTORY, ANN_JOB_OUTCOME, with_job
 from shoal.pool.affinity import signature_text as signature_text
-from shoal.pool.pods import (
+from shoal.pool.affinity import with_job
+from shoal.pool.pods import PodView
+from shoal.times import format_time
+from shoal.vocab import (
     ANN_CLAIMED_BY,
     ANN_CLAIMS,
+    ANN_COMMAND,
+    ANN_COMMAND_ID,
+    ANN_HISTORY,
+    ANN_JOB_OUTCOME,
     ANN_LAST_CLAIMED,
     ANN_LAST_RELEASED,
     ANN_LAST_SIGNATURE,
+    ANN_PROGRESS,
+    ANN_SESSION_CONFIG,
+    ANN_SIGNATURE,
     CLAIMED,
+    LABEL_CLAIM,
+    LABEL_SESSION,
     LABEL_STATE,
     UNCLAIMED,
-    PodView,
 )
-from shoal.times import format_time
 
-LABEL_SESSION = "shoal.dev/session"
-LABEL_CLAIM = "shoal.dev/claim"
-ANN_SIGNATURE = "shoal.dev/signature"  # the holder's job signature, remembered as last-signature on release
 CLAIM_PREFIX = "containerclaim/"
 FINAL_SESSION = ("Succeeded", "Failed", "Stopped")
 FINAL_CLAIM = ("Expired", "Lost")

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shoal.api.claim import ClaimResources, ContainerClaimSpec
-from shoal.builders.session import resource_names
+from shoal.api.common import resource_names
 from shoal.pool.claims import FINAL_CLAIM, ClaimOutcome, signature_text
 from shoal.pool.selection import ClaimRequest
 from shoal.times import format_time, parse_time

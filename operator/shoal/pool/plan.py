@@ -11,17 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from shoal.api.pool import ContainerPoolSpec, Recycle
-from shoal.pool.pods import (
-    CLAIMED,
-    DRAINING,
-    FAILED,
-    IDLE,
-    PENDING,
-    WARMING,
-    PodView,
-    observed_state,
-    state_label,
-)
+from shoal.pool.pods import PodView, observed_state, state_label
+from shoal.vocab import CLAIMED, DRAINING, FAILED, IDLE, PENDING, WARMING
 
 # Healthy pods replaced at once (age, claims, template change), as a share of the desired size:
 # replacements start before the old pods go, so capacity dips by at most this much.

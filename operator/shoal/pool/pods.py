@@ -6,36 +6,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shoal.pool.affinity import ANN_HISTORY, ANN_JOB_OUTCOME, Job, outcome, parse_history
+from shoal.pool.affinity import Job, outcome, parse_history
 from shoal.times import parse_time
-
-LABEL_POOL = "shoal.dev/pool"
-LABEL_STATE = "shoal.dev/state"
-LABEL_TEMPLATE_HASH = "shoal.dev/template-hash"
-ANN_BUSY = "shoal.dev/busy"
-ANN_CLAIMED_BY = "shoal.dev/claimed-by"
-ANN_CLAIMS = "shoal.dev/claims"
-ANN_LAST_RELEASED = "shoal.dev/last-released"
-ANN_LAST_SIGNATURE = "shoal.dev/last-signature"
-ANN_LAST_CLAIMED = "shoal.dev/last-claimed"  # when the pod was last claimed: RoundRobin's cursor
-ANN_LOAD = "shoal.dev/load"  # the pod's own report of its load (0-1), written by its workload
-
-# Pod states of the pool's state machine: counted in the pool's status and metrics.
-PENDING, WARMING, IDLE, CLAIMED, DRAINING, FAILED = (
-    "Pending",
-    "Warming",
-    "Idle",
-    "Claimed",
-    "Draining",
-    "Failed",
+from shoal.vocab import (
+    ANN_BUSY,
+    ANN_CLAIMED_BY,
+    ANN_CLAIMS,
+    ANN_HISTORY,
+    ANN_JOB_OUTCOME,
+    ANN_LAST_CLAIMED,
+    ANN_LAST_RELEASED,
+    ANN_LAST_SIGNATURE,
+    ANN_LOAD,
+    CLAIMED,
+    DRAINING,
+    FAILED,
+    IDLE,
+    LABEL_STATE,
+    LABEL_TEMPLATE_HASH,
+    PENDING,
+    UNCLAIMED,
+    WARMING,
 )
-STATES = (PENDING, WARMING, IDLE, CLAIMED, DRAINING, FAILED)
-# What the LABEL_STATE label says. Pending, Warming and Idle fold into one value: whether an unclaimed
-# pod is ready, its Ready condition already tells, and writing each step costs a request per pod (a
-# pool's largest cost after creating it). A pod being deleted keeps its label (its deletionTimestamp
-# says it is draining).
-UNCLAIMED = "Unclaimed"
-LABELS = (UNCLAIMED, CLAIMED, FAILED)
 
 
 def state_label(state: str) -> str:

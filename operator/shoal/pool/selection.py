@@ -11,7 +11,8 @@ from shoal.api.common import parse_quantity
 from shoal.api.pool import Recycle
 from shoal.pool.affinity import score
 from shoal.pool.plan import recycle_reason
-from shoal.pool.pods import IDLE, PodView, observed_state
+from shoal.pool.pods import PodView, observed_state
+from shoal.vocab import IDLE
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 

@@ -21,11 +21,11 @@ from shoal.config import Settings
 from shoal.k8s.client import Kube, custom_path, pods_path
 from shoal.pool.claims import CONTAINER_CLAIM, Holder, signature_text
 from shoal.pool.containerclaim import HeldPod, claim_request, decide
-from shoal.pool.pods import ANN_CLAIMED_BY
 from shoal.reconcile import write_status
 from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex
 from shoal.runtime.store import Store
+from shoal.vocab import ANN_CLAIMED_BY
 
 log = logging.getLogger("shoal.claim")
 PLURAL = "containerclaims"

@@ -27,7 +27,7 @@ from shoal.builders.session import claim_request
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.pool.claims import SESSION, ClaimOutcome, Holder, claim_patch, holder_of, release_patch
-from shoal.pool.pods import ANN_CLAIMED_BY, LABEL_POOL, PodView, pod_view
+from shoal.pool.pods import PodView, pod_view
 from shoal.pool.selection import (
     LIVE_USAGE,
     ClaimRequest,
@@ -39,6 +39,7 @@ from shoal.pool.selection import (
 )
 from shoal.runtime.cache import CachedPod, CachedPool, ClaimIndex
 from shoal.sessions import warm
+from shoal.vocab import ANN_CLAIMED_BY, LABEL_POOL
 
 ATTEMPTS = 3  # claims lost to a faster holder before this pass gives up
 USAGE_TTL = 5.0

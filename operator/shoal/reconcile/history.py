@@ -13,9 +13,9 @@ from shoal.k8s.client import ApiError, Kube
 from shoal.scaling.forecast import Fit, grid_step
 from shoal.scaling.persist import KEY, decode, encode
 from shoal.scaling.types import EngineConfig
+from shoal.vocab import LABEL_SCALER_HISTORY
 
 log = logging.getLogger("shoal.scaler")
-LABEL = "shoal.dev/scaler-history"
 
 
 def save_every(poll: float) -> float:
@@ -69,7 +69,7 @@ class HistoryStore:
                     {
                         "metadata": {
                             "name": name,
-                            "labels": {LABEL: meta["name"][:63]},
+                            "labels": {LABEL_SCALER_HISTORY: meta["name"][:63]},
                             "ownerReferences": [controller_ref("WorkerScaler", meta["name"], meta["uid"])],
                         },
                         "data": data,

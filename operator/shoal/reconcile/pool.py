@@ -27,11 +27,11 @@ from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.pool.claims import holder_of
 from shoal.pool.plan import Plan, plan, size_limit
-from shoal.pool.pods import LABEL_POOL, LABEL_STATE, STATES
 from shoal.reconcile import write_status
 from shoal.reconcile.poolpods import Stranded, label_managed, names
 from shoal.runtime.cache import ClaimIndex, cached_pod
 from shoal.times import format_time
+from shoal.vocab import LABEL_POOL, LABEL_STATE, STATES
 
 log = logging.getLogger("shoal.pool")
 PLURAL = "containerpools"

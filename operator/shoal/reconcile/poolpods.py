@@ -9,11 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from shoal import telemetry
-from shoal.builders import LABEL_MANAGED
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.pool.claims import CLAIM_PREFIX, holder_of, release_patch, stranded
-from shoal.pool.pods import LABEL_POOL
 from shoal.runtime.cache import CachedPod, ClaimIndex, cached_pod
+from shoal.vocab import LABEL_MANAGED, LABEL_POOL
 
 log = logging.getLogger("shoal.pool")
 

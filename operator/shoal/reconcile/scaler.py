@@ -26,9 +26,9 @@ from shoal.scaling.schedule import valid_cron
 from shoal.scaling.types import Decision, History, MetricReading, Observation
 from shoal.sources import MetricSource, SourceContext
 from shoal.times import parse_time
+from shoal.vocab import ANN_DELETION_COST
 
 log = logging.getLogger("shoal.scaler")
-DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
 
 @dataclass
@@ -294,7 +294,7 @@ class ScalerReconciler:
             cost = str(round((p.usage or 0.0) * 1000))
             try:
                 self.kube.merge_patch(
-                    pods_path(namespace, p.name), {"metadata": {"annotations": {DELETION_COST: cost}}}
+                    pods_path(namespace, p.name), {"metadata": {"annotations": {ANN_DELETION_COST: cost}}}
                 )
             except ApiError:
                 continue

@@ -14,7 +14,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from shoal import telemetry
-from shoal.agent.protocol import ANN_PROGRESS
 from shoal.api.session import TrainingSessionSpec
 from shoal.builders.session import (
     agent_role,
@@ -31,7 +30,7 @@ from shoal.runtime.cache import ClaimIndex
 from shoal.runtime.store import Store
 from shoal.sessions import record, starts, warm
 from shoal.sessions.admission import SessionView, Verdict, decide_warm
-from shoal.sessions.capacity import Capacity
+from shoal.reconcile.capacity import Capacity
 from shoal.sessions.lifecycle import (
     ANN_COMMAND,
     ANN_COMMAND_ID,
@@ -48,14 +47,11 @@ from shoal.sessions.lifecycle import (
     decide,
 )
 from shoal.times import parse_time
+from shoal.vocab import ANN_PROGRESS, FORMER_FINALIZER
 
 __all__ = ["SessionReconciler", "seen_key"]
 log = logging.getLogger("shoal.session")
 PLURAL = "trainingsessions"
-# Earlier versions put this finalizer on every session; it is taken off on sight. Shoal sets no
-# finalizer: a session's own pod and objects go by owner references, a pool claim is released by its
-# pool when no session holds it, so nothing waits on the operator and an uninstall always finishes.
-FORMER_FINALIZER = "shoal.dev/session-cleanup"
 # Reasons of a session waiting for a pool pod: it stays registered with the pool, woken by an idle pod
 # (a warm session's preemption included: the victim's pod coming back is its turn).
 WAITING = ("NoIdlePod", "NoFittingPod", "PoolNotFound", "Preempting", "WaitingForPreemption")

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from shoal.pool.claims import Holder, held_signature
-from shoal.pool.pods import ANN_CLAIMED_BY, IDLE, LABEL_POOL, PodView, observed_state, pod_view
+from shoal.pool.pods import PodView, observed_state, pod_view
 from shoal.runtime.expectations import Expectations
 from shoal.runtime.store import GONE_KEPT, older
+from shoal.vocab import ANN_CLAIMED_BY, IDLE, LABEL_POOL
 
 
 @dataclass(frozen=True)

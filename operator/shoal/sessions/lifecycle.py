@@ -17,8 +17,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from shoal.agent.protocol import ANN_COMMAND, ANN_COMMAND_ID, ANN_PROGRESS
-from shoal.pool.pods import ANN_CLAIMED_BY
 from shoal.sessions.admission import backoff_seconds
 from shoal.sessions.progress import apply_progress
 from shoal.sessions.steps import (
@@ -37,6 +35,7 @@ from shoal.sessions.steps import (
 )
 from shoal.sessions.warm import REFUSALS
 from shoal.times import format_time, parse_time
+from shoal.vocab import ANN_CLAIMED_BY, ANN_COMMAND, ANN_COMMAND_ID, ANN_PROGRESS
 
 PENDING_RECHECK = 3.0
 CLAIM_RECHECK = 1.0

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shoal.agent.protocol import ANN_PROGRESS, CONFIG_KEYS
 from shoal.api.session import TrainingSessionSpec
 from shoal.pool.claims import ClaimOutcome as ClaimOutcome
 from shoal.sessions.admission import Verdict
 from shoal.sessions.progress import stuck_container
 from shoal.times import parse_time
+from shoal.vocab import ANN_PROGRESS, CONFIG_KEYS
 
 # What the pod is made from: a change to any of them while a pod runs restarts it from its checkpoint.
 POD_FIELDS = {

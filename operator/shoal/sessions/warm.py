@@ -5,11 +5,9 @@ with, the image, the resources). The rest of the spec reaches the pod with the c
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from shoal.agent.protocol import ANN_SESSION_CONFIG
 from shoal.api.pool import ContainerPoolSpec
 from shoal.api.session import TrainingSessionSpec
 from shoal.pool.pods import PodView
@@ -56,16 +54,6 @@ def pinned(pool: ContainerPoolSpec, checkpoint_pod: str | None) -> str | None:
     checkpoint. None on a pool whose checkpoints are on a shared claim (any pod reads them)."""
     shared = pool.sessionAgent is not None and pool.sessionAgent.checkpointClaimName
     return None if shared else checkpoint_pod
-
-
-def handed(
-    config: dict[str, Any], spec: TrainingSessionSpec, resume_from: str | None
-) -> dict[str, str | None]:
-    """The annotations a claimed pod gets: the session's config, its env and where it resumes from."""
-    body: dict[str, Any] = {**config, "resumeFrom": resume_from}
-    if spec.env:
-        body["env"] = {e.name: e.value for e in spec.env}
-    return {ANN_SESSION_CONFIG: json.dumps(body)}
 
 
 ACTIVE = ("Starting", "Running", "Stopping")
