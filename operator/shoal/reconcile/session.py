@@ -25,12 +25,12 @@ from shoal.builders.session import (
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from shoal.pool.claims import SESSION, Holder
+from shoal.reconcile.capacity import Capacity
 from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex
 from shoal.runtime.store import Store
 from shoal.sessions import record, starts, warm
 from shoal.sessions.admission import SessionView, Verdict, decide_warm
-from shoal.reconcile.capacity import Capacity
 from shoal.sessions.lifecycle import (
     ANN_COMMAND,
     ANN_COMMAND_ID,
