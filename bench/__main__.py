@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-save",
         action="store_true",
-        help="write no results, report or README figures (a profiled run's timings are not figures)",
+        help="write no results, report or docs/benchmarks.md figures (a profiled run's timings are not figures)",
     )
     args = parser.parse_args(argv)
     if args.report_only:

@@ -2,7 +2,7 @@
 
 Full mode runs the sizes the goals are judged at; quick mode runs each benchmark in a few minutes on
 this 2-core machine (the test bed built) to see where a change moves a figure, and is never a verdict.
-Every benchmark's result is merged into results.json (and report.md and the README table rewritten)
+Every benchmark's result is merged into results.json (and report.md and the table in docs/benchmarks.md rewritten)
 the moment it finishes, each file replaced atomically, so a run cut off keeps what it measured.
 """
 
@@ -61,7 +61,7 @@ def not_judged(r: dict[str, Any]) -> str | None:
 
 
 def verdict(r: dict[str, Any], met: bool | None = None) -> str:
-    """The goal's verdict as the report and README show it: met / not met only for a judged figure."""
+    """The goal's verdict as the report and docs/benchmarks.md show it: met / not met only for a judged figure."""
     why = not_judged(r)
     ok = r.get("goal_met") if met is None else met
     said = "met" if ok else "not met"
@@ -97,7 +97,7 @@ def merge(
 
 
 class Store:
-    """Keeps each benchmark's figures the moment it ends: results.json, report.md, the README table."""
+    """Keeps each benchmark's figures the moment it ends: results.json, report.md, the table in docs/benchmarks.md."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""The README's benchmark summary, written from bench/results/results.json between two markers: one
+"""The benchmark summary in docs/benchmarks.md, written from bench/results/results.json between two markers: one
 row per benchmark with its own run date and commit, its headline figures and the verdict the data
 gives. `make bench` rewrites it; `python -m bench.readme` rewrites it from the stored results."""
 
@@ -160,7 +160,7 @@ def section(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def rewrite(results: dict[str, Any], readme: Path = ROOT / "README.md") -> None:
+def rewrite(results: dict[str, Any], readme: Path = ROOT / "docs" / "benchmarks.md") -> None:
     text = readme.read_text()
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)

@@ -1,4 +1,4 @@
-"""The README's commands, run as a user would (those that need Docker or take minutes are CI's or bench's)."""
+"""The README's (and docs/') commands, run as a user would (those that need Docker or take minutes are CI's or bench's)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ from testbed import cluster as testbed
 from tests.e2e.util import ROOT, kubectl, wait_until
 
 README = (ROOT / "README.md").read_text()
+# The README and the pages it links to, in that order: what a user reads and runs.
+DOCS = "\n".join([README, *(p.read_text() for p in sorted((ROOT / "docs").glob("*.md")))])
 
 
 def sh_blocks() -> list[str]:
-    return re.findall(r"```sh\n(.*?)```", README, flags=re.S)
+    return re.findall(r"```sh\n(.*?)```", DOCS, flags=re.S)
 
 
 def test_readme_names_the_two_commands_first() -> None:
@@ -109,7 +111,7 @@ def test_helm_install_command_against_the_test_bed(cluster: Path) -> None:
 
 def test_usage_annotation_command(namespace: str) -> None:
     kubectl("run", "-n", namespace, "probe", "--image=registry.example/x:1", "--restart=Never")
-    line = next(x for x in README.splitlines() if x.startswith("kubectl annotate pod NAME"))
+    line = next(x for x in DOCS.splitlines() if x.startswith("kubectl annotate pod NAME"))
     args = shlex.split(line.replace("NAME", "probe"))
     kubectl(*args[1:], "-n", namespace)
     pod = kubectl("get", "pod", "probe", "-n", namespace, "-o", "jsonpath={.metadata.annotations}").stdout

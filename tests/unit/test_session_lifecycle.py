@@ -1,5 +1,5 @@
 """The TrainingSession lifecycle, table-driven: every phase transition the code makes, with the
-actions it asks for; and the transition map (lifecycle.TRANSITIONS, the README's table) walked
+actions it asks for; and the transition map (lifecycle.TRANSITIONS, the table in docs/sessions.md) walked
 against those cases in both directions."""
 
 from __future__ import annotations
@@ -706,8 +706,8 @@ def test_the_transition_map_is_exactly_what_the_cases_show() -> None:
     assert seen - declared == set()
 
 
-def test_the_readme_table_matches_the_transition_map() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+def test_the_documented_table_matches_the_transition_map() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "sessions.md").read_text()
     rows = dict(re.findall(r"^\| `(\w+)` \| (.+?) \|$", readme, re.M))
     table = {p: {x.strip(" `") for x in rows[p].split(",")} for p in TRANSITIONS if p in rows}
     assert table == TRANSITIONS
