@@ -93,22 +93,32 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rate", type=int, default=200, help="samples a second")
     args = parser.parse_args()
+    if not PY_SPY.exists():  # checked first: a benchmark started for nothing would be left to clean up
+        print(f"{PY_SPY} is missing: pip install py-spy (in the dev extra)", file=sys.stderr)
+        return 1
     head = provenance()
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "operator.raw"
         # --no-save: a profiled run's timings carry py-spy's cost, so they are not figures.
         bench_cmd = [sys.executable, "-m", "bench", "--only", args.only, "--no-save"]
         bench_cmd += ["--quick"] if args.quick else []
-        bench = subprocess.Popen(bench_cmd)
-        pid = operator_pid(bench.pid)
-        if pid is None:
-            bench.wait()
-            print("no operator process found under the benchmark", file=sys.stderr)
-            return 1
-        spy_cmd = [str(PY_SPY), "record", "--pid", str(pid), "--gil", "--nonblocking"]
-        spy_cmd += ["--rate", str(args.rate), "--format", "raw", "--output", str(raw)]
-        spy = subprocess.Popen(spy_cmd)
-        code = bench.wait()
+        # A session of its own: if this script fails or is interrupted, the benchmark and the operator
+        # it started go with it (a stray operator would reconcile whatever runs on the test bed next).
+        bench = subprocess.Popen(bench_cmd, start_new_session=True)
+        try:
+            pid = operator_pid(bench.pid)
+            if pid is None:
+                bench.wait()
+                print("no operator process found under the benchmark", file=sys.stderr)
+                return 1
+            spy_cmd = [str(PY_SPY), "record", "--pid", str(pid), "--gil", "--nonblocking"]
+            spy_cmd += ["--rate", str(args.rate), "--format", "raw", "--output", str(raw)]
+            spy = subprocess.Popen(spy_cmd)
+            code = bench.wait()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(bench.pid, signal.SIGKILL)
+            raise
         if spy.poll() is None:
             spy.send_signal(signal.SIGINT)
         spy.wait(60)
