@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -74,7 +75,28 @@ def deprioritise(pid: int) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A port nothing uses, from below the kernel's ephemeral range. A port the kernel hands out for a
+    bind to 0 is free again once returned, so any outgoing connection may take it as its local end
+    before the caller listens on it (an operator in the tests once failed to start so); ports below
+    the range are never chosen for outgoing connections. Random, so concurrent callers rarely meet."""
+    low = _ephemeral_low()
+    if low > 22000:
+        for _ in range(100):
+            port = random.randrange(21000, min(low, 32768))
+            with socket.socket() as s:
+                try:
+                    s.bind(("0.0.0.0", port))  # also taken if anything listens on any address
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])

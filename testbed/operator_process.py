@@ -23,7 +23,8 @@ class OperatorProcess:
     """`python -m shoal` against a kubeconfig (the test bed's by default); it may be SIGKILLed and
     started again. Each start logs to `logdir/operator-N.log`, or appends to `log_file` when given;
     `tree` is the checkout whose operator code runs (this one by default); `env` is added to (and
-    overrides) its environment."""
+    overrides) its environment; `command` runs instead of `python -m shoal` (an image's entrypoint,
+    testbed.image)."""
 
     def __init__(
         self,
@@ -33,12 +34,14 @@ class OperatorProcess:
         log_file: Path | None = None,
         tree: Path = ROOT,
         env: dict[str, str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.logdir = logdir
         self.log_file = log_file
         self.tree = tree
         self.extra_env = dict(env or {})
+        self.command = command or [sys.executable, "-m", "shoal"]
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = free_port()
         self.health_port = free_port()
@@ -66,9 +69,7 @@ class OperatorProcess:
         if self._log:
             self._log.close()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shoal"], env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        self.proc = subprocess.Popen(self.command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         if ready:
             self.wait_healthy()
 

@@ -5,7 +5,9 @@ If the test bed cannot start, every e2e test errors out; nothing here skips.
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import sys
 import uuid
 from collections.abc import Iterator
@@ -19,9 +21,9 @@ from testbed import cluster as testbed
 from testbed import seed
 from testbed.faultproxy import FaultProxy
 from testbed.kubelet import LocalKubelet
-from testbed.localpod import free_port
+from testbed.localpod import free_port, token_kubeconfig
 from testbed.operator_process import OperatorProcess as Launcher
-from tests.e2e.util import wait_until
+from tests.e2e.util import kubectl, render, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -127,6 +129,29 @@ def behind_proxy(tmp_path: Path, label: str, seed: int, **env: str) -> tuple[Ope
     logs = tmp_path / label
     logs.mkdir()
     return OperatorProcess(proxy.kubeconfig(tmp_path / f"{label}.kubeconfig"), logs, **env), proxy
+
+
+class ChartAccount:
+    """The chart's RBAC and ServiceAccount (rendered with `values`, under a release name of its own so
+    its cluster-scoped roles meet no other release's) applied to the test bed, and a token of that
+    account: the operator runs with only what the chart grants."""
+
+    def __init__(self, namespace: str, *values: str) -> None:
+        self.release = f"rbac{random.randrange(10**6)}"
+        self.docs = [d for d in render(namespace, *values, release=self.release) if d["kind"] != "Deployment"]
+        kubectl(
+            "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": self.docs})
+        )
+        self.account = f"{self.release}-shoal"
+        self.token = kubectl("create", "token", self.account, "-n", namespace, "--duration=1h").stdout.strip()
+
+    def kubeconfig(self, path: Path) -> Path:
+        return token_kubeconfig(path, self.token)
+
+    def remove(self) -> None:
+        for d in self.docs:
+            if d["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+                kubectl("delete", d["kind"].lower(), d["metadata"]["name"], "--ignore-not-found", check=False)
 
 
 def pool_manifest(name: str, replicas: int, **spec: Any) -> dict[str, Any]:

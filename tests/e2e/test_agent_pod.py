@@ -12,14 +12,12 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-import kubernetes
 import pytest
 
 from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
 from testbed.localpod import LocalPod
 from tests.e2e.conftest import OperatorProcess, session_manifest
-from tests.e2e.test_session import phase_is, status
-from tests.e2e.util import apply, events_where, sample, wait_until
+from tests.e2e.util import apply, events_where, kube_as, phase_is, sample, status, wait_until
 
 
 @pytest.fixture
@@ -31,12 +29,6 @@ def local_pods() -> Iterator[list[LocalPod]]:
 
 
 RECONCILES = 'shoal_reconcile_duration_seconds_count{kind="TrainingSession"}'
-
-
-def kube_as(kubeconfig: str) -> Kube:
-    cfg = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
-    return Kube(kubernetes.client.ApiClient(cfg))
 
 
 def agent_metrics(pod: LocalPod) -> str:

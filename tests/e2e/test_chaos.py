@@ -20,30 +20,23 @@ from testbed import cluster as testbed
 from testbed.faultproxy import Fault, FaultProxy
 from testbed.kubelet import LocalKubelet
 from tests.e2e.conftest import OperatorProcess, pool_manifest, scaler_manifest, session_manifest
-from tests.e2e.test_session import checkpoint_steps, phase_is, status
-from tests.e2e.util import ROOT, PodHistory, apply, condition, is_idle, kubectl, live_pods, pool, wait_until
-
-SEL = "shoal.dev/pool={}"
-
-
-def converged(kube: Kube, ns: str, name: str, n: int) -> bool:
-    pods = kube.list_items(pods_path(ns), SEL.format(name))
-    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-    st = pool(kube, ns, name).get("status", {})
-    return len(live) == n and st.get("replicas") == n and st.get("readyReplicas") == n
-
-
-def assert_no_duplicates_or_orphans(kube: Kube, ns: str, name: str, n: int) -> None:
-    uid = pool(kube, ns, name)["metadata"]["uid"]
-    live = [
-        p
-        for p in kube.list_items(pods_path(ns), SEL.format(name))
-        if not p["metadata"].get("deletionTimestamp")
-    ]
-    assert len(live) == n, f"{len(live)} pods, want {n}"
-    for p in live:
-        owners = [o for o in p["metadata"].get("ownerReferences", []) if o.get("controller")]
-        assert [o["uid"] for o in owners] == [uid], f"orphan or foreign pod {p['metadata']['name']}"
+from tests.e2e.util import (
+    ROOT,
+    SEL,
+    PodHistory,
+    apply,
+    assert_no_duplicates_or_orphans,
+    checkpoint_steps,
+    condition,
+    converged,
+    is_idle,
+    kubectl,
+    live_pods,
+    phase_is,
+    pool,
+    status,
+    wait_until,
+)
 
 
 def kill_during_scales(kube: Kube, ns: str, op: OperatorProcess, kills: int, seed: int) -> dict[str, Any]:

@@ -4,8 +4,6 @@ through the pool, scaler and session paths. Any verb the chart forgot shows as a
 
 from __future__ import annotations
 
-import json
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,13 +11,24 @@ from typing import Any
 import pytest
 
 from shoal.k8s.client import Kube, pods_path
-from testbed import cluster as testbed
 from testbed.kubelet import LocalKubelet
-from tests.e2e.conftest import Exporter, OperatorProcess, pool_manifest, scaler_manifest, session_manifest
-from tests.e2e.test_packaging import render
-from tests.e2e.test_scaler import create_deployment, deployment
-from tests.e2e.test_session import training
-from tests.e2e.util import apply, kubectl, live_pods, wait_until
+from tests.e2e.conftest import (
+    ChartAccount,
+    Exporter,
+    OperatorProcess,
+    pool_manifest,
+    scaler_manifest,
+    session_manifest,
+)
+from tests.e2e.util import (
+    apply,
+    create_deployment,
+    deployment,
+    kubectl,
+    live_pods,
+    training,
+    wait_until,
+)
 
 
 @pytest.fixture(params=["cluster", "namespaces"])
@@ -28,44 +37,16 @@ def chart_operator(
 ) -> Iterator[OperatorProcess]:
     """`cluster`: the chart's defaults (a ClusterRole); `namespaces`: watchNamespaces={namespace}."""
     operator.stop()  # the admin operator stands down; the next running_operator restarts it
-    release = f"rbac{random.randrange(10**6)}"
     values = ["--set", f"watchNamespaces={{{namespace}}}"] if request.param == "namespaces" else []
-    # A release name of its own: the cluster-scoped roles must not meet another release's.
-    docs = [d for d in render(namespace, *values, release=release) if d["kind"] != "Deployment"]
-    kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
-    account = f"{release}-shoal"
-    token = kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
-    kubeconfig = tmp_path / "chart.kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "testbed",
-                        "cluster": {
-                            "server": f"https://{testbed.HOST}:{testbed.PORTS['kube-apiserver']}",
-                            "certificate-authority": str(testbed.PKI / "ca.crt"),
-                        },
-                    }
-                ],
-                "users": [{"name": account, "user": {"token": token}}],
-                "contexts": [{"name": "chart", "context": {"cluster": "testbed", "user": account}}],
-                "current-context": "chart",
-            }
-        )
-    )
-    env = {"SHOAL_LEASE_NAMESPACE": namespace, "SHOAL_LEASE_NAME": account}
+    chart = ChartAccount(namespace, *values)
+    env = {"SHOAL_LEASE_NAMESPACE": namespace, "SHOAL_LEASE_NAME": chart.account}
     if request.param == "namespaces":
         env["SHOAL_NAMESPACES"] = namespace
-    op = OperatorProcess(kubeconfig, tmp_path, **env)
+    op = OperatorProcess(chart.kubeconfig(tmp_path / "chart.kubeconfig"), tmp_path, **env)
     op.start()
     yield op
     op.stop()
-    cluster_scoped = [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
-    for d in cluster_scoped:
-        kubectl("delete", d["kind"].lower(), d["metadata"]["name"], "--ignore-not-found", check=False)
+    chart.remove()
 
 
 def test_pools_scalers_and_sessions_work_with_only_the_charts_permissions(

@@ -9,8 +9,7 @@ from typing import Any
 
 from shoal.k8s.client import Kube, custom_path
 from tests.e2e.conftest import OperatorProcess, pool_manifest, session_manifest
-from tests.e2e.test_session import reason_is, status
-from tests.e2e.util import apply, condition, is_idle, live_pods, wait_until
+from tests.e2e.util import apply, condition, is_idle, live_pods, reason_is, status, wait_until
 
 
 def test_a_warm_session_its_pool_cannot_serve_says_why_and_claims_nothing(

@@ -14,8 +14,12 @@ from tests.e2e.util import (
     ROOT,
     PodHistory,
     apply,
+    claim_manifest,
+    claim_phase_is,
+    claim_status,
     condition,
     events_where,
+    idle,
     is_idle,
     kubectl,
     live_pods,
@@ -25,32 +29,9 @@ from tests.e2e.util import (
 SAMPLE = ROOT / "manifests" / "samples" / "build-claim.yaml"
 
 
-def claim_manifest(name: str, pool: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "shoal.dev/v1alpha1",
-        "kind": "ContainerClaim",
-        "metadata": {"name": name},
-        "spec": {"poolRef": {"name": pool}, **spec},
-    }
-
-
-def claim_status(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
-    return kube.get(custom_path("containerclaims", namespace, name)).get("status") or {}
-
-
-def phase_is(kube: Kube, namespace: str, name: str, phase: str) -> dict[str, Any]:
-    st = claim_status(kube, namespace, name)
-    return st if st.get("phase") == phase else {}
-
-
 def phases(kube: Kube, namespace: str) -> dict[str, str]:
     items = kube.list_items(custom_path("containerclaims", namespace))
     return {c["metadata"]["name"]: (c.get("status") or {}).get("phase", "") for c in items}
-
-
-def idle(kube: Kube, namespace: str, pool: str) -> list[dict[str, Any]]:
-    pods = live_pods(kube, namespace, f"shoal.dev/pool={pool}")
-    return [p for p in pods if is_idle(p)]
 
 
 def test_the_sample_claim_binds_a_warm_pod_with_its_address_and_deleting_it_gives_the_pod_back(
@@ -61,7 +42,7 @@ def test_the_sample_claim_binds_a_warm_pod_with_its_address_and_deleting_it_give
     apply(pool_doc, namespace)
     wait_until(lambda: len(idle(kube, namespace, "builders")) == 2, 60, "2 idle builders")
     apply(claim_doc, namespace)
-    st = wait_until(lambda: phase_is(kube, namespace, "build-web-1", "Bound"), 30, "the claim Bound")
+    st = wait_until(lambda: claim_phase_is(kube, namespace, "build-web-1", "Bound"), 30, "the claim Bound")
     pod = kube.get(pods_path(namespace, st["podName"]))
     assert st["podIP"] and st["podIP"] == pod["status"]["podIP"], (st, pod["status"])
     assert st["nodeName"] == pod["spec"]["nodeName"] and st["expiryTime"] and st["bindMilliseconds"] >= 0
@@ -169,7 +150,7 @@ def test_a_hold_expires_a_lost_pod_is_reported_and_a_claim_the_pool_cannot_fit_d
     wait_until(lambda: len(idle(kube, namespace, "short")) == 2, 60, "2 idle pods")
     apply(claim_manifest("brief", "short", holdSeconds=2), namespace)
     apply(claim_manifest("doomed", "short"), namespace)
-    brief = wait_until(lambda: phase_is(kube, namespace, "brief", "Expired"), 30, "the hold expiring")
+    brief = wait_until(lambda: claim_phase_is(kube, namespace, "brief", "Expired"), 30, "the hold expiring")
     assert (
         condition(kube.get(custom_path("containerclaims", namespace, "brief")), "Bound")["reason"]
         == "HoldExpired"
@@ -177,9 +158,11 @@ def test_a_hold_expires_a_lost_pod_is_reported_and_a_claim_the_pool_cannot_fit_d
     freed = kube.get(pods_path(namespace, brief["podName"]))
     assert "shoal.dev/claimed-by" not in (freed["metadata"].get("annotations") or {})
 
-    doomed = wait_until(lambda: phase_is(kube, namespace, "doomed", "Bound"), 30, "the second claim bound")
+    doomed = wait_until(
+        lambda: claim_phase_is(kube, namespace, "doomed", "Bound"), 30, "the second claim bound"
+    )
     kube.delete(pods_path(namespace, doomed["podName"]))
-    lost = wait_until(lambda: phase_is(kube, namespace, "doomed", "Lost"), 30, "the claim Lost")
+    lost = wait_until(lambda: claim_phase_is(kube, namespace, "doomed", "Lost"), 30, "the claim Lost")
     bound = condition(kube.get(custom_path("containerclaims", namespace, "doomed")), "Bound")
     assert bound["reason"] == "PodLost" and doomed["podName"] in bound["message"], bound
     assert "podIP" not in lost
@@ -189,7 +172,9 @@ def test_a_hold_expires_a_lost_pod_is_reported_and_a_claim_the_pool_cannot_fit_d
     assert created == 3  # the two first pods and the deleted one's replacement
 
     apply(claim_manifest("wants-gpu", "short", resources={"gpu": 1}), namespace)
-    st = wait_until(lambda: phase_is(kube, namespace, "wants-gpu", "Pending"), 30, "the GPU claim judged")
+    st = wait_until(
+        lambda: claim_phase_is(kube, namespace, "wants-gpu", "Pending"), 30, "the GPU claim judged"
+    )
     reason = next(c for c in st["conditions"] if c["type"] == "Bound")
     assert reason["reason"] == "NoFittingPod" and "none with the nvidia.com/gpu 1" in reason["message"], (
         reason
@@ -199,7 +184,7 @@ def test_a_hold_expires_a_lost_pod_is_reported_and_a_claim_the_pool_cannot_fit_d
     for i in range(3):
         apply(claim_manifest(f"cpu-{i}", "short"), namespace)
     wait_until(
-        lambda: all(phase_is(kube, namespace, f"cpu-{i}", "Bound") for i in range(3)),
+        lambda: all(claim_phase_is(kube, namespace, f"cpu-{i}", "Bound") for i in range(3)),
         60,
         "3 CPU claims bound",
     )
@@ -210,7 +195,7 @@ def test_a_hold_expires_a_lost_pod_is_reported_and_a_claim_the_pool_cannot_fit_d
 
     status = wait_until(counted, 30, "the pool counting 3 claimed pods")
     assert status["desiredReplicas"] == 3 and len(history.created) == created + 1, (status, history.created)
-    assert phase_is(kube, namespace, "wants-gpu", "Pending")
+    assert claim_phase_is(kube, namespace, "wants-gpu", "Pending")
 
     try:
         kube.merge_patch(

@@ -15,8 +15,7 @@ from testbed import cluster as testbed
 from testbed.kubelet import LocalKubelet
 from testbed.run import DemoQueue
 from tests.e2e.conftest import OperatorProcess
-from tests.e2e.test_session import status
-from tests.e2e.util import ROOT, kubectl, wait_until
+from tests.e2e.util import ROOT, kubectl, status, wait_until
 
 
 @pytest.fixture

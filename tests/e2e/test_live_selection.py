@@ -11,13 +11,11 @@ from typing import Any
 
 from shoal.k8s.client import Kube, custom_path, pods_path
 from tests.e2e.conftest import OperatorProcess, pool_manifest
-from tests.e2e.test_container_claim import claim_manifest, idle, phase_is
-from tests.e2e.test_scaler import pod_cpu
-from tests.e2e.util import apply, wait_until
+from tests.e2e.util import apply, claim_manifest, claim_phase_is, idle, pod_cpu, wait_until
 
 
 def bound_pod(kube: Kube, ns: str, name: str) -> str:
-    return str(wait_until(lambda: phase_is(kube, ns, name, "Bound"), 30, f"{name} bound")["podName"])
+    return str(wait_until(lambda: claim_phase_is(kube, ns, name, "Bound"), 30, f"{name} bound")["podName"])
 
 
 def test_least_loaded_and_resource_aware_rank_idle_pods_by_live_usage(

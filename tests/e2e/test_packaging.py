@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from shoal.k8s.client import Kube, custom_path
-from testbed import cluster as testbed
 from tests.e2e.conftest import Exporter, OperatorProcess, pool_manifest, scaler_manifest
-from tests.e2e.util import ROOT, apply, kubectl, live_pods, wait_until
+from tests.e2e.util import ROOT, apply, helm, kubectl, live_pods, render, wait_until
 
 ALL_FEATURES = [
     "--set",
@@ -23,18 +20,6 @@ ALL_FEATURES = [
     "--set",
     "grafanaDashboard.enabled=true",
 ]
-
-
-def helm(*args: str) -> subprocess.CompletedProcess[str]:
-    version = testbed.versions()["HELM_VERSION"]
-    binary = testbed.CACHE / "bin" / f"helm-{version}" / "helm"
-    return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=120)
-
-
-def render(namespace: str, *values: str, release: str = "shoal") -> list[dict[str, Any]]:
-    out = helm("template", release, str(ROOT / "helm" / "shoal"), "--namespace", namespace, *values)
-    assert out.returncode == 0, out.stderr
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
 @pytest.mark.parametrize("values", [[], ["--set", "watchNamespaces={team-a,team-b}", *ALL_FEATURES]])

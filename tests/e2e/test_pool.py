@@ -11,6 +11,7 @@ import pytest
 from shoal.k8s.client import Kube, custom_path, pods_path
 from tests.e2e.conftest import OperatorProcess, pool_manifest
 from tests.e2e.util import (
+    SEL,
     PodHistory,
     apply,
     condition,
@@ -23,8 +24,6 @@ from tests.e2e.util import (
     sample,
     wait_until,
 )
-
-SEL = "shoal.dev/pool={}"
 
 
 def pool_settled(kube: Kube, ns: str, name: str, n: int, **status: int) -> bool:

@@ -15,10 +15,18 @@ import pytest
 from shoal.k8s.client import ApiError, Kube, pods_path
 from testbed.localpod import LocalPod
 from tests.e2e.conftest import OperatorProcess, pool_manifest
-from tests.e2e.test_pool import SEL
-from tests.e2e.test_readme import sh_blocks
-from tests.e2e.test_session import get_pod
-from tests.e2e.util import ROOT, apply, kubectl, kubectl_path, live_pods, running, wait_until
+from tests.e2e.util import (
+    ROOT,
+    SEL,
+    apply,
+    get_pod,
+    kubectl,
+    kubectl_path,
+    live_pods,
+    running,
+    sh_blocks,
+    wait_until,
+)
 
 
 def test_a_runner_pod_marks_itself_busy_with_its_own_token_and_cannot_touch_its_neighbour(

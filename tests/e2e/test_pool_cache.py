@@ -9,8 +9,7 @@ from functools import partial
 
 from shoal.k8s.client import Kube, custom_path
 from tests.e2e.conftest import OperatorProcess, pool_manifest
-from tests.e2e.test_chaos import assert_no_duplicates_or_orphans, converged
-from tests.e2e.util import PodHistory, apply, kubectl, wait_until
+from tests.e2e.util import PodHistory, apply, assert_no_duplicates_or_orphans, converged, kubectl, wait_until
 
 SEL = "shoal.dev/pool={}"
 

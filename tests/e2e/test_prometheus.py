@@ -8,8 +8,16 @@ from typing import Any
 from testbed import cluster as testbed
 from testbed.localpod import free_port
 from tests.e2e.conftest import Exporter, OperatorProcess, scaler_manifest
-from tests.e2e.test_scaler import create_deployment, decisions, deployment, scaler
-from tests.e2e.util import apply, condition, events_where, wait_until
+from tests.e2e.util import (
+    apply,
+    condition,
+    create_deployment,
+    decisions,
+    deployment,
+    events_where,
+    scaler,
+    wait_until,
+)
 
 
 def test_an_empty_result_holds_by_default_and_is_zero_only_while_the_guard_finds_the_exporter_up(

@@ -22,8 +22,7 @@ from shoal.sources.promhttp import PrometheusHttp
 from testbed.config import binary
 from testbed.localpod import free_port
 from tests.e2e.conftest import OperatorProcess, scaler_manifest
-from tests.e2e.test_scaler import create_deployment, decisions, deployment, scaler
-from tests.e2e.util import apply, condition, wait_until
+from tests.e2e.util import apply, condition, create_deployment, decisions, deployment, scaler, wait_until
 
 PASSWORD = "pr0m-s3cret-7f3a"
 OTHER = "e2e-other-tenant"  # a namespace label value no scaler here lives in

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -15,15 +14,7 @@ import psutil
 import pytest
 
 from testbed import cluster as testbed
-from tests.e2e.util import ROOT, kubectl, wait_until
-
-README = (ROOT / "README.md").read_text()
-# The README and the pages it links to, in that order: what a user reads and runs.
-DOCS = "\n".join([README, *(p.read_text() for p in sorted((ROOT / "docs").glob("*.md")))])
-
-
-def sh_blocks() -> list[str]:
-    return re.findall(r"```sh\n(.*?)```", DOCS, flags=re.S)
+from tests.e2e.util import DOCS, ROOT, kubectl, sh_blocks, wait_until
 
 
 def test_readme_names_the_two_commands_first() -> None:

@@ -7,51 +7,29 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from shoal.api.common import parse_quantity
-from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.k8s.client import Kube, custom_path, pods_path
 from testbed import cluster as testbed
 from tests.e2e.conftest import Exporter, OperatorProcess, pool_manifest, scaler_manifest
-from tests.e2e.util import apply, condition, events_where, kubectl, live_pods, wait_until
+from tests.e2e.util import (
+    apply,
+    condition,
+    create_deployment,
+    decisions,
+    deployment,
+    events_where,
+    kubectl,
+    live_pods,
+    pod_cpu,
+    scaler,
+    wait_until,
+)
 
 POOL = {"apiVersion": "shoal.dev/v1alpha1", "kind": "ContainerPool"}
 CPU_50 = [{"type": "Resource", "resource": {"name": "cpu", "targetAverageUtilization": 50}}]
 
 
-def scaler(kube: Kube, ns: str, name: str) -> dict[str, Any]:
-    return kube.get(custom_path("workerscalers", ns, name))
-
-
 def pool_replicas(kube: Kube, ns: str, name: str) -> int:
     return int(kube.get(custom_path("containerpools", ns, name))["spec"]["replicas"])
-
-
-def deployment(kube: Kube, ns: str, name: str) -> dict[str, Any]:
-    return kube.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{name}")
-
-
-def create_deployment(kube: Kube, ns: str, name: str, replicas: int) -> None:
-    kube.create(
-        f"/apis/apps/v1/namespaces/{ns}/deployments",
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {
-                        "containers": [
-                            {
-                                "name": "w",
-                                "image": "registry.example/w:1",
-                                "resources": {"requests": {"cpu": "100m"}},
-                            }
-                        ]
-                    },
-                },
-            },
-        },
-    )
 
 
 def deployment_at(kube: Kube, ns: str, name: str, n: int) -> bool:
@@ -68,21 +46,6 @@ def set_cpu(kube: Kube, ns: str, selector: str, usage: str) -> list[str]:
         )
         names.append(p["metadata"]["name"])
     return names
-
-
-def pod_cpu(kube: Kube, ns: str, selector: str) -> dict[str, Decimal]:
-    try:
-        items = kube.list_items(f"/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods", selector)
-    except ApiError:
-        return {}
-    return {
-        m["metadata"]["name"]: sum((parse_quantity(c["usage"]["cpu"]) for c in m["containers"]), Decimal(0))
-        for m in items
-    }
-
-
-def decisions(kube: Kube, ns: str, name: str) -> list[dict[str, Any]]:
-    return list(scaler(kube, ns, name).get("status", {}).get("decisions", []))
 
 
 def wait_decision(

@@ -17,8 +17,7 @@ from typing import Any
 from shoal.k8s.client import Kube, custom_path
 from shoal.scaling.persist import KEY
 from tests.e2e.conftest import Exporter, OperatorProcess, scaler_manifest
-from tests.e2e.test_scaler import create_deployment, scaler
-from tests.e2e.util import apply, wait_until
+from tests.e2e.util import apply, create_deployment, scaler, wait_until
 
 PERIOD = 60.0
 HORIZON = 15.0

@@ -6,7 +6,6 @@ real SB3 trainer the same way."""
 from __future__ import annotations
 
 import json
-import re
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,50 +19,21 @@ from shoal.vocab import ANN_PROGRESS
 from testbed.kubelet import LocalKubelet
 from tests.doubles.bandit import best_arm_mean
 from tests.e2e.conftest import OperatorProcess, pool_manifest, session_manifest
-from tests.e2e.util import apply, condition, events_where, is_idle, live_pods, wait_until
-
-
-def session(kube: Kube, ns: str, name: str) -> dict[str, Any]:
-    return kube.get(custom_path("trainingsessions", ns, name))
-
-
-def status(kube: Kube, ns: str, name: str) -> dict[str, Any]:
-    return dict(session(kube, ns, name).get("status") or {})
-
-
-def reason_is(kube: Kube, ns: str, name: str, reason: str) -> dict[str, Any]:
-    st = status(kube, ns, name)
-    return st if st.get("reason") == reason else {}
-
-
-def phase_is(kube: Kube, ns: str, name: str, phase: str) -> dict[str, Any]:
-    st = status(kube, ns, name)
-    return st if st.get("phase") == phase else {}
-
-
-def get_pod(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
-    try:
-        return kube.get(pods_path(ns, name))
-    except ApiError as exc:
-        if exc.not_found:
-            return None
-        raise
-
-
-CKPT = re.compile(r"/ckpt-(\d{12})\.npz$")
-
-
-def checkpoint_steps(path: str) -> int:
-    """The timesteps a checkpoint holds, from its name; fails on anything that is not one."""
-    found = CKPT.search(path or "")
-    assert found and Path(path).exists(), f"not a checkpoint on disk: {path!r}"
-    return int(found.group(1))
-
-
-def training(kube: Kube, ns: str, name: str, more_than: int = 0) -> dict[str, Any]:
-    """Status once the agent's reports show more than `more_than` timesteps trained."""
-    st = status(kube, ns, name)
-    return st if int((st.get("metrics") or {}).get("timesteps") or 0) > more_than else {}
+from tests.e2e.util import (
+    apply,
+    checkpoint_steps,
+    condition,
+    events_where,
+    get_pod,
+    is_idle,
+    live_pods,
+    phase_is,
+    reason_is,
+    session,
+    status,
+    training,
+    wait_until,
+)
 
 
 def test_gpu_session_gets_a_gpu_pod_service_and_pvc_and_phases_follow_the_pod(
@@ -231,7 +201,7 @@ def test_sessions_queue_on_capacity_and_a_higher_priority_one_preempts(
 def test_a_warm_pod_trains_the_session_that_claims_it_and_returns_to_the_pool_clean(
     kube: Kube, namespace: str, running_operator: OperatorProcess, local_kubelet: LocalKubelet
 ) -> None:
-    from tests.e2e.test_agent_pod import kube_as
+    from tests.e2e.util import kube_as
 
     manifest = pool_manifest("warm", 2, resources={"cpu": "2", "memory": "2Gi"}, sessionAgent={})
     manifest["spec"]["template"]["metadata"]["labels"]["testbed.shoal.dev/run"] = "local"

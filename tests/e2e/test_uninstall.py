@@ -13,10 +13,7 @@ import pytest
 from shoal.k8s.client import Kube, custom_path, pods_path
 from testbed.kubelet import LocalKubelet
 from tests.e2e.conftest import OperatorProcess, pool_manifest, scaler_manifest, session_manifest
-from tests.e2e.test_packaging import helm
-from tests.e2e.test_readme import sh_blocks
-from tests.e2e.test_session import phase_is
-from tests.e2e.util import ROOT, apply, kubectl, live_pods, wait_until
+from tests.e2e.util import ROOT, apply, helm, kubectl, live_pods, phase_is, sh_blocks, wait_until
 
 SHOAL_CRDS = ("containerpools.shoal.dev", "trainingsessions.shoal.dev", "workerscalers.shoal.dev")
 CHART = str(ROOT / "helm" / "shoal")

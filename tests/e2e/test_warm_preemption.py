@@ -7,8 +7,18 @@ from __future__ import annotations
 from shoal.k8s.client import Kube, custom_path
 from testbed.kubelet import LocalKubelet
 from tests.e2e.conftest import OperatorProcess, pool_manifest, session_manifest
-from tests.e2e.test_session import checkpoint_steps, phase_is, reason_is, status, training
-from tests.e2e.util import apply, events_where, is_idle, live_pods, wait_until
+from tests.e2e.util import (
+    apply,
+    checkpoint_steps,
+    events_where,
+    is_idle,
+    live_pods,
+    phase_is,
+    reason_is,
+    status,
+    training,
+    wait_until,
+)
 
 
 def test_a_high_priority_warm_session_preempts_a_running_one_at_a_full_pool(

@@ -9,8 +9,7 @@ from typing import Any
 from shoal.k8s.client import Kube, custom_path, pods_path
 from testbed.kubelet import LocalKubelet
 from tests.e2e.conftest import OperatorProcess, pool_manifest, session_manifest
-from tests.e2e.test_session import checkpoint_steps, phase_is, training
-from tests.e2e.util import apply, is_idle, live_pods, wait_until
+from tests.e2e.util import apply, checkpoint_steps, is_idle, live_pods, phase_is, training, wait_until
 
 POOL = "shoal.dev/pool=warm"
 

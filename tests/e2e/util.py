@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shoal.k8s.client import Kube, custom_path, pods_path
+import kubernetes
+import yaml
+
+from shoal.api.common import parse_quantity
+from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from testbed import cluster as testbed
 from testbed.pools import is_idle as is_idle  # the tests take it from here
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,3 +144,172 @@ class PodHistory:
                     self.most_alive = max(self.most_alive, self.alive())
                 if self.stop.is_set():
                     return
+
+
+# --- reading what the operator did, per kind; the docs; the chart ----------------------------------
+
+
+def session(kube: Kube, ns: str, name: str) -> dict[str, Any]:
+    return kube.get(custom_path("trainingsessions", ns, name))
+
+
+def status(kube: Kube, ns: str, name: str) -> dict[str, Any]:
+    return dict(session(kube, ns, name).get("status") or {})
+
+
+def reason_is(kube: Kube, ns: str, name: str, reason: str) -> dict[str, Any]:
+    st = status(kube, ns, name)
+    return st if st.get("reason") == reason else {}
+
+
+def phase_is(kube: Kube, ns: str, name: str, phase: str) -> dict[str, Any]:
+    st = status(kube, ns, name)
+    return st if st.get("phase") == phase else {}
+
+
+def get_pod(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
+    try:
+        return kube.get(pods_path(ns, name))
+    except ApiError as exc:
+        if exc.not_found:
+            return None
+        raise
+
+
+CKPT = re.compile(r"/ckpt-(\d{12})\.npz$")
+
+
+def checkpoint_steps(path: str) -> int:
+    """The timesteps a checkpoint holds, from its name; fails on anything that is not one."""
+    found = CKPT.search(path or "")
+    assert found and Path(path).exists(), f"not a checkpoint on disk: {path!r}"
+    return int(found.group(1))
+
+
+def training(kube: Kube, ns: str, name: str, more_than: int = 0) -> dict[str, Any]:
+    """Status once the agent's reports show more than `more_than` timesteps trained."""
+    st = status(kube, ns, name)
+    return st if int((st.get("metrics") or {}).get("timesteps") or 0) > more_than else {}
+
+
+def claim_manifest(name: str, pool: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "shoal.dev/v1alpha1",
+        "kind": "ContainerClaim",
+        "metadata": {"name": name},
+        "spec": {"poolRef": {"name": pool}, **spec},
+    }
+
+
+def claim_status(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    return kube.get(custom_path("containerclaims", namespace, name)).get("status") or {}
+
+
+def claim_phase_is(kube: Kube, namespace: str, name: str, phase: str) -> dict[str, Any]:
+    st = claim_status(kube, namespace, name)
+    return st if st.get("phase") == phase else {}
+
+
+def idle(kube: Kube, namespace: str, pool: str) -> list[dict[str, Any]]:
+    pods = live_pods(kube, namespace, f"shoal.dev/pool={pool}")
+    return [p for p in pods if is_idle(p)]
+
+
+def scaler(kube: Kube, ns: str, name: str) -> dict[str, Any]:
+    return kube.get(custom_path("workerscalers", ns, name))
+
+
+def deployment(kube: Kube, ns: str, name: str) -> dict[str, Any]:
+    return kube.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{name}")
+
+
+def create_deployment(kube: Kube, ns: str, name: str, replicas: int) -> None:
+    kube.create(
+        f"/apis/apps/v1/namespaces/{ns}/deployments",
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "w",
+                                "image": "registry.example/w:1",
+                                "resources": {"requests": {"cpu": "100m"}},
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+    )
+
+
+def pod_cpu(kube: Kube, ns: str, selector: str) -> dict[str, Decimal]:
+    try:
+        items = kube.list_items(f"/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods", selector)
+    except ApiError:
+        return {}
+    return {
+        m["metadata"]["name"]: sum((parse_quantity(c["usage"]["cpu"]) for c in m["containers"]), Decimal(0))
+        for m in items
+    }
+
+
+def decisions(kube: Kube, ns: str, name: str) -> list[dict[str, Any]]:
+    return list(scaler(kube, ns, name).get("status", {}).get("decisions", []))
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    version = testbed.versions()["HELM_VERSION"]
+    binary = testbed.CACHE / "bin" / f"helm-{version}" / "helm"
+    return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=120)
+
+
+def render(namespace: str, *values: str, release: str = "shoal") -> list[dict[str, Any]]:
+    out = helm("template", release, str(ROOT / "helm" / "shoal"), "--namespace", namespace, *values)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+README = (ROOT / "README.md").read_text()
+
+# The README and the pages it links to, in that order: what a user reads and runs.
+DOCS = "\n".join([README, *(p.read_text() for p in sorted((ROOT / "docs").glob("*.md")))])
+
+
+def sh_blocks() -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", DOCS, flags=re.S)
+
+
+SEL = "shoal.dev/pool={}"
+
+
+def converged(kube: Kube, ns: str, name: str, n: int) -> bool:
+    pods = kube.list_items(pods_path(ns), SEL.format(name))
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    st = pool(kube, ns, name).get("status", {})
+    return len(live) == n and st.get("replicas") == n and st.get("readyReplicas") == n
+
+
+def assert_no_duplicates_or_orphans(kube: Kube, ns: str, name: str, n: int) -> None:
+    uid = pool(kube, ns, name)["metadata"]["uid"]
+    live = [
+        p
+        for p in kube.list_items(pods_path(ns), SEL.format(name))
+        if not p["metadata"].get("deletionTimestamp")
+    ]
+    assert len(live) == n, f"{len(live)} pods, want {n}"
+    for p in live:
+        owners = [o for o in p["metadata"].get("ownerReferences", []) if o.get("controller")]
+        assert [o["uid"] for o in owners] == [uid], f"orphan or foreign pod {p['metadata']['name']}"
+
+
+def kube_as(kubeconfig: str) -> Kube:
+    """A client with the credentials of `kubeconfig` (a pod's own token, say)."""
+    cfg = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
+    return Kube(kubernetes.client.ApiClient(cfg))

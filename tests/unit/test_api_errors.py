@@ -4,21 +4,20 @@ status, and the work queue retries the reconcile with growing delays until the s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 
 import kubernetes
 import pytest
 
-from shoal.k8s.client import THROTTLE_TRIES, ApiError, Kube, NotLeading, transport_retries
+from shoal.k8s.client import THROTTLE_TRIES, ApiError, Kube, NotLeading
 from shoal.runtime.workqueue import WorkQueue, run_workers
+from tests.unit.fakes import loopback
 
 
 class Flaky(BaseHTTPRequestHandler):
@@ -47,20 +46,6 @@ class Flaky(BaseHTTPRequestHandler):
 
     def log_message(self, *_: Any) -> None:
         pass
-
-
-@contextlib.contextmanager
-def loopback(handler: type[BaseHTTPRequestHandler]) -> Iterator[kubernetes.client.Configuration]:
-    """An HTTP server on a free loopback port answering with `handler`; the client configuration for it."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    cfg = kubernetes.client.Configuration()
-    cfg.host = f"http://127.0.0.1:{server.server_address[1]}"
-    cfg.retries = transport_retries()  # as load_config sets it
-    try:
-        yield cfg
-    finally:
-        server.shutdown()
 
 
 @pytest.fixture

@@ -7,26 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shoal.runtime.cache import CachedPod, ClaimIndex
-
-
-def raw_pod(
-    name: str, rv: str = "1", claimed_by: str | None = None, pool: str = "warm", **meta: Any
-) -> dict[str, Any]:
-    annotations = {"shoal.dev/claimed-by": claimed_by} if claimed_by else {}
-    return {
-        "metadata": {
-            "name": name,
-            "namespace": "ns",
-            "uid": f"uid-{name}",
-            "resourceVersion": rv,
-            "creationTimestamp": "2026-01-01T00:00:00Z",
-            "labels": {"shoal.dev/pool": pool, "shoal.dev/state": "Claimed" if claimed_by else "Idle"},
-            "annotations": annotations,
-            "ownerReferences": [{"controller": True, "uid": "pool-uid"}],
-            **meta,
-        },
-        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
-    }
+from tests.unit.fakes import raw_pod
 
 
 def index_of(*names: str) -> ClaimIndex:

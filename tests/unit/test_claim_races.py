@@ -13,7 +13,7 @@ from shoal.pool.claims import SESSION, Holder, release_patch
 from shoal.pool.pods import pod_view
 from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex
-from tests.unit.test_round_robin import SPEC, T0, Api
+from tests.unit.fakes import SPEC, T0, Api
 
 
 def one_pod_api() -> Api:

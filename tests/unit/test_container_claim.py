@@ -25,8 +25,7 @@ from shoal.pool.containerclaim import WAIT_RECHECK, HeldPod, claim_request, deci
 from shoal.pool.plan import plan, size_limit
 from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex
-from tests.unit.test_claim_index import raw_pod
-from tests.unit.test_round_robin import Api
+from tests.unit.fakes import Api, raw_pod
 
 T0 = datetime(2026, 12, 2, 9, tzinfo=UTC)
 SPEC = ContainerClaimSpec.model_validate({"poolRef": {"name": "builders"}, "signature": {"repo": "web"}})

@@ -18,12 +18,12 @@ from shoal.config import PrometheusAccess, Settings, SettingsError
 from shoal.sources.base import SourceContext
 from shoal.sources.prometheus import PrometheusSource
 from shoal.sources.promscope import ScopeError, scope
-from tests.unit.test_sources import _Handler
+from tests.unit.fakes import JsonHandler
 
 ONE = {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, "7"]}]}}
 
 
-class Recorder(_Handler):
+class Recorder(JsonHandler):
     """Records each request's headers and query; a non-200 reply echoes the Authorization header,
     as some auth proxies' error pages do."""
 

@@ -5,79 +5,13 @@ the last one stopped."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
-from shoal.api.pool import ContainerPoolSpec
-from shoal.api.session import TrainingSessionSpec
-from shoal.builders.pod import build_pod, template_hash
 from shoal.builders.session import signature
 from shoal.config import Settings
-from shoal.k8s.client import ApiError
 from shoal.pool.claims import SESSION, Holder
 from shoal.reconcile.claimer import Claimer
-from tests.unit.podfactory import apply_merge_patch
-
-T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
-POOL = {
-    "replicas": 4,
-    "selection": "RoundRobin",
-    "template": {"spec": {"containers": [{"name": "w", "image": "w:1"}]}},
-    "resources": {"cpu": "2", "memory": "2Gi"},
-    "sessionAgent": {},
-}
-
-
-class Api:
-    """Pods and one pool, with merge patches and resourceVersion conflicts as the API server has them."""
-
-    def __init__(self) -> None:
-        spec = ContainerPoolSpec.model_validate(POOL)
-        self.pool = {"metadata": {"name": "rr", "namespace": "ns", "uid": "pool-uid"}, "spec": POOL}
-        self.pods: dict[str, dict[str, Any]] = {}
-        for i, letter in enumerate("dcba"):  # created in reverse: name order is not creation order
-            pod = build_pod("rr", "pool-uid", spec, template_hash(spec), name=f"rr-{letter}")
-            pod["metadata"].update(
-                namespace="ns",
-                uid=f"uid-{letter}",
-                resourceVersion="1",
-                creationTimestamp=(T0 - timedelta(minutes=10 - i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            )
-            pod["metadata"]["labels"]["shoal.dev/state"] = "Idle"
-            pod["metadata"]["ownerReferences"][0]["uid"] = "pool-uid"
-            ready = (T0 - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
-            pod["status"] = {
-                "phase": "Running",
-                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": ready}],
-            }
-            pod["spec"]["nodeName"] = "node-1"
-            self.pods[pod["metadata"]["name"]] = pod
-
-    def get_if_exists(self, path: str) -> dict[str, Any] | None:
-        if path.endswith("/containerpools/rr"):
-            return self.pool
-        return self.pods.get(path.rsplit("/", 1)[1]) if "/pods/" in path else None
-
-    def list_items(self, path: str, selector: str | None = None) -> list[dict[str, Any]]:
-        return [p for p in self.pods.values() if p["metadata"]["labels"].get("shoal.dev/pool") == "rr"]
-
-    def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
-        pod = self.pods[path.rsplit("/", 1)[1]]
-        meta = patch.get("metadata") or {}
-        if "resourceVersion" in meta and meta["resourceVersion"] != pod["metadata"]["resourceVersion"]:
-            raise ApiError(409, "conflict", "Conflict")
-        body = {**patch, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
-        apply_merge_patch(pod, body)
-        pod["metadata"]["resourceVersion"] = str(int(pod["metadata"]["resourceVersion"]) + 1)
-        return pod
-
-    def merge_patch_if_exists(self, path: str, patch: dict[str, Any]) -> dict[str, Any] | None:
-        return self.merge_patch(path, patch)
-
-
-SPEC = TrainingSessionSpec.model_validate(
-    {"game": "CartPole-v1", "algorithm": "PPO", "totalTimesteps": 10, "poolRef": {"name": "rr"}}
-)
+from tests.unit.fakes import SPEC, T0, Api
 
 
 def claim_and_release(claimer: Claimer, session: str, when: datetime) -> str:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
@@ -16,30 +15,12 @@ from shoal.reconcile.scaler import startup_seconds
 from shoal.sources.base import SourceContext
 from shoal.sources.metrics_api import MetricsApiSource, go_duration
 from shoal.sources.prometheus import PrometheusSource
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Answers every GET with `reply` (code, JSON body), as Prometheus' API does."""
-
-    reply: ClassVar[tuple[int, dict[str, Any]]] = (200, {})
-
-    def do_GET(self) -> None:
-        self.answer(*type(self).reply)
-
-    def answer(self, code: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *_: Any) -> None:
-        pass
+from tests.unit.fakes import JsonHandler
 
 
 @pytest.fixture
-def prom() -> Iterator[tuple[PrometheusSource, type[_Handler]]]:
-    handler = type("H", (_Handler,), {})
+def prom() -> Iterator[tuple[PrometheusSource, type[JsonHandler]]]:
+    handler = type("H", (JsonHandler,), {})
     server = HTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -61,7 +42,7 @@ def metric(**prom: Any) -> MetricSpec:
     return MetricSpec.model_validate({"type": "Prometheus", "prometheus": {"query": "sum(q)", **prom}})
 
 
-def test_single_series_value(prom: tuple[PrometheusSource, type[_Handler]]) -> None:
+def test_single_series_value(prom: tuple[PrometheusSource, type[JsonHandler]]) -> None:
     source, handler = prom
     handler.reply = (200, vector(42.5))
     r = source.read(CTX, metric(targetPerReplica=10))
@@ -78,7 +59,7 @@ def test_single_series_value(prom: tuple[PrometheusSource, type[_Handler]]) -> N
     ],
 )
 def test_query_problems_become_clear_errors(
-    prom: tuple[PrometheusSource, type[_Handler]], reply: tuple[int, dict[str, Any]], fragment: str
+    prom: tuple[PrometheusSource, type[JsonHandler]], reply: tuple[int, dict[str, Any]], fragment: str
 ) -> None:
     source, handler = prom
     handler.reply = reply
@@ -86,14 +67,14 @@ def test_query_problems_become_clear_errors(
     assert r.value is None and r.error is not None and fragment in r.error
 
 
-def test_an_oversized_answer_is_refused(prom: tuple[PrometheusSource, type[_Handler]]) -> None:
+def test_an_oversized_answer_is_refused(prom: tuple[PrometheusSource, type[JsonHandler]]) -> None:
     source, handler = prom
     handler.reply = (200, vector(*range(60_000)))  # about 2 MiB of series
     r = source.read(CTX, metric(targetPerReplica=10))
     assert r.value is None and r.error is not None and "over 1 MiB" in r.error
 
 
-class _Routed(_Handler):
+class _Routed(JsonHandler):
     """Answers by query: the scaling query and its health guard get different replies."""
 
     replies: ClassVar[dict[str, tuple[int, dict[str, Any]]]] = {}

@@ -22,8 +22,8 @@ from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex
 from shoal.sessions import record
 from shoal.sessions.warm import pinned, refusal
-from tests.unit.test_round_robin import POOL as POOL_RR
-from tests.unit.test_round_robin import T0, Api
+from tests.unit.fakes import POOL as POOL_RR
+from tests.unit.fakes import T0, Api
 
 POOL: dict[str, Any] = {
     "replicas": 2,

@@ -15,7 +15,7 @@ import kubernetes
 
 from shoal.k8s.client import Kube
 from shoal.k8s.watch import Event, Reflector
-from tests.unit.test_api_errors import loopback
+from tests.unit.fakes import loopback
 
 
 def pod(name: str, rv: int, **labels: str) -> dict[str, Any]:
