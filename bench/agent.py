@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.stats import provenance, quantiles
-from shoal.k8s.client import Kube, custom_path, pods_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path, pods_path
 
 ROOT = Path(__file__).resolve().parents[1]
 

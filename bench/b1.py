@@ -40,7 +40,8 @@ from bench.harness import (
 )
 from bench.podtimes import PodTimes, median_stages, table
 from bench.stats import provenance, quantiles
-from shoal.k8s.client import Kube, custom_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path
 from shoal.times import parse_time
 from testbed import cluster as testbed
 from testbed import processes

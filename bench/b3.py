@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from bench import plan
 from bench.stats import quantiles
-from shoal.k8s.client import Kube, custom_path, pods_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path, pods_path
 from shoal.sessions.starts import STAGES
 from testbed.kubelet import LocalKubelet
 from testbed.localpod import NICENESS, autogroups

@@ -23,7 +23,8 @@ from typing import Any
 from bench import plan
 from bench.harness import CONTAINER, Operator, drop_namespace, log, namespace, ready_pods, settle, wait
 from bench.stats import provenance
-from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import custom_path, pods_path
 
 PHASES = ("build", "restart", "churn", "steady")
 GOAL = {"rss_mib": 200, "cpu_cores": 0.25}

@@ -20,7 +20,8 @@ from typing import Any
 from bench import plan
 from bench.harness import CONTAINER, drop_namespace, log, namespace, wait
 from bench.stats import median_ratio_interval, provenance, quantiles
-from shoal.k8s.client import Kube, custom_path, pods_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path, pods_path
 from testbed import cluster as testbed
 
 POLL_S = 15  # Shoal's default pollIntervalSeconds and HPA's default sync period

@@ -31,7 +31,8 @@ from bench.harness import (
     wait,
 )
 from bench.stats import provenance, quantiles
-from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import custom_path, pods_path
 from testbed.pools import is_idle
 
 GOAL = "p50 <= 100 ms and p99 <= 500 ms over all claims"

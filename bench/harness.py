@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shoal.k8s.client import ApiError, Kube, pods_path
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import pods_path
 from testbed import cluster as testbed
 from testbed.operator_process import OperatorProcess
 

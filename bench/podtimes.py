@@ -10,7 +10,8 @@ import time
 from typing import Any
 
 from bench.stats import quantiles
-from shoal.k8s.client import Kube, pods_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import pods_path
 from shoal.k8s.watch import Event, Reflector
 
 STAGES = (

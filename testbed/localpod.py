@@ -34,7 +34,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from shoal.k8s.client import ApiError, Kube, pods_path
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import pods_path
 from testbed.cluster import HOST, PKI, PORTS, STATE
 
 ROOT = Path(__file__).resolve().parents[1]

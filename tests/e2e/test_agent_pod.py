@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import custom_path, pods_path
 from testbed.localpod import LocalPod
 from tests.e2e.conftest import OperatorProcess, session_manifest
 from tests.e2e.util import apply, events_where, kube_as, phase_is, sample, status, wait_until

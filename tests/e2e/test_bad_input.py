@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shoal.k8s.client import ApiError, Kube, custom_path
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import custom_path
 from tests.e2e.conftest import OperatorProcess, pool_manifest
 from tests.e2e.util import ROOT, apply, condition, kubectl, live_pods, sample, wait_until
 

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import custom_path, pods_path
 from testbed import cluster as testbed
 from testbed.faultproxy import Fault, FaultProxy
 from testbed.kubelet import LocalKubelet

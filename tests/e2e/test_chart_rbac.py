@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from shoal.k8s.client import Kube, pods_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import pods_path
 from testbed.kubelet import LocalKubelet
 from tests.e2e.conftest import (
     ChartAccount,
@@ -96,7 +97,8 @@ def claim_as_a_dispatcher(kube: Kube, namespace: str, op: OperatorProcess) -> No
     (ContainerClaim), reads its address, gives it back; it may not touch the pods themselves."""
     import kubernetes
 
-    from shoal.k8s.client import ApiError, custom_path
+    from shoal.k8s.client import ApiError
+    from shoal.k8s.paths import custom_path
 
     release = op.extra_env["SHOAL_LEASE_NAME"].removesuffix("-shoal")  # the account is <release>-shoal
     kube.create(f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": "dispatcher"}})

@@ -7,7 +7,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from shoal.k8s.client import Kube, custom_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path
 from tests.e2e.conftest import OperatorProcess, pool_manifest, session_manifest
 from tests.e2e.util import apply, condition, is_idle, live_pods, reason_is, status, wait_until
 

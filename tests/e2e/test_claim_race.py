@@ -17,7 +17,8 @@ from typing import Any
 from shoal.api.session import TrainingSessionSpec
 from shoal.builders.session import signature
 from shoal.config import Settings
-from shoal.k8s.client import Kube, custom_path, pods_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path, pods_path
 from shoal.pool.claims import SESSION, Holder
 from shoal.reconcile.claimer import Claimer
 from tests.e2e.conftest import OperatorProcess, pool_manifest

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from shoal.k8s.client import Kube, custom_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path
 from testbed import image
 from tests.e2e.conftest import ChartAccount, Exporter, OperatorProcess, pool_manifest, scaler_manifest
 from tests.e2e.util import ROOT, PodHistory, apply, live_pods, sh_blocks, wait_until

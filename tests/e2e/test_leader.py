@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from shoal.k8s.client import Kube, pods_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import pods_path
 from testbed.faultproxy import Fault, FaultProxy
 from tests.e2e.conftest import OperatorProcess, behind_proxy, pool_manifest
 from tests.e2e.util import apply, live_pods, wait_until

@@ -9,7 +9,8 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from shoal.k8s.client import Kube, custom_path, pods_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path, pods_path
 from tests.e2e.conftest import OperatorProcess, pool_manifest
 from tests.e2e.util import apply, claim_manifest, claim_phase_is, idle, pod_cpu, wait_until
 

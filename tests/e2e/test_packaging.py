@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shoal.k8s.client import Kube, custom_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path
 from tests.e2e.conftest import Exporter, OperatorProcess, pool_manifest, scaler_manifest
 from tests.e2e.util import ROOT, apply, helm, kubectl, live_pods, render, wait_until
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from shoal.k8s.client import Kube, custom_path, pods_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path, pods_path
 from tests.e2e.conftest import OperatorProcess, pool_manifest
 from tests.e2e.util import (
     SEL,

@@ -12,7 +12,8 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from shoal.k8s.client import ApiError, Kube, pods_path
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import pods_path
 from testbed.localpod import LocalPod
 from tests.e2e.conftest import OperatorProcess, pool_manifest
 from tests.e2e.util import (

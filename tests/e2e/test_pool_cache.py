@@ -7,7 +7,8 @@ import json
 import time
 from functools import partial
 
-from shoal.k8s.client import Kube, custom_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path
 from tests.e2e.conftest import OperatorProcess, pool_manifest
 from tests.e2e.util import PodHistory, apply, assert_no_duplicates_or_orphans, converged, kubectl, wait_until
 

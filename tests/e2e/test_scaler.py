@@ -7,7 +7,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from shoal.k8s.client import Kube, custom_path, pods_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path, pods_path
 from testbed import cluster as testbed
 from tests.e2e.conftest import Exporter, OperatorProcess, pool_manifest, scaler_manifest
 from tests.e2e.util import (

@@ -14,7 +14,8 @@ import threading
 import time
 from typing import Any
 
-from shoal.k8s.client import Kube, custom_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path
 from shoal.scaling.persist import KEY
 from tests.e2e.conftest import Exporter, OperatorProcess, scaler_manifest
 from tests.e2e.util import apply, create_deployment, scaler, wait_until

@@ -13,7 +13,8 @@ from typing import Any
 import psutil
 import pytest
 
-from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import custom_path, pods_path
 from shoal.sessions.steps import PodState
 from shoal.vocab import ANN_PROGRESS
 from testbed.kubelet import LocalKubelet

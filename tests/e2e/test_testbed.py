@@ -16,7 +16,8 @@ import kubernetes
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from shoal.api.common import parse_quantity
-from shoal.k8s.client import Kube, pods_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import pods_path
 from testbed import cluster as testbed
 from testbed.localpod import free_port
 from tests.e2e.util import ROOT, wait_until

@@ -10,7 +10,8 @@ from functools import partial
 
 import pytest
 
-from shoal.k8s.client import Kube, custom_path, pods_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path, pods_path
 from testbed.kubelet import LocalKubelet
 from tests.e2e.conftest import OperatorProcess, pool_manifest, scaler_manifest, session_manifest
 from tests.e2e.util import ROOT, apply, helm, kubectl, live_pods, phase_is, sh_blocks, wait_until

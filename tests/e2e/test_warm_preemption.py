@@ -4,7 +4,8 @@ checkpoint, and resumes from it when the pod comes back. Real agents with the ba
 
 from __future__ import annotations
 
-from shoal.k8s.client import Kube, custom_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path
 from testbed.kubelet import LocalKubelet
 from tests.e2e.conftest import OperatorProcess, pool_manifest, session_manifest
 from tests.e2e.util import (

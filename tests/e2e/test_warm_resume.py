@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shoal.k8s.client import Kube, custom_path, pods_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path, pods_path
 from testbed.kubelet import LocalKubelet
 from tests.e2e.conftest import OperatorProcess, pool_manifest, session_manifest
 from tests.e2e.util import apply, checkpoint_steps, is_idle, live_pods, phase_is, training, wait_until

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from shoal.k8s.client import Kube, pods_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import pods_path
 from tests.e2e.conftest import OperatorProcess, pool_manifest
 from tests.e2e.util import apply, live_pods, sample, wait_until
 

@@ -15,7 +15,8 @@ import kubernetes
 import yaml
 
 from shoal.api.common import parse_quantity
-from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import custom_path, pods_path
 from testbed import cluster as testbed
 from testbed.pools import is_idle as is_idle  # the tests take it from here
 

@@ -1,7 +1,7 @@
 """The packages stack, they do not loop: each imports only from the layers below it. The vocabulary
 (`shoal.vocab`, every label, annotation and environment name) is the ground floor; the pure packages
 sit on it and on `api` side by side; only the IO layers (`k8s`, `reconcile`, `handlers`, `runtime`)
-reach the API server."""
+reach the API server, and only `k8s/paths.py` spells its paths."""
 
 from __future__ import annotations
 
@@ -62,6 +62,18 @@ def test_every_label_and_annotation_is_named_in_the_vocabulary_only() -> None:
         f"{f.relative_to(SHOAL)}: {m.group(1)}"
         for f in sorted(SHOAL.rglob("*.py"))
         if f.name != "vocab.py"
+        for m in spelled.finditer(f.read_text())
+    ]
+    assert not wrong, wrong
+
+
+def test_api_paths_are_built_in_k8s_paths_only() -> None:
+    """No module but k8s/paths.py spells a Kubernetes API path (Prometheus's own /api/v1 aside)."""
+    spelled = re.compile(r"""f?["'](/apis?/[^"']*)["']""")
+    wrong = [
+        f"{f.relative_to(SHOAL)}: {m.group(1)}"
+        for f in sorted(SHOAL.rglob("*.py"))
+        if f.relative_to(SHOAL).as_posix() not in ("k8s/paths.py", "sources/prometheus.py")
         for m in spelled.finditer(f.read_text())
     ]
     assert not wrong, wrong

@@ -48,7 +48,7 @@ class PodWatch:
         self.updates.put(_annotations(pod))
 
     def fresh(self) -> dict[str, str] | None:
-        from shoal.k8s.client import pods_path
+        from shoal.k8s.paths import pods_path
 
         try:
             return _annotations(self.kube.get(pods_path(self.namespace, self.name)))
@@ -59,7 +59,7 @@ class PodWatch:
     def _run(self) -> None:
         import kubernetes
 
-        from shoal.k8s.client import pods_path
+        from shoal.k8s.paths import pods_path
 
         core = kubernetes.client.CoreV1Api(self.kube.api)
         failures = 0

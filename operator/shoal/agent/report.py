@@ -34,7 +34,8 @@ class PodReporter:
     """Patches this pod's annotation; the agent's Role allows exactly that pod."""
 
     def __init__(self, namespace: str, name: str) -> None:
-        from shoal.k8s.client import Kube, pods_path
+        from shoal.k8s.client import Kube
+        from shoal.k8s.paths import pods_path
 
         self.kube = Kube()
         self.path = pods_path(namespace, name)

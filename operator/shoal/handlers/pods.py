@@ -16,7 +16,8 @@ from shoal import telemetry
 from shoal.handlers.claim import claim_pod_event
 from shoal.handlers.pool import pool_pod_event
 from shoal.handlers.session import session_pod_event, unlabelled_pod_event
-from shoal.k8s.client import Kube, pods_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import pods_path
 from shoal.k8s.watch import Event, Reflector
 from shoal.vocab import LABEL_CLAIM, LABEL_MANAGED, LABEL_POOL, LABEL_SESSION, MANAGED
 
@@ -66,7 +67,7 @@ def watch_pods(kube: Kube, namespaces: tuple[str, ...] | list[str]) -> list[Refl
     # Server-side selection: foreign pods cost the operator nothing.
     reflectors = [
         Reflector(kube, path, MANAGED, deliver)
-        for path in [pods_path(ns) for ns in namespaces] or ["/api/v1/pods"]
+        for path in [pods_path(ns) for ns in namespaces] or [pods_path(None)]
     ]
     for reflector in reflectors:
         reflector.start()

@@ -27,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from shoal import telemetry
 from shoal.k8s import fence as socket_fence
 from shoal.k8s.events import Correlator
+from shoal.k8s.paths import kind_path
 from shoal.k8s.ratelimit import TokenBucket
 from shoal.times import format_time
 
@@ -280,7 +281,7 @@ class Kube:
 
     def apply(self, namespace: str, body: dict[str, Any], create_only: bool = False) -> None:
         """Create `body`; when it exists already, merge-patch it to match (or leave it: `create_only`)."""
-        path = object_path(namespace, body["kind"])
+        path = kind_path(body["kind"], namespace)
         try:
             self.create(path, body)
         except ApiError as exc:
@@ -315,7 +316,7 @@ class Kube:
             "reportingComponent": f"shoal.dev/{self.component}",
             "reportingInstance": self.instance[:128],
         }
-        path = f"/api/v1/namespaces/{meta['namespace']}/events"
+        path = kind_path("Event", meta["namespace"])
         if self._events is None:
             with contextlib.suppress(OSError):
                 self._post_event(path, body)
@@ -385,33 +386,3 @@ def _api_error(status: int, reason: Any, body: Any) -> ApiError:
     except (ValueError, TypeError, AttributeError):
         pass
     return ApiError(int(status), kind, message)
-
-
-# The kinds the operator creates beside its custom resources, and where they live.
-_PLURALS = {
-    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
-    "ConfigMap": ("/api/v1", "configmaps"),
-    "Service": ("/api/v1", "services"),
-    "ServiceAccount": ("/api/v1", "serviceaccounts"),
-    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
-    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
-}
-
-
-def object_path(namespace: str, kind: str) -> str:
-    group, plural = _PLURALS[kind]
-    return f"{group}/namespaces/{namespace}/{plural}"
-
-
-def pods_path(namespace: str, name: str | None = None) -> str:
-    base = f"/api/v1/namespaces/{namespace}/pods"
-    return f"{base}/{name}" if name else base
-
-
-def custom_path(plural: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
-    base = f"/apis/shoal.dev/v1alpha1/namespaces/{namespace}/{plural}"
-    if name:
-        base += f"/{name}"
-    if sub:
-        base += f"/{sub}"
-    return base

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from shoal import conditions
-from shoal.k8s.client import Kube, custom_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path
 
 
 def write_status(

@@ -16,7 +16,8 @@ from shoal.api.common import parse_quantity
 from shoal.api.session import TrainingSessionSpec
 from shoal.builders.session import requests
 from shoal.config import Settings
-from shoal.k8s.client import Kube, custom_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path, kind_path, pods_path
 from shoal.sessions.admission import SessionView, Verdict, decide_admission
 from shoal.sessions.lifecycle import ACTIVE
 from shoal.sessions.placement import ENDED, fitting_node, node_free, pod_requests
@@ -148,7 +149,7 @@ class Capacity:
             listing = Listing(
                 self.clock(),
                 self.kube.list_items(custom_path(PLURAL, ns)),
-                self.kube.list_items(f"/api/v1/namespaces/{ns}/resourcequotas"),
+                self.kube.list_items(kind_path("ResourceQuota", ns)),
             )
             # Snapshots past their age go (a namespace's sessions may all be gone, or the namespace).
             now = listing.taken
@@ -159,8 +160,8 @@ class Capacity:
     def _refresh(self) -> None:
         if self.clock() - self.taken < SNAPSHOT_SECONDS:
             return
-        pods = self.kube.list_items("/api/v1/pods")
-        self.per_node = node_free(self.kube.list_items("/api/v1/nodes"), pods)
+        pods = self.kube.list_items(pods_path(None))
+        self.per_node = node_free(self.kube.list_items(kind_path("Node")), pods)
         self.headroom = node_headroom(self.per_node, pods)  # before the debits below change per_node
         self.taken = self.clock()
         for debit in self.debits.values():

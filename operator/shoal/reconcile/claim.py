@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from shoal import conditions
 from shoal.api.claim import ContainerClaimSpec
 from shoal.config import Settings
-from shoal.k8s.client import Kube, custom_path, pods_path
+from shoal.k8s.client import Kube
+from shoal.k8s.paths import custom_path, pods_path
 from shoal.pool.claims import CONTAINER_CLAIM, Holder, signature_text
 from shoal.pool.containerclaim import HeldPod, claim_request, decide
 from shoal.reconcile import write_status

@@ -25,7 +25,8 @@ from shoal.api.session import TrainingSessionSpec
 from shoal.builders.pod import build_pod, template_hash
 from shoal.builders.session import claim_request
 from shoal.config import Settings
-from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import custom_path, kind_path, pods_path
 from shoal.pool.claims import SESSION, ClaimOutcome, Holder, claim_patch, holder_of, release_patch
 from shoal.pool.pods import PodView, pod_view
 from shoal.pool.selection import (
@@ -323,9 +324,7 @@ class Claimer:
             return cached[1]
         usage: dict[str, dict[str, Decimal]] = {}
         try:
-            items = self.kube.list_items(
-                f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods", f"{LABEL_POOL}={pool_name}"
-            )
+            items = self.kube.list_items(kind_path("PodMetrics", namespace), f"{LABEL_POOL}={pool_name}")
         except ApiError as exc:
             log.warning("pod metrics of pool %s/%s unavailable: %s", namespace, pool_name, exc.message)
             items = []

@@ -10,6 +10,7 @@ from typing import Any
 
 from shoal.builders import controller_ref
 from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import kind_path
 from shoal.scaling.forecast import Fit, grid_step
 from shoal.scaling.persist import KEY, decode, encode
 from shoal.scaling.types import EngineConfig
@@ -31,7 +32,7 @@ def name_for(scaler: str) -> str:
 
 
 def _path(namespace: str, name: str = "") -> str:
-    return f"/api/v1/namespaces/{namespace}/configmaps" + (f"/{name}" if name else "")
+    return kind_path("ConfigMap", namespace, name or None)
 
 
 class HistoryStore:

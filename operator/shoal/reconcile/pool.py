@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shoal import conditions, telemetry
+from shoal import telemetry
 from shoal.api.pool import ContainerPoolSpec
 from shoal.builders import controller_ref
 from shoal.builders.pod import (
@@ -24,13 +24,14 @@ from shoal.builders.pod import (
     template_hash,
 )
 from shoal.config import Settings
-from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import custom_path, kind_path, pods_path
+from shoal.pool import record
 from shoal.pool.claims import holder_of
-from shoal.pool.plan import Plan, plan, size_limit
+from shoal.pool.plan import plan
 from shoal.reconcile import write_status
-from shoal.reconcile.poolpods import Stranded, label_managed, names
+from shoal.reconcile.poolpods import Stranded, label_managed
 from shoal.runtime.cache import ClaimIndex, cached_pod
-from shoal.times import format_time
 from shoal.vocab import LABEL_POOL, LABEL_STATE, STATES
 
 log = logging.getLogger("shoal.pool")
@@ -76,15 +77,7 @@ class PoolReconciler:
             spec = ContainerPoolSpec.model_validate(pool.get("spec") or {})
         except ValidationError as exc:
             # The CRD schema rejects nearly everything; this catches what it cannot express.
-            self._write_status(
-                pool,
-                None,
-                [
-                    conditions.condition("Ready", False, "InvalidSpec", str(exc)[:512]),
-                    conditions.condition("Degraded", True, "InvalidSpec", str(exc)[:512]),
-                ],
-                now,
-            )
+            self._write_status(pool, record.compose(pool, None, record.invalid_spec(str(exc)), now))
             return None
 
         uid = pool["metadata"]["uid"]
@@ -159,32 +152,11 @@ class PoolReconciler:
             if expect is not None and done[0] < p.create:
                 expect.created(key, p.create - done[0])
 
-        self._events(pool, p, created, deleted, create_error)
-        limit = size_limit(spec, p.counts.claimed, waiting)
-        conds = [
-            conditions.condition(
-                "Ready",
-                p.counts.ready >= p.desired,
-                "AllReplicasReady" if p.counts.ready >= p.desired else "ReplicasNotReady",
-                f"{p.counts.ready}/{p.desired} pods ready",
-            ),
-            self._scaling_condition(p, created, deleted),
-            conditions.condition(
-                "ScalingLimited",
-                limit is not None,
-                limit[0] if limit else "WithinBounds",
-                limit[1] if limit else f"spec.replicas {spec.replicas} is within the pool's bounds",
-            ),
-            conditions.condition(
-                "Degraded",
-                bool(create_error or p.counts.failed),
-                "CreateFailed" if create_error else ("PodsFailing" if p.counts.failed else "AsExpected"),
-                create_error
-                or (f"{p.counts.failed} pod(s) failed or never became ready" if p.counts.failed else ""),
-            ),
-        ]
+        for type_, reason, message in record.events_of(p, created, deleted, create_error):
+            self.kube.event(pool, type_, reason, message)
+        conds = record.conditions_of(p, spec, waiting, created, deleted, create_error)
         scaled = created > 0 or bool(deleted.get("ScaleDown"))
-        self._write_status(pool, p, conds, now, scaled=scaled, created=created)
+        self._write_status(pool, record.compose(pool, p, conds, now, scaled=scaled, created=created))
 
         c = p.counts
         by_state = {
@@ -263,106 +235,26 @@ class PoolReconciler:
         own first (the pod names it), then the pod, then its Role; the pod owns all three, so they go with it. A crash between
         the account and the pod leaves an account the pool owns (collected with the pool)."""
         pod_name = agent_pod_name(name)
-        accounts = f"/api/v1/namespaces/{namespace}/serviceaccounts"
-        rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
-        self.kube.create(accounts, agent_account(name, uid, pod_name))
+        account = kind_path("ServiceAccount", namespace, pod_name)
+        self.kube.create(kind_path("ServiceAccount", namespace), agent_account(name, uid, pod_name))
         try:
             pod = self.kube.create(
                 pods_path(namespace), build_pod(name, uid, spec, thash, self.settings.gpu_resource, pod_name)
             )
         except ApiError:
-            self.kube.delete(f"{accounts}/{pod_name}")
+            self.kube.delete(account)
             raise
         owner = pod_ref(pod_name, pod["metadata"]["uid"])
         try:
             role, binding = own_pod_access(pod_name, pod_name, owner, {LABEL_POOL: name})
-            self.kube.create(f"{rbac}/roles", role)
-            self.kube.create(f"{rbac}/rolebindings", binding)
-            self.kube.merge_patch(f"{accounts}/{pod_name}", {"metadata": {"ownerReferences": [owner]}})
+            self.kube.create(kind_path("Role", namespace), role)
+            self.kube.create(kind_path("RoleBinding", namespace), binding)
+            self.kube.merge_patch(account, {"metadata": {"ownerReferences": [owner]}})
         except ApiError:
             self.kube.delete(pods_path(namespace, pod_name))  # no pod whose agent cannot reach it
             raise
 
-    @staticmethod
-    def _scaling_condition(p: Plan, created: int, deleted: dict[str, list[str]]) -> dict[str, Any]:
-        if created:
-            return conditions.condition(
-                "Scaling", True, "ScalingUp", f"creating {created} pod(s) towards {p.desired}"
-            )
-        if deleted.get("ScaleDown"):
-            return conditions.condition(
-                "Scaling", True, "ScalingDown", f"removing {len(deleted['ScaleDown'])} idle pod(s)"
-            )
-        if p.counts.pending or p.counts.warming:
-            return conditions.condition(
-                "Scaling", True, "PodsStarting", f"{p.counts.pending + p.counts.warming} pod(s) starting"
-            )
-        return conditions.condition("Scaling", False, "Stable", f"{p.counts.replicas} pod(s), as desired")
-
-    def _events(
-        self, pool: dict[str, Any], p: Plan, created: int, deleted: dict[str, list[str]], create_error: str
-    ) -> None:
-        ev = self.kube.event
-        if created:
-            ev(pool, "Normal", "ScaledUp", f"Created {created} pod(s); desired {p.desired}")
-        if deleted.get("ScaleDown"):
-            pods = deleted["ScaleDown"]
-            ev(
-                pool,
-                "Normal",
-                "ScaledDown",
-                f"Deleted {len(pods)} idle pod(s) ({names(pods)}); desired {p.desired}",
-            )
-        for reason in ("MaxAge", "MaxClaims", "TemplateChanged"):
-            if deleted.get(reason):
-                ev(pool, "Normal", "Recycled", f"Replacing pod(s) {names(deleted[reason])}: {reason}")
-        for reason in ("Failed", "NotReadyTimeout"):
-            if deleted.get(reason):
-                ev(
-                    pool,
-                    "Warning",
-                    "PodFailed",
-                    f"Replacing unhealthy pod(s) {names(deleted[reason])}: {reason}",
-                )
-        if deleted.get("Orphan"):
-            ev(
-                pool,
-                "Normal",
-                "OrphanRemoved",
-                f"Deleted unowned pod(s) {names(deleted['Orphan'])} from an older template",
-            )
-        if p.adopt:
-            ev(pool, "Normal", "Adopted", f"Adopted pod(s) {names(p.adopt)}")
-        if create_error:
-            ev(pool, "Warning", "CreateFailed", create_error)
-
-    def _write_status(
-        self,
-        pool: dict[str, Any],
-        p: Plan | None,
-        conds: list[dict[str, Any]],
-        now: datetime,
-        scaled: bool = False,
-        created: int = 0,
-    ) -> None:
-        meta = pool["metadata"]
-        old = pool.get("status") or {}
-        generation = meta.get("generation")
-        status: dict[str, Any] = {"observedGeneration": generation}
-        if p is not None:
-            c = p.counts
-            status.update(
-                replicas=c.replicas - p.create + created,
-                desiredReplicas=p.desired,
-                readyReplicas=c.ready,
-                idleReplicas=c.idle,
-                claimedReplicas=c.claimed,
-                selector=f"{LABEL_POOL}={meta['name']}",
-                utilization=c.utilization,
-            )
-        if scaled:
-            status["lastScaleTime"] = format_time(now)
-        status["conditions"] = conditions.merge(old.get("conditions"), conds, generation, now)
+    def _write_status(self, pool: dict[str, Any], status: dict[str, Any]) -> None:
         written = write_status(self.kube, PLURAL, pool, status)
         if written is not None and self.index is not None:
             # The next pass (before the echo arrives) compares with what was written, not writes it again.

@@ -9,17 +9,14 @@ from datetime import datetime
 from typing import Any
 
 from shoal import telemetry
-from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import custom_path, pods_path
 from shoal.pool.claims import CLAIM_PREFIX, holder_of, release_patch, stranded
+from shoal.pool.record import names
 from shoal.runtime.cache import CachedPod, ClaimIndex, cached_pod
 from shoal.vocab import LABEL_MANAGED, LABEL_POOL
 
 log = logging.getLogger("shoal.pool")
-
-
-def names(items: list[str], limit: int = 5) -> str:
-    more = f" and {len(items) - limit} more" if len(items) > limit else ""
-    return ", ".join(items[:limit]) + more
 
 
 def label_managed(kube: Kube, pod: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +43,7 @@ def prime(kube: Kube, index: ClaimIndex, namespaces: tuple[str, ...] | list[str]
 
     def pods() -> Iterator[dict[str, Any]]:
         nonlocal count
-        for path in [pods_path(ns) for ns in namespaces] or ["/api/v1/pods"]:
+        for path in [pods_path(ns) for ns in namespaces] or [pods_path(None)]:
             for pod in kube.list_paged(path, LABEL_POOL):
                 count += 1
                 yield label_managed(kube, pod)

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from shoal import conditions, telemetry
 from shoal.api.scaler import MetricSpec, WorkerScalerSpec
 from shoal.config import Settings
-from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import custom_path, pods_path
 from shoal.reconcile import write_status
 from shoal.reconcile.history import HistoryStore, save_every
 from shoal.reconcile.targets import PLURAL, ScaleTargets, TargetError

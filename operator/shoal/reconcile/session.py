@@ -23,7 +23,8 @@ from shoal.builders.session import (
     supporting_objects,
 )
 from shoal.config import Settings
-from shoal.k8s.client import ApiError, Kube, custom_path, pods_path
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import custom_path, pods_path
 from shoal.pool.claims import SESSION, Holder
 from shoal.reconcile.capacity import Capacity
 from shoal.reconcile.claimer import Claimer

@@ -8,7 +8,8 @@ import time
 from typing import Any
 
 from shoal.api.scaler import WorkerScalerSpec
-from shoal.k8s.client import ApiError, Kube, custom_path
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import custom_path, kind_path, resource_path, root
 
 PLURAL = "workerscalers"
 LIST_TTL = 5.0
@@ -32,9 +33,8 @@ class ScaleTargets:
         key = (api_version, kind)
         plural = self.discovery.get(key)
         if plural is None:
-            base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
             try:
-                resources = self.kube.get(base).get("resources", [])
+                resources = self.kube.get(root(api_version)).get("resources", [])
             except ApiError as exc:
                 raise TargetError(
                     "TargetKindUnknown", f"API {api_version} is not served: {exc.message}"
@@ -47,8 +47,7 @@ class ScaleTargets:
             if not any(r["name"] == f"{plural}/scale" for r in resources):
                 raise TargetError("TargetNotScalable", f"{kind} has no scale subresource")
             self.discovery[key] = plural
-        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-        return f"{base}/namespaces/{namespace}/{plural}/{name}/scale"
+        return resource_path(root(api_version), plural, namespace, name, "scale")
 
     def conflicts(self, scaler: dict[str, Any], spec: WorkerScalerSpec) -> str | None:
         """Another WorkerScaler (created earlier) or an HPA on the same target makes this one stand down."""
@@ -63,7 +62,7 @@ class ScaleTargets:
             if (o.get("creationTimestamp", ""), o["name"]) < me:
                 return f"WorkerScaler {o['name']} already scales {ref.kind}/{ref.name}"
         try:
-            hpas = self._listed(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers")
+            hpas = self._listed(kind_path("HorizontalPodAutoscaler", ns))
         except ApiError:
             hpas = []
         for hpa in hpas:

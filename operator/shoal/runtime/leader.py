@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import kind_path
 
 log = logging.getLogger("shoal.leader")
 
@@ -51,8 +52,8 @@ class LeaderElector:
         """`renew_deadline` and `retry_period` default to client-go's proportions of the lease
         (15 s / 10 s / 2 s)."""
         self.kube = kube
-        self.path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
-        self.collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        self.path = kind_path("Lease", namespace, name)
+        self.collection = kind_path("Lease", namespace)
         self.name = name
         self.identity = identity
         self.duration = duration

@@ -12,6 +12,7 @@ from typing import Any
 from shoal import telemetry
 from shoal.config import Settings
 from shoal.k8s.client import Kube, NotLeading
+from shoal.k8s.paths import custom_path
 from shoal.k8s.watch import Reflector
 from shoal.runtime.cache import ClaimIndex
 from shoal.runtime.leader import LeaderElector
@@ -116,7 +117,7 @@ class OperatorRuntime:
         namespaces = self.settings.namespaces or (None,)
         for kind, plural in self.listers.items():
             for ns in namespaces:
-                path = f"/apis/shoal.dev/v1alpha1/{f'namespaces/{ns}/' if ns else ''}{plural}"
+                path = custom_path(plural, ns)
                 try:
                     items = self.kube.list_items(path)
                 except Exception as exc:

@@ -8,7 +8,8 @@ from typing import Any
 
 from shoal.api.common import parse_quantity
 from shoal.api.scaler import MetricSpec
-from shoal.k8s.client import ApiError, pods_path
+from shoal.k8s.client import ApiError
+from shoal.k8s.paths import kind_path, pods_path
 from shoal.scaling.types import MetricReading, PodSample
 from shoal.sources.base import SourceContext
 from shoal.times import parse_time
@@ -52,9 +53,7 @@ class MetricsApiSource:
             return MetricReading(name, "Resource", error="the target reports no pod selector")
         try:
             pods = ctx.kube.list_items(pods_path(ctx.namespace), ctx.selector)
-            usage_items = ctx.kube.list_items(
-                f"/apis/metrics.k8s.io/v1beta1/namespaces/{ctx.namespace}/pods", ctx.selector
-            )
+            usage_items = ctx.kube.list_items(kind_path("PodMetrics", ctx.namespace), ctx.selector)
         except ApiError as exc:
             return MetricReading(name, "Resource", error=f"metrics API: {exc.message or exc.reason}")
         except OSError as exc:
