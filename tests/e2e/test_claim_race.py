@@ -16,10 +16,10 @@ from typing import Any
 
 from shoal.api.session import TrainingSessionSpec
 from shoal.builders.session import signature
+from shoal.claims.holders import SESSION, Holder
 from shoal.config import Settings
 from shoal.k8s.client import Kube
 from shoal.k8s.paths import custom_path, pods_path
-from shoal.pool.claims import SESSION, Holder
 from shoal.reconcile.claimer import Claimer
 from tests.e2e.conftest import OperatorProcess, pool_manifest
 from tests.e2e.util import PodHistory, apply, is_idle, sample, wait_until

@@ -110,10 +110,12 @@ class JsonHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.answer(*type(self).reply)
 
-    def answer(self, code: int, body: dict[str, Any]) -> None:
+    def answer(self, code: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
 

@@ -17,10 +17,10 @@ import pytest
 
 from shoal.k8s.client import THROTTLE_TRIES, ApiError, Kube, NotLeading
 from shoal.runtime.workqueue import WorkQueue, run_workers
-from tests.unit.fakes import loopback
+from tests.unit.fakes import JsonHandler, loopback
 
 
-class Flaky(BaseHTTPRequestHandler):
+class Flaky(JsonHandler):
     answers: ClassVar[list[int]] = []
     seen: ClassVar[list[float]] = []
 
@@ -36,16 +36,7 @@ class Flaky(BaseHTTPRequestHandler):
                 "message": f"try again later ({code})",
                 "code": code,
             }
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        if code == 429:
-            self.send_header("Retry-After", "1")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *_: Any) -> None:
-        pass
+        self.answer(code, body, {"Retry-After": "1"} if code == 429 else None)
 
 
 @pytest.fixture

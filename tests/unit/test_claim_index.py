@@ -104,7 +104,7 @@ def test_a_progress_report_alone_does_not_concern_the_pool_but_a_claim_does() ->
 
 
 def test_claims_no_live_session_holds_or_will_adopt_are_stranded() -> None:
-    from shoal.pool.claims import stranded
+    from shoal.claims.holders import stranded
 
     def session(name: str, run: str = "Running", **st: object) -> dict[str, object]:
         return {"metadata": {"name": name}, "spec": {"runState": run}, "status": st}
@@ -124,7 +124,7 @@ def test_a_stranded_claim_is_given_back_with_the_signature_of_the_job_it_was_han
     """The session is gone (no finalizer kept it), so Affinity's memory comes from the pod's config."""
     import json
 
-    from shoal.pool.claims import held_signature
+    from shoal.claims.holders import held_signature
 
     def pod(config: str | None, signature: str | None = None) -> dict[str, Any]:
         ann = {} if config is None else {"shoal.dev/session-config": config}
@@ -149,7 +149,7 @@ def test_adopting_a_claim_keeps_the_agents_progress_and_config() -> None:
     again) rather than take the pod back from that holder."""
     from datetime import UTC, datetime
 
-    from shoal.pool.claims import SESSION, Holder, claim_patch
+    from shoal.claims.holders import SESSION, Holder, claim_patch
     from shoal.pool.pods import PodView
 
     now = datetime(2026, 12, 1, tzinfo=UTC)

@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from shoal.builders.session import signature
+from shoal.claims.holders import SESSION, Holder, release_patch
 from shoal.config import Settings
-from shoal.pool.claims import SESSION, Holder, release_patch
 from shoal.pool.pods import pod_view
 from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex

@@ -10,8 +10,8 @@ import pytest
 
 from shoal.api.claim import ContainerClaimSpec
 from shoal.api.pool import ContainerPoolSpec
-from shoal.config import Settings
-from shoal.pool.claims import (
+from shoal.claims.containerclaim import WAIT_RECHECK, HeldPod, claim_request, decide
+from shoal.claims.holders import (
     CONTAINER_CLAIM,
     SESSION,
     ClaimOutcome,
@@ -21,7 +21,7 @@ from shoal.pool.claims import (
     signature_text,
     stranded,
 )
-from shoal.pool.containerclaim import WAIT_RECHECK, HeldPod, claim_request, decide
+from shoal.config import Settings
 from shoal.pool.plan import plan, size_limit
 from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex

@@ -1,6 +1,6 @@
 """The packages stack, they do not loop: each imports only from the layers below it. The vocabulary
 (`shoal.vocab`, every label, annotation and environment name) is the ground floor; the pure packages
-sit on it and on `api` side by side; only the IO layers (`k8s`, `reconcile`, `handlers`, `runtime`)
+stack on it and on `api` (pool < claims < builders < sessions, no loops); only the IO layers (`k8s`, `reconcile`, `handlers`, `runtime`)
 reach the API server, and only `k8s/paths.py` spells its paths."""
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ ALLOWED = {
     "api": COMMON,
     "scaling": COMMON | {"shoal.api"},
     "pool": COMMON | {"shoal.api"},
-    "builders": COMMON | {"shoal.api", "shoal.pool", "shoal.config"},
-    "sessions": COMMON | {"shoal.api", "shoal.pool", "shoal.builders"},
+    "claims": COMMON | {"shoal.api", "shoal.pool"},
+    "builders": COMMON | {"shoal.api", "shoal.pool", "shoal.claims", "shoal.config"},
+    "sessions": COMMON | {"shoal.api", "shoal.pool", "shoal.claims", "shoal.builders"},
     "agent": COMMON | {"shoal.k8s"},  # a program of its own in the pod, with its own API client
 }
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from shoal.builders.session import signature
+from shoal.claims.holders import SESSION, Holder
 from shoal.config import Settings
-from shoal.pool.claims import SESSION, Holder
 from shoal.reconcile.claimer import Claimer
 from tests.unit.fakes import SPEC, T0, Api
 

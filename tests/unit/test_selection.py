@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from shoal.pool.selection import ClaimRequest, claimable, select_pod
+from shoal.claims.selection import ClaimRequest, claimable, select_pod
 from tests.unit.podfactory import HASH, T0, pod
 
 
@@ -57,7 +57,7 @@ def test_only_idle_pods_not_due_for_recycling_are_claimable() -> None:
 
 
 def test_no_strategy_hands_a_gpu_claim_a_pod_without_the_gpu() -> None:
-    from shoal.pool.selection import STRATEGIES, unfit_reason
+    from shoal.claims.selection import STRATEGIES, unfit_reason
 
     cpu_only = pod(requests=(("cpu", "8"), ("memory", "32Gi")))
     gpu = pod(requests=(("cpu", "1"), ("memory", "4Gi"), ("nvidia.com/gpu", "1")))
@@ -103,7 +103,7 @@ def test_least_loaded_ranks_by_the_pods_own_report_else_live_cpu_over_its_reques
 def test_resource_aware_weighs_free_headroom_not_requests() -> None:
     from decimal import Decimal
 
-    from shoal.pool.selection import unfit_reason
+    from shoal.claims.selection import unfit_reason
 
     two = (("cpu", "2"), ("memory", "4Gi"))
     busy, quiet = pod(name="busy", requests=two), pod(name="quiet", requests=two)
@@ -119,7 +119,7 @@ def test_resource_aware_weighs_free_headroom_not_requests() -> None:
 
 
 def test_affinity_scores_similar_signatures_then_success_then_speed() -> None:
-    from shoal.pool.affinity import Job, signature_text
+    from shoal.pool.jobs import Job, signature_text
 
     web = signature_text({"repo": "web", "os": "linux"}) or ""
     web_mac = signature_text({"repo": "web", "os": "mac"}) or ""
@@ -140,8 +140,8 @@ def test_affinity_scores_similar_signatures_then_success_then_speed() -> None:
 def test_a_release_adds_the_job_to_the_pods_bounded_history() -> None:
     import json
 
-    from shoal.pool.affinity import HISTORY, parse_history, with_job
-    from shoal.pool.claims import release_patch
+    from shoal.claims.holders import release_patch
+    from shoal.pool.jobs import HISTORY, parse_history, with_job
 
     claimed = pod(name="h", last_claimed=T0, job_outcome=True)
     patch = release_patch(T0 + timedelta(seconds=42), '{"repo":"web"}', claimed)
@@ -158,7 +158,7 @@ def test_a_release_adds_the_job_to_the_pods_bounded_history() -> None:
         text = with_job(parse_history(text), f'{{"n":"{i}"}}', None, T0, T0 + timedelta(seconds=i))
     jobs = parse_history(text)
     assert len(jobs) == HISTORY and jobs[-1].signature == f'{{"n":"{HISTORY + 2}"}}'
-    from shoal.pool.affinity import Job
+    from shoal.pool.jobs import Job
 
     assert parse_history("not json") == () and parse_history('{"a": 1}') == ()
     assert parse_history('[["a", "x", 1], 5, [1, 2, 3]]') == (Job("a", None, 1.0),)  # what can be read

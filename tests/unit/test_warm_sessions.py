@@ -14,9 +14,9 @@ from shoal.api.pool import ContainerPoolSpec
 from shoal.api.session import TrainingSessionSpec
 from shoal.builders.pod import build_pod, template_hash
 from shoal.builders.session import claim_request
+from shoal.claims.holders import SESSION as SESSION_HOLDER
+from shoal.claims.holders import Holder
 from shoal.config import Settings
-from shoal.pool.claims import SESSION as SESSION_HOLDER
-from shoal.pool.claims import Holder
 from shoal.pool.pods import pod_view
 from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex

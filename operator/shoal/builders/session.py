@@ -10,9 +10,9 @@ from shoal.api.common import resource_names
 from shoal.api.session import TrainingSessionSpec
 from shoal.builders import controller_ref
 from shoal.builders.pod import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, own_pod_access
+from shoal.claims.selection import ClaimRequest
 from shoal.config import Settings
-from shoal.pool.affinity import signature_text
-from shoal.pool.selection import ClaimRequest
+from shoal.pool.jobs import signature_text
 from shoal.vocab import (
     ANN_RESUME_FROM,
     ANN_SESSION_CONFIG,

@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 
 from shoal import telemetry
-from shoal.pool.claims import CONTAINER_CLAIM, Holder
+from shoal.claims.holders import CONTAINER_CLAIM, Holder
 from shoal.runtime import operator
 from shoal.vocab import ANN_CLAIMED_BY, LABEL_CLAIM
 

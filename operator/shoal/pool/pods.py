@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shoal.pool.affinity import Job, outcome, parse_history
+from shoal.pool.jobs import Job, outcome, parse_history
 from shoal.times import parse_time
 from shoal.vocab import (
     ANN_BUSY,

@@ -1,4 +1,4 @@
-"""ContainerClaim reconciler: read the claim and its pod, call the pure step (pool/containerclaim.py),
+"""ContainerClaim reconciler: read the claim and its pod, call the pure step (claims/containerclaim.py),
 claim or give back through the shared claimer, write status and Events.
 
 Deleting a claim releases its pod without a finalizer: the claim's DELETED event enqueues its pool,
@@ -17,11 +17,11 @@ from pydantic import ValidationError
 
 from shoal import conditions
 from shoal.api.claim import ContainerClaimSpec
+from shoal.claims.containerclaim import HeldPod, claim_request, decide
+from shoal.claims.holders import CONTAINER_CLAIM, Holder, signature_text
 from shoal.config import Settings
 from shoal.k8s.client import Kube
 from shoal.k8s.paths import custom_path, pods_path
-from shoal.pool.claims import CONTAINER_CLAIM, Holder, signature_text
-from shoal.pool.containerclaim import HeldPod, claim_request, decide
 from shoal.reconcile import write_status
 from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex

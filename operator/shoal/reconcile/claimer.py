@@ -24,12 +24,8 @@ from shoal.api.pool import ContainerPoolSpec
 from shoal.api.session import TrainingSessionSpec
 from shoal.builders.pod import build_pod, template_hash
 from shoal.builders.session import claim_request
-from shoal.config import Settings
-from shoal.k8s.client import ApiError, Kube
-from shoal.k8s.paths import custom_path, kind_path, pods_path
-from shoal.pool.claims import SESSION, ClaimOutcome, Holder, claim_patch, holder_of, release_patch
-from shoal.pool.pods import PodView, pod_view
-from shoal.pool.selection import (
+from shoal.claims.holders import SESSION, ClaimOutcome, Holder, claim_patch, holder_of, release_patch
+from shoal.claims.selection import (
     LIVE_USAGE,
     ClaimRequest,
     claimable,
@@ -38,6 +34,10 @@ from shoal.pool.selection import (
     select_pod,
     unfit_reason,
 )
+from shoal.config import Settings
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import custom_path, kind_path, pods_path
+from shoal.pool.pods import PodView, pod_view
 from shoal.runtime.cache import CachedPod, CachedPool, ClaimIndex
 from shoal.sessions import warm
 from shoal.vocab import ANN_CLAIMED_BY, LABEL_POOL

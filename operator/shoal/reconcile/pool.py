@@ -23,11 +23,11 @@ from shoal.builders.pod import (
     pod_ref,
     template_hash,
 )
+from shoal.claims.holders import holder_of
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube
 from shoal.k8s.paths import custom_path, kind_path, pods_path
 from shoal.pool import record
-from shoal.pool.claims import holder_of
 from shoal.pool.plan import plan
 from shoal.reconcile import write_status
 from shoal.reconcile.poolpods import Stranded, label_managed

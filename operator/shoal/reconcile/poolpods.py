@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from shoal import telemetry
+from shoal.claims.holders import CLAIM_PREFIX, holder_of, release_patch, stranded
 from shoal.k8s.client import ApiError, Kube
 from shoal.k8s.paths import custom_path, pods_path
-from shoal.pool.claims import CLAIM_PREFIX, holder_of, release_patch, stranded
 from shoal.pool.record import names
 from shoal.runtime.cache import CachedPod, ClaimIndex, cached_pod
 from shoal.vocab import LABEL_MANAGED, LABEL_POOL

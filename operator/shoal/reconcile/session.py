@@ -22,10 +22,10 @@ from shoal.builders.session import (
     signature,
     supporting_objects,
 )
+from shoal.claims.holders import SESSION, Holder
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube
 from shoal.k8s.paths import custom_path, pods_path
-from shoal.pool.claims import SESSION, Holder
 from shoal.reconcile.capacity import Capacity
 from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex

@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shoal.pool.claims import Holder, held_signature
+from shoal.claims.holders import Holder, held_signature
 from shoal.pool.pods import PodView, observed_state, pod_view
 from shoal.runtime.expectations import Expectations
 from shoal.runtime.store import GONE_KEPT, older

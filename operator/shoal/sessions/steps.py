@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from shoal.api.session import TrainingSessionSpec
-from shoal.pool.claims import ClaimOutcome as ClaimOutcome
+from shoal.claims.holders import ClaimOutcome as ClaimOutcome
 from shoal.sessions.admission import Verdict
 from shoal.sessions.progress import stuck_container
 from shoal.times import parse_time

@@ -10,8 +10,8 @@ from typing import Any, NamedTuple
 
 from shoal.api.pool import ContainerPoolSpec
 from shoal.api.session import TrainingSessionSpec
+from shoal.claims.selection import ClaimRequest, missing_devices
 from shoal.pool.pods import PodView
-from shoal.pool.selection import ClaimRequest, missing_devices
 from shoal.sessions.admission import SessionView
 from shoal.times import parse_time
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from shoal.pool.affinity import signature_text as signature_text
-from shoal.pool.affinity import with_job
+from shoal.pool.jobs import signature_text as signature_text
+from shoal.pool.jobs import with_job
 from shoal.pool.pods import PodView
 from shoal.times import format_time
 from shoal.vocab import (

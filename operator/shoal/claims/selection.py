@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from shoal.api.common import parse_quantity
 from shoal.api.pool import Recycle
-from shoal.pool.affinity import score
+from shoal.claims.affinity import score
 from shoal.pool.plan import recycle_reason
 from shoal.pool.pods import PodView, observed_state
 from shoal.vocab import IDLE
@@ -19,7 +19,7 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 
 @dataclass(frozen=True)
 class ClaimRequest:
-    signature: str | None = None  # job signature (JSON, pool/affinity.py), for Affinity
+    signature: str | None = None  # job signature (JSON, pool/jobs.py), for Affinity
     requests: dict[str, str] = field(default_factory=dict)  # resource -> quantity, for ResourceAware
     cursor: str | None = None  # name of the pod claimed last, for RoundRobin (cursor_of the pool)
     # pod -> resource -> amount in use now (metrics.k8s.io), for LeastLoaded and ResourceAware

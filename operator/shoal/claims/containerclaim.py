@@ -17,8 +17,8 @@ from typing import Any
 
 from shoal.api.claim import ClaimResources, ContainerClaimSpec
 from shoal.api.common import resource_names
-from shoal.pool.claims import FINAL_CLAIM, ClaimOutcome, signature_text
-from shoal.pool.selection import ClaimRequest
+from shoal.claims.holders import FINAL_CLAIM, ClaimOutcome, signature_text
+from shoal.claims.selection import ClaimRequest
 from shoal.times import format_time, parse_time
 
 WAIT_RECHECK = 30.0  # a waiting claim is woken when a pod of its pool turns idle; this is the fallback
