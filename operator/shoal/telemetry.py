@@ -121,3 +121,14 @@ def forget_session(namespace: str, session: str) -> None:
     """A session no longer waiting (admitted, or deleted while queued) has no queued-since series."""
     with contextlib.suppress(KeyError):
         SESSION_QUEUED_SINCE.remove(namespace, session)
+
+
+# What the leader says of the pools, scalers and sessions it reconciles. A replica that loses the lease
+# stops updating them, so it stops exporting them too: with two replicas scraped, only the leader's
+# figures are current, and a stale copy would double a sum or hold an alert.
+WORKLOAD_GAUGES = (POOL_PODS, POOL_DESIRED, SCALER_REPLICAS, SCALER_AT_MAX, SESSION_QUEUED_SINCE)
+
+
+def forget_workloads() -> None:
+    for gauge in WORKLOAD_GAUGES:
+        gauge.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -85,6 +86,28 @@ def test_alert_rules_are_valid_promql() -> None:
         timeout=60,
     )
     assert out.returncode == 0 and "SUCCESS: 7 rules found" in out.stdout, out.stdout + out.stderr
+
+
+def test_every_alert_fires_where_it_should_and_not_where_it_should_not() -> None:
+    """promtool evaluates each rule over synthetic series (tests/alerts/alerts_test.yaml): labels and
+    text as a receiver gets them, and a look-alike case that must stay quiet."""
+    tests = ROOT / "tests/alerts/alerts_test.yaml"
+    out = subprocess.run(
+        ["promtool", "test", "rules", str(tests)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
+    rules = (ROOT / "helm/shoal/files/alerts.yaml").read_text()
+    alerts = set(re.findall(r"- alert: (\w+)", rules))
+    tested = set(re.findall(r"alertname: (\w+)", tests.read_text()))
+    assert alerts == tested, alerts ^ tested
+
+
+def test_the_service_monitor_keeps_the_metrics_own_namespace_label() -> None:
+    """Without honorLabels, Prometheus renames a pool's or scaler's `namespace` label to
+    exported_namespace and puts the operator's own namespace in its place."""
+    docs = render("shoal-system", "--set", "serviceMonitor.enabled=true")
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    assert [e.get("honorLabels") for e in monitor["spec"]["endpoints"]] == [True]
 
 
 def test_kustomize_base_is_the_rendered_chart() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import kubernetes
+import urllib3
 import yaml
 
 from shoal.api.common import parse_quantity
@@ -114,8 +115,6 @@ class PodHistory:
         return len(self.created - self.gone)
 
     def _watch(self) -> None:
-        import kubernetes
-
         core = kubernetes.client.CoreV1Api(self.kube.api)
         first = self.kube.request("GET", pods_path(self.namespace), query={"labelSelector": self.selector})
         version = first["metadata"]["resourceVersion"]
@@ -124,27 +123,36 @@ class PodHistory:
             self.most_alive = self.alive()
         self.ready.set()
         while not self.stop.is_set():
-            w = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
-            for event in w.stream(  # type: ignore[no-untyped-call]
-                core.list_namespaced_pod,
-                self.namespace,
-                label_selector=self.selector,
-                resource_version=version,
-                timeout_seconds=30,
-                allow_watch_bookmarks=True,  # keeps `version` recent, so a quiet namespace never gets 410
-            ):
-                meta = event["raw_object"]["metadata"]
-                version = meta["resourceVersion"]
-                if event["type"] == "BOOKMARK":
-                    continue
-                with self.lock:
-                    self.created.add(meta["uid"])
-                    if event["type"] == "DELETED" or meta.get("deletionTimestamp"):
-                        self.gone.add(meta["uid"])
-                        self.at_deletion.setdefault(meta["uid"], dict(meta.get("annotations") or {}))
-                    self.most_alive = max(self.most_alive, self.alive())
-                if self.stop.is_set():
-                    return
+            try:
+                version = self._follow(core, version)
+            except (urllib3.exceptions.HTTPError, OSError):
+                # The API server restarting (the chaos tests): resume from the last version seen.
+                self.stop.wait(0.5)
+
+    def _follow(self, core: Any, version: str) -> str:
+        """One watch from `version` until it times out (or the history stops); the last version seen."""
+        w = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
+        for event in w.stream(  # type: ignore[no-untyped-call]
+            core.list_namespaced_pod,
+            self.namespace,
+            label_selector=self.selector,
+            resource_version=version,
+            timeout_seconds=30,
+            allow_watch_bookmarks=True,  # keeps `version` recent, so a quiet namespace never gets 410
+        ):
+            meta = event["raw_object"]["metadata"]
+            version = meta["resourceVersion"]
+            if event["type"] == "BOOKMARK":
+                continue
+            with self.lock:
+                self.created.add(meta["uid"])
+                if event["type"] == "DELETED" or meta.get("deletionTimestamp"):
+                    self.gone.add(meta["uid"])
+                    self.at_deletion.setdefault(meta["uid"], dict(meta.get("annotations") or {}))
+                self.most_alive = max(self.most_alive, self.alive())
+            if self.stop.is_set():
+                break
+        return version
 
 
 # --- reading what the operator did, per kind; the docs; the chart ----------------------------------

@@ -158,6 +158,8 @@ class OperatorRuntime:
         telemetry.LEADER.set(1 if held else 0)
         if held:
             self.loop.run_in_executor(self.executor, self._lead)
+        else:
+            telemetry.forget_workloads()  # the next leader's figures are the current ones
 
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()
