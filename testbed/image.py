@@ -1,13 +1,15 @@
 """An image built by `make image`, run here the way a container runtime would, without one: the OCI
 archive unpacked by umoci into a runtime bundle (a root filesystem and the image's process: entrypoint,
 user, environment), its entrypoint started under `unshare` (its own mount and PID namespaces, its own
-/proc) and `chroot`, as the image's user. The network stays this machine's, so the process reaches the
-test bed's API server as a pod reaches its cluster's, through KUBERNETES_SERVICE_HOST and the service
-account files at TOKEN_MOUNT. (crun and runc refuse this machine's cgroups; unshare + chroot do not
-need them.)"""
+/proc) and `chroot`, as the image's user. It is stopped through its process group: unshare passes no
+signal on, and the entrypoint, PID 1 of its namespace, takes the namespace down when it ends. The
+network stays this machine's, so the process reaches the test bed's API server as a pod reaches its
+cluster's, through KUBERNETES_SERVICE_HOST and the service account files at TOKEN_MOUNT. (crun and
+runc refuse this machine's cgroups; unshare + chroot do not need them.)"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -53,7 +55,6 @@ class Bundle:
             "--mount",
             "--pid",
             "--fork",
-            "--kill-child",
             f"--mount-proc={self.rootfs / 'proc'}",
             "chroot",
             f"--userspec={self.uid}:{self.gid}",
@@ -67,6 +68,16 @@ class Bundle:
             *self.env,
             *self.args,
         ]
+
+    def processes(self) -> list[int]:
+        """The processes running in this root filesystem (the image's, still alive)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if os.readlink(entry / "root") == str(self.rootfs):
+                        found.append(int(entry.name))
+        return found
 
     def inside(self, path: str) -> Path:
         """`path` as the image's processes see it, on this machine: symbolic links resolve within the

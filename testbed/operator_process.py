@@ -4,6 +4,7 @@ same environment (the chart's log level and format unless a caller says otherwis
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -46,6 +47,7 @@ class OperatorProcess:
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.starts = 0
+        self.group = False
         self.log_path: Path = log_file or logdir / "operator-1.log"
         self._log: IO[bytes] | None = None
 
@@ -69,9 +71,19 @@ class OperatorProcess:
         if self._log:
             self._log.close()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(self.command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        # An image's entrypoint runs under unshare, which neither passes signals on nor takes its child
+        # down when it dies (the child's parent-death signal goes when chroot changes its user): its
+        # whole process group is signalled instead.
+        self.group = self.command[0] != sys.executable
+        self.proc = subprocess.Popen(
+            self.command, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=self.group
+        )
         if ready:
-            self.wait_healthy()
+            try:
+                self.wait_healthy()
+            except BaseException:
+                self.stop()  # never left running behind a failed start
+                raise
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -112,17 +124,25 @@ class OperatorProcess:
     def kill(self) -> None:
         """SIGKILL: no cleanup, no lease release, exactly like a crashed pod."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+        self._signal(signal.SIGKILL)
         self.proc.wait(10)
 
+    def _signal(self, sig: int) -> None:
+        assert self.proc is not None
+        if self.group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+        else:
+            self.proc.send_signal(sig)
+
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
+        if self.proc is not None and (self.proc.poll() is None or self.group):
+            self._signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            if self.group or self.proc.poll() is None:
+                self._signal(signal.SIGKILL)  # a group: whatever is left of it
+            self.proc.wait(5)
         if self._log:
             self._log.close()
             self._log = None

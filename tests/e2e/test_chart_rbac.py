@@ -44,10 +44,12 @@ def chart_operator(
     if request.param == "namespaces":
         env["SHOAL_NAMESPACES"] = namespace
     op = OperatorProcess(chart.kubeconfig(tmp_path / "chart.kubeconfig"), tmp_path, **env)
-    op.start()
-    yield op
-    op.stop()
-    chart.remove()
+    try:
+        op.start()
+        yield op
+    finally:
+        op.stop()
+        chart.remove()
 
 
 def test_pools_scalers_and_sessions_work_with_only_the_charts_permissions(

@@ -39,10 +39,13 @@ def image_operator(
     }
     op = OperatorProcess(tmp_path / "unused.kubeconfig", tmp_path, **env)
     op.command = bundle.command()  # the image's entrypoint instead of this checkout's python -m shoal
-    op.start()
-    yield op
-    op.stop()
-    chart.remove()
+    try:
+        op.start()
+        yield op
+    finally:
+        op.stop()
+        chart.remove()
+    assert bundle.processes() == []  # nothing of the image left running after a stop
 
 
 def _image_process(op: OperatorProcess) -> int:
