@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -18,6 +19,28 @@ def _seconds(value: str | None) -> float | None:
 
 class SettingsError(ValueError):
     """A setting the operator cannot start with; the message names it."""
+
+
+PEER_KEYS = {"namespaceSelector", "podSelector", "ipBlock"}
+
+
+def _peers(value: str | None) -> tuple[dict[str, Any], ...] | None:
+    """SHOAL_SESSION_INGRESS_FROM: a JSON list of NetworkPolicy peers, as a policy's `from` takes them."""
+    if value is None or not value.strip():
+        return None
+    try:
+        peers = json.loads(value)
+    except ValueError as exc:
+        raise SettingsError(f"SHOAL_SESSION_INGRESS_FROM is not JSON: {exc}") from None
+    if not isinstance(peers, list) or not all(
+        isinstance(p, dict) and p and set(p) <= PEER_KEYS and all(isinstance(v, dict) for v in p.values())
+        for p in peers
+    ):
+        raise SettingsError(
+            "SHOAL_SESSION_INGRESS_FROM must be a JSON list of NetworkPolicy peers, each an object of "
+            f"{', '.join(sorted(PEER_KEYS))}"
+        )
+    return tuple(peers)
 
 
 def _non_negative(env: dict[str, str], name: str, default: float = 0.0) -> float:
@@ -115,6 +138,9 @@ class Settings:
     lease_renew_deadline: float | None = None
     lease_retry_period: float | None = None
     identity: str = field(default_factory=lambda: os.environ.get("HOSTNAME", "shoal") + f"-{os.getpid()}")
+    # NetworkPolicy peers admitted to each session's endpoints; None: no policy (the namespace's own
+    # policies, if any, apply)
+    session_ingress_from: tuple[dict[str, Any], ...] | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -140,4 +166,5 @@ class Settings:
             lease_duration=float(e.get("SHOAL_LEASE_DURATION_SECONDS", "15")),
             lease_renew_deadline=_seconds(e.get("SHOAL_LEASE_RENEW_DEADLINE_SECONDS")),
             lease_retry_period=_seconds(e.get("SHOAL_LEASE_RETRY_PERIOD_SECONDS")),
+            session_ingress_from=_peers(e.get("SHOAL_SESSION_INGRESS_FROM")),
         )

@@ -171,6 +171,13 @@ def pool_manifest(name: str, replicas: int, **spec: Any) -> dict[str, Any]:
     }
 
 
+def warm_pool_manifest(name: str, replicas: int, **spec: Any) -> dict[str, Any]:
+    """A pool sessions can claim (sessionAgent), whose pods the namespace's local_kubelet runs."""
+    manifest = pool_manifest(name, replicas, sessionAgent={}, **spec)
+    manifest["spec"]["template"]["metadata"]["labels"]["testbed.shoal.dev/run"] = "local"
+    return manifest
+
+
 class Exporter:
     """A Prometheus exporter on loopback, registered with the test bed's Prometheus."""
 

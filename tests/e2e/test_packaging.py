@@ -21,6 +21,8 @@ ALL_FEATURES = [
     "prometheusRule.enabled=true",
     "--set",
     "grafanaDashboard.enabled=true",
+    "--set",
+    "sessionNetworkPolicy.enabled=true",
 ]
 
 
@@ -64,6 +66,38 @@ def test_rendered_rbac_names_exact_verbs_and_resources() -> None:
             assert not set(rule["verbs"]) & {"escalate", "bind", "impersonate"}
     for binding in (d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")):
         assert binding["roleRef"]["name"] not in ("cluster-admin", "admin", "edit")
+
+
+def test_session_network_policies_are_asked_for_by_one_value_and_granted_only_then() -> None:
+    peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ml-tools"}}}]
+    on = render(
+        "shoal-system",
+        "--set",
+        "sessionNetworkPolicy.enabled=true",
+        "--set-json",
+        f"sessionNetworkPolicy.from={json.dumps(peers)}",
+    )
+    env = {
+        e["name"]: e.get("value")
+        for e in next(d for d in on if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][
+            0
+        ]["env"]
+    }
+    assert json.loads(env["SHOAL_SESSION_INGRESS_FROM"]) == peers
+    granted = [
+        r for d in on if d["kind"] == "ClusterRole" for r in d["rules"] if "networkpolicies" in r["resources"]
+    ]
+    assert [r["verbs"] for r in granted] == [["create"]]
+    off = render("shoal-system")
+    assert not [
+        r
+        for d in off
+        if d["kind"] == "ClusterRole"
+        for r in d["rules"]
+        if "networkpolicies" in r["resources"]
+    ]
+    deploy = next(d for d in off if d["kind"] == "Deployment")
+    assert "SHOAL_SESSION_INGRESS_FROM" not in json.dumps(deploy)
 
 
 def test_operator_pod_is_locked_down() -> None:

@@ -19,6 +19,7 @@ from tests.e2e.conftest import OperatorProcess, pool_manifest
 from tests.e2e.util import (
     ROOT,
     SEL,
+    PodHistory,
     apply,
     get_pod,
     kubectl,
@@ -131,9 +132,15 @@ def test_the_ci_runner_sample_runs_its_job_hooks_as_the_pod_and_the_pool_follows
     wait_until(lambda: len(running(live_pods(kube, namespace, sel))) == 5, 60, "a fifth, warm runner")
     second = {p["metadata"]["name"] for p in live_pods(kube, namespace, sel)}
     assert first < second and len(second) == 5  # one created, none replaced
+    history = PodHistory(kube, namespace, sel)
     for pod in (a, b):
         hook(pod, "COMPLETED")
-        assert busy(pod) == "false"
+        # Idle again, so the pool may take it for its scale-down at once: gone, or marked idle.
+        now = kube.get_if_exists(pods_path(namespace, pod))
+        assert now is None or (now["metadata"].get("annotations") or {}).get("shoal.dev/busy") == "false"
     wait_until(lambda: len(live_pods(kube, namespace, sel)) == 4, 60, "back to 4 runners")
     third = {p["metadata"]["name"] for p in live_pods(kube, namespace, sel)}
     assert third < second  # one removed, none created
+    # The one removed was not in a job when it went: marked idle by its hook, or never busy.
+    assert len(history.at_deletion) == 1
+    assert [a.get("shoal.dev/busy") for a in history.at_deletion.values()] != ["true"]

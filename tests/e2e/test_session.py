@@ -14,12 +14,12 @@ import psutil
 import pytest
 
 from shoal.k8s.client import ApiError, Kube
-from shoal.k8s.paths import custom_path, pods_path
+from shoal.k8s.paths import custom_path, kind_path, pods_path
 from shoal.sessions.steps import PodState
 from shoal.vocab import ANN_PROGRESS
 from testbed.kubelet import LocalKubelet
 from tests.doubles.bandit import best_arm_mean
-from tests.e2e.conftest import OperatorProcess, pool_manifest, session_manifest
+from tests.e2e.conftest import OperatorProcess, session_manifest, warm_pool_manifest
 from tests.e2e.util import (
     apply,
     checkpoint_steps,
@@ -60,6 +60,7 @@ def test_gpu_session_gets_a_gpu_pod_service_and_pvc_and_phases_follow_the_pod(
     assert res["requests"]["nvidia.com/gpu"] == "1" and res["limits"]["nvidia.com/gpu"] == "1"
     assert res["requests"]["ephemeral-storage"] == "10Gi"
     assert pod["spec"]["nodeName"].startswith("kwok-gpu-")
+    assert kube.get_if_exists(kind_path("NetworkPolicy", namespace, "gpu-endpoints")) is None  # not asked for
     svc = kube.get(f"/api/v1/namespaces/{namespace}/services/gpu")
     assert sorted(p["port"] for p in svc["spec"]["ports"]) == [6006, 8000]
     assert st["endpoints"] == {
@@ -204,8 +205,7 @@ def test_a_warm_pod_trains_the_session_that_claims_it_and_returns_to_the_pool_cl
 ) -> None:
     from tests.e2e.util import kube_as
 
-    manifest = pool_manifest("warm", 2, resources={"cpu": "2", "memory": "2Gi"}, sessionAgent={})
-    manifest["spec"]["template"]["metadata"]["labels"]["testbed.shoal.dev/run"] = "local"
+    manifest = warm_pool_manifest("warm", 2, resources={"cpu": "2", "memory": "2Gi"})
     apply(manifest, namespace)
 
     def idle() -> list[str]:

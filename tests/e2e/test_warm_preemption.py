@@ -7,7 +7,7 @@ from __future__ import annotations
 from shoal.k8s.client import Kube
 from shoal.k8s.paths import custom_path
 from testbed.kubelet import LocalKubelet
-from tests.e2e.conftest import OperatorProcess, pool_manifest, session_manifest
+from tests.e2e.conftest import OperatorProcess, session_manifest, warm_pool_manifest
 from tests.e2e.util import (
     apply,
     checkpoint_steps,
@@ -25,10 +25,7 @@ from tests.e2e.util import (
 def test_a_high_priority_warm_session_preempts_a_running_one_at_a_full_pool(
     kube: Kube, namespace: str, running_operator: OperatorProcess, local_kubelet: LocalKubelet
 ) -> None:
-    manifest = pool_manifest(
-        "one", 1, maxReplicas=1, resources={"cpu": "1", "memory": "1Gi"}, sessionAgent={}
-    )
-    manifest["spec"]["template"]["metadata"]["labels"]["testbed.shoal.dev/run"] = "local"
+    manifest = warm_pool_manifest("one", 1, maxReplicas=1, resources={"cpu": "1", "memory": "1Gi"})
     apply(manifest, namespace)
     wait_until(
         lambda: [p for p in live_pods(kube, namespace, "shoal.dev/pool=one") if is_idle(p)], 60, "idle pod"

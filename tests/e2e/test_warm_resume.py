@@ -9,7 +9,7 @@ from typing import Any
 from shoal.k8s.client import Kube
 from shoal.k8s.paths import custom_path, pods_path
 from testbed.kubelet import LocalKubelet
-from tests.e2e.conftest import OperatorProcess, pool_manifest, session_manifest
+from tests.e2e.conftest import OperatorProcess, session_manifest, warm_pool_manifest
 from tests.e2e.util import apply, checkpoint_steps, is_idle, live_pods, phase_is, training, wait_until
 
 POOL = "shoal.dev/pool=warm"
@@ -22,8 +22,7 @@ def run_state(kube: Kube, ns: str, state: str) -> None:
 def test_a_warm_session_resumes_on_the_pod_with_its_checkpoint_and_fails_visibly_without_it(
     kube: Kube, namespace: str, running_operator: OperatorProcess, local_kubelet: LocalKubelet
 ) -> None:
-    manifest = pool_manifest("warm", 2, resources={"cpu": "1", "memory": "1Gi"}, sessionAgent={})
-    manifest["spec"]["template"]["metadata"]["labels"]["testbed.shoal.dev/run"] = "local"
+    manifest = warm_pool_manifest("warm", 2, resources={"cpu": "1", "memory": "1Gi"})
     apply(manifest, namespace)  # sessionAgent {}: checkpoints in each pod's emptyDir
 
     def idle() -> list[str]:

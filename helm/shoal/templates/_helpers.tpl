@@ -73,6 +73,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
   verbs: [create, patch]
+{{- if .Values.sessionNetworkPolicy.enabled }}
+# Each session's NetworkPolicy (sessionNetworkPolicy): who may reach its TensorBoard, stream and metrics.
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [create]
+{{- end }}
 {{- end -}}
 
 {{/* Prometheus credentials: each a Secret mounted read-only under /etc/shoal/prometheus/, the

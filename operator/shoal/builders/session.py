@@ -39,6 +39,7 @@ def names(session: str) -> dict[str, str]:
         "config": f"{session}-config",
         "service": session,
         "account": f"{session}-agent",
+        "policy": f"{session}-endpoints",
     }
 
 
@@ -172,9 +173,14 @@ def pod_security(spec: TrainingSessionSpec) -> dict[str, Any]:
 
 
 def supporting_objects(
-    session: str, uid: str, namespace: str, spec: TrainingSessionSpec
+    session: str,
+    uid: str,
+    namespace: str,
+    spec: TrainingSessionSpec,
+    ingress_from: tuple[dict[str, Any], ...] | None = None,
 ) -> list[dict[str, Any]]:
-    """PVC, ConfigMap, Service, and the agent's ServiceAccount (its Role is per pod: agent_role)."""
+    """PVC, ConfigMap, Service, the agent's ServiceAccount (its Role is per pod: agent_role), and with
+    `ingress_from` (the operator's setting) a NetworkPolicy admitting only those peers to the pod."""
     n = names(session)
 
     def meta(name: str) -> dict[str, Any]:
@@ -223,7 +229,33 @@ def supporting_objects(
             "metadata": meta(n["account"]),
             "automountServiceAccountToken": True,
         },
+        *(
+            [network_policy(meta(n["policy"]), session, spec, ingress_from)]
+            if ingress_from is not None
+            else []
+        ),
     ]
+
+
+def network_policy(
+    metadata: dict[str, Any], session: str, spec: TrainingSessionSpec, peers: tuple[dict[str, Any], ...]
+) -> dict[str, Any]:
+    """Only `peers` reach the session's pod (a warm pod too, while the session's label is on it), and
+    only on what the agent serves: TensorBoard, the stream with videoRecording, its metrics. No peers:
+    nothing reaches it."""
+    ports = [TENSORBOARD_PORT, *([VIDEO_PORT] if spec.videoRecording else []), AGENT_PORT]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata,
+        "spec": {
+            "podSelector": {"matchLabels": {LABEL_SESSION: session}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": list(peers), "ports": [{"protocol": "TCP", "port": p} for p in ports]}]
+            if peers
+            else [],
+        },
+    }
 
 
 def agent_role(session: str, uid: str, pod_name: str) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Role": (RBAC, "roles"),
     "RoleBinding": (RBAC, "rolebindings"),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
     "PodMetrics": ("/apis/metrics.k8s.io/v1beta1", "pods"),
 }

@@ -284,8 +284,9 @@ class SessionReconciler:
             elif isinstance(action, EnsureService):
                 # The Service selects the session's label, which the claim put on the pod: the endpoints
                 # in status answer from a warm pod as from a pod of the session's own.
-                for body in supporting_objects(meta["name"], meta["uid"], ns, spec):
-                    if body["kind"] == "Service":
+                ingress = self.settings.session_ingress_from
+                for body in supporting_objects(meta["name"], meta["uid"], ns, spec, ingress):
+                    if body["kind"] in ("Service", "NetworkPolicy"):  # who may reach the pod, and how
                         self.kube.apply(ns, body, create_only=True)
         return events
 
@@ -295,9 +296,9 @@ class SessionReconciler:
         ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
         # Config, checkpoint claim, Service: created when a pod is about to need them, not re-posted
         # on every pass over a queued or running session.
-        for body in supporting_objects(name, uid, ns, spec):
+        for body in supporting_objects(name, uid, ns, spec, self.settings.session_ingress_from):
             # The config follows the spec (an edit while paused or a restart to apply one); the
-            # claim, Service and account only need to exist.
+            # claim, Service, account and network policy only need to exist.
             self.kube.apply(ns, body, create_only=body["kind"] != "ConfigMap")
         for role in agent_role(name, uid, action.name):
             self.kube.apply(ns, role)
