@@ -5,6 +5,7 @@ If the test bed cannot start, every e2e test errors out; nothing here skips.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -147,6 +148,16 @@ class ChartAccount:
 
     def kubeconfig(self, path: Path) -> Path:
         return token_kubeconfig(path, self.token)
+
+    @contextlib.contextmanager
+    def serving(self, op: OperatorProcess) -> Iterator[OperatorProcess]:
+        """`op` started, then stopped and the chart's roles removed, even when it fails to start."""
+        try:
+            op.start()
+            yield op
+        finally:
+            op.stop()
+            self.remove()
 
     def remove(self) -> None:
         for d in self.docs:

@@ -44,12 +44,8 @@ def chart_operator(
     if request.param == "namespaces":
         env["SHOAL_NAMESPACES"] = namespace
     op = OperatorProcess(chart.kubeconfig(tmp_path / "chart.kubeconfig"), tmp_path, **env)
-    try:
-        op.start()
+    with chart.serving(op):
         yield op
-    finally:
-        op.stop()
-        chart.remove()
 
 
 def test_pools_scalers_and_sessions_work_with_only_the_charts_permissions(

@@ -39,12 +39,8 @@ def image_operator(
     }
     op = OperatorProcess(tmp_path / "unused.kubeconfig", tmp_path, **env)
     op.command = bundle.command()  # the image's entrypoint instead of this checkout's python -m shoal
-    try:
-        op.start()
+    with chart.serving(op):
         yield op
-    finally:
-        op.stop()
-        chart.remove()
     assert bundle.processes() == []  # nothing of the image left running after a stop
 
 
