@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def version() -> str:
-    for line in (ROOT / "pyproject.toml").read_text().splitlines():
-        if line.startswith("version"):
-            return line.split('"')[1]
-    raise ValueError("pyproject.toml has no version")
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return str(tomllib.load(f)["project"]["version"])
 
 
 def build(kind: str = "operator", timeout: float = 1200) -> Path:

@@ -47,7 +47,6 @@ class OperatorProcess:
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.starts = 0
-        self.group = False
         self.log_path: Path = log_file or logdir / "operator-1.log"
         self._log: IO[bytes] | None = None
 
@@ -71,10 +70,6 @@ class OperatorProcess:
         if self._log:
             self._log.close()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
-        # An image's entrypoint runs under unshare, which neither passes signals on nor takes its child
-        # down when it dies (the child's parent-death signal goes when chroot changes its user): its
-        # whole process group is signalled instead.
-        self.group = self.command[0] != sys.executable
         self.proc = subprocess.Popen(
             self.command, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=self.group
         )
@@ -126,6 +121,13 @@ class OperatorProcess:
         assert self.proc is not None
         self._signal(signal.SIGKILL)
         self.proc.wait(10)
+
+    @property
+    def group(self) -> bool:
+        """Whether its whole process group is signalled: an image's entrypoint runs under unshare, which
+        neither passes signals on nor takes its child down when it dies (the child's parent-death
+        signal goes when chroot changes its user)."""
+        return self.command[0] != sys.executable
 
     def _signal(self, sig: int) -> None:
         assert self.proc is not None

@@ -177,12 +177,7 @@ def phase_is(kube: Kube, ns: str, name: str, phase: str) -> dict[str, Any]:
 
 
 def get_pod(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
-    try:
-        return kube.get(pods_path(ns, name))
-    except ApiError as exc:
-        if exc.not_found:
-            return None
-        raise
+    return kube.get_if_exists(pods_path(ns, name))
 
 
 CKPT = re.compile(r"/ckpt-(\d{12})\.npz$")
@@ -298,19 +293,14 @@ SEL = "shoal.dev/pool={}"
 
 
 def converged(kube: Kube, ns: str, name: str, n: int) -> bool:
-    pods = kube.list_items(pods_path(ns), SEL.format(name))
-    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    live = live_pods(kube, ns, SEL.format(name))
     st = pool(kube, ns, name).get("status", {})
     return len(live) == n and st.get("replicas") == n and st.get("readyReplicas") == n
 
 
 def assert_no_duplicates_or_orphans(kube: Kube, ns: str, name: str, n: int) -> None:
     uid = pool(kube, ns, name)["metadata"]["uid"]
-    live = [
-        p
-        for p in kube.list_items(pods_path(ns), SEL.format(name))
-        if not p["metadata"].get("deletionTimestamp")
-    ]
+    live = live_pods(kube, ns, SEL.format(name))
     assert len(live) == n, f"{len(live)} pods, want {n}"
     for p in live:
         owners = [o for o in p["metadata"].get("ownerReferences", []) if o.get("controller")]
