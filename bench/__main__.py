@@ -104,9 +104,9 @@ def report(results: dict[str, Any]) -> str:
 
         lines += b1_bench.section(results["B1"], not_rerun(results, "B1"))
     if "B3" in results and "summary" in results["B3"]:  # (earlier runs measured another thing)
-        from bench import b3 as b3_bench
+        from bench import b3_report
 
-        lines += b3_bench.section(results["B3"], not_rerun(results, "B3"))
+        lines += b3_report.section(results["B3"], not_rerun(results, "B3"))
     if "B6" in results:
         from bench import b6 as b6_bench
 

@@ -112,9 +112,16 @@ def _b8(r: dict[str, Any]) -> str:
 
 def _b9(r: dict[str, Any]) -> str:
     s = r["summary"]
+    shared = r.get("shared")
+    tail = (
+        f"; shared ({shared['pods']} pods x {shared['slots']} claims): all p50 "
+        f"{shared['summary']['all']['p50'] * 1000:.0f} ms / p99 {shared['summary']['all']['p99'] * 1000:.0f} ms"
+        if shared
+        else ""
+    )
     return (
         f"{r['claims']} claims on a pool of {r['pool']}: one by one p50 {s['steady']['p50'] * 1000:.0f} ms, "
-        f"bursts of {r.get('burst', 100)} p50 {s['burst']['p50']:.2f} s / p99 {s['burst']['p99']:.2f} s"
+        f"bursts of {r.get('burst', 100)} p50 {s['burst']['p50']:.2f} s / p99 {s['burst']['p99']:.2f} s{tail}"
     )
 
 

@@ -1,4 +1,5 @@
-"""status.conditions bookkeeping (Kubernetes API conventions), pure."""
+"""Status bookkeeping, pure: status.conditions (Kubernetes API conventions) and the merge patch that
+writes a status."""
 
 from __future__ import annotations
 
@@ -36,3 +37,17 @@ def same(a: list[dict[str, Any]] | None, b: list[dict[str, Any]]) -> bool:
         )
 
     return key(a) == key(b)
+
+
+def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch taking status `old` to `new`: the fields that changed (conditions compared
+    without their timestamps), a field that is None in `new` cleared (sent as null), a field `new`
+    leaves out kept. Empty when nothing changed: nothing to write."""
+    out: dict[str, Any] = {}
+    for key, value in new.items():
+        if key == "conditions":
+            if not same(old.get(key), value):
+                out[key] = value
+        elif old.get(key) != value:
+            out[key] = value
+    return out

@@ -11,11 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import pytest
 
 from shoal.k8s.client import ApiError, Kube
 from shoal.k8s.paths import custom_path, kind_path, pods_path
-from shoal.sessions.steps import PodState
 from shoal.vocab import ANN_PROGRESS
 from testbed.kubelet import LocalKubelet
 from tests.doubles.bandit import best_arm_mean
@@ -32,6 +30,7 @@ from tests.e2e.util import (
     reason_is,
     session,
     status,
+    trainers,
     training,
     wait_until,
 )
@@ -319,106 +318,6 @@ def test_a_warm_pod_trains_the_session_that_claims_it_and_returns_to_the_pool_cl
     assert "shoal.dev/claimed-by" not in freed["metadata"]["annotations"]
 
 
-def trainers(kubelet: LocalKubelet, pod_name: str) -> list[int]:
-    agent = kubelet.pod(pod_name)
-    if agent is None or agent.proc is None:
-        return []
-    try:
-        return [c.pid for c in psutil.Process(agent.proc.pid).children()]
-    except psutil.Error:
-        return []
-
-
-def kill_trainer(kubelet: LocalKubelet, pod_name: str) -> None:
-    """SIGKILL the trainer under the pod's agent, as the kernel's OOM killer would: the agent reports
-    the exit and exits non-zero, and the pod fails."""
-    agent = kubelet.pod(pod_name)
-    assert agent is not None and agent.proc is not None
-    trainers = wait_until(lambda: psutil.Process(agent.proc.pid).children(), 30, "the agent's trainer")  # type: ignore[union-attr]
-    assert len(trainers) == 1, trainers
-    trainers[0].kill()
-
-
-def test_a_crashed_trainer_restarts_with_backoff_from_its_checkpoint_then_fails(
-    kube: Kube, namespace: str, running_operator: OperatorProcess, local_kubelet: LocalKubelet
-) -> None:
-    apply(
-        session_manifest(
-            "flaky",
-            checkpointEverySec=1,
-            restartPolicy={"backoffLimit": 1, "initialBackoffSeconds": 1, "maxBackoffSeconds": 5},
-        ),
-        namespace,
-    )
-    first = wait_until(lambda: phase_is(kube, namespace, "flaky", "Running"), 60, "Running")["podName"]
-    wait_until(lambda: status(kube, namespace, "flaky").get("lastCheckpoint"), 60, "a checkpoint recorded")
-    kill_trainer(local_kubelet, first)
-    second = wait_until(
-        lambda: (s := phase_is(kube, namespace, "flaky", "Running")) and s["podName"] != first and s,
-        60,
-        "restarted",
-    )
-    assert second["restarts"] == 1 and second["attempts"] == 2
-    crashed = local_kubelet.pod(first)
-    assert crashed is not None and crashed.proc is not None and crashed.proc.poll() is not None
-    pod = kube.get(pods_path(namespace, second["podName"]))
-    resume = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}["SHOAL_RESUME_FROM"]
-    steps = checkpoint_steps(resume)
-    restarting = [
-        e["message"]
-        for e in events_where(
-            kube,
-            namespace,
-            lambda e: e["reason"] == "Restarting" and e["involvedObject"].get("name") == "flaky",
-            "a Restarting event",
-        )
-    ]
-    assert restarting == [f"pod {first} failed; restart 1/1 in 1s from {resume}"], restarting
-    # The second pod's own reports (the status may still show the first pod's later, unsaved steps).
-    wait_until(
-        lambda: (
-            int(PodState.of(get_pod(kube, namespace, second["podName"]) or {}).progress.get("timesteps") or 0)
-            >= steps
-        ),
-        60,
-        "the second pod training from the checkpoint",
-    )
-    kill_trainer(local_kubelet, second["podName"])
-    failed = wait_until(
-        lambda: phase_is(kube, namespace, "flaky", "Failed"), 60, "Failed after the backoff limit"
-    )
-    assert failed["reason"] == "BackoffLimitExceeded" and failed["attempts"] == 2
-
-
-def test_deleting_a_session_waits_on_no_finalizer_and_an_earlier_versions_finalizer_comes_off(
-    kube: Kube,
-    namespace: str,
-    running_operator: OperatorProcess,
-    local_kubelet: LocalKubelet,
-) -> None:
-    old = session_manifest("upgraded")
-    old["metadata"]["finalizers"] = ["shoal.dev/session-cleanup"]  # what an earlier Shoal put on
-    apply(old, namespace)
-    apply(session_manifest("doomed"), namespace)
-    st = wait_until(lambda: phase_is(kube, namespace, "doomed", "Running"), 60, "Running")
-    assert not session(kube, namespace, "doomed")["metadata"].get("finalizers")
-    wait_until(
-        lambda: not session(kube, namespace, "upgraded")["metadata"].get("finalizers"),
-        30,
-        "the earlier version's finalizer taken off",
-    )
-    running_operator.stop()  # nothing waits on the operator: the delete finishes without it
-    try:
-        kube.delete(custom_path("trainingsessions", namespace, "doomed"))
-        with pytest.raises(ApiError) as gone:
-            session(kube, namespace, "doomed")
-        assert gone.value.not_found  # at once: no finalizer held it
-        # Its pod goes by its owner reference (the cluster's garbage collector), not by the operator.
-        wait_until(lambda: get_pod(kube, namespace, st["podName"]) is None, 60, "its pod removed")
-    finally:
-        running_operator.start()
-
-
 def test_a_checkpoint_on_demand_is_answered_in_status_and_an_immediate_stop_takes_none(
     kube: Kube, namespace: str, running_operator: OperatorProcess, local_kubelet: LocalKubelet
 ) -> None:
@@ -495,59 +394,3 @@ def test_a_spec_edit_under_a_running_pod_restarts_it_from_a_checkpoint_with_the_
     log = (first_agent.mounts["/shoal"] / "commands.jsonl").read_text().splitlines()
     assert [json.loads(x)["verb"] for x in log] == ["pause"]
     wait_until(lambda: training(kube, namespace, "edited", steps), 60, "training on from the checkpoint")
-
-
-def test_a_session_no_node_can_take_says_so_and_fails_after_its_start_timeout(
-    kube: Kube, namespace: str, running_operator: OperatorProcess, local_kubelet: LocalKubelet
-) -> None:
-    apply(
-        session_manifest(
-            "nowhere",
-            # Affinity is the scheduler's to judge (admission judges nodeSelector and taints itself).
-            affinity={
-                "nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [
-                            {
-                                "matchExpressions": [
-                                    {"key": "shoal.dev/e2e", "operator": "In", "values": ["none"]}
-                                ]
-                            }
-                        ]
-                    }
-                }
-            },
-            tolerations=[{"key": "example.com/dedicated", "operator": "Exists", "effect": "NoSchedule"}],
-            startTimeoutSeconds=10,
-            restartPolicy={"backoffLimit": 0, "initialBackoffSeconds": 1, "maxBackoffSeconds": 1},
-        ),
-        namespace,
-    )
-    # The real scheduler's answer, in status while it lasts.
-    waiting = wait_until(lambda: reason_is(kube, namespace, "nowhere", "Unschedulable"), 30, "Unschedulable")
-    assert (
-        waiting["phase"] == "Starting" and "didn't match Pod's node affinity/selector" in waiting["message"]
-    ), waiting["message"]
-    pod = kube.get(pods_path(namespace, waiting["podName"]))
-    assert pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-    assert {"key": "example.com/dedicated", "operator": "Exists", "effect": "NoSchedule"} in pod["spec"][
-        "tolerations"
-    ]
-    failed = wait_until(lambda: phase_is(kube, namespace, "nowhere", "Failed"), 60, "Failed after 10 s")
-    assert failed["reason"] == "BackoffLimitExceeded"
-    assert f"pod {waiting['podName']} did not start within 10s: " in failed["message"], failed["message"]
-
-
-def test_a_session_bigger_than_any_one_node_waits_with_the_reason_though_the_sum_would_fit(
-    kube: Kube, namespace: str, running_operator: OperatorProcess
-) -> None:
-    # The test bed has two nodes of 8 GPUs each: 12 fit the cluster's sum, never one pod.
-    apply(session_manifest("wide", resources={"cpu": "1", "memory": "1Gi", "gpu": 12}), namespace)
-    waiting = wait_until(lambda: reason_is(kube, namespace, "wide", "NoNodeFits"), 30, "NoNodeFits")
-    assert waiting["phase"] == "Pending" and not waiting.get("podName")
-    assert "no single node fits the session (closest: kwok-gpu-" in waiting["message"], waiting["message"]
-    assert "nvidia.com/gpu" in waiting["message"]
-    assert [p for p in kube.list_items(pods_path(namespace))] == []  # no pod that could never run
-    apply(session_manifest("picky", nodeSelector={"shoal.dev/e2e": "no-such-node"}), namespace)
-    picky = wait_until(lambda: reason_is(kube, namespace, "picky", "NoNodeFits"), 30, "NoNodeFits")
-    assert picky["message"] == "no Ready node matches the nodeSelector and tolerations"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import kubernetes
+import psutil
 import urllib3
 import yaml
 
@@ -19,6 +20,7 @@ from shoal.api.common import parse_quantity
 from shoal.k8s.client import ApiError, Kube
 from shoal.k8s.paths import custom_path, pods_path
 from testbed import cluster as testbed
+from testbed.kubelet import LocalKubelet
 from testbed.pools import is_idle as is_idle  # the tests take it from here
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -312,3 +314,27 @@ def kube_as(kubeconfig: str) -> Kube:
     cfg = kubernetes.client.Configuration()
     kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
     return Kube(kubernetes.client.ApiClient(cfg))
+
+
+# --- the processes a pod runs (the local kubelet's agents) ---------------------------------------------
+
+
+def trainers(kubelet: LocalKubelet, pod_name: str) -> list[int]:
+    """The pids of the trainers under a pod's agent (none while it is not running)."""
+    agent = kubelet.pod(pod_name)
+    if agent is None or agent.proc is None:
+        return []
+    try:
+        return [c.pid for c in psutil.Process(agent.proc.pid).children()]
+    except psutil.Error:
+        return []
+
+
+def kill_trainer(kubelet: LocalKubelet, pod_name: str) -> None:
+    """SIGKILL the trainer under the pod's agent, as the kernel's OOM killer would: the agent reports
+    the exit and exits non-zero, and the pod fails."""
+    agent = kubelet.pod(pod_name)
+    assert agent is not None and agent.proc is not None
+    procs = wait_until(lambda: psutil.Process(agent.proc.pid).children(), 30, "the agent's trainer")  # type: ignore[union-attr]
+    assert len(procs) == 1, procs
+    procs[0].kill()

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from shoal import conditions
 from shoal.api.claim import ContainerClaimSpec
 from shoal.api.pool import ContainerPoolSpec
-from shoal.claims.containerclaim import WAIT_RECHECK, HeldPod, claim_request, decide
+from shoal.claims.containerclaim import WAIT_RECHECK, HeldPod, claim_request, decide, record
 from shoal.claims.holders import (
     CONTAINER_CLAIM,
     SESSION,
@@ -289,3 +290,20 @@ def test_the_pool_lists_claims_only_when_the_cache_does_not_know_a_holder() -> N
     assert pools.stranded._container_claims("ns", {"p1": "containerclaim/x"}) == cache and listed == []
     got = pools.stranded._container_claims("ns", {"p1": "containerclaim/x", "p2": "containerclaim/y"})
     assert [c["metadata"]["name"] for c in got] == ["x", "y"] and len(listed) == 1  # y unknown: listed
+
+
+def test_the_record_merges_the_bound_condition_and_keeps_it_when_the_step_is_silent() -> None:
+    bound = conditions.condition("Bound", True, "PodClaimed", "pool-a-1")
+    first = record({}, {"phase": "Bound", "podName": "pool-a-1"}, bound, 3, T0)
+    assert first["observedGeneration"] == 3 and first["phase"] == "Bound"
+    assert [(c["type"], c["status"], c["lastTransitionTime"]) for c in first["conditions"]] == [
+        ("Bound", "True", "2026-12-02T09:00:00Z")
+    ]
+    again = record(first, {"phase": "Bound", "podName": "pool-a-1"}, bound, 3, T0 + timedelta(minutes=5))
+    assert again["conditions"] == first["conditions"]  # unchanged: its transition time stays
+    silent = record(first, {"phase": "Bound", "podName": "pool-a-1"}, None, 4, T0 + timedelta(minutes=6))
+    assert silent["conditions"] == first["conditions"] and silent["observedGeneration"] == 4
+    lost = conditions.condition("Bound", False, "PodLost", "gone")
+    after = record(first, {"phase": "Lost"}, lost, 4, T0 + timedelta(minutes=7))
+    assert after["conditions"][0]["status"] == "False"
+    assert after["conditions"][0]["lastTransitionTime"] == "2026-12-02T09:07:00Z"

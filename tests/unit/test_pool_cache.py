@@ -18,6 +18,7 @@ from shoal.reconcile.pool import PoolReconciler
 from shoal.reconcile.poolpods import prime
 from shoal.runtime.cache import ClaimIndex
 from shoal.runtime.expectations import Expectations
+from tests.unit.podfactory import apply_merge_patch
 
 NOW = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
 SPEC = {"replicas": 3, "template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}
@@ -82,7 +83,8 @@ class FakeKube:
         self.requests["PATCH"] += 1
         if path.endswith("/status"):
             self.status_writes.append(patch["status"])
-            self.pool = {**self.pool, "status": patch["status"]}
+            self.pool = copy.deepcopy(self.pool)
+            apply_merge_patch(self.pool, {"status": patch["status"]})
             self.pool["metadata"] = {**self.pool["metadata"], "resourceVersion": str(next(self.rv))}
             return copy.deepcopy(self.pool)
         pod = self.pods[path.rsplit("/", 1)[1]]

@@ -79,8 +79,9 @@ def test_status_counts_only_the_creations_that_happened_and_keeps_unchanged_tran
     p = Plan(desired=4, create=3, counts=Counts(replicas=4, ready=1, idle=1, claimed=1))
     conds = record.conditions_of(p, spec(), 0, created=2, deleted={}, create_error="")
     later = T0 + timedelta(minutes=5)
-    status = record.compose(pool, p, conds, later, scaled=True, created=2)
+    status = record.compose(pool, p, conds, later, scaled=True, created=2, waiting=5)
     assert status["replicas"] == 3  # 4 planned with 3 to create, of which 2 were made
+    assert status["waitingClaims"] == 5  # what a scaler's Pool metric reads
     assert (status["desiredReplicas"], status["readyReplicas"], status["claimedReplicas"]) == (4, 1, 1)
     assert status["selector"] == "shoal.dev/pool=w" and status["observedGeneration"] == 7
     assert status["lastScaleTime"] == "2026-12-01T12:05:00Z"

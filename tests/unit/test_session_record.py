@@ -1,10 +1,12 @@
-"""A session's status write, pure: conditions from the phase, the patch, the phase Event."""
+"""A session's status write, pure: conditions from the phase, the fields it clears, the status patch
+every kind writes with, the phase Event."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shoal import conditions
 from shoal.sessions import record
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -37,10 +39,24 @@ def test_a_preempted_session_was_admitted_and_a_backoff_is_not_queueing() -> Non
 def test_the_patch_carries_changes_and_nulls_cleared_fields_and_nothing_when_equal() -> None:
     old = record.complete({}, {"phase": "Running", "podName": "p-1", "checkpointAcknowledged": True}, 1, T0)
     assert "checkpointAcknowledged" not in old
-    assert record.patch(old, dict(old)) == {}
+    assert conditions.status_patch(old, dict(old)) == {}
     new = record.complete(old, {"phase": "Pending", "reason": "Paused"}, 1, T0)
-    p = record.patch(old, new)
-    assert p["podName"] is None and p["phase"] == "Pending" and "conditions" in p
+    p = conditions.status_patch(old, new)
+    assert p["podName"] is None and p["phase"] == "Pending" and p["reason"] == "Paused" and "conditions" in p
+    assert "observedGeneration" not in p  # unchanged fields are not sent
+
+
+def test_a_status_patch_keeps_what_it_does_not_name_and_ignores_condition_timestamps() -> None:
+    ready = conditions.condition("Ready", True, "AllReady")
+    was = conditions.merge(None, [ready], 1, T0)
+    old: dict[str, Any] = {"replicas": 3, "lastScaleTime": "t0", "conditions": was}
+    later = conditions.merge(None, [ready], 1, T0 + timedelta(hours=1))  # another stamp, same meaning
+    assert conditions.status_patch(old, {"replicas": 3, "conditions": later}) == {}
+    p = conditions.status_patch(old, {"replicas": 4, "conditions": later})
+    assert p == {"replicas": 4}  # lastScaleTime, left out, stays as it is
+    gone = conditions.condition("Ready", False, "Scaling")
+    p = conditions.status_patch(old, {"replicas": 3, "conditions": conditions.merge(was, [gone], 1, T0)})
+    assert list(p) == ["conditions"] and p["conditions"][0]["status"] == "False"
 
 
 def test_a_phase_or_reason_change_posts_one_event_and_failures_warn() -> None:

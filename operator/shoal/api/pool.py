@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shoal.api.common import Condition, Model, NonNegativeInt, PositiveInt, Quantity, cel, validations
 
-SelectionStrategy = Literal["LeastRecentlyUsed", "RoundRobin", "LeastLoaded", "ResourceAware", "Affinity"]
+SelectionStrategy = Literal[
+    "LeastRecentlyUsed", "RoundRobin", "LeastLoaded", "ResourceAware", "Affinity", "LeastConnections"
+]
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -51,7 +53,11 @@ class Resources(Model):
 class Warm(Model):
     """Idle capacity kept ready for claims."""
 
-    minIdle: NonNegativeInt = Field(default=0, description="Idle, ready pods kept on top of the claimed ones")
+    minIdle: NonNegativeInt = Field(
+        default=0,
+        description="Idle, ready pods kept on top of the claimed ones (with claimsPerPod above 1: that many "
+        "pods' worth of free slots)",
+    )
 
 
 class Recycle(Model):
@@ -94,6 +100,12 @@ class ContainerPoolSpec(Model):
                 "warm.minIdle must not exceed maxReplicas",
                 ".warm.minIdle",
             ),
+            cel(
+                "self.claimsPerPod == 1 || !has(self.sessionAgent)",
+                "claimsPerPod above 1 shares pods between ContainerClaims; a TrainingSession takes its pod "
+                "to itself: set claimsPerPod to 1 or remove sessionAgent",
+                ".claimsPerPod",
+            ),
         )
     )
     template: PodTemplate = Field(description="The pod template every pod of the pool is made from")
@@ -116,7 +128,16 @@ class ContainerPoolSpec(Model):
     warm: Warm | None = Field(default=None, description="Warm capacity: idle, ready pods kept for claims")
     recycle: Recycle | None = Field(default=None, description="When pods are replaced")
     selection: SelectionStrategy = Field(
-        default="LeastRecentlyUsed", description="How an idle pod is picked for a claim"
+        default="LeastRecentlyUsed",
+        description="How a pod is picked for a claim among those with room (idle ones; with claimsPerPod "
+        "above 1, claimed ones with a free slot too). LeastConnections: the fewest claims held",
+    )
+    claimsPerPod: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="How many ContainerClaims one pod serves at once (function and query workers); 1, the "
+        "default, is exclusive. Counts, utilization, growth for waiting claims and warm.minIdle count slots",
     )
     sessionAgent: SessionAgent | None = Field(
         default=None,
@@ -144,7 +165,16 @@ class ContainerPoolStatus(Model):
     selector: str = Field(
         default="", description="Label selector of the pool's pods (for the scale subresource)"
     )
-    utilization: float = Field(default=0.0, description="Claimed pods / pods")
+    claimedSlots: int = Field(
+        default=0,
+        description="Claims the pods hold (a pod marked shoal.dev/busy holds all of its claimsPerPod); "
+        "equals claimedReplicas when claimsPerPod is 1",
+    )
+    utilization: float = Field(default=0.0, description="claimedSlots / (pods x claimsPerPod)")
+    waitingClaims: int = Field(
+        default=0,
+        description="Claims and sessions waiting for a pod of this pool (a scaler's Pool metric reads it)",
+    )
     lastScaleTime: datetime | None = Field(default=None, description="When pods were last created or deleted")
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, Scaling, ScalingLimited and Degraded"

@@ -90,21 +90,36 @@ class PrometheusMetric(Model):
     )
 
 
+class PoolMetric(Model):
+    """The target ContainerPool's own load, from its status: no Prometheus needed."""
+
+    targetUtilization: float = Field(
+        gt=0,
+        le=1,
+        description="The share of the pool's pods that should be claimed (or marked busy); claims and "
+        "sessions waiting for a pod of it count as claimed ones",
+    )
+
+
 class MetricSpec(Model):
     """One metric; the scaler follows the one that asks for the most replicas."""
 
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
-                "self.type == 'Resource' ? (has(self.resource) && !has(self.prometheus)) "
-                ": (has(self.prometheus) && !has(self.resource))",
-                "metrics: set resource for type Resource, prometheus for type Prometheus, and not the other",
+                "(self.type == 'Resource') == has(self.resource) && "
+                "(self.type == 'Prometheus') == has(self.prometheus) && (self.type == 'Pool') == has(self.pool)",
+                "metrics: set resource for type Resource, prometheus for type Prometheus, pool for type Pool, "
+                "and none of the others",
             ),
         )
     )
-    type: Literal["Resource", "Prometheus"] = Field(description="Resource (metrics.k8s.io) or Prometheus")
+    type: Literal["Resource", "Prometheus", "Pool"] = Field(
+        description="Resource (metrics.k8s.io), Prometheus, or Pool (a ContainerPool target's own claims)"
+    )
     resource: ResourceMetric | None = Field(default=None, description="For type Resource")
     prometheus: PrometheusMetric | None = Field(default=None, description="For type Prometheus")
+    pool: PoolMetric | None = Field(default=None, description="For type Pool")
 
 
 class Thresholds(Model):
@@ -223,6 +238,21 @@ class Fallback(Model):
     )
 
 
+class Override(Model):
+    """A person's size for the target, with why, until an optional time: the metrics are still read
+    and shown, but they do not decide while it holds."""
+
+    replicas: NonNegativeInt = Field(description="The size the target is set to")
+    reason: str = Field(
+        min_length=1, max_length=200, description="Why, for people: in the decisions, Events and conditions"
+    )
+    expiresAt: datetime | None = Field(
+        default=None,
+        description="When the override ends by itself and the metrics decide again (RFC 3339); "
+        "without it, it holds until removed",
+    )
+
+
 class WorkerScalerSpec(Model):
     model_config = ConfigDict(
         json_schema_extra=validations(
@@ -241,6 +271,24 @@ class WorkerScalerSpec(Model):
                 "!has(self.schedule) || self.schedule.all(w, w.minReplicas <= self.maxReplicas)",
                 "schedule minReplicas must not exceed maxReplicas",
                 ".schedule",
+            ),
+            cel(
+                "self.metrics.all(m, m.type != 'Pool') || "
+                "(self.targetRef.kind == 'ContainerPool' && self.targetRef.apiVersion == 'shoal.dev/v1alpha1')",
+                "a metric of type Pool reads the target's own claims: targetRef must be a ContainerPool",
+                ".metrics",
+            ),
+            cel(
+                "!has(self.override) || (self.override.replicas >= self.minReplicas && "
+                "self.override.replicas <= self.maxReplicas)",
+                "override.replicas must lie within minReplicas and maxReplicas",
+                ".override.replicas",
+            ),
+            cel(
+                "!has(self.override) || !self.paused",
+                "override and paused exclude each other: paused leaves the size to kubectl scale, "
+                "override sets it",
+                ".override",
             ),
             cel(
                 "!has(self.fallback) || !has(self.fallback.replicas) || self.fallback.replicas <= self.maxReplicas",
@@ -310,6 +358,9 @@ class WorkerScalerSpec(Model):
     )
     fallback: Fallback | None = Field(default=None, description="What to do while metrics fail")
     paused: bool = Field(default=False, description="Freeze: the target's replicas are left alone")
+    override: Override | None = Field(
+        default=None, description="Manual scale with a reason: this size, until expiresAt or removed"
+    )
 
 
 class MetricStatus(Model):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from shoal import conditions
 from shoal.api.claim import ClaimResources, ContainerClaimSpec
 from shoal.api.common import resource_names
 from shoal.claims.holders import FINAL_CLAIM, ClaimOutcome, signature_text
@@ -124,3 +125,20 @@ def decide(
     step.events.append(("Normal", "Bound", f"bound to pod {outcome.pod} in {outcome.latency_ms:.0f} ms"))
     step.requeue = float(spec.holdSeconds) if spec.holdSeconds else None
     return step
+
+
+def record(
+    old: Mapping[str, Any],
+    status: dict[str, Any],
+    bound: dict[str, Any] | None,
+    generation: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The status a pass writes: the step's fields, observedGeneration, and the Bound condition merged
+    with the old ones (the old ones kept as they were when the step says nothing of it)."""
+    old_conditions = old.get("conditions") or []
+    return {
+        **status,
+        "observedGeneration": generation,
+        "conditions": conditions.merge(old_conditions, [bound], generation, now) if bound else old_conditions,
+    }

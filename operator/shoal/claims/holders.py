@@ -4,12 +4,14 @@ Two kinds hold pool pods through the same machinery (reconcile/claimer.py): a Tr
 `poolRef` and a ContainerClaim (any workload's request for a warm pod). The pod says who holds it in
 `shoal.dev/claimed-by` (a session's name, or `containerclaim/<name>`: names cannot contain a slash,
 so the two never collide) and in a label a selector can use (`shoal.dev/session` or `shoal.dev/claim`).
+A pod of a pool with claimsPerPod above 1 is shared by ContainerClaims: its `shoal.dev/claimed-by`
+lists them, separated by commas, and no holder label names one of them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -85,14 +87,24 @@ def claim_patch(
     signature: str | None,
     annotations: Mapping[str, str | None],
     now: datetime,
+    shared: bool = False,
 ) -> dict[str, Any]:
-    """The merge patch that claims `pod` for `holder`; `annotations`: what the holder hands the pod."""
-    labels = {LABEL_STATE: CLAIMED, holder.label: holder.name}
-    if pod.claimed_by == holder.claimed_by:
+    """The merge patch that claims `pod` for `holder`; `annotations`: what the holder hands the pod;
+    `shared`: the pool's pods serve several claims at once (claimsPerPod above 1)."""
+    labels = {LABEL_STATE: CLAIMED} if shared else {LABEL_STATE: CLAIMED, holder.label: holder.name}
+    if holder.claimed_by in pod.holders:
         # Adopting a claim made earlier (its record lost): whatever runs in the pod may be working
         # already, so what it was handed stays. Guarded all the same: a view older than a release
         # and someone else's claim must not take the pod back (the claimer re-reads on a 409).
         return {"metadata": {"resourceVersion": resource_version, "labels": labels}}
+    if pod.holders:  # joining the claims a shared pod serves: what it runs for them stays
+        joined = {
+            ANN_CLAIMED_BY: ",".join((*pod.holders, holder.claimed_by)),
+            ANN_CLAIMS: str(pod.claims + 1),
+            ANN_LAST_CLAIMED: format_time(now),
+            **annotations,
+        }
+        return {"metadata": {"resourceVersion": resource_version, "labels": labels, "annotations": joined}}
     return {
         "metadata": {
             "resourceVersion": resource_version,  # lose the race cleanly, never double-claim
@@ -109,6 +121,35 @@ def claim_patch(
             },
         }
     }
+
+
+def leave_patch(
+    pod: PodView,
+    leaving: Collection[str],
+    now: datetime,
+    signature: str | None = None,
+    ok: bool | None = None,
+    resource_version: str | None = None,
+) -> dict[str, Any]:
+    """The holders `leaving` (claimed-by values) give `pod` back: the whole release when no one else
+    holds it, else their names off the shared pod, with the job into its history (its duration
+    counted from the pod's latest claim, which a shared pod's holders share). Guarded like a release."""
+    staying = [h for h in pod.holders if h not in leaving]
+    if not staying:
+        return release_patch(now, signature, pod, ok, resource_version)
+    annotations: dict[str, str | None] = {
+        ANN_CLAIMED_BY: ",".join(staying),
+        ANN_LAST_RELEASED: format_time(now),
+    }
+    if signature:
+        told = ok if ok is not None else pod.job_outcome
+        history = with_job(pod.history, signature, told, pod.last_claimed, now)
+        if history:
+            annotations[ANN_HISTORY] = history
+    meta: dict[str, Any] = {"annotations": annotations}
+    if resource_version:
+        meta["resourceVersion"] = resource_version
+    return {"metadata": meta}
 
 
 def release_patch(
@@ -163,31 +204,41 @@ def held_signature(pod: Mapping[str, Any]) -> str | None:
     return signature_text({"game": str(config["game"]), "algorithm": str(config["algorithm"])})
 
 
-def stranded(
+def stranded_holders(
     claims: Mapping[str, str],
     sessions: list[dict[str, Any]],
     container_claims: list[dict[str, Any]] | None = None,
-) -> list[str]:
-    """Pods (of `claims`: pod -> claimed-by) that no live holder holds or will adopt: the holder is
-    gone or finished, holds another pod, or (a session) holds none and does not want to run. One that
-    wants a pod and holds none adopts its claim on its next pass (its claim landed, its status write
-    did not, or not yet): that claim stays."""
+) -> dict[str, list[str]]:
+    """Per pod (of `claims`: pod -> claimed-by), the holders no live holder object stands behind any
+    more: the holder is gone or finished, holds another pod, or (a session) holds none and does not
+    want to run. One that wants a pod and holds none adopts its claim on its next pass (its claim
+    landed, its status write did not, or not yet): that claim stays."""
 
     def live(items: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
         return {o["metadata"]["name"]: o for o in items or [] if not o["metadata"].get("deletionTimestamp")}
 
     by_kind = {SESSION: live(sessions), CONTAINER_CLAIM: live(container_claims)}
-    out = []
+    out: dict[str, list[str]] = {}
     for pod, claimed_by in sorted(claims.items()):
-        holder = holder_of(claimed_by)
-        obj = by_kind[holder.kind].get(holder.name)
-        st = (obj or {}).get("status") or {}
-        holds = st.get("podName")
-        if holder.kind == SESSION:
-            finished = st.get("phase") in FINAL_SESSION
-            wants = ((obj or {}).get("spec") or {}).get("runState", "Running") == "Running"
-        else:
-            finished, wants = st.get("phase") in FINAL_CLAIM, True
-        if obj is None or finished or (holds and holds != pod) or (not holds and not wants):
-            out.append(pod)
+        for each in (h for h in claimed_by.split(",") if h):
+            holder = holder_of(each)
+            obj = by_kind[holder.kind].get(holder.name)
+            st = (obj or {}).get("status") or {}
+            holds = st.get("podName")
+            if holder.kind == SESSION:
+                finished = st.get("phase") in FINAL_SESSION
+                wants = ((obj or {}).get("spec") or {}).get("runState", "Running") == "Running"
+            else:
+                finished, wants = st.get("phase") in FINAL_CLAIM, True
+            if obj is None or finished or (holds and holds != pod) or (not holds and not wants):
+                out.setdefault(pod, []).append(each)
     return out
+
+
+def stranded(
+    claims: Mapping[str, str],
+    sessions: list[dict[str, Any]],
+    container_claims: list[dict[str, Any]] | None = None,
+) -> list[str]:
+    """The pods (of `claims`) with a holder no live holder object stands behind (stranded_holders)."""
+    return sorted(stranded_holders(claims, sessions, container_claims))

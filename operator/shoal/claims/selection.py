@@ -1,4 +1,5 @@
-"""Which idle pod a claim gets. Strategies are pure functions of the candidates and the request."""
+"""Which pod a claim gets among those with room (idle ones, and on shared pools claimed ones with a free
+slot). Strategies are pure functions of the candidates and the request."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from shoal.api.pool import Recycle
 from shoal.claims.affinity import score
 from shoal.pool.plan import recycle_reason
 from shoal.pool.pods import PodView, observed_state
-from shoal.vocab import IDLE
+from shoal.vocab import CLAIMED, IDLE
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
@@ -42,14 +43,16 @@ def cursor_of(pods: Sequence[PodView]) -> str | None:
 
 
 def claimable(
-    pods: Sequence[PodView], recycle: Recycle | None, template_hash: str, now: datetime
+    pods: Sequence[PodView], recycle: Recycle | None, template_hash: str, now: datetime, slots: int = 1
 ) -> list[PodView]:
-    """Idle pods that are not about to be replaced."""
-    return [
-        p
-        for p in pods
-        if observed_state(p) == IDLE and recycle_reason(p, recycle, template_hash, now) is None
-    ]
+    """Pods with room for a claim that are not about to be replaced: idle ones, and with `slots`
+    (claimsPerPod) above 1 claimed ones with a free slot, unless marked busy."""
+
+    def room(p: PodView) -> bool:
+        state = observed_state(p)
+        return state == IDLE or (state == CLAIMED and p.ready and p.slots_held(slots) < slots)
+
+    return [p for p in pods if room(p) and recycle_reason(p, recycle, template_hash, now) is None]
 
 
 def _lru_key(p: PodView) -> tuple[datetime, datetime, str]:
@@ -118,12 +121,19 @@ def affinity(pods: Sequence[PodView], req: ClaimRequest) -> PodView | None:
     )
 
 
+def least_connections(pods: Sequence[PodView], _: ClaimRequest) -> PodView | None:
+    """The pod serving the fewest claims now (shared pools spread their claims), then the one used least
+    recently."""
+    return min(pods, key=lambda p: (len(p.holders), _lru_key(p)), default=None)
+
+
 STRATEGIES: dict[str, Callable[[Sequence[PodView], ClaimRequest], PodView | None]] = {
     "LeastRecentlyUsed": least_recently_used,
     "RoundRobin": round_robin,
     "LeastLoaded": least_loaded,
     "ResourceAware": resource_aware,
     "Affinity": affinity,
+    "LeastConnections": least_connections,
 }
 
 

@@ -1,4 +1,5 @@
-"""ContainerClaim watches: the claim and the pool pod labelled with it."""
+"""ContainerClaim watches: the claim, and the pool pod it holds (labelled with it, or on a shared pod
+named in its shoal.dev/claimed-by)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import kopf
 
 from shoal import telemetry
-from shoal.claims.holders import CONTAINER_CLAIM, Holder
+from shoal.claims.holders import CLAIM_PREFIX, CONTAINER_CLAIM, Holder
 from shoal.runtime import operator
 from shoal.vocab import ANN_CLAIMED_BY, LABEL_CLAIM
 
@@ -26,6 +27,15 @@ async def claim_event(type: str | None, event: Mapping[str, Any], **_: Any) -> N
         runtime.enqueue("ContainerPool", obj["metadata"]["namespace"], pool)
 
 
+def claim_holders(labels: Mapping[str, str], annotations: Mapping[str, str]) -> list[str]:
+    """The ContainerClaims a pool pod's event concerns: the one its label names, or on a shared pod
+    (no holder label) every claim its shoal.dev/claimed-by lists."""
+    if LABEL_CLAIM in labels:
+        return [labels[LABEL_CLAIM]]
+    listed = (annotations.get(ANN_CLAIMED_BY) or "").split(",")
+    return [h[len(CLAIM_PREFIX) :] for h in listed if h.startswith(CLAIM_PREFIX)]
+
+
 def claim_pod_event(
     namespace: str,
     labels: Mapping[str, str],
@@ -33,14 +43,12 @@ def claim_pod_event(
     type: str | None,
     meta: Mapping[str, Any],
 ) -> None:
-    """A pool pod labelled with a ContainerClaim (handlers/pods.py dispatches it)."""
+    """A pool pod held by ContainerClaims (handlers/pods.py dispatches it)."""
     telemetry.POD_EVENTS.labels("claim").inc()
-    holder = Holder(CONTAINER_CLAIM, labels[LABEL_CLAIM])
-    # A claim only needs to hear that its pod is going or no longer its own (Lost); the echo of its
-    # own claim patch and any later change on a pod it still holds need no reconcile.
-    if (
-        type == "DELETED"
-        or meta.get("deletionTimestamp")
-        or annotations.get(ANN_CLAIMED_BY) != holder.claimed_by
-    ):
-        operator.get().enqueue(KIND, namespace, holder.name, urgent=True)
+    held_by = (annotations.get(ANN_CLAIMED_BY) or "").split(",")
+    for name in claim_holders(labels, annotations):
+        holder = Holder(CONTAINER_CLAIM, name)
+        # A claim only needs to hear that its pod is going or no longer its own (Lost); the echo of
+        # its own claim patch and any later change on a pod it still holds need no reconcile.
+        if type == "DELETED" or meta.get("deletionTimestamp") or holder.claimed_by not in held_by:
+            operator.get().enqueue(KIND, namespace, holder.name, urgent=True)

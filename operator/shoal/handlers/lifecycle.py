@@ -55,7 +55,9 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         relevant=claims.relevant,
         workers=cfg.claim_workers,
     )
-    scalers = ScalerReconciler(kube, cfg, default_sources(cfg.prometheus), pools=runtime.index.pool_view)
+    scalers = ScalerReconciler(
+        kube, cfg, default_sources(cfg.prometheus, runtime.index.pool_view), pools=runtime.index.pool_view
+    )
     runtime.register("WorkerScaler", "workerscalers", scalers.reconcile, relevant=scalers.relevant)
     operator.install(runtime)
     for owner in ("shoal", "foreign"):

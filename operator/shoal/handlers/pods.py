@@ -13,13 +13,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from shoal import telemetry
+from shoal.claims.holders import CLAIM_PREFIX
 from shoal.handlers.claim import claim_pod_event
 from shoal.handlers.pool import pool_pod_event
 from shoal.handlers.session import session_pod_event, unlabelled_pod_event
 from shoal.k8s.client import Kube
 from shoal.k8s.paths import pods_path
 from shoal.k8s.watch import Event, Reflector
-from shoal.vocab import LABEL_CLAIM, LABEL_MANAGED, LABEL_POOL, LABEL_SESSION, MANAGED
+from shoal.vocab import ANN_CLAIMED_BY, LABEL_CLAIM, LABEL_MANAGED, LABEL_POOL, LABEL_SESSION, MANAGED
 
 HANDLE_TIMEOUT = 30.0  # seconds the reflector waits for the loop to handle a batch, at most
 
@@ -36,8 +37,9 @@ def pod_event(type: str | None, pod: Mapping[str, Any]) -> None:
         session_pod_event(ns, labels, type, pod)
     else:
         unlabelled_pod_event(ns, meta.get("name", ""))
-    if LABEL_CLAIM in labels:
-        claim_pod_event(ns, labels, meta.get("annotations") or {}, type, meta)
+    annotations: Mapping[str, str] = meta.get("annotations") or {}
+    if LABEL_CLAIM in labels or CLAIM_PREFIX in annotations.get(ANN_CLAIMED_BY, ""):
+        claim_pod_event(ns, labels, annotations, type, meta)
 
 
 def pod_events(batch: list[Event]) -> None:

@@ -35,10 +35,13 @@ class Counts:
     pending: int = 0
     warming: int = 0
     failed: int = 0
+    claimed_slots: int = 0  # claims held (a busy pod: all its slots); = claimed when pods are exclusive
+    slots: int = 1  # claimsPerPod
 
     @property
     def utilization(self) -> float:
-        return round(self.claimed / self.replicas, 4) if self.replicas else 0.0
+        total = self.replicas * self.slots
+        return round(self.claimed_slots / total, 4) if total else 0.0
 
 
 @dataclass
@@ -52,20 +55,30 @@ class Plan:
     requeue_after: float | None = None  # seconds until a time-based rule next fires
 
 
-def size_limit(spec: ContainerPoolSpec, claimed: int, waiting: int = 0) -> tuple[str, str] | None:
-    """(reason, message) when a bound, not spec.replicas or the claims, sets the pool's size."""
+def demand(spec: ContainerPoolSpec, claimed: int, waiting: int = 0) -> int:
+    """Pods the claims need: `claimed` slots held and `waiting` claims, claimsPerPod to a pod, plus
+    warm.minIdle pods' worth of free slots (a pod each when pods are exclusive)."""
     min_idle = spec.warm.minIdle if spec.warm else 0
-    want = max(spec.replicas, claimed + waiting + min_idle)
+    return math.ceil((claimed + waiting) / spec.claimsPerPod) + min_idle
+
+
+def size_limit(spec: ContainerPoolSpec, claimed: int, waiting: int = 0) -> tuple[str, str] | None:
+    """(reason, message) when a bound, not spec.replicas or the claims, sets the pool's size.
+    `claimed`: slots held (pods, when pods are exclusive)."""
+    min_idle = spec.warm.minIdle if spec.warm else 0
+    needed = demand(spec, claimed, waiting)
+    want = max(spec.replicas, needed)
     if want < spec.minReplicas:
         return "BelowMinReplicas", (
             f"spec.replicas {spec.replicas} is below minReplicas {spec.minReplicas}: running {spec.minReplicas}"
         )
     if spec.maxReplicas is not None and want > spec.maxReplicas:
         waits = f" + {waiting} waiting" if waiting else ""
+        shared = f" at claimsPerPod {spec.claimsPerPod}" if spec.claimsPerPod > 1 else ""
         asked = (
             f"spec.replicas {spec.replicas}"
-            if spec.replicas >= claimed + waiting + min_idle
-            else f"{claimed} claimed{waits} + warm.minIdle {min_idle}"
+            if spec.replicas >= needed
+            else f"{claimed} claimed{waits}{shared} + warm.minIdle {min_idle}"
         )
         return (
             "AboveMaxReplicas",
@@ -75,12 +88,12 @@ def size_limit(spec: ContainerPoolSpec, claimed: int, waiting: int = 0) -> tuple
 
 
 def desired_replicas(spec: ContainerPoolSpec, claimed: int, waiting: int = 0) -> int:
-    """max(replicas, claimed + waiting + warm.minIdle), clamped to [minReplicas, maxReplicas].
+    """max(replicas, the claims' demand), clamped to [minReplicas, maxReplicas].
 
-    `waiting`: claims that found no idle pod and that a new pod would serve. They count as demand
-    as claimed pods do: without them a pool with no warm.minIdle would never grow for a claim."""
-    min_idle = spec.warm.minIdle if spec.warm else 0
-    want = max(spec.replicas, claimed + waiting + min_idle, spec.minReplicas)
+    `claimed`: slots held (pods, when pods are exclusive). `waiting`: claims that found no pod with
+    room and that a new pod would serve. They count as demand as held slots do: without them a pool
+    with no warm.minIdle would never grow for a claim."""
+    want = max(spec.replicas, demand(spec, claimed, waiting), spec.minReplicas)
     return want if spec.maxReplicas is None else min(want, spec.maxReplicas)
 
 
@@ -151,7 +164,8 @@ def plan(
             wake.append(max(1.0, recycle.maxAgeSeconds - _age(pod, now)))
         live.append((pod, state))
 
-    claimed = sum(1 for _, s in live if s == CLAIMED)
+    slots = spec.claimsPerPod
+    claimed = sum(p.slots_held(slots) for p, s in live if s == CLAIMED)
     # Pods already starting serve the waiting claims once ready: not counted twice.
     desired = desired_replicas(spec, claimed, waiting)
 
@@ -196,6 +210,8 @@ def plan(
         pending=sum(1 for _, s in live if s == PENDING) + create,
         warming=sum(1 for _, s in live if s == WARMING),
         failed=kept_failed + sum(1 for d in deletions if d.reason in ("Failed", "NotReadyTimeout")),
+        claimed_slots=sum(p.slots_held(slots) for p, s in live if s == CLAIMED),
+        slots=slots,
     )
     relabel = {p.name: state_label(s) for p, s in live if p.state_label != state_label(s)}
     if recycle.onUnhealthy == "Keep":  # failed pods left for debugging still show their state

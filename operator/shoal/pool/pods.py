@@ -70,6 +70,16 @@ class PodView:
     def claimed(self) -> bool:
         return self.busy or bool(self.claimed_by)
 
+    @property
+    def holders(self) -> tuple[str, ...]:
+        """Who holds the pod: one holder, or on a shared pod (claimsPerPod above 1) several, listed
+        in shoal.dev/claimed-by separated by commas (no object name can contain one)."""
+        return tuple(h for h in (self.claimed_by or "").split(",") if h)
+
+    def slots_held(self, slots: int) -> int:
+        """Of its `slots`, how many are taken: a pod marked busy took itself out of the pool whole."""
+        return slots if self.busy else min(slots, len(self.holders))
+
 
 def pod_view(pod: dict[str, Any]) -> PodView:
     meta = pod.get("metadata", {})

@@ -57,7 +57,7 @@ def conditions_of(
     """Ready, Scaling, ScalingLimited and Degraded after a pass that planned `p` (with `waiting`
     claims and sessions waiting for a pod), created `created` pods and deleted `deleted` (by reason)."""
     ready = p.counts.ready >= p.desired
-    limit = size_limit(spec, p.counts.claimed, waiting)
+    limit = size_limit(spec, p.counts.claimed_slots, waiting)
     failed = p.counts.failed
     return [
         conditions.condition(
@@ -124,9 +124,11 @@ def compose(
     now: datetime,
     scaled: bool = False,
     created: int = 0,
+    waiting: int = 0,
 ) -> dict[str, Any]:
     """The status after a pass: counts from the plan (pods it meant to create and did not are not
-    counted), conditions merged with the old ones, lastScaleTime when it created or scaled down."""
+    counted) and the claims waiting for a pod, conditions merged with the old ones, lastScaleTime
+    when it created or scaled down."""
     meta = pool["metadata"]
     old = pool.get("status") or {}
     generation = meta.get("generation")
@@ -139,8 +141,10 @@ def compose(
             readyReplicas=c.ready,
             idleReplicas=c.idle,
             claimedReplicas=c.claimed,
+            claimedSlots=c.claimed_slots,
             selector=f"{LABEL_POOL}={meta['name']}",
             utilization=c.utilization,
+            waitingClaims=waiting,
         )
     if scaled:
         status["lastScaleTime"] = format_time(now)

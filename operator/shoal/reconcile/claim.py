@@ -17,16 +17,16 @@ from pydantic import ValidationError
 
 from shoal import conditions
 from shoal.api.claim import ContainerClaimSpec
-from shoal.claims.containerclaim import HeldPod, claim_request, decide
+from shoal.claims.containerclaim import HeldPod, claim_request, decide, record
 from shoal.claims.holders import CONTAINER_CLAIM, Holder, signature_text
 from shoal.config import Settings
 from shoal.k8s.client import Kube
 from shoal.k8s.paths import custom_path, pods_path
+from shoal.pool.pods import pod_view
 from shoal.reconcile import write_status
 from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex
 from shoal.runtime.store import Store
-from shoal.vocab import ANN_CLAIMED_BY
 
 log = logging.getLogger("shoal.claim")
 PLURAL = "containerclaims"
@@ -138,12 +138,12 @@ class ClaimReconciler:
         cached = index.pod(namespace, pool, pod_name) if index is not None else None
         if cached is not None:
             view = cached.view
-            mine = view.claimed_by == holder.claimed_by
+            mine = holder.claimed_by in view.holders
             return None if view.deleting else HeldPod(pod_name, mine, ip=view.ip, node=view.node)
         pod = self.kube.get_if_exists(pods_path(namespace, pod_name))
         if pod is None or pod["metadata"].get("deletionTimestamp"):
             return None
-        mine = (pod["metadata"].get("annotations") or {}).get(ANN_CLAIMED_BY) == holder.claimed_by
+        mine = holder.claimed_by in pod_view(pod).holders
         return HeldPod(
             pod_name,
             mine,
@@ -159,16 +159,9 @@ class ClaimReconciler:
             self.first_seen.pop(obj["metadata"]["uid"], None)
 
     def _write(
-        self, obj: dict[str, Any], status: dict[str, Any], cond: dict[str, Any] | None, now: datetime
+        self, obj: dict[str, Any], status: dict[str, Any], bound: dict[str, Any] | None, now: datetime
     ) -> None:
-        old = obj.get("status") or {}
-        generation = obj["metadata"].get("generation")
-        status["observedGeneration"] = generation
-        status["conditions"] = (
-            conditions.merge(old.get("conditions"), [cond], generation, now)
-            if cond
-            else old.get("conditions") or []
-        )
-        written = write_status(self.kube, PLURAL, obj, status)
+        new = record(obj.get("status") or {}, status, bound, obj["metadata"].get("generation"), now)
+        written = write_status(self.kube, PLURAL, obj, new)
         if written is not None:
             self.store.put(written)

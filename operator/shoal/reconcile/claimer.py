@@ -24,7 +24,7 @@ from shoal.api.pool import ContainerPoolSpec
 from shoal.api.session import TrainingSessionSpec
 from shoal.builders.pod import build_pod, template_hash
 from shoal.builders.session import claim_request
-from shoal.claims.holders import SESSION, ClaimOutcome, Holder, claim_patch, holder_of, release_patch
+from shoal.claims.holders import SESSION, ClaimOutcome, Holder, claim_patch, holder_of, leave_patch
 from shoal.claims.selection import (
     LIVE_USAGE,
     ClaimRequest,
@@ -40,7 +40,7 @@ from shoal.k8s.paths import custom_path, kind_path, pods_path
 from shoal.pool.pods import PodView, pod_view
 from shoal.runtime.cache import CachedPod, CachedPool, ClaimIndex
 from shoal.sessions import warm
-from shoal.vocab import ANN_CLAIMED_BY, LABEL_POOL
+from shoal.vocab import LABEL_POOL
 
 ATTEMPTS = 3  # claims lost to a faster holder before this pass gives up
 USAGE_TTL = 5.0
@@ -100,11 +100,11 @@ class Claimer:
 
         def choose(pods: Sequence[CachedPod]) -> str | None:
             owned = [p.view for p in pods if p.view.controller_uid == uid]
-            mine = [p for p in owned if p.claimed_by == holder.claimed_by]
+            mine = [p for p in owned if holder.claimed_by in p.holders]
             if mine:  # adopt: claimed for this holder already
                 return mine[0].name
             rotated = replace(req, cursor=cursor_of(owned))
-            idle = claimable(owned, pool_spec.recycle, hashed, now)
+            idle = claimable(owned, pool_spec.recycle, hashed, now, pool_spec.claimsPerPod)
             if pinned is not None and any(p.name == pinned for p in owned):
                 if any(p.name == pinned for p in idle):
                     return pinned
@@ -116,7 +116,8 @@ class Claimer:
             return choice.name if choice else None
 
         def patch(pod: CachedPod) -> dict[str, Any]:
-            return claim_patch(pod.view, pod.resource_version, holder, req.signature, handed, now)
+            shared = pool_spec.claimsPerPod > 1
+            return claim_patch(pod.view, pod.resource_version, holder, req.signature, handed, now, shared)
 
         # First the watch index (no reads on the way to the claim), then a fresh list of the pool.
         claimed = (
@@ -182,7 +183,7 @@ class Claimer:
         # The pods say who holds them before those sessions' own status does (it is written after
         # the claim): a session that claimed a moment ago holds its pod, it does not wait in turn.
         holders = frozenset(
-            h.name for p in owned if p.claimed_by and (h := holder_of(p.claimed_by)).kind == SESSION
+            h.name for p in owned for each in p.holders if (h := holder_of(each)).kind == SESSION
         )
         return warm.PoolTurns(len(idle), can_grow, warm.pinned(pool, "any") is not None, holders)
 
@@ -279,8 +280,7 @@ class Claimer:
         if fresh is None:
             return None
         index.pod_event("MODIFIED", fresh, from_watch=False)
-        mine = (fresh["metadata"].get("annotations") or {}).get(ANN_CLAIMED_BY) == holder.claimed_by
-        return fresh if mine else None
+        return fresh if holder.claimed_by in pod_view(fresh).holders else None
 
     def release(
         self,
@@ -300,11 +300,11 @@ class Claimer:
             if pod is None:
                 return False
             view = pod_view(pod)
-            if view.claimed_by != holder.claimed_by:
+            if holder.claimed_by not in view.holders:
                 return False
             rv = str(pod["metadata"].get("resourceVersion", ""))
             try:
-                self.kube.merge_patch(path, release_patch(now, signature, view, ok, rv))
+                self.kube.merge_patch(path, leave_patch(view, [holder.claimed_by], now, signature, ok, rv))
             except ApiError as exc:
                 if exc.conflict:
                     continue  # its agent wrote meanwhile: read it again

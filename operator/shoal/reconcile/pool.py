@@ -92,7 +92,7 @@ class PoolReconciler:
         entries = self.stranded.release(pool, entries, now)
         thash = template_hash(spec)
         views = [e.view for e in entries]
-        holding = [holder_of(v.claimed_by) for v in views if v.claimed_by]
+        holding = [holder_of(h) for v in views for h in v.holders]
         waiting = self.index.waiting(namespace, name, holding) if self.index is not None else 0
         p = plan(spec, uid, views, thash, now, waiting)
         # Its own creates and deletes not yet in the cache: plan nothing more until they are.
@@ -156,7 +156,9 @@ class PoolReconciler:
             self.kube.event(pool, type_, reason, message)
         conds = record.conditions_of(p, spec, waiting, created, deleted, create_error)
         scaled = created > 0 or bool(deleted.get("ScaleDown"))
-        self._write_status(pool, record.compose(pool, p, conds, now, scaled=scaled, created=created))
+        self._write_status(
+            pool, record.compose(pool, p, conds, now, scaled=scaled, created=created, waiting=waiting)
+        )
 
         c = p.counts
         by_state = {

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from shoal import telemetry
-from shoal.claims.holders import CLAIM_PREFIX, holder_of, release_patch, stranded
+from shoal.claims.holders import CLAIM_PREFIX, holder_of, leave_patch, stranded, stranded_holders
 from shoal.k8s.client import ApiError, Kube
 from shoal.k8s.paths import custom_path, pods_path
 from shoal.pool.record import names
@@ -78,12 +78,18 @@ class Stranded:
         kinds = {c.startswith(CLAIM_PREFIX) for c in claims.values()}  # True: a ContainerClaim's
         sessions = self._sessions(namespace, claims) if False in kinds else []
         by_claims = self._container_claims(namespace, claims) if True in kinds else []
-        freed = stranded(claims, sessions, by_claims)
+        leaving = stranded_holders(claims, sessions, by_claims)
+        freed = sorted(leaving)
         out = []
         for p in pods:
             name = p.view.name
-            if name in freed:
-                patch = release_patch(now, p.signature, p.view, resource_version=p.resource_version)
+            if name in leaving:
+                # The signature is the pod's first holder's: a shared pod's others record no job.
+                whole = len(leaving[name]) == len(p.view.holders)
+                signature = p.signature if whole else None
+                patch = leave_patch(
+                    p.view, leaving[name], now, signature, resource_version=p.resource_version
+                )
                 try:
                     released = self.kube.merge_patch(pods_path(namespace, name), patch)
                 except ApiError as exc:
@@ -107,7 +113,10 @@ class Stranded:
             out.append(p)
         if freed:
             self.kube.event(
-                pool, "Normal", "Released", f"Released pod(s) {names(freed)}: no session or claim holds them"
+                pool,
+                "Normal",
+                "Released",
+                f"Released pod(s) {names(freed)} from claims no session or ContainerClaim holds any more",
             )
         return out
 
@@ -138,7 +147,12 @@ class Stranded:
         cached = self.claims_cache(namespace) if self.claims_cache else None
         if cached is not None:
             known = {c["metadata"]["name"] for c in cached}
-            holders = {c[len(CLAIM_PREFIX) :] for c in claims.values() if c.startswith(CLAIM_PREFIX)}
+            holders = {
+                h[len(CLAIM_PREFIX) :]
+                for c in claims.values()
+                for h in c.split(",")
+                if h.startswith(CLAIM_PREFIX)
+            }
             if holders <= known:
                 return cached
         return self.kube.list_items(custom_path("containerclaims", namespace))

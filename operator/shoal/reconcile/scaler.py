@@ -150,6 +150,11 @@ class ScalerReconciler:
         # Our own status writes come back as watch events: evaluate once per poll interval, or
         # at once when the spec changed.
         due = state.last_eval + poll - now
+        ends = spec.override.expiresAt if spec.override else None
+        if ends is not None and ends.timestamp() > wall - (now - state.last_eval):
+            due = min(
+                due, ends.timestamp() - wall
+            )  # ended since the last evaluation: at its time, not a poll on
         if state.generation == meta.get("generation") and due > 0.05:
             return due
 
@@ -204,7 +209,7 @@ class ScalerReconciler:
             )
             return poll
 
-        ctx = SourceContext(self.kube, namespace, selector, current)
+        ctx = SourceContext(self.kube, namespace, selector, current, ref.name)
         readings = tuple(self._read(ctx, m) for m in spec.metrics)
         startup = (
             self._startup_seconds(namespace, selector)
@@ -251,7 +256,13 @@ class ScalerReconciler:
         telemetry.SCALER_REPLICAS.labels(namespace, name, "current").set(current)
         telemetry.SCALER_REPLICAS.labels(namespace, name, "desired").set(decision.desired)
         telemetry.SCALER_AT_MAX.labels(namespace, name).set(1 if decision.limited_reason == "AtMax" else 0)
+        ov = spec.override
+        event = record.override_event(obj.get("status") or {}, decision, expired=ov is not None)
         self._status(obj, wall, record.conditions_of(decision), current=current, decision=decision)
+        if event:
+            self.kube.event(obj, *event)
+        if ov is not None and ov.expiresAt is not None and decision.reason == "Override":
+            return max(0.05, min(poll, ov.expiresAt.timestamp() - wall))  # it ends by itself, on time
         return poll
 
     def _scale(

@@ -26,6 +26,7 @@ from shoal.claims.holders import SESSION, Holder
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube
 from shoal.k8s.paths import custom_path, pods_path
+from shoal.reconcile import write_status
 from shoal.reconcile.capacity import Capacity
 from shoal.reconcile.claimer import Claimer
 from shoal.runtime.cache import ClaimIndex
@@ -358,12 +359,10 @@ class SessionReconciler:
             telemetry.SESSION_QUEUED_SINCE.labels(meta["namespace"], meta["name"]).set(since.timestamp())
         else:
             telemetry.forget_session(meta["namespace"], meta["name"])
-        patch = record.patch(old, new)
-        if not patch:
+        written = write_status(self.kube, PLURAL, obj, new)
+        if written is None:
             return
-        self._patch(
-            self.store, custom_path(PLURAL, meta["namespace"], meta["name"], "status"), {"status": patch}
-        )
+        self.store.put(written)  # the next reconcile reads what this one wrote, echo or not
         event = record.phase_event(old, new)
         if event:  # after the write it describes, as the lifecycle's own Events are
             self.kube.event(obj, event.type, event.reason, event.message)

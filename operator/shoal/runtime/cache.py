@@ -121,7 +121,9 @@ class ClaimIndex:
                     del self._pods[key]
                 return False  # an older version than the one the index holds
             turned_idle = prev is None or observed_state(prev.view) != IDLE
-            if view is not None and observed_state(view) == IDLE and turned_idle:
+            # A holder leaving a shared pod frees a slot: a claim waiting for room may take it.
+            slot_freed = prev is not None and view is not None and len(view.holders) < len(prev.view.holders)
+            if view is not None and ((observed_state(view) == IDLE and turned_idle) or slot_freed):
                 self._idle_epoch[key] = self._idle_epoch.get(key, 0) + 1
                 woken = list(self._waiting.get(key, {}))
             if entry is None:

@@ -2,7 +2,7 @@
 
 Pipeline: per-metric proposals -> largest -> predictive and scheduled floors -> clamp
 -> emergency bypass | stabilization -> cooldown -> rate limit -> clamp. Missing data never
-scales down. Time and history come in as arguments; the new history goes out with the decision.
+scales down. A manual override (spec.override) set by a person replaces the pipeline while it holds. Time and history come in as arguments; the new history goes out with the decision.
 
 `now` measures every window and cooldown, so the operator passes a monotonic clock (a wall clock
 stepped by NTP would open a cooldown early or hold it for hours); `wall` (UTC seconds) is for the cron
@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from shoal.api.scaler import ScalingRules, WorkerScalerSpec
 from shoal.scaling.calculator import propose
 from shoal.scaling.forecast import Fit, grid_step, new_fit, observe, predict
 from shoal.scaling.schedule import floor_at
-from shoal.scaling.types import Decision, EngineConfig, History, Observation, Rules
+from shoal.scaling.types import Decision, EngineConfig, History, Observation, OverrideRule, Proposal, Rules
+from shoal.times import format_time
 
 KEEP_EVENTS = 3600.0
 
@@ -62,6 +64,13 @@ def config(spec: WorkerScalerSpec) -> EngineConfig:
         fallback_replicas=fb.replicas if fb else None,
         failure_threshold=fb.failureThreshold if fb else 3,
         schedule=tuple((w.cron, float(w.durationSeconds), w.minReplicas) for w in spec.schedule),
+        override=OverrideRule(
+            spec.override.replicas,
+            spec.override.reason,
+            spec.override.expiresAt.timestamp() if spec.override.expiresAt else None,
+        )
+        if spec.override
+        else None,
     )
 
 
@@ -95,12 +104,42 @@ def _rate_limit(current: int, desired: int, history: History, rules: Rules, now:
     return max(desired, min(current, base - allowed))
 
 
+def _overridden(
+    cfg: EngineConfig,
+    ov: OverrideRule,
+    current: int,
+    proposals: tuple[Proposal, ...],
+    history: History,
+    now: float,
+    wall: float,
+) -> tuple[Decision, History]:
+    """A person's size, set as it is: no window, cooldown or step limit (the person chose the step),
+    within min and max (which the schema already demands). The metrics are read and shown, and the
+    forecaster keeps learning, so the scaler takes over with its history when the override ends."""
+    desired = _clamp(ov.replicas, cfg)
+    events = tuple(e for e in history.events if now - e[0] < KEEP_EVENTS)
+    if desired != current:
+        events = (*events, (now, current, desired))
+    fit = history.fit
+    demand = max((p.demand for p in proposals if p.demand is not None), default=None)
+    if cfg.predictive:
+        fit = fit_for(cfg, fit)
+        if demand is not None:
+            fit = observe(fit, wall, float(demand))
+    until = f" until {format_time(datetime.fromtimestamp(ov.expires, UTC))}" if ov.expires is not None else ""
+    msg = f"manual override to {desired}{until}: {ov.reason}"
+    decision = Decision(desired, current, "Override", msg, scaling_active=False, proposals=proposals)
+    return decision, replace(history, events=events, fit=fit, capped_up=0)
+
+
 def decide(
     cfg: EngineConfig, obs: Observation, history: History, now: float, wall: float | None = None
 ) -> tuple[Decision, History]:
     current = obs.current_replicas
     wall = now if wall is None else wall
     proposals = tuple(propose(m, cfg, current, wall) for m in obs.metrics)
+    if cfg.override is not None and cfg.override.holds(wall):
+        return _overridden(cfg, cfg.override, current, proposals, history, now, wall)
     usable = [p for p in proposals if p.replicas is not None]
     failed = [p for p in proposals if p.replicas is None]
     floor = floor_at(cfg.schedule, wall) if cfg.schedule else None

@@ -1,5 +1,6 @@
 """What a scaler's status says, pure: the conditions a decision implies, the status written after an
-evaluation (metrics, forecast, the last decisions), and the history a restart rebuilds from it."""
+evaluation (metrics, forecast, the last decisions), the Events an override's start and end post, and
+the history a restart rebuilds from it."""
 
 from __future__ import annotations
 
@@ -106,6 +107,26 @@ def compose(
     merged += [c for c in old.get("conditions") or [] if c["type"] not in spoken]
     status["conditions"] = merged
     return status
+
+
+def override_event(old: dict[str, Any], decision: Decision, expired: bool) -> tuple[str, str, str] | None:
+    """(type, reason, message) of the Event an override's start or end posts, read against the status
+    the last evaluation wrote (its ScalingActive condition says whether an override held), so a
+    restart posts neither again; None when neither happened."""
+    active: dict[str, Any] = next(
+        (c for c in old.get("conditions") or [] if c.get("type") == "ScalingActive"), {}
+    )
+    was = active.get("reason") == "Override"
+    if decision.reason == "Override" and not was:
+        return ("Normal", "OverrideStarted", decision.message)
+    if was and decision.reason != "Override":
+        how = "expired" if expired else "was removed"
+        return (
+            "Normal",
+            "OverrideEnded",
+            f"the override {how}: the metrics decide again ({decision.message})",
+        )
+    return None
 
 
 def seed_history(status: dict[str, Any], now: float, wall: float) -> History:

@@ -113,6 +113,18 @@ class Rules:
 
 
 @dataclass(frozen=True)
+class OverrideRule:
+    """spec.override: a size set by a person, with why, until `expires` (UTC seconds; None: no end)."""
+
+    replicas: int
+    reason: str
+    expires: float | None = None
+
+    def holds(self, wall: float) -> bool:
+        return self.expires is None or wall < self.expires
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """The scaler spec reduced to what the engine needs (built by shoal.scaling.engine.config)."""
 
@@ -134,3 +146,4 @@ class EngineConfig:
     fallback_replicas: int | None = None
     failure_threshold: int = 3
     schedule: tuple[tuple[str, float, int], ...] = ()  # (cron, duration seconds, min replicas)
+    override: OverrideRule | None = None

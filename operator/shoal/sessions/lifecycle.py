@@ -15,11 +15,13 @@ world first; `decide` then says so in `Step.needs`, and the reconciler calls it 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from shoal.sessions.admission import backoff_seconds
+from shoal.sessions.commands import ENDING, checkpoint_on_demand, stop
+from shoal.sessions.commands import as_int as _int
 from shoal.sessions.progress import apply_progress
 from shoal.sessions.steps import (
+    PENDING_RECHECK,
     Action,
     ClaimOutcome,
     CreatePod,
@@ -37,7 +39,6 @@ from shoal.sessions.warm import REFUSALS
 from shoal.times import format_time, parse_time
 from shoal.vocab import ANN_CLAIMED_BY, ANN_COMMAND, ANN_COMMAND_ID, ANN_PROGRESS
 
-PENDING_RECHECK = 3.0
 CLAIM_RECHECK = 1.0
 __all__ = [
     "ANN_COMMAND",
@@ -58,8 +59,6 @@ __all__ = [
     "spec_hash",
 ]
 ACTIVE = ("Starting", "Running", "Stopping")
-ENDING = ("pause", "stop", "kill")  # commands after which the pod goes
-RESPEC_RECHECK = 0.5  # its status write is no event for the session's own watch (same generation)
 FINAL = ("Succeeded", "Failed", "Stopped")
 # Every phase and the phases decide() may move it to; tests walk this against the code.
 TRANSITIONS: dict[str, set[str]] = {
@@ -154,7 +153,7 @@ def _with_pod(inp: Inputs, step: Step, pod: PodState, want_run: bool) -> None:
         return
     if want_run and new.get("specHash") and new["specHash"] != spec_hash(inp.spec):
         # The spec changed under a running pod: checkpoint, then a new pod with the new spec.
-        _stop(inp, step, pod, acked, pod_phase, respec=True)
+        stop(inp, step, pod, acked, pod_phase, respec=True)
         return
     if want_run:
         running = pod_phase == "Running" and pod.ready
@@ -164,7 +163,7 @@ def _with_pod(inp: Inputs, step: Step, pod: PodState, want_run: bool) -> None:
             # A warm pod runs from its bind on: the bind's record stands (a second write and Event
             # saying "running" would cost every warm start two requests and add nothing).
             new.setdefault("startTime", format_time(now))
-            _checkpoint_on_demand(inp, step, pod, acked)
+            checkpoint_on_demand(inp, step, pod, acked)
             return
         new["phase"] = "Running" if running else "Starting"
         new["reason"] = "PodRunning" if running else "PodStarting"
@@ -174,9 +173,9 @@ def _with_pod(inp: Inputs, step: Step, pod: PodState, want_run: bool) -> None:
         elif pod.stuck and not running:
             new.update(reason=pod.stuck[0], message=f"pod {pod.name}: {pod.stuck[1]}")
         new.setdefault("startTime", format_time(now))
-        _checkpoint_on_demand(inp, step, pod, acked)
+        checkpoint_on_demand(inp, step, pod, acked)
         return
-    _stop(inp, step, pod, acked or (killed and pod_phase != "Running"), pod_phase)
+    stop(inp, step, pod, acked or (killed and pod_phase != "Running"), pod_phase)
 
 
 def _start_overdue(inp: Inputs, step: Step, pod: PodState) -> bool:
@@ -190,105 +189,6 @@ def _start_overdue(inp: Inputs, step: Step, pod: PodState) -> bool:
     why = f"pod {pod.name} did not start within {limit}s" + (f": {cause}" if cause else "")
     _restart_or_fail(inp, step, pod, why)
     return True
-
-
-def _checkpoint_on_demand(inp: Inputs, step: Step, pod: PodState, acked: bool) -> None:
-    """spec.checkpointRequest above status.checkpointRequestServed: one checkpoint command, answered
-    in status (the request served, the checkpoint's path and time) and by a Checkpointed Event."""
-    new, now, deadline = step.status, inp.now, inp.spec.checkpoint.ackDeadlineSeconds
-    if new.get("command") == "checkpoint":
-        waited = (now - (parse_time(new.get("commandTime")) or now)).total_seconds()
-        if acked:
-            served = _int(new.get("checkpointRequestPending"))
-            new.update(command=None, checkpointRequestServed=served, checkpointRequestPending=None)
-            step.actions.append(
-                Event("Normal", "Checkpointed", f"checkpoint request {served}: {new.get('lastCheckpoint')}")
-            )
-        elif waited >= deadline:  # asked again below, as the request is still unserved
-            new.update(command=None, checkpointRequestPending=None)
-            step.actions.append(
-                Event("Warning", "CheckpointTimeout", f"no checkpoint within {deadline}s; asking again")
-            )
-        else:
-            step.requeue = max(0.5, deadline - waited)
-            return
-    wanted = inp.spec.checkpointRequest
-    if wanted > _int(new.get("checkpointRequestServed")) and new.get("command") is None:
-        new["commandId"] = _int(new.get("commandId")) + 1
-        new.update(command="checkpoint", commandTime=format_time(now), checkpointRequestPending=wanted)
-        step.actions.append(SendCommand(pod.name, "checkpoint", new["commandId"]))
-        step.requeue = float(deadline)
-
-
-def _stop(inp: Inputs, step: Step, pod: PodState, acked: bool, pod_phase: str, respec: bool = False) -> None:
-    """Paused, Stopped, preempted or respecced: checkpoint first (unless stopMode Immediate), then let
-    the pod go."""
-    new, now, spec = step.status, inp.now, inp.spec
-    claimed = bool(new.get("claimedFromPool"))
-    immediate = spec.stopMode == "Immediate"
-    verb = "kill" if immediate else ("stop" if spec.runState == "Stopped" else "pause")
-    why = " to apply the new spec" if respec else ""
-    deadline = spec.checkpoint.ackDeadlineSeconds
-    if immediate and not claimed:
-        # The pod is deleted at once; the `kill` written first tells its agent, when the deletion's
-        # SIGTERM arrives, to kill the trainer rather than pass the signal on (which checkpoints).
-        new["commandId"] = _int(new.get("commandId")) + 1
-        new.update(command="kill", commandTime=format_time(now))
-        step.actions.append(SendCommand(pod.name, "kill", new["commandId"]))
-        resume = new.get("lastCheckpoint") or "the beginning"
-        _let_go(
-            inp,
-            step,
-            pod,
-            f"stopped without a checkpoint (stopMode Immediate); resumes from {resume}",
-            respec,
-        )
-        return
-    if new.get("command") not in ENDING:
-        new["commandId"] = _int(new.get("commandId")) + 1
-        new.update(command=verb, commandTime=format_time(now))
-        step.actions.append(SendCommand(pod.name, verb, new["commandId"]))
-        new.update(
-            phase="Stopping",
-            reason="Stopping" if immediate else "Checkpointing",
-            message=f"asked the agent to {'stop the trainer' if immediate else 'checkpoint and ' + verb}"
-            f"{why} (command {new['commandId']})",
-        )
-        step.requeue = float(deadline)
-        return
-    sent = parse_time(new.get("commandTime")) or now
-    waited = (now - sent).total_seconds()
-    if not acked and pod_phase != "Succeeded" and waited < deadline:
-        step.requeue = max(0.5, deadline - waited)
-        return
-    if new.get("command") == "kill":
-        msg = f"stopped without a checkpoint (stopMode Immediate); resumes from {new.get('lastCheckpoint')}"
-    elif acked or pod_phase == "Succeeded":
-        msg = f"checkpoint acknowledged: {new.get('lastCheckpoint')}"
-    else:
-        msg = f"no checkpoint acknowledgement within {deadline}s: released anyway"
-        step.actions.append(Event("Warning", "CheckpointTimeout", msg))
-    _let_go(inp, step, pod, msg, respec)
-
-
-def _let_go(inp: Inputs, step: Step, pod: PodState, msg: str, respec: bool = False) -> None:
-    new, now, spec = step.status, inp.now, inp.spec
-    step.actions.append(LetGo(pod.name, pod.uid, bool(new.get("claimedFromPool"))))
-    preempted = new.get("preemptedBy")
-    if respec:
-        new.update(phase="Pending", reason="SpecChanged", message=f"restarting with the new spec; {msg}")
-        step.actions.append(Event("Normal", "SpecChanged", new["message"]))
-        step.requeue = RESPEC_RECHECK
-    elif spec.runState == "Stopped":
-        new.update(phase="Stopped", reason="Stopped", message=msg, endTime=format_time(now))
-    elif preempted:
-        new.update(
-            phase="Pending", reason="Preempted", message=f"paused for {preempted}; {msg}", preemptedBy=None
-        )
-        step.requeue = PENDING_RECHECK
-    else:
-        new.update(phase="Paused", reason="Paused", message=msg)
-    new.update(podName=None, command=None, claimedFromPool=None, checkpointRequestPending=None)
 
 
 def _restart_or_fail(inp: Inputs, step: Step, pod: PodState | None, why: str) -> None:
@@ -411,10 +311,3 @@ def _admit(inp: Inputs, step: Step) -> None:
         nextRestartTime=None,
         command=None,
     )
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0

@@ -1,5 +1,5 @@
-"""What a session's status write says, pure: the conditions that follow from the phase, the merge
-patch against what the API server holds, and the Event a phase change posts."""
+"""What a session's status write says, pure: the conditions that follow from the phase, the fields
+it clears, and the Event a phase change posts."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from shoal.times import parse_time
 def complete(
     old: dict[str, Any], new: dict[str, Any], generation: int | None, now: datetime
 ) -> dict[str, Any]:
-    """`new` with its phase defaulted, observedGeneration and the conditions derived from it."""
+    """`new` with its phase defaulted, observedGeneration, the conditions derived from it, and every
+    field of `old` that `new` no longer has set to None: a session's status is replaced, not merged."""
     out = dict(new)
     phase = out["phase"] = out.get("phase") or "Pending"
     out["observedGeneration"] = generation
@@ -27,7 +28,7 @@ def complete(
     if out.get("lastCheckpoint"):
         conds.append(conditions.condition("Checkpointed", True, "CheckpointWritten", out["lastCheckpoint"]))
     out["conditions"] = conditions.merge(old.get("conditions"), conds, generation, now)
-    return out
+    return {**{k: None for k in old if k not in out}, **out}
 
 
 def queued_since(status: dict[str, Any]) -> datetime | None:
@@ -36,14 +37,6 @@ def queued_since(status: dict[str, Any]) -> datetime | None:
         return None
     admitted = next((c for c in status.get("conditions") or [] if c["type"] == "Admitted"), None)
     return parse_time(admitted["lastTransitionTime"]) if admitted else None
-
-
-def patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """The status merge patch from `old` to `new`; fields cleared are sent as null. Empty: no write."""
-    keys = {k for k, v in new.items() if old.get(k) != v}
-    if not keys:
-        return {}
-    return {k: new.get(k) for k in keys | {k for k in old if k not in new}}
 
 
 def phase_event(old: dict[str, Any], new: dict[str, Any]) -> Event | None:

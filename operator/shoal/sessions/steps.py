@@ -27,6 +27,9 @@ POD_FIELDS = {
 LATER_FIELDS = frozenset({"securityContext"})
 
 
+PENDING_RECHECK = 3.0  # a waiting session looks again this often
+
+
 # --- what decide() reads ----------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ class SourceContext:
     namespace: str
     selector: str  # the target's pod selector, from its scale subresource
     current_replicas: int
+    target_name: str = ""  # the targetRef's name (a Pool metric reads that pool)
 
 
 class MetricSource(Protocol):
