@@ -256,6 +256,11 @@ def bench(
     }
 
 
+def burst_rates(runs: list[dict[str, Any]], burst: int) -> list[float]:
+    """Per repetition with a burst: its claims over the seconds from its first create to its last bind."""
+    return [burst / c["burst_wall_s"] for r in runs if (c := r.get("burst_costs")) and c.get("burst_wall_s")]
+
+
 def stage_lines(b9: dict[str, Any]) -> list[str]:
     if "stages" not in b9["summary"]["all"]:
         return []
@@ -308,6 +313,19 @@ def section(b9: dict[str, Any], heading_note: str) -> list[str]:
         if shared
         else []
     )
+    rates = [
+        f"{kind}: " + ", ".join(f"{rate:.0f}" for rate in burst_rates(runs, b9.get("burst", 100)))
+        for kind, runs in (("exclusive", b9["runs"]), *([("shared", shared["runs"])] if shared else []))
+    ]
+    rate_says = (
+        [
+            "Claims bound per second in each burst (its claims over the time from its first create to its last "
+            "bind): " + "; ".join(rates) + ".",
+            "",
+        ]
+        if any(burst_rates(b9["runs"], 1))
+        else []
+    )
     spread = ", ".join(f"{r['p50'] * 1000:.0f}/{r['p99'] * 1000:.0f}" for r in b9["per_repetition"])
     costs = [r["burst_costs"] for r in b9["runs"] if r.get("burst_costs")]
     cost_lines = [
@@ -344,6 +362,7 @@ def section(b9: dict[str, Any], heading_note: str) -> list[str]:
         *rows,
         "",
         *shared_says,
+        *rate_says,
         *stage_lines(b9),
         "Where a burst's time goes (the operator, the API server and etcd share this machine's cores):",
         "",

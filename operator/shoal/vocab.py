@@ -36,10 +36,17 @@ STATES = (PENDING, WARMING, IDLE, CLAIMED, DRAINING, FAILED)
 # says it is draining).
 UNCLAIMED = "Unclaimed"
 STATE_LABELS = (UNCLAIMED, CLAIMED, FAILED)
+# On a claimed pool pod (a claim holds it or its workload marked it busy): how it bears its load, from
+# the pod's own shoal.dev/load or its CPU in use over its request. An unclaimed pod has no such label.
+LABEL_LOAD_STATE = "shoal.dev/load-state"
+HEALTHY, OVERLOADED = "Healthy", "Overloaded"
 
 # --- annotations of pool pods -------------------------------------------------------------------------
 ANN_BUSY = "shoal.dev/busy"  # "true" while the pod's workload runs a job (set by the workload)
 ANN_LOAD = "shoal.dev/load"  # the pod's own report of its load (0-1), written by its workload
+ANN_WEIGHT = (
+    "shoal.dev/weight"  # the pod's capacity against its pool's others (WeightedRoundRobin), by its workload
+)
 ANN_JOB_OUTCOME = "shoal.dev/job-outcome"  # Succeeded | Failed: set by the job itself (ownPodAccess)
 ANN_CLAIMED_BY = "shoal.dev/claimed-by"  # who holds the pod: a session's name or containerclaim/<name>
 ANN_CLAIMS = "shoal.dev/claims"  # how many times the pod was claimed (recycle.maxClaims)

@@ -1,7 +1,8 @@
 """Selection strategies on the data production supplies, on the test bed: LeastLoaded and ResourceAware
 on live pod usage from the real metrics-server (KWOK's simulated CPU use), Affinity on the job
 history the pods gather from real claims and releases (ContainerClaims, each job saying how it ended
-on its own pod, as a runner's hook would)."""
+on its own pod, as a runner's hook would), WeightedRoundRobin on the weights workloads declare on their
+own pods."""
 
 from __future__ import annotations
 
@@ -110,3 +111,68 @@ def test_affinity_ranks_by_similarity_of_past_jobs_then_their_success(
     # api/mac is exactly y's first job: similarity beats y being the most recently released.
     apply(claim_manifest("api-mac-2", "aff", signature={"repo": "api", "os": "mac"}), namespace)
     assert bound_pod(kube, namespace, "api-mac-2") == y
+
+
+def test_weighted_round_robin_serves_pods_in_proportion_to_the_weights_they_declare(
+    kube: Kube, namespace: str, running_operator: OperatorProcess
+) -> None:
+    apply(pool_manifest("wrr", 3, selection="WeightedRoundRobin"), namespace)
+    wait_until(lambda: len(idle(kube, namespace, "wrr")) == 3, 60, "3 idle pods")
+    names = sorted(p["metadata"]["name"] for p in idle(kube, namespace, "wrr"))
+    # Each workload says what it can take, as a hook would on its own pod; the last says nothing and
+    # counts its CPU request (100m: 0.1) against the others' 2 and 1.
+    for name, weight in zip(names[:2], ("2", "1"), strict=True):
+        kube.merge_patch(
+            pods_path(namespace, name), {"metadata": {"annotations": {"shoal.dev/weight": weight}}}
+        )
+    served = []
+    for i in range(6):  # one at a time, each job done before the next comes
+        apply(claim_manifest(f"job-{i}", "wrr"), namespace)
+        served.append(bound_pod(kube, namespace, f"job-{i}"))
+        kube.delete(custom_path("containerclaims", namespace, f"job-{i}"))
+        wait_until(lambda: len(idle(kube, namespace, "wrr")) == 3, 30, "the pod given back")
+    a, b, c = names
+    assert served == [a, b, c, a, a, b], served  # 2 : 1 : 0.1, ties by name
+    claims = {
+        p["metadata"]["name"]: p["metadata"]["annotations"]["shoal.dev/claims"]
+        for p in idle(kube, namespace, "wrr")
+    }
+    assert claims == {a: "3", b: "2", c: "1"}
+
+
+def test_claimed_pods_are_labelled_by_live_load_and_counted_overloaded(
+    kube: Kube, namespace: str, running_operator: OperatorProcess
+) -> None:
+    apply(
+        pool_manifest("hot", 2, selection="LeastLoaded", resources={"cpu": "1", "memory": "64Mi"}), namespace
+    )
+    wait_until(lambda: len(idle(kube, namespace, "hot")) == 2, 60, "2 idle pods")
+    for name in ("job-a", "job-b"):
+        apply(claim_manifest(name, "hot"), namespace)
+    held = {name: bound_pod(kube, namespace, name) for name in ("job-a", "job-b")}
+    hot, cool = held["job-a"], held["job-b"]
+    for name, cpu in ((hot, "950m"), (cool, "100m")):
+        kube.merge_patch(
+            pods_path(namespace, name), {"metadata": {"annotations": {"kwok.x-k8s.io/usage-cpu": cpu}}}
+        )
+
+    def labels() -> dict[str, str | None]:
+        pods = kube.list_items(pods_path(namespace), "shoal.dev/pool=hot")
+        return {p["metadata"]["name"]: p["metadata"]["labels"].get("shoal.dev/load-state") for p in pods}
+
+    wait_until(
+        lambda: labels() == {hot: "Overloaded", cool: "Healthy"}, 90, "the hot pod labelled Overloaded"
+    )
+    st = wait_until(
+        lambda: (
+            (s := kube.get(custom_path("containerpools", namespace, "hot"))["status"])
+            and s.get("overloadedReplicas") == 1
+            and s
+        ),
+        30,
+        "one overloaded pod counted",
+    )
+    assert st["claimedReplicas"] == 2
+    # The hot pod's claim goes: the pod is idle, with no load state left.
+    kube.delete(custom_path("containerclaims", namespace, "job-a"))
+    wait_until(lambda: labels() == {hot: None, cool: "Healthy"}, 30, "the label off the freed pod")

@@ -320,3 +320,24 @@ def test_an_agent_reports_nothing_before_its_trainer_has_progress_but_always_its
     progress_file().unlink()
     agent._report([], exit_code=1)  # a trainer that died before its first write still ends the session
     assert sent[-1]["exitCode"] == 1
+
+
+def test_a_sigterm_after_the_trainer_exited_still_stops_a_warm_agent(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Between its trainer's exit and its session's release a warm agent's SIGTERM handler is still the
+    trainer's: the pod's deletion arriving then must stop the agent, not be passed to a dead trainer
+    while the agent waits on for a release (a flaky hang of test_agent_standby until this)."""
+    import subprocess
+
+    from shoal.agent.main import Agent
+    from shoal.agent.podwatch import FileWatch
+
+    monkeypatch.setenv("SHOAL_WORKDIR", str(tmp_path))
+    monkeypatch.setenv("SHOAL_CONFIG_FILE", str(tmp_path / "absent.json"))
+    agent = Agent(["true"], FileWatch(tmp_path / "annotations.json"), None)  # type: ignore[arg-type]
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    agent._terminated(exited)
+    assert agent.stop_requested
+    assert agent._claim_id() == agent.claim_id  # nothing released: without the flag it would wait here

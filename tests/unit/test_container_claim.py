@@ -142,7 +142,11 @@ def test_holders_are_told_apart_on_the_pod_and_stranded_claims_found_per_kind() 
 
 def test_release_leaves_no_holder_behind_and_remembers_the_signature() -> None:
     patch = release_patch(T0, signature_text({"repo": "web", "os": "linux"}))  # no pod: no history
-    assert patch["metadata"]["labels"] == {"shoal.dev/session": None, "shoal.dev/claim": None}
+    assert patch["metadata"]["labels"] == {
+        "shoal.dev/session": None,
+        "shoal.dev/claim": None,
+        "shoal.dev/load-state": None,
+    }
     ann = patch["metadata"]["annotations"]
     assert (
         ann["shoal.dev/last-signature"] == '{"os":"linux","repo":"web"}'

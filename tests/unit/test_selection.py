@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from shoal.claims.selection import ClaimRequest, claimable, select_pod
+from shoal.pool.pods import pod_view
+from tests.unit.fakes import raw_pod
 from tests.unit.podfactory import HASH, T0, pod
 
 
@@ -162,3 +165,40 @@ def test_a_release_adds_the_job_to_the_pods_bounded_history() -> None:
 
     assert parse_history("not json") == () and parse_history('{"a": 1}') == ()
     assert parse_history('[["a", "x", 1], 5, [1, 2, 3]]') == (Job("a", None, 1.0),)  # what can be read
+
+
+def test_weighted_round_robin_serves_pods_in_proportion_to_their_weights() -> None:
+    c = pod(name="w-c", requests=(("cpu", "500m"),))
+    pods = {"w-a": pod(name="w-a", weight=4.0), "w-b": pod(name="w-b", weight=2.0), "w-c": c}
+    order = []
+    for _ in range(13):  # each claim served and given back: only the pods' claim counters move
+        chosen = select_pod("WeightedRoundRobin", list(pods.values()), ClaimRequest())
+        assert chosen is not None
+        order.append(chosen.name)
+        pods[chosen.name] = replace(chosen, claims=chosen.claims + 1)
+    # w-c declares nothing: its CPU request, half a core, is its weight (4 : 2 : 0.5 is 8 : 4 : 1).
+    assert order == [
+        "w-a",
+        "w-b",
+        "w-c",
+        "w-a",
+        "w-a",
+        "w-b",
+        "w-a",
+        "w-a",
+        "w-b",
+        "w-a",
+        "w-a",
+        "w-b",
+        "w-a",
+    ]
+    assert [order.count(n) for n in ("w-a", "w-b", "w-c")] == [8, 4, 1]
+    newcomer = pod(name="w-d", weight=4.0)
+    assert select_pod("WeightedRoundRobin", [*pods.values(), newcomer], ClaimRequest()) == newcomer
+
+
+def test_a_weight_the_workload_wrote_badly_is_no_weight() -> None:
+    for text, want in (("2.5", 2.5), ("0", None), ("-1", None), ("inf", None), ("heavy", None)):
+        raw = raw_pod("p")
+        raw["metadata"]["annotations"]["shoal.dev/weight"] = text
+        assert pod_view(raw).weight == want, text

@@ -173,7 +173,10 @@ class Agent:
         """The pod is being deleted (SIGTERM, as a container runtime sends its first process). A forced
         stop (stopMode Immediate) writes `kill` on the pod before deleting it, and the watch may not
         have delivered that yet: read the annotations afresh, and kill the trainer (no checkpoint) when
-        that is the command; otherwise pass SIGTERM on (checkpoint and exit)."""
+        that is the command; otherwise pass SIGTERM on (checkpoint and exit). Either way a warm pod's
+        agent then stops: a SIGTERM that comes after the trainer's exit but before its session's
+        release (the handler is still this one) would otherwise be lost, and the agent wait on."""
+        self.stop_requested = True
         fresh = self.annotations.fresh()
         if fresh is not None:
             self.current = fresh

@@ -10,7 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from shoal.api.common import Condition, Model, NonNegativeInt, PositiveInt, Quantity, cel, validations
 
 SelectionStrategy = Literal[
-    "LeastRecentlyUsed", "RoundRobin", "LeastLoaded", "ResourceAware", "Affinity", "LeastConnections"
+    "LeastRecentlyUsed",
+    "RoundRobin",
+    "LeastLoaded",
+    "ResourceAware",
+    "Affinity",
+    "LeastConnections",
+    "WeightedRoundRobin",
 ]
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
@@ -130,7 +136,8 @@ class ContainerPoolSpec(Model):
     selection: SelectionStrategy = Field(
         default="LeastRecentlyUsed",
         description="How a pod is picked for a claim among those with room (idle ones; with claimsPerPod "
-        "above 1, claimed ones with a free slot too). LeastConnections: the fewest claims held",
+        "above 1, claimed ones with a free slot too). LeastConnections: the fewest claims held; "
+        "WeightedRoundRobin: claims served in proportion to each pod's shoal.dev/weight (else its CPU request)",
     )
     claimsPerPod: int = Field(
         default=1,
@@ -171,6 +178,12 @@ class ContainerPoolStatus(Model):
         "equals claimedReplicas when claimsPerPod is 1",
     )
     utilization: float = Field(default=0.0, description="claimedSlots / (pods x claimsPerPod)")
+    overloadedReplicas: int = Field(
+        default=0,
+        description="Claimed pods at load 0.9 or more (their shoal.dev/load, else CPU in use over request; "
+        "read for the LeastLoaded and ResourceAware selections), labelled shoal.dev/load-state=Overloaded; "
+        "the other claimed pods are Healthy",
+    )
     waitingClaims: int = Field(
         default=0,
         description="Claims and sessions waiting for a pod of this pool (a scaler's Pool metric reads it)",

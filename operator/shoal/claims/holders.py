@@ -34,7 +34,9 @@ from shoal.vocab import (
     ANN_SESSION_CONFIG,
     ANN_SIGNATURE,
     CLAIMED,
+    HEALTHY,
     LABEL_CLAIM,
+    LABEL_LOAD_STATE,
     LABEL_SESSION,
     LABEL_STATE,
     UNCLAIMED,
@@ -92,6 +94,8 @@ def claim_patch(
     """The merge patch that claims `pod` for `holder`; `annotations`: what the holder hands the pod;
     `shared`: the pool's pods serve several claims at once (claimsPerPod above 1)."""
     labels = {LABEL_STATE: CLAIMED} if shared else {LABEL_STATE: CLAIMED, holder.label: holder.name}
+    if not pod.claimed:
+        labels[LABEL_LOAD_STATE] = HEALTHY  # in the claim's own write; the pool corrects it by live load
     if holder.claimed_by in pod.holders:
         # Adopting a claim made earlier (its record lost): whatever runs in the pod may be working
         # already, so what it was handed stays. Guarded all the same: a view older than a release
@@ -173,7 +177,7 @@ def release_patch(
         ANN_SIGNATURE: None,
         ANN_JOB_OUTCOME: None,
     }
-    labels: dict[str, str | None] = {LABEL_SESSION: None, LABEL_CLAIM: None}
+    labels: dict[str, str | None] = {LABEL_SESSION: None, LABEL_CLAIM: None, LABEL_LOAD_STATE: None}
     if pod is not None and not pod.deleting and not pod.busy and pod.phase not in ("Failed", "Succeeded"):
         labels[LABEL_STATE] = UNCLAIMED  # what the pool would relabel it to next: one write, not two
     if signature:

@@ -12,7 +12,7 @@ from shoal.api.common import parse_quantity
 from shoal.api.pool import Recycle
 from shoal.claims.affinity import score
 from shoal.pool.plan import recycle_reason
-from shoal.pool.pods import PodView, observed_state
+from shoal.pool.pods import PodView, observed_state, pod_load
 from shoal.vocab import CLAIMED, IDLE
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
@@ -73,16 +73,13 @@ def round_robin(pods: Sequence[PodView], req: ClaimRequest) -> PodView | None:
 def load(p: PodView, req: ClaimRequest) -> float:
     """What the pod reports itself (shoal.dev/load), else its CPU in use over its CPU request; a pod
     with no sample yet (new, so idle) counts as unloaded."""
-    if p.load is not None:
-        return p.load
-    used = req.usage.get(p.name, {}).get("cpu")
-    if used is None:
-        return 0.0
-    requested = parse_quantity(dict(p.requests).get("cpu", "0"))
-    return float(used / requested) if requested else float(used)
+    found = pod_load(p, req.usage.get(p.name, {}).get("cpu"))
+    return 0.0 if found is None else found
 
 
 def least_loaded(pods: Sequence[PodView], req: ClaimRequest) -> PodView | None:
+    """The lowest load, so an overloaded pod (at OVERLOAD or more) only when every other one is too
+    (Invok's rule); ties by fewest claims served."""
     return min(pods, key=lambda p: (load(p, req), p.claims, p.name), default=None)
 
 
@@ -121,6 +118,22 @@ def affinity(pods: Sequence[PodView], req: ClaimRequest) -> PodView | None:
     )
 
 
+def weight(p: PodView) -> float:
+    """What the pod declares of its capacity (shoal.dev/weight, written by its workload), else its CPU
+    request in cores, else 1."""
+    if p.weight is not None:
+        return p.weight
+    cpu = parse_quantity(dict(p.requests).get("cpu", "0"))
+    return float(cpu) if cpu > 0 else 1.0
+
+
+def weighted_round_robin(pods: Sequence[PodView], _: ClaimRequest) -> PodView | None:
+    """The pod furthest behind its share: fewest claims served (shoal.dev/claims, kept on the pod, so
+    it survives restarts) per unit of weight, then by name. Claims then go round the pods in proportion
+    to their weights, without state of its own; a pod new to the pool catches up first."""
+    return min(pods, key=lambda p: (p.claims / weight(p), p.name), default=None)
+
+
 def least_connections(pods: Sequence[PodView], _: ClaimRequest) -> PodView | None:
     """The pod serving the fewest claims now (shared pools spread their claims), then the one used least
     recently."""
@@ -134,6 +147,7 @@ STRATEGIES: dict[str, Callable[[Sequence[PodView], ClaimRequest], PodView | None
     "ResourceAware": resource_aware,
     "Affinity": affinity,
     "LeastConnections": least_connections,
+    "WeightedRoundRobin": weighted_round_robin,
 }
 
 

@@ -7,12 +7,14 @@ calls it, and carries out the returned actions. Nothing here reads the clock or 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from shoal.api.pool import ContainerPoolSpec, Recycle
-from shoal.pool.pods import PodView, observed_state, state_label
-from shoal.vocab import CLAIMED, DRAINING, FAILED, IDLE, PENDING, WARMING
+from shoal.pool.pods import PodView, load_state, observed_state, pod_load, state_label
+from shoal.vocab import CLAIMED, DRAINING, FAILED, IDLE, OVERLOADED, PENDING, WARMING
 
 # Healthy pods replaced at once (age, claims, template change), as a share of the desired size:
 # replacements start before the old pods go, so capacity dips by at most this much.
@@ -37,6 +39,7 @@ class Counts:
     failed: int = 0
     claimed_slots: int = 0  # claims held (a busy pod: all its slots); = claimed when pods are exclusive
     slots: int = 1  # claimsPerPod
+    overloaded: int = 0  # claimed pods at OVERLOAD or more (the rest of the claimed ones are Healthy)
 
     @property
     def utilization(self) -> float:
@@ -50,6 +53,7 @@ class Plan:
     create: int = 0
     delete: list[Deletion] = field(default_factory=list)
     relabel: dict[str, str] = field(default_factory=dict)  # pod name -> state label
+    load_labels: dict[str, str | None] = field(default_factory=dict)  # pod name -> load state (None: off)
     adopt: list[str] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
     requeue_after: float | None = None  # seconds until a time-based rule next fires
@@ -124,8 +128,10 @@ def plan(
     template_hash: str,
     now: datetime,
     waiting: int = 0,
+    usage: Mapping[str, Mapping[str, Decimal]] | None = None,
 ) -> Plan:
-    """`waiting`: claims waiting for a pod that a new pod of the pool would serve."""
+    """`waiting`: claims waiting for a pod that a new pod of the pool would serve; `usage`: the pods'
+    live usage (pod -> resource -> amount), read for pools whose selection ranks by it."""
     recycle = spec.recycle or Recycle()
     deletions: list[Deletion] = []
     adopt: list[str] = []
@@ -214,6 +220,13 @@ def plan(
         slots=slots,
     )
     relabel = {p.name: state_label(s) for p, s in live if p.state_label != state_label(s)}
+    loads = {
+        p.name: load_state(p, pod_load(p, (usage or {}).get(p.name, {}).get("cpu")))
+        for p, s in live
+        if s == CLAIMED
+    }
+    load_labels = {p.name: loads.get(p.name) for p, _ in live if p.load_label != loads.get(p.name)}
+    counts.overloaded = sum(1 for v in loads.values() if v == OVERLOADED)
     if recycle.onUnhealthy == "Keep":  # failed pods left for debugging still show their state
         for pod in pods:
             if pod.controller_uid == pool_uid and observed_state(pod) == FAILED and pod.state_label != FAILED:
@@ -223,6 +236,7 @@ def plan(
         create=create,
         delete=deletions,
         relabel=relabel,
+        load_labels=load_labels,
         adopt=adopt,
         counts=counts,
         requeue_after=min(wake) if wake else None,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+from shoal.api.common import parse_quantity
 from shoal.pool.jobs import Job, outcome, parse_history
 from shoal.times import parse_time
 from shoal.vocab import (
@@ -18,12 +20,16 @@ from shoal.vocab import (
     ANN_LAST_RELEASED,
     ANN_LAST_SIGNATURE,
     ANN_LOAD,
+    ANN_WEIGHT,
     CLAIMED,
     DRAINING,
     FAILED,
+    HEALTHY,
     IDLE,
+    LABEL_LOAD_STATE,
     LABEL_STATE,
     LABEL_TEMPLATE_HASH,
+    OVERLOADED,
     PENDING,
     UNCLAIMED,
     WARMING,
@@ -51,6 +57,7 @@ class PodView:
     crashlooping: bool = False
     restarts: int = 0
     state_label: str | None = None
+    load_label: str | None = None  # shoal.dev/load-state as the pool last wrote it
     template_hash: str | None = None
     controller_uid: str | None = None  # uid of the controlling owner, if any
     busy: bool = False
@@ -60,6 +67,7 @@ class PodView:
     last_signature: str | None = None
     last_claimed: datetime | None = None
     load: float | None = None  # as the pod reports it; None: it does not (metrics.k8s.io then)
+    weight: float | None = None  # as the pod declares it (a positive number); None: it does not
     node: str | None = None
     ip: str | None = None
     requests: tuple[tuple[str, str], ...] = ()
@@ -81,6 +89,15 @@ class PodView:
         return slots if self.busy else min(slots, len(self.holders))
 
 
+def _positive(text: str | None) -> float | None:
+    """A positive, finite number from an annotation a workload wrote; None for anything else."""
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 < value < float("inf") else None
+
+
 def pod_view(pod: dict[str, Any]) -> PodView:
     meta = pod.get("metadata", {})
     status = pod.get("status", {}) or {}
@@ -98,6 +115,7 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         load: float | None = float(ann[ANN_LOAD]) if ANN_LOAD in ann else None
     except ValueError:
         load = None
+    weight = _positive(ann.get(ANN_WEIGHT))
     containers = (pod.get("spec") or {}).get("containers") or [{}]
     requests = ((containers[0].get("resources") or {}).get("requests")) or {}
     return PodView(
@@ -115,6 +133,7 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         ),
         restarts=sum(int(s.get("restartCount", 0)) for s in statuses),
         state_label=labels.get(LABEL_STATE),
+        load_label=labels.get(LABEL_LOAD_STATE),
         template_hash=labels.get(LABEL_TEMPLATE_HASH),
         controller_uid=controller.get("uid") if controller else None,
         busy=ann.get(ANN_BUSY, "").lower() == "true",
@@ -124,12 +143,35 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         last_signature=ann.get(ANN_LAST_SIGNATURE) or None,
         last_claimed=parse_time(ann.get(ANN_LAST_CLAIMED)),
         load=load,
+        weight=weight,
         node=(pod.get("spec") or {}).get("nodeName"),
         ip=status.get("podIP"),
         requests=tuple(sorted((k, str(v)) for k, v in requests.items())),
         history=parse_history(ann.get(ANN_HISTORY)),
         job_outcome=outcome(ann.get(ANN_JOB_OUTCOME)),
     )
+
+
+OVERLOAD = 0.9  # a claimed pod at this load or more is Overloaded (Invok's rule: served last)
+
+
+def pod_load(pod: PodView, cpu_in_use: Decimal | None) -> float | None:
+    """What the pod reports itself (shoal.dev/load), else its CPU in use over its CPU request (the CPU
+    in use itself without one); None with neither (no sample yet)."""
+    if pod.load is not None:
+        return pod.load
+    if cpu_in_use is None:
+        return None
+    requested = parse_quantity(dict(pod.requests).get("cpu", "0"))
+    return float(cpu_in_use / requested) if requested else float(cpu_in_use)
+
+
+def load_state(pod: PodView, load: float | None) -> str | None:
+    """The load-state label a pod should carry: none unclaimed, else Overloaded at OVERLOAD or more,
+    else Healthy (an unknown load too: nothing says otherwise)."""
+    if not pod.claimed:
+        return None
+    return OVERLOADED if load is not None and load >= OVERLOAD else HEALTHY
 
 
 def observed_state(pod: PodView) -> str:

@@ -144,6 +144,7 @@ def compose(
             claimedSlots=c.claimed_slots,
             selector=f"{LABEL_POOL}={meta['name']}",
             utilization=c.utilization,
+            overloadedReplicas=c.overloaded,
             waitingClaims=waiting,
         )
     if scaled:

@@ -15,11 +15,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from shoal import telemetry
-from shoal.api.common import parse_quantity
 from shoal.api.pool import ContainerPoolSpec
 from shoal.api.session import TrainingSessionSpec
 from shoal.builders.pod import build_pod, template_hash
@@ -36,14 +34,14 @@ from shoal.claims.selection import (
 )
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube
-from shoal.k8s.paths import custom_path, kind_path, pods_path
+from shoal.k8s.paths import custom_path, pods_path
 from shoal.pool.pods import PodView, pod_view
+from shoal.reconcile.usage import PoolUsage
 from shoal.runtime.cache import CachedPod, CachedPool, ClaimIndex
 from shoal.sessions import warm
 from shoal.vocab import LABEL_POOL
 
 ATTEMPTS = 3  # claims lost to a faster holder before this pass gives up
-USAGE_TTL = 5.0
 log = logging.getLogger("shoal.claims")
 
 
@@ -52,7 +50,7 @@ class Claimer:
         self.kube = kube
         self.settings = settings
         self.index = index  # the watches' view of pools and their pods; None: list on every claim
-        self._usage_cache: dict[tuple[str, str], tuple[float, dict[str, dict[str, Decimal]]]] = {}
+        self.usage = PoolUsage(kube)
 
     def claim(
         self,
@@ -93,7 +91,7 @@ class Claimer:
             self.unwait(ns, holder)  # not counted by the pool: no pod of it would do
             return ClaimOutcome(None, pool_name, refused[0], message=refused[1])
         if pool_spec.selection in LIVE_USAGE:
-            req = replace(req, usage=self._usage(ns, pool_name))
+            req = replace(req, usage=self.usage.read(ns, pool_name))
         unfit: list[str] = []  # why the last choice found nothing, when idle pods did not fit
         pinned = pin(pool_spec) if pin is not None else None
         held_up: list[str] = []  # the pinned pod, when it exists but serves someone else
@@ -314,25 +312,3 @@ class Claimer:
             return True
         log.warning("could not release pod %s/%s: it kept changing", namespace, pod_name)
         return False
-
-    def _usage(self, namespace: str, pool_name: str) -> dict[str, dict[str, Decimal]]:
-        """The pool's pods' usage from metrics.k8s.io, read at most every USAGE_TTL seconds per pool
-        (metrics-server resolves 10-15 s; a burst of claims needs no read each); {} when unavailable."""
-        key = (namespace, pool_name)
-        cached = self._usage_cache.get(key)
-        if cached is not None and time.monotonic() - cached[0] < USAGE_TTL:
-            return cached[1]
-        usage: dict[str, dict[str, Decimal]] = {}
-        try:
-            items = self.kube.list_items(kind_path("PodMetrics", namespace), f"{LABEL_POOL}={pool_name}")
-        except ApiError as exc:
-            log.warning("pod metrics of pool %s/%s unavailable: %s", namespace, pool_name, exc.message)
-            items = []
-        for item in items:
-            total: dict[str, Decimal] = {}
-            for c in item.get("containers") or []:
-                for k, v in (c.get("usage") or {}).items():
-                    total[k] = total.get(k, Decimal(0)) + parse_quantity(v)
-            usage[item["metadata"]["name"]] = total
-        self._usage_cache[key] = (time.monotonic(), usage)
-        return usage

@@ -24,6 +24,7 @@ from shoal.builders.pod import (
     template_hash,
 )
 from shoal.claims.holders import holder_of
+from shoal.claims.selection import LIVE_USAGE
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube
 from shoal.k8s.paths import custom_path, kind_path, pods_path
@@ -31,12 +32,14 @@ from shoal.pool import record
 from shoal.pool.plan import plan
 from shoal.reconcile import write_status
 from shoal.reconcile.poolpods import Stranded, label_managed
+from shoal.reconcile.usage import PoolUsage
 from shoal.runtime.cache import ClaimIndex, cached_pod
-from shoal.vocab import LABEL_POOL, LABEL_STATE, STATES
+from shoal.vocab import LABEL_LOAD_STATE, LABEL_POOL, LABEL_STATE, STATES
 
 log = logging.getLogger("shoal.pool")
 PLURAL = "containerpools"
 RETRY_AFTER_CREATE_FAILURE = 10.0
+USAGE_RECHECK = 15.0  # metrics-server resolves 10-15 s: a pool labelling load by it looks this often
 
 
 # Shared by every pool's pod writes (kcm's slow-start batches run as goroutines; these are threads,
@@ -53,12 +56,14 @@ class PoolReconciler:
         index: ClaimIndex | None = None,
         claims_cache: Callable[[str], list[dict[str, Any]]] | None = None,
         sessions_cache: Callable[[str], list[dict[str, Any]]] | None = None,
+        usage: PoolUsage | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings
         self.clock = clock or (lambda: datetime.now(UTC))
         self.index = index  # who waits for a pod of which pool (the claim path records it)
         self.stranded = Stranded(kube, index, claims_cache, sessions_cache)
+        self.usage = usage or PoolUsage(kube)
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         # The pool as its watch delivered it (kcm's controllers read their informers the same way):
@@ -94,7 +99,9 @@ class PoolReconciler:
         views = [e.view for e in entries]
         holding = [holder_of(h) for v in views for h in v.holders]
         waiting = self.index.waiting(namespace, name, holding) if self.index is not None else 0
-        p = plan(spec, uid, views, thash, now, waiting)
+        # Pools that rank claims by live usage also label their claimed pods by it (a read per 5 s at most).
+        usage = self.usage.read(namespace, name) if spec.selection in LIVE_USAGE else None
+        p = plan(spec, uid, views, thash, now, waiting, usage)
         # Its own creates and deletes not yet in the cache: plan nothing more until they are.
         expect = cache.expectations if cache is not None else None
         if expect is not None and (p.create or p.delete or p.adopt) and not expect.satisfied(key):
@@ -133,12 +140,15 @@ class PoolReconciler:
                     expect.deleted(key, d.uid)  # it stays (or was gone already): nothing to wait for
                 telemetry.POOL_EVENTS.labels("delete-skipped", d.reason).inc()
         # Independent writes (a pool whose pods all turned ready at once has one each): side by side.
+        labels: dict[str, dict[str, str | None]] = defaultdict(dict)
+        for pod_name, state in p.relabel.items():
+            labels[pod_name][LABEL_STATE] = state
+        for pod_name, load in p.load_labels.items():
+            labels[pod_name][LABEL_LOAD_STATE] = load
         list(
             WRITERS.map(
-                lambda item: self._patch_pod(
-                    namespace, item[0], {"metadata": {"labels": {LABEL_STATE: item[1]}}}
-                ),
-                p.relabel.items(),
+                lambda item: self._patch_pod(namespace, item[0], {"metadata": {"labels": item[1]}}),
+                labels.items(),
             )
         )
         if expect is not None:
@@ -173,6 +183,9 @@ class PoolReconciler:
         telemetry.POOL_DESIRED.labels(namespace, name).set(p.desired)
         if create_error:
             return RETRY_AFTER_CREATE_FAILURE
+        if usage is not None and c.claimed:
+            # Live usage changes with no event of its own: look again as often as metrics-server resolves.
+            return min(p.requeue_after or USAGE_RECHECK, USAGE_RECHECK)
         return p.requeue_after
 
     def _patch_pod(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
