@@ -55,15 +55,22 @@ API_REQUESTS = Counter(
 )
 QUEUE_DEPTH = Gauge("shoal_workqueue_depth", "Keys waiting in the work queue", ["kind"])
 LEADER = Gauge("shoal_leader", "1 while this replica holds the leader lease")
+POOL_WAITING = Gauge(
+    "shoal_pool_waiting_claims", "Claims and sessions waiting for a pod of a pool", ["namespace", "pool"]
+)
+POOL_OVERLOADED = Gauge(
+    "shoal_pool_overloaded_pods", "Claimed pods of a pool at load 0.9 or more", ["namespace", "pool"]
+)
 
 
 def forget_pool(namespace: str, pool: str) -> None:
-
+    """A deleted pool's series go with it."""
     for state in STATES:
         with contextlib.suppress(KeyError):
             POOL_PODS.remove(namespace, pool, state)
-    with contextlib.suppress(KeyError):
-        POOL_DESIRED.remove(namespace, pool)
+    for gauge in (POOL_DESIRED, POOL_WAITING, POOL_OVERLOADED):
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, pool)
 
 
 SCALER_REPLICAS = Gauge(
@@ -126,7 +133,15 @@ def forget_session(namespace: str, session: str) -> None:
 # What the leader says of the pools, scalers and sessions it reconciles. A replica that loses the lease
 # stops updating them, so it stops exporting them too: with two replicas scraped, only the leader's
 # figures are current, and a stale copy would double a sum or hold an alert.
-WORKLOAD_GAUGES = (POOL_PODS, POOL_DESIRED, SCALER_REPLICAS, SCALER_AT_MAX, SESSION_QUEUED_SINCE)
+WORKLOAD_GAUGES = (
+    POOL_PODS,
+    POOL_DESIRED,
+    POOL_WAITING,
+    POOL_OVERLOADED,
+    SCALER_REPLICAS,
+    SCALER_AT_MAX,
+    SESSION_QUEUED_SINCE,
+)
 
 
 def forget_workloads() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from shoal.k8s.client import Kube
 from shoal.k8s.paths import custom_path, pods_path
 from tests.e2e.conftest import OperatorProcess, pool_manifest
-from tests.e2e.util import apply, claim_manifest, claim_phase_is, idle, pod_cpu, wait_until
+from tests.e2e.util import apply, claim_manifest, claim_phase_is, idle, pod_cpu, sample, wait_until
 
 
 def bound_pod(kube: Kube, ns: str, name: str) -> str:
@@ -173,6 +173,8 @@ def test_claimed_pods_are_labelled_by_live_load_and_counted_overloaded(
         "one overloaded pod counted",
     )
     assert st["claimedReplicas"] == 2
+    gauge = f'shoal_pool_overloaded_pods{{namespace="{namespace}",pool="hot"}}'
+    assert sample(running_operator.metrics(), gauge) == 1  # what ShoalPoolOverloaded watches
     # The hot pod's claim goes: the pod is idle, with no load state left.
     kube.delete(custom_path("containerclaims", namespace, "job-a"))
     wait_until(lambda: labels() == {hot: None, cool: "Healthy"}, 30, "the label off the freed pod")

@@ -20,6 +20,8 @@ def series(name: str) -> list[dict[str, str]]:
 def test_losing_the_lease_clears_the_workload_gauges_and_keeps_the_operators_own_series() -> None:
     telemetry.POOL_PODS.labels("ns", "web", "Idle").set(3)
     telemetry.POOL_DESIRED.labels("ns", "web").set(3)
+    telemetry.POOL_WAITING.labels("ns", "web").set(2)
+    telemetry.POOL_OVERLOADED.labels("ns", "web").set(1)
     telemetry.SCALER_AT_MAX.labels("ns", "fn").set(1)
     telemetry.SESSION_QUEUED_SINCE.labels("ml", "big").set(1.0)
     telemetry.API_REQUESTS.labels("GET", "200").inc()
@@ -31,6 +33,8 @@ def test_losing_the_lease_clears_the_workload_gauges_and_keeps_the_operators_own
     for name in (
         "shoal_pool_pods",
         "shoal_pool_desired_replicas",
+        "shoal_pool_waiting_claims",
+        "shoal_pool_overloaded_pods",
         "shoal_scaler_at_max",
         "shoal_scaler_replicas",
         "shoal_session_queued_since_timestamp_seconds",

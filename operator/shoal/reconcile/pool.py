@@ -181,6 +181,8 @@ class PoolReconciler:
         for state in STATES:
             telemetry.POOL_PODS.labels(namespace, name, state).set(by_state.get(state, 0))
         telemetry.POOL_DESIRED.labels(namespace, name).set(p.desired)
+        telemetry.POOL_WAITING.labels(namespace, name).set(waiting)
+        telemetry.POOL_OVERLOADED.labels(namespace, name).set(c.overloaded)
         if create_error:
             return RETRY_AFTER_CREATE_FAILURE
         if usage is not None and c.claimed:
