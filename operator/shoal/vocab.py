@@ -95,3 +95,9 @@ CONFIG_KEYS = (
     "checkpointEverySec",
     "videoRecording",
 )
+
+# --- the agent's metrics endpoint ---------------------------------------------------------------------
+# Every pod whose first container runs shoal-agent (a session's own pod, a sessionAgent pool's pods)
+# declares this port by this name; the chart's opt-in PodMonitor scrapes pods by it.
+AGENT_METRICS_PORT = 9400
+AGENT_METRICS_PORT_NAME = "shoal-metrics"

@@ -12,6 +12,7 @@ import yaml
 
 from shoal.k8s.client import Kube
 from shoal.k8s.paths import custom_path
+from shoal.vocab import AGENT_METRICS_PORT_NAME, LABEL_MANAGED
 from tests.e2e.conftest import Exporter, OperatorProcess, pool_manifest, scaler_manifest
 from tests.e2e.util import ROOT, apply, helm, kubectl, live_pods, render, wait_until
 
@@ -144,6 +145,19 @@ def test_the_service_monitor_keeps_the_metrics_own_namespace_label() -> None:
     docs = render("shoal-system", "--set", "serviceMonitor.enabled=true")
     monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
     assert [e.get("honorLabels") for e in monitor["spec"]["endpoints"]] == [True]
+
+
+def test_the_agent_pod_monitor_scrapes_shoal_pods_by_the_port_the_agent_pods_declare() -> None:
+    assert not [d for d in render("shoal-system") if d["kind"] == "PodMonitor"]  # opt-in
+    docs = render("shoal-system", "--set", "agentPodMonitor.enabled=true", "--set", "watchNamespaces={ml,ci}")
+    monitor = next(d for d in docs if d["kind"] == "PodMonitor")
+    assert monitor["spec"]["selector"] == {"matchLabels": {LABEL_MANAGED: "true"}}
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ml", "ci"]}
+    assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == [AGENT_METRICS_PORT_NAME]
+    everywhere = render("shoal-system", "--set", "agentPodMonitor.enabled=true")
+    assert next(d for d in everywhere if d["kind"] == "PodMonitor")["spec"]["namespaceSelector"] == {
+        "any": True
+    }
 
 
 def test_kustomize_base_is_the_rendered_chart() -> None:

@@ -159,7 +159,7 @@ def test_gpu_sampler_reads_nvml_when_present(monkeypatch: Any) -> None:
     fake.nvmlDeviceGetCount = lambda: 2  # type: ignore[attr-defined]
     fake.nvmlDeviceGetHandleByIndex = lambda i: i  # type: ignore[attr-defined]
     fake.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=40 + h)  # type: ignore[attr-defined]
-    fake.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=(h + 1) * 2**30)  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=(h + 1) * 2**30, total=16 * 2**30)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     samples = GpuSampler().sample()
     assert samples == [
@@ -167,6 +167,7 @@ def test_gpu_sampler_reads_nvml_when_present(monkeypatch: Any) -> None:
         {"gpu": 1, "utilization": 41.0, "memoryUsed": 2.0**31},
     ]
     assert REGISTRY.get_sample_value("shoal_agent_gpu_utilization_percent", {"gpu": "1"}) == 41.0
+    assert REGISTRY.get_sample_value("shoal_agent_gpu_memory_total_bytes", {"gpu": "1"}) == 16 * 2**30
 
 
 def test_gpu_sampler_is_quiet_without_nvml(monkeypatch: Any) -> None:
@@ -341,3 +342,20 @@ def test_a_sigterm_after_the_trainer_exited_still_stops_a_warm_agent(
     agent._terminated(exited)
     assert agent.stop_requested
     assert agent._claim_id() == agent.claim_id  # nothing released: without the flag it would wait here
+
+
+def test_the_containers_limits_come_from_its_cgroup_and_no_limit_is_no_series(tmp_path: Path) -> None:
+    """cgroup v2's files as the kernel writes them in a pod with limits, and without."""
+    from prometheus_client import REGISTRY
+
+    from shoal.agent.limits import cgroup_limits, export_limits
+
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    (tmp_path / "memory.max").write_text("2147483648\n")
+    assert export_limits(tmp_path) == (1.5, 2**31)
+    assert REGISTRY.get_sample_value("shoal_agent_cpu_limit_cores") == 1.5
+    assert REGISTRY.get_sample_value("shoal_agent_memory_limit_bytes") == 2**31
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    (tmp_path / "memory.max").write_text("max\n")
+    assert cgroup_limits(tmp_path) == (None, None)
+    assert cgroup_limits(tmp_path / "absent") == (None, None)  # cgroup v1, or none: nothing to say

@@ -137,3 +137,15 @@ def test_a_session_pod_runs_as_restricted_asks_unless_its_spec_says_whom_to_run_
         "fsGroup": 1000,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+def test_every_pod_running_the_agent_declares_its_metrics_port_by_name() -> None:
+    """What the chart's agentPodMonitor scrapes: shoal-metrics on a sessionAgent pool's pods (not on
+    other pools'), unless the template declares the port itself."""
+    port = {"name": "shoal-metrics", "containerPort": 9400}
+    agent = build_pod("p", "u", spec(sessionAgent={}), "h", name="p-a")
+    assert agent["spec"]["containers"][0]["ports"] == [port]
+    assert "ports" not in build_pod("p", "u", spec(), "h")["spec"]["containers"][0]
+    own = [{"name": "c", "image": "busybox", "ports": [{"name": "agent", "containerPort": 9400}]}]
+    kept = build_pod("p", "u", spec(own, sessionAgent={}), "h", name="p-b")
+    assert kept["spec"]["containers"][0]["ports"] == [{"name": "agent", "containerPort": 9400}]

@@ -34,6 +34,7 @@ import psutil
 from prometheus_client import Counter, Gauge, start_http_server
 
 from shoal.agent.handover import Handover, unreachable
+from shoal.agent.limits import export_limits
 from shoal.agent.podwatch import Annotations, FileWatch, PodWatch
 from shoal.agent.proctree import ProcessTree
 from shoal.agent.protocol import (
@@ -374,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.port:
+        export_limits()
         start_http_server(args.port, addr=args.bind)
     command = args.command or [sys.executable, "-m", "shoal.agent.sb3"]
     pod = (env(ENV_POD_NAMESPACE, ""), env(ENV_POD_NAME, ""))

@@ -16,6 +16,7 @@ from shoal.vocab import ANN_PROGRESS
 log = logging.getLogger("shoal.agent")
 GPU_UTIL = Gauge("shoal_agent_gpu_utilization_percent", "GPU utilization (NVML)", ["gpu"])
 GPU_MEM = Gauge("shoal_agent_gpu_memory_used_bytes", "GPU memory in use (NVML)", ["gpu"])
+GPU_MEM_TOTAL = Gauge("shoal_agent_gpu_memory_total_bytes", "GPU memory there is (NVML)", ["gpu"])
 
 
 class Reporter(Protocol):
@@ -67,8 +68,10 @@ class GpuSampler:
         for i in range(self.count):
             h = self.nvml.nvmlDeviceGetHandleByIndex(i)
             util = float(self.nvml.nvmlDeviceGetUtilizationRates(h).gpu)
-            mem = float(self.nvml.nvmlDeviceGetMemoryInfo(h).used)
+            info = self.nvml.nvmlDeviceGetMemoryInfo(h)
+            mem = float(info.used)
             GPU_UTIL.labels(str(i)).set(util)
             GPU_MEM.labels(str(i)).set(mem)
+            GPU_MEM_TOTAL.labels(str(i)).set(float(info.total))
             out.append({"gpu": i, "utilization": util, "memoryUsed": mem})
         return out

@@ -11,6 +11,8 @@ from typing import Any
 from shoal.api.pool import ContainerPoolSpec
 from shoal.builders import controller_ref
 from shoal.vocab import (
+    AGENT_METRICS_PORT,
+    AGENT_METRICS_PORT_NAME,
     ENV_CHECKPOINT_DIR,
     ENV_POD_NAME,
     ENV_POD_NAMESPACE,
@@ -84,6 +86,10 @@ def _add_agent(pod_spec: dict[str, Any], pod_name: str, checkpoint_claim: str | 
             {"name": ENV_CHECKPOINT_DIR, "value": "/checkpoints"},
         ],
     )
+    # The agent's metrics, by name for the chart's PodMonitor, unless the template declares the port.
+    ports = first.setdefault("ports", [])
+    if not any(p.get("containerPort") == AGENT_METRICS_PORT for p in ports):
+        ports.append({"name": AGENT_METRICS_PORT_NAME, "containerPort": AGENT_METRICS_PORT})
     mounted = {m["mountPath"] for m in first.get("volumeMounts") or []}
     volumes = pod_spec.setdefault("volumes", [])
     for vol, path in (("shoal-work", "/shoal"), ("shoal-checkpoints", "/checkpoints")):

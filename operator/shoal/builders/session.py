@@ -14,6 +14,8 @@ from shoal.claims.selection import ClaimRequest
 from shoal.config import Settings
 from shoal.pool.jobs import signature_text
 from shoal.vocab import (
+    AGENT_METRICS_PORT,
+    AGENT_METRICS_PORT_NAME,
     ANN_RESUME_FROM,
     ANN_SESSION_CONFIG,
     ENV_ALGORITHM,
@@ -30,7 +32,7 @@ from shoal.vocab import (
 
 TENSORBOARD_PORT = 6006
 VIDEO_PORT = 8000
-AGENT_PORT = 9400
+AGENT_PORT = AGENT_METRICS_PORT
 
 
 def names(session: str) -> dict[str, str]:
@@ -126,7 +128,7 @@ def session_pod(
         "ports": [
             {"name": "tensorboard", "containerPort": TENSORBOARD_PORT},
             {"name": "video", "containerPort": VIDEO_PORT},
-            {"name": "metrics", "containerPort": AGENT_PORT},
+            {"name": AGENT_METRICS_PORT_NAME, "containerPort": AGENT_PORT},
         ],
         "volumeMounts": [
             {"name": "checkpoints", "mountPath": "/checkpoints"},
