@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from shoal.pool.jobs import signature_text as signature_text
 from shoal.pool.jobs import with_job
-from shoal.pool.pods import PodView
+from shoal.pool.pods import PodView, holders_of
 from shoal.times import format_time
 from shoal.vocab import (
     ANN_CLAIMED_BY,
@@ -146,11 +146,23 @@ def leave_patch(
         ANN_LAST_RELEASED: format_time(now),
     }
     if signature:
-        told = ok if ok is not None else pod.job_outcome
-        history = with_job(pod.history, signature, told, pod.last_claimed, now)
-        if history:
-            annotations[ANN_HISTORY] = history
-    meta: dict[str, Any] = {"annotations": annotations}
+        _add_job(annotations, pod, signature, ok, now)
+    return _guarded({"annotations": annotations}, resource_version)
+
+
+def _add_job(
+    annotations: dict[str, str | None], pod: PodView, signature: str, ok: bool | None, now: datetime
+) -> None:
+    """The job a holder ran, into the pod's history (Affinity): `ok` as the holder's end says, else what
+    the job said of itself on the pod (shoal.dev/job-outcome)."""
+    told = ok if ok is not None else pod.job_outcome
+    history = with_job(pod.history, signature, told, pod.last_claimed, now)
+    if history:
+        annotations[ANN_HISTORY] = history
+
+
+def _guarded(meta: dict[str, Any], resource_version: str | None) -> dict[str, Any]:
+    """A patch of `meta`, guarded by the pod's resourceVersion when one is given."""
     if resource_version:
         meta["resourceVersion"] = resource_version
     return {"metadata": meta}
@@ -183,14 +195,8 @@ def release_patch(
     if signature:
         annotations[ANN_LAST_SIGNATURE] = signature
         if pod is not None:
-            told = ok if ok is not None else pod.job_outcome
-            history = with_job(pod.history, signature, told, pod.last_claimed, now)
-            if history:
-                annotations[ANN_HISTORY] = history
-    meta: dict[str, Any] = {"labels": labels, "annotations": annotations}
-    if resource_version:
-        meta["resourceVersion"] = resource_version
-    return {"metadata": meta}
+            _add_job(annotations, pod, signature, ok, now)
+    return _guarded({"labels": labels, "annotations": annotations}, resource_version)
 
 
 def held_signature(pod: Mapping[str, Any]) -> str | None:
@@ -224,7 +230,7 @@ def stranded_holders(
     by_kind = {SESSION: live(sessions), CONTAINER_CLAIM: live(container_claims)}
     out: dict[str, list[str]] = {}
     for pod, claimed_by in sorted(claims.items()):
-        for each in (h for h in claimed_by.split(",") if h):
+        for each in holders_of(claimed_by):
             holder = holder_of(each)
             obj = by_kind[holder.kind].get(holder.name)
             st = (obj or {}).get("status") or {}

@@ -10,6 +10,7 @@ import kopf
 
 from shoal import telemetry
 from shoal.claims.holders import CLAIM_PREFIX, CONTAINER_CLAIM, Holder
+from shoal.pool.pods import holders_of
 from shoal.runtime import operator
 from shoal.vocab import ANN_CLAIMED_BY, LABEL_CLAIM
 
@@ -32,7 +33,7 @@ def claim_holders(labels: Mapping[str, str], annotations: Mapping[str, str]) -> 
     (no holder label) every claim its shoal.dev/claimed-by lists."""
     if LABEL_CLAIM in labels:
         return [labels[LABEL_CLAIM]]
-    listed = (annotations.get(ANN_CLAIMED_BY) or "").split(",")
+    listed = holders_of(annotations.get(ANN_CLAIMED_BY))
     return [h[len(CLAIM_PREFIX) :] for h in listed if h.startswith(CLAIM_PREFIX)]
 
 
@@ -45,7 +46,7 @@ def claim_pod_event(
 ) -> None:
     """A pool pod held by ContainerClaims (handlers/pods.py dispatches it)."""
     telemetry.POD_EVENTS.labels("claim").inc()
-    held_by = (annotations.get(ANN_CLAIMED_BY) or "").split(",")
+    held_by = holders_of(annotations.get(ANN_CLAIMED_BY))
     for name in claim_holders(labels, annotations):
         holder = Holder(CONTAINER_CLAIM, name)
         # A claim only needs to hear that its pod is going or no longer its own (Lost); the echo of

@@ -44,7 +44,12 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     runtime.register("TrainingSession", "trainingsessions", sessions.reconcile, relevant=sessions.relevant)
     claims = ClaimReconciler(kube, cfg, index=runtime.index)
     pools = PoolReconciler(
-        kube, cfg, index=runtime.index, claims_cache=claims.cached, sessions_cache=sessions.cached
+        kube,
+        cfg,
+        index=runtime.index,
+        claims_cache=claims.cached,
+        sessions_cache=sessions.cached,
+        usage=claims.claimer.usage,  # one read of a pool's pod metrics per 5 s serves both
     )
     runtime.primer = lambda: prime_pool_cache(kube, runtime.index, cfg.namespaces)
     runtime.register("ContainerPool", "containerpools", pools.reconcile)

@@ -216,7 +216,7 @@ def plan(
         pending=sum(1 for _, s in live if s == PENDING) + create,
         warming=sum(1 for _, s in live if s == WARMING),
         failed=kept_failed + sum(1 for d in deletions if d.reason in ("Failed", "NotReadyTimeout")),
-        claimed_slots=sum(p.slots_held(slots) for p, s in live if s == CLAIMED),
+        claimed_slots=claimed,  # no claimed pod is deleted above: the count from before holds
         slots=slots,
     )
     relabel = {p.name: state_label(s) for p, s in live if p.state_label != state_label(s)}

@@ -44,6 +44,12 @@ def state_label(state: str) -> str:
 _CRASH_REASONS = {"CrashLoopBackOff"}
 
 
+def holders_of(claimed_by: str | None) -> tuple[str, ...]:
+    """Who holds a pod, from its shoal.dev/claimed-by: one holder, or on a shared pod (claimsPerPod
+    above 1) several, separated by commas (no object name can contain one)."""
+    return tuple(h for h in (claimed_by or "").split(",") if h)
+
+
 @dataclass(frozen=True)
 class PodView:
     name: str
@@ -80,9 +86,7 @@ class PodView:
 
     @property
     def holders(self) -> tuple[str, ...]:
-        """Who holds the pod: one holder, or on a shared pod (claimsPerPod above 1) several, listed
-        in shoal.dev/claimed-by separated by commas (no object name can contain one)."""
-        return tuple(h for h in (self.claimed_by or "").split(",") if h)
+        return holders_of(self.claimed_by)
 
     def slots_held(self, slots: int) -> int:
         """Of its `slots`, how many are taken: a pod marked busy took itself out of the pool whole."""

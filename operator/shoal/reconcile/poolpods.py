@@ -12,6 +12,7 @@ from shoal import telemetry
 from shoal.claims.holders import CLAIM_PREFIX, holder_of, leave_patch, stranded, stranded_holders
 from shoal.k8s.client import ApiError, Kube
 from shoal.k8s.paths import custom_path, pods_path
+from shoal.pool.pods import holders_of
 from shoal.pool.record import names
 from shoal.runtime.cache import CachedPod, ClaimIndex, cached_pod
 from shoal.vocab import LABEL_MANAGED, LABEL_POOL
@@ -150,7 +151,7 @@ class Stranded:
             holders = {
                 h[len(CLAIM_PREFIX) :]
                 for c in claims.values()
-                for h in c.split(",")
+                for h in holders_of(c)
                 if h.startswith(CLAIM_PREFIX)
             }
             if holders <= known:

@@ -152,9 +152,8 @@ class ScalerReconciler:
         due = state.last_eval + poll - now
         ends = spec.override.expiresAt if spec.override else None
         if ends is not None and ends.timestamp() > wall - (now - state.last_eval):
-            due = min(
-                due, ends.timestamp() - wall
-            )  # ended since the last evaluation: at its time, not a poll on
+            # An override that ended since the last evaluation is handed back at its time, not a poll on.
+            due = min(due, ends.timestamp() - wall)
         if state.generation == meta.get("generation") and due > 0.05:
             return due
 

@@ -2,7 +2,8 @@
 
 Pipeline: per-metric proposals -> largest -> predictive and scheduled floors -> clamp
 -> emergency bypass | stabilization -> cooldown -> rate limit -> clamp. Missing data never
-scales down. A manual override (spec.override) set by a person replaces the pipeline while it holds. Time and history come in as arguments; the new history goes out with the decision.
+scales down. A manual override (spec.override) set by a person replaces the pipeline while it
+holds. Time and history come in as arguments; the new history goes out with the decision.
 
 `now` measures every window and cooldown, so the operator passes a monotonic clock (a wall clock
 stepped by NTP would open a cooldown early or hold it for hours); `wall` (UTC seconds) is for the cron
@@ -110,6 +111,7 @@ def _overridden(
     current: int,
     proposals: tuple[Proposal, ...],
     history: History,
+    events: tuple[tuple[float, int, int], ...],
     now: float,
     wall: float,
 ) -> tuple[Decision, History]:
@@ -117,7 +119,6 @@ def _overridden(
     within min and max (which the schema already demands). The metrics are read and shown, and the
     forecaster keeps learning, so the scaler takes over with its history when the override ends."""
     desired = _clamp(ov.replicas, cfg)
-    events = tuple(e for e in history.events if now - e[0] < KEEP_EVENTS)
     if desired != current:
         events = (*events, (now, current, desired))
     fit = history.fit
@@ -138,12 +139,12 @@ def decide(
     current = obs.current_replicas
     wall = now if wall is None else wall
     proposals = tuple(propose(m, cfg, current, wall) for m in obs.metrics)
+    events = tuple(e for e in history.events if now - e[0] < KEEP_EVENTS)
     if cfg.override is not None and cfg.override.holds(wall):
-        return _overridden(cfg, cfg.override, current, proposals, history, now, wall)
+        return _overridden(cfg, cfg.override, current, proposals, history, events, now, wall)
     usable = [p for p in proposals if p.replicas is not None]
     failed = [p for p in proposals if p.replicas is None]
     floor = floor_at(cfg.schedule, wall) if cfg.schedule else None
-    events = tuple(e for e in history.events if now - e[0] < KEEP_EVENTS)
 
     if not usable:
         failures = history.failures + 1
