@@ -259,3 +259,21 @@ def session_manifest(name: str, **spec: Any) -> dict[str, Any]:
             **spec,
         },
     }
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End the run without finalising the interpreter. The watches of the tests' daemon threads
+    (local kubelets, pod histories: kubernetes client, urllib3, ssl) may still be inside C code when
+    the interpreter tears its modules down; one CI run aborted (SIGABRT) right after "200 passed".
+    Every fixture has finished and every report is written by now, so nothing is lost."""
+    session_status = getattr(config, "_shoal_exit_status", None)
+    if session_status is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(session_status))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config._shoal_exit_status = exitstatus  # type: ignore[attr-defined]
