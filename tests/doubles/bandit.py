@@ -127,6 +127,7 @@ class Trainer:
         write_json(
             progress_file(),
             {
+                "device": "cpu",  # numpy: as the SB3 trainer reports torch's device
                 "timesteps": self.timesteps,
                 "episodes": self.episodes,
                 "totalTimesteps": self.total,

@@ -46,7 +46,7 @@ def test_gpu_session_gets_a_gpu_pod_service_and_pvc_and_phases_follow_the_pod(
         session_manifest(
             "gpu",
             videoRecording=True,
-            resources={"cpu": "2", "memory": "4Gi", "gpu": 1, "disk": "10Gi"},
+            resources={"cpu": "2", "memory": "4Gi", "gpu": 1, "gpuMemory": "8Gi", "disk": "10Gi"},
             totalTimesteps=16000,  # about 10 s at the bandit's pace: long enough to see it Running
             vecEnvs=8,
         ),
@@ -109,6 +109,19 @@ def test_gpu_session_gets_a_gpu_pod_service_and_pvc_and_phases_follow_the_pod(
         if e["involvedObject"].get("name") == "gpu" and e["involvedObject"].get("kind") == "TrainingSession"
     }
     assert events and {"Starting", "Running", "Succeeded"} <= reasons, reasons
+    # The test bed has no GPU and its trainer double reports the CPU; this operator has no GPU-memory
+    # resource. Both are said in a condition and one Warning Event each, however many status writes.
+    final = session(kube, namespace, "gpu")
+    gpu, mem = condition(final, "GpuInUse"), condition(final, "GpuMemoryEnforced")
+    assert (gpu["status"], gpu["reason"]) == ("False", "TrainingOnCpu"), gpu
+    assert (mem["status"], mem["reason"]) == ("False", "NoGpuMemoryResource"), mem
+    assert "nvidia.com/gpumem" not in json.dumps(res)  # not requested as anything: flagged instead
+    warnings = [
+        e["reason"]
+        for e in kube.list_items(f"/api/v1/namespaces/{namespace}/events")
+        if e["involvedObject"].get("name") == "gpu" and e["type"] == "Warning"
+    ]
+    assert sorted(warnings) == ["NoGpuMemoryResource", "TrainingOnCpu"], warnings
 
 
 def test_pause_checkpoints_releases_the_pod_and_resume_starts_from_the_checkpoint(

@@ -145,9 +145,16 @@ def test_the_stream_shows_the_environment_live_and_episodes_are_recorded(
         assert resp.read(12)[4:8] == b"ftyp"  # an MP4 file
     assert get_json(f"{url}/videos") == sorted(videos)
 
+    page = screenshot(f"{url}/", tmp_path)[:400, :600]
+    assert near(page, POLE) > 200, "the page does not show the pole"
+    assert near(page, CART) > 200, "the page does not show the cart"
+
+
+def screenshot(url: str, tmp_path: Path, size: str = "640,480") -> np.ndarray:
+    """The page at `url` as headless Chromium shows it; SHOAL_SCREENSHOT keeps the PNG to look at."""
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is needed (testbed/install-deps.sh installs it)"
-    shot = Path(os.environ.get("SHOAL_SCREENSHOT", tmp_path / "page.png"))  # set it to keep and look
+    shot = Path(os.environ.get("SHOAL_SCREENSHOT", tmp_path / "page.png"))
     subprocess.run(
         [
             chromium,
@@ -155,17 +162,51 @@ def test_the_stream_shows_the_environment_live_and_episodes_are_recorded(
             "--no-sandbox",
             "--disable-gpu",
             f"--screenshot={shot}",
-            "--window-size=640,480",
+            f"--window-size={size}",
             "--virtual-time-budget=3000",
-            f"{url}/",
+            url,
         ],
         capture_output=True,
         timeout=120,
         check=True,
     )
-    page = np.asarray(Image.open(shot).convert("RGB"))
-    assert near(page[:400, :600], POLE) > 200, "the page does not show the pole"
-    assert near(page[:400, :600], CART) > 200, "the page does not show the cart"
+    return np.asarray(Image.open(shot).convert("RGB"))
+
+
+def breakout_colours() -> list[np.ndarray]:
+    """The colours that fill Breakout's first screen (walls, six rows of bricks), from ALE itself."""
+    import ale_py
+    import gymnasium
+
+    gymnasium.register_envs(ale_py)
+    env = gymnasium.make("ALE/Breakout-v5", render_mode="rgb_array")
+    env.reset(seed=0)
+    screen: Any = env.render()
+    colours, counts = np.unique(screen.reshape(-1, 3), axis=0, return_counts=True)
+    env.close()
+    return [c.astype(int) for c, n in zip(colours, counts, strict=True) if n >= 300 and c.any()]
+
+
+@pytest.mark.parametrize(
+    "agent", [{"game": "breakout", "algorithm": "A2C", "videoRecording": True}], indirect=True
+)
+def test_an_atari_stream_shows_the_game_screen_played_by_the_policy(
+    agent: LocalAgent, tmp_path: Path
+) -> None:
+    colours = breakout_colours()
+    assert len(colours) >= 7, "walls and six brick rows"
+    url = f"http://127.0.0.1:{agent.stream}"
+    wait_until(lambda: (tmp_path / "work" / "frame.jpg").exists(), 180, "the first frame")
+    got = frames(f"{url}/stream", 6)
+    assert all(f.shape == (210, 160, 3) for f in got)  # the full screen, not the policy's 84x84 input
+    for colour in colours:
+        assert all(near(f, colour) > 100 for f in got), f"a stream frame lacks Breakout's {colour}"
+    assert any(not np.array_equal(got[0], f) for f in got[1:]), "the stream does not move"
+    wait_until(lambda: agent.progress().get("timesteps"), 180, "progress")
+    assert agent.progress()["game"] == "ALE/Breakout-v5"
+    page = screenshot(f"{url}/", tmp_path, "640,820")
+    for colour in colours:
+        assert near(page, colour) > 1000, f"the page does not show Breakout's {colour}"
 
 
 def test_a_stopped_stream_gives_its_port_back_for_the_next_session_on_the_pod(tmp_path: Path) -> None:

@@ -71,3 +71,40 @@ def test_a_phase_or_reason_change_posts_one_event_and_failures_warn() -> None:
     assert e is not None and (e.type, e.reason, e.message) == ("Warning", "Starting", "pod s-1: x")
     e = record.phase_event({"phase": "Starting", "reason": "PodCreated"}, starting)
     assert e is not None and e.type == "Normal"
+
+
+def test_a_session_given_gpus_that_trains_on_the_cpu_says_so_once() -> None:
+    spec = {"resources": {"gpu": 2}}
+    assert record.resource_conditions(spec, {}, "") == []  # no report yet: nothing known
+    assert record.resource_conditions({}, {"device": "cpu"}, "") == []  # no GPU asked for: nothing to say
+    first = record.complete(
+        {}, {"phase": "Running"}, 1, T0, record.resource_conditions(spec, {"device": "cpu"}, "")
+    )
+    gpu = cond(first, "GpuInUse")
+    assert (gpu["status"], gpu["reason"]) == ("False", "TrainingOnCpu")
+    assert "spec.resources.gpu is 2 but the trainer runs on cpu" in gpu["message"]
+    assert [(e.type, e.reason) for e in record.condition_events({}, first)] == [("Warning", "TrainingOnCpu")]
+    again = record.complete(
+        first, {"phase": "Running"}, 1, T0, record.resource_conditions(spec, {"device": "cpu"}, "")
+    )
+    assert record.condition_events(first, again) == []  # every later write: no second Event
+    on_gpu = record.resource_conditions(spec, {"device": "cuda:0"}, "")
+    fixed = record.complete(again, {"phase": "Running"}, 1, T0, on_gpu)
+    assert (
+        cond(fixed, "GpuInUse")["status"] == "True" and cond(fixed, "GpuInUse")["reason"] == "TrainingOnGpu"
+    )
+    assert record.condition_events(again, fixed) == []
+
+
+def test_gpu_memory_is_requested_as_the_operators_resource_or_flagged_as_not_enforced() -> None:
+    spec = {"resources": {"gpu": 1, "gpuMemory": "16Gi"}}
+    [mapped] = record.resource_conditions(spec, {}, "nvidia.com/gpumem")
+    assert (mapped["status"], mapped["reason"]) == ("True", "MappedToResource")
+    assert mapped["message"] == "requested as nvidia.com/gpumem: 16Gi"
+    [dropped] = record.resource_conditions(spec, {}, "")
+    assert (dropped["status"], dropped["reason"]) == ("False", "NoGpuMemoryResource")
+    assert (
+        "gpuMemory 16Gi is not enforced" in dropped["message"] and "gpu.memoryResource" in dropped["message"]
+    )
+    status = record.complete({}, {"reason": "Queued"}, 1, T0, [dropped])
+    assert [e.reason for e in record.condition_events({}, status)] == ["NoGpuMemoryResource"]

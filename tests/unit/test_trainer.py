@@ -60,15 +60,15 @@ class TrainerRun:
         return out.decode()
 
 
-def loaded_digest(ckpt: Path, algorithm: str) -> str:
+def loaded_digest(ckpt: Path, algorithm: str, game: str = "CartPole-v1") -> str:
     """Load a checkpoint in this process, as a resume would, and hash what it restored."""
     import stable_baselines3
-    from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
+    from shoal.agent.games import resolve_game, training_env
     from shoal.agent.sb3 import state_digest
 
-    venv: Any = make_vec_env("CartPole-v1")
+    venv: Any = training_env(resolve_game(game), 1)
     if (ckpt / "vecnormalize.pkl").exists():
         venv = VecNormalize.load(str(ckpt / "vecnormalize.pkl"), venv)
     model = getattr(stable_baselines3, algorithm).load(str(ckpt / "model.zip"), env=venv)
@@ -94,22 +94,37 @@ def test_bad_config_ends_the_run_with_a_reason_naming_the_field(
     assert run.checkpoints() == []
 
 
-@pytest.mark.parametrize("algorithm", ["PPO", "dqn"])
+@pytest.mark.parametrize(
+    ("game", "algorithm", "steps"),
+    [
+        ("CartPole-v1", "PPO", 0),
+        ("CartPole-v1", "dqn", 0),
+        # Atari on CPU (stacked 84x84 frames, a CNN policy), past PPO's first update at 2048 steps so
+        # the optimizer has state to restore; the seed's short name for one of them.
+        ("breakout", "A2C", 2500),
+        ("ALE/Pong-v5", "PPO", 2500),
+    ],
+)
 def test_a_run_killed_mid_training_resumes_exactly_from_its_last_checkpoint(
-    tmp_path: Path, algorithm: str
+    tmp_path: Path, game: str, algorithm: str, steps: int
 ) -> None:
-    first = TrainerRun(tmp_path, algorithm=algorithm)
+    first = TrainerRun(tmp_path, game=game, algorithm=algorithm)
+
+    def saved() -> int:
+        return int((first.progress().get("lastCheckpoint") or {}).get("timesteps", 0))
+
     # 300 s: a real torch trainer starting on a 2-core machine busy with the rest of the suite once
     # took over 120 s to its first report (fresh-clone run); here it takes seconds.
-    wait_until(lambda: len(first.checkpoints()) >= 2, 300, "two periodic checkpoints")
+    wait_until(lambda: len(first.checkpoints()) >= 2 and saved() >= steps, 300, "two periodic checkpoints")
     first.proc.send_signal(signal.SIGKILL)  # no warning, no final save
     first.finish()
     latest = CheckpointStore(tmp_path / "ckpt").latest()
     assert latest is not None and latest.timesteps > 0
     killed_at = first.progress()["timesteps"]
-    restored = loaded_digest(latest.path, algorithm.upper())  # before the next run prunes it
+    restored = loaded_digest(latest.path, algorithm.upper(), game)  # before the next run prunes it
+    assert latest.meta["game"] == {"breakout": "ALE/Breakout-v5"}.get(game, game)  # the resolved id
 
-    second = TrainerRun(tmp_path, algorithm=algorithm)
+    second = TrainerRun(tmp_path, game=game, algorithm=algorithm)
     try:
         resumed: dict[str, Any] = wait_until(
             lambda: second.progress().get("resumedFrom") or {}, 300, "resumed progress"

@@ -28,8 +28,9 @@ class Preview:
     ) -> None:
         import warnings
 
-        import gymnasium
         from gymnasium.wrappers import RecordVideo
+
+        from shoal.agent.games import preview_env
 
         # RecordVideo warns about a non-empty folder; names are unique per resume, nothing is overwritten.
         warnings.filterwarnings("ignore", message=".*Overwriting existing videos.*")
@@ -38,26 +39,30 @@ class Preview:
         self.period = 1.0 / fps
         self.last = 0.0
         video_dir.mkdir(parents=True, exist_ok=True)
-        env = gymnasium.make(game, render_mode="rgb_array")
-        self.env: Any = RecordVideo(
-            env,
-            str(video_dir),
-            episode_trigger=lambda episode: episode % record_every == 0,
-            name_prefix=prefix,
-        )
-        self.obs, _ = self.env.reset()
+
+        def record(env: Any) -> Any:
+            # Beneath any preprocessing: people see (and videos keep) the game's full screen.
+            self.screen = RecordVideo(
+                env,
+                str(video_dir),
+                episode_trigger=lambda episode: episode % record_every == 0,
+                name_prefix=prefix,
+            )
+            return self.screen
+
+        self.env: Any = preview_env(game, record)
+        self.obs = self.env.reset()
 
     def tick(self, model: Any, venv: Any) -> None:
         now = time.monotonic()
         if now - self.last < self.period:
             return
         self.last = now
+        # The training run's normalisation, where it has one: the policy acts on what it learnt on.
         obs = venv.normalize_obs(self.obs) if hasattr(venv, "normalize_obs") else self.obs
         action, _ = model.predict(obs, deterministic=True)
-        self.obs, _, terminated, truncated, _ = self.env.step(action)
-        if terminated or truncated:
-            self.obs, _ = self.env.reset()
-        self.write_frame(self.env.render())
+        self.obs, _, _, _ = self.env.step(action)  # a VecEnv: a finished episode starts again itself
+        self.write_frame(self.screen.render())
 
     def write_frame(self, frame: Any) -> None:
         from PIL import Image

@@ -53,15 +53,25 @@ class PodReporter:
 
 
 class GpuSampler:
+    """The GPUs this container sees, through NVML (nvidia-ml-py, in shoal[train]); `unavailable` says
+    why there are none: no library (no driver mounted), no device, or NVML's own error."""
+
     def __init__(self) -> None:
+        self.nvml: Any = None
+        self.count = 0
+        self.unavailable: str | None = None
         try:
-            import pynvml  # type: ignore[import-not-found]
+            import pynvml  # type: ignore[import-untyped]
 
             pynvml.nvmlInit()
-            self.nvml: Any = pynvml
             self.count = int(pynvml.nvmlDeviceGetCount())
-        except Exception:  # no driver, no library: CPU-only node
-            self.nvml, self.count = None, 0
+            self.nvml = pynvml
+        except ImportError:
+            self.unavailable = "nvidia-ml-py is not installed"
+        except Exception as exc:  # pynvml.NVMLError_*: no driver, no library, no device
+            self.unavailable = f"NVML: {exc}"
+        if self.unavailable:
+            log.info("no GPU figures: %s", self.unavailable)
 
     def sample(self) -> list[dict[str, float]]:
         out = []

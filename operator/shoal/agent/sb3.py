@@ -12,7 +12,6 @@ progress.json: the operator fails the session with that reason instead of restar
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 import signal
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.agent.checkpoints import Checkpoint, CheckpointError, CheckpointStore, check_compatible
+from shoal.agent.games import ConfigError, resolve_game, training_env
 from shoal.agent.protocol import (
     EXIT_BAD_INPUT,
     checkpoint_dir,
@@ -39,11 +39,8 @@ from shoal.vocab import ENV_RESUME_FROM, ENV_STANDBY
 ON_POLICY = ("A2C", "PPO")
 ALGORITHMS = ("A2C", "DDPG", "DQN", "PPO", "SAC", "TD3")
 MODEL, NORMALIZE, REPLAY = "model.zip", "vecnormalize.pkl", "replay_buffer.pkl"
+IMAGE_BUFFER = 100_000  # replay transitions kept for image observations
 PROGRESS_EVERY = 1.0  # seconds between progress.json writes; the agent decides what it reports
-
-
-class ConfigError(CheckpointError):
-    """A config the trainer cannot run: the session fails with `reason`, it is never restarted."""
 
 
 def resolve_algorithm(name: str) -> type[Any]:
@@ -56,30 +53,6 @@ def resolve_algorithm(name: str) -> type[Any]:
             f"spec.algorithm: unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}",
         )
     return getattr(stable_baselines3, upper)  # type: ignore[no-any-return]
-
-
-def resolve_game(game: str) -> None:
-    import gymnasium
-
-    if game.startswith("ALE/"):
-        try:
-            import ale_py  # type: ignore[import-not-found]
-
-            gymnasium.register_envs(ale_py)
-        except ImportError:
-            raise ConfigError(
-                "GameUnavailable", f"spec.game: {game} needs the Atari environments: pip install ale-py"
-            ) from None
-    try:
-        gymnasium.spec(game)
-    except gymnasium.error.Error as exc:
-        ids = sorted(gymnasium.registry)
-        near = difflib.get_close_matches(game, ids, n=5, cutoff=0.4) or ids[:8]
-        raise ConfigError(
-            "InvalidGame",
-            f"spec.game: {exc} Not a registered gymnasium environment; "
-            f"closest of the {len(ids)} registered: {', '.join(near)}",
-        ) from None
 
 
 def state_digest(model: Any, venv: Any = None) -> str:
@@ -137,14 +110,14 @@ class Run:
     # --- building -------------------------------------------------------------------------------------------
 
     def build(self) -> None:
+        import gymnasium
         import torch
-        from stable_baselines3.common.env_util import make_atari_env, make_vec_env
-        from stable_baselines3.common.vec_env import SubprocVecEnv, VecFrameStack, VecNormalize
+        from stable_baselines3.common.vec_env import VecNormalize
 
         # Small policies train fastest on one thread; a pod's CPU limit is not torch's core count.
         torch.set_num_threads(int(os.environ.get("SHOAL_TORCH_THREADS", "1")))
         algo = resolve_algorithm(self.algorithm)
-        resolve_game(self.game)
+        self.game = resolve_game(self.game)  # "breakout" trains, checkpoints and reports as ALE/Breakout-v5
         self.store.clean()
         ckpt = self.store.latest()
         named = os.environ.get(ENV_RESUME_FROM, "")
@@ -152,15 +125,8 @@ class Run:
             ckpt = self.store.open(Path(named))
         if ckpt is not None:
             check_compatible(ckpt, self.game, self.algorithm)
-        import gymnasium
-
-        venv: Any
         try:
-            if self.game.startswith("ALE/"):
-                venv = VecFrameStack(make_atari_env(self.game, n_envs=self.vec), n_stack=4)
-            else:
-                vec_cls = SubprocVecEnv if os.environ.get("SHOAL_SUBPROC_ENVS") == "1" else None
-                venv = make_vec_env(self.game, n_envs=self.vec, vec_env_cls=vec_cls)
+            venv = training_env(self.game, self.vec)
         except gymnasium.error.Error as exc:  # e.g. DependencyNotInstalled for Box2D games
             raise ConfigError("GameUnavailable", f"spec.game: {self.game} cannot start: {exc}") from None
         image = len(venv.observation_space.shape or ()) == 3
@@ -213,6 +179,10 @@ class Run:
         kwargs: dict[str, Any] = {"learning_rate": self.lr, "verbose": 0, "tensorboard_log": str(self.tb_dir)}
         if self.algorithm not in ON_POLICY:
             kwargs["buffer_size"] = min(1_000_000, self.total)  # never more than the run can fill
+            if image:  # SB3's Atari zoo settings: a million 84x84x4 frames would need 56 GB
+                kwargs["buffer_size"] = min(IMAGE_BUFFER, self.total)
+                kwargs["optimize_memory_usage"] = True  # next observations not stored twice
+                kwargs["replay_buffer_kwargs"] = {"handle_timeout_termination": False}  # required by it
         try:
             return algo(
                 "CnnPolicy" if image else "MlpPolicy",

@@ -163,7 +163,7 @@ class TrainingSessionSpec(Model):
         min_length=1,
         max_length=128,
         examples=["CartPole-v1"],
-        description="A registered gymnasium environment id (ALE/... ids need ale-py in the image)",
+        description="A registered gymnasium environment id (ALE/Breakout-v5 and other ALE ids included), or an Atari game's short name (breakout, pong)",
     )
     algorithm: str = Field(
         min_length=1,

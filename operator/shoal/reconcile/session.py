@@ -353,7 +353,10 @@ class SessionReconciler:
     def _write(self, obj: dict[str, Any], new: dict[str, Any], now: datetime) -> None:
         meta = obj["metadata"]
         old = obj.get("status") or {}
-        new = record.complete(old, new, meta.get("generation"), now)
+        usage = record.resource_conditions(
+            obj.get("spec") or {}, new.get("metrics") or {}, self.settings.gpu_memory_resource
+        )
+        new = record.complete(old, new, meta.get("generation"), now, usage)
         since = record.queued_since(new)
         if since is not None:
             telemetry.SESSION_QUEUED_SINCE.labels(meta["namespace"], meta["name"]).set(since.timestamp())
@@ -364,8 +367,9 @@ class SessionReconciler:
             return
         self.store.put(written)  # the next reconcile reads what this one wrote, echo or not
         event = record.phase_event(old, new)
-        if event:  # after the write it describes, as the lifecycle's own Events are
-            self.kube.event(obj, event.type, event.reason, event.message)
+        for e in ([event] if event else []) + record.condition_events(old, new):
+            # After the write it describes, as the lifecycle's own Events are.
+            self.kube.event(obj, e.type, e.reason, e.message)
 
     def _patch(self, store: Store, path: str, patch: dict[str, Any]) -> bool:
         """Merge-patch an object and keep the API server's answer in `store`, so the next reconcile

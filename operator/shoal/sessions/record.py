@@ -3,6 +3,7 @@ it clears, and the Event a phase change posts."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,9 +11,16 @@ from shoal import conditions
 from shoal.sessions.steps import STARTING_WELL, Event
 from shoal.times import parse_time
 
+# Conditions that say a session's resources are not what it asked for: a Warning Event when one turns False.
+RESOURCE_CONDITIONS = ("GpuInUse", "GpuMemoryEnforced")
+
 
 def complete(
-    old: dict[str, Any], new: dict[str, Any], generation: int | None, now: datetime
+    old: dict[str, Any],
+    new: dict[str, Any],
+    generation: int | None,
+    now: datetime,
+    extra: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """`new` with its phase defaulted, observedGeneration, the conditions derived from it, and every
     field of `old` that `new` no longer has set to None: a session's status is replaced, not merged."""
@@ -27,6 +35,7 @@ def complete(
     ]
     if out.get("lastCheckpoint"):
         conds.append(conditions.condition("Checkpointed", True, "CheckpointWritten", out["lastCheckpoint"]))
+    conds.extend(extra)
     out["conditions"] = conditions.merge(old.get("conditions"), conds, generation, now)
     return {**{k: None for k in old if k not in out}, **out}
 
@@ -48,3 +57,49 @@ def phase_event(old: dict[str, Any], new: dict[str, Any]) -> Event | None:
     )
     level = "Warning" if trouble else "Normal"
     return Event(level, new["phase"], new.get("message") or new["phase"])
+
+
+def resource_conditions(
+    spec: Mapping[str, Any], metrics: Mapping[str, Any], gpu_memory_resource: str
+) -> list[dict[str, Any]]:
+    """What became of the session's GPU asks: whether a pod given GPUs trains on one (the trainer
+    reports its torch device: SB3's "auto" falls back to the CPU when CUDA does not start), and
+    whether gpuMemory reached the pod as a resource or was left out."""
+    res = spec.get("resources") or {}
+    out = []
+    gpus, device = res.get("gpu") or 0, metrics.get("device")
+    if gpus and device:
+        on_gpu = str(device).startswith("cuda")
+        message = (
+            f"the trainer runs on {device}"
+            if on_gpu
+            else f"spec.resources.gpu is {gpus} but the trainer runs on {device}: CUDA did not start in the "
+            "pod (no driver or device, or a torch build without CUDA); the trainer's log says why"
+        )
+        out.append(
+            conditions.condition("GpuInUse", on_gpu, "TrainingOnGpu" if on_gpu else "TrainingOnCpu", message)
+        )
+    if res.get("gpuMemory"):
+        mapped = bool(gpu_memory_resource)
+        message = (
+            f"requested as {gpu_memory_resource}: {res['gpuMemory']}"
+            if mapped
+            else f"spec.resources.gpuMemory {res['gpuMemory']} is not enforced: the operator has no GPU-memory "
+            "resource to request it as (Helm value gpu.memoryResource, SHOAL_GPU_MEMORY_RESOURCE)"
+        )
+        out.append(
+            conditions.condition(
+                "GpuMemoryEnforced", mapped, "MappedToResource" if mapped else "NoGpuMemoryResource", message
+            )
+        )
+    return out
+
+
+def condition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
+    """A Warning Event for each resource condition that turned False with this write, once."""
+    before = {c.get("type"): c.get("status") for c in old.get("conditions") or []}
+    return [
+        Event("Warning", c["reason"], c["message"])
+        for c in new.get("conditions") or []
+        if c["type"] in RESOURCE_CONDITIONS and c["status"] == "False" and before.get(c["type"]) != "False"
+    ]
