@@ -149,13 +149,23 @@ def test_a_hold_expires_a_lost_pod_is_reported_and_a_claim_the_pool_cannot_fit_d
     history = PodHistory(kube, namespace, "shoal.dev/pool=short")
     apply(pool_manifest("short", 2, maxReplicas=4), namespace)
     wait_until(lambda: len(idle(kube, namespace, "short")) == 2, 60, "2 idle pods")
-    apply(claim_manifest("brief", "short", holdSeconds=2), namespace)
+    # gpuMemory with no GPU-memory resource configured: bound all the same, and flagged as not enforced.
+    apply(claim_manifest("brief", "short", holdSeconds=2, resources={"gpuMemory": "4Gi"}), namespace)
     apply(claim_manifest("doomed", "short"), namespace)
     brief = wait_until(lambda: claim_phase_is(kube, namespace, "brief", "Expired"), 30, "the hold expiring")
     assert (
         condition(kube.get(custom_path("containerclaims", namespace, "brief")), "Bound")["reason"]
         == "HoldExpired"
     )
+    mem = condition(kube.get(custom_path("containerclaims", namespace, "brief")), "GpuMemoryEnforced")
+    assert (mem["status"], mem["reason"]) == ("False", "NoGpuMemoryResource"), mem
+    warned = events_where(
+        kube,
+        namespace,
+        lambda e: e["involvedObject"].get("name") == "brief" and e["type"] == "Warning",
+        "the gpuMemory Warning",
+    )
+    assert [e["reason"] for e in warned] == ["NoGpuMemoryResource"]  # once, over Pending, Bound, Expired
     freed = kube.get(pods_path(namespace, brief["podName"]))
     assert "shoal.dev/claimed-by" not in (freed["metadata"].get("annotations") or {})
 

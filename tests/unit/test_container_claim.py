@@ -11,7 +11,15 @@ import pytest
 from shoal import conditions
 from shoal.api.claim import ContainerClaimSpec
 from shoal.api.pool import ContainerPoolSpec
-from shoal.claims.containerclaim import WAIT_RECHECK, HeldPod, claim_request, decide, record
+from shoal.claims.containerclaim import (
+    WAIT_RECHECK,
+    HeldPod,
+    claim_request,
+    decide,
+    gpu_memory_condition,
+    record,
+    turned_false,
+)
 from shoal.claims.holders import (
     CONTAINER_CLAIM,
     SESSION,
@@ -311,3 +319,31 @@ def test_the_record_merges_the_bound_condition_and_keeps_it_when_the_step_is_sil
     after = record(first, {"phase": "Lost"}, lost, 4, T0 + timedelta(minutes=7))
     assert after["conditions"][0]["status"] == "False"
     assert after["conditions"][0]["lastTransitionTime"] == "2026-12-02T09:07:00Z"
+
+
+def test_gpu_memory_a_claim_cannot_be_fitted_against_is_flagged_once_beside_bound() -> None:
+    spec = ContainerClaimSpec.model_validate({"poolRef": {"name": "a"}, "resources": {"gpuMemory": "8Gi"}})
+    assert claim_request(spec, "nvidia.com/gpu", "").requests == {}  # nothing to fit pods against
+    assert claim_request(spec, "nvidia.com/gpu", "nvidia.com/gpumem").requests == {"nvidia.com/gpumem": "8Gi"}
+    mapped = gpu_memory_condition(spec, "nvidia.com/gpumem")
+    assert mapped is not None and (mapped["status"], mapped["reason"]) == ("True", "MappedToResource")
+    flag = gpu_memory_condition(spec, "")
+    assert flag is not None and (flag["status"], flag["reason"]) == ("False", "NoGpuMemoryResource")
+    assert gpu_memory_condition(ContainerClaimSpec.model_validate({"poolRef": {"name": "a"}}), "") is None
+
+    bound = conditions.condition("Bound", True, "PodClaimed", "pool-a-1")
+    first = record({}, {"phase": "Bound"}, bound, 1, T0, flag)
+    assert [(c["type"], c["status"]) for c in first["conditions"]] == [
+        ("Bound", "True"),
+        ("GpuMemoryEnforced", "False"),
+    ]
+    assert turned_false({}, flag) and not turned_false(first, flag)  # one Warning, not one per pass
+    expired = conditions.condition("Bound", False, "HoldExpired", "given back")
+    later = record(first, {"phase": "Expired"}, expired, 1, T0 + timedelta(minutes=1), flag)
+    assert {c["type"]: c["status"] for c in later["conditions"]} == {
+        "Bound": "False",
+        "GpuMemoryEnforced": "False",
+    }
+    assert next(c for c in later["conditions"] if c["type"] == "GpuMemoryEnforced")["lastTransitionTime"] == (
+        "2026-12-02T09:00:00Z"
+    )

@@ -29,7 +29,8 @@ class ClaimResources(Model):
         default=None, ge=0, le=64, description="GPU count, as the operator's GPU resource (nvidia.com/gpu)"
     )
     gpuMemory: Quantity | None = Field(
-        default=None, description="As the operator's GPU-memory resource, if configured"
+        default=None,
+        description="As the operator's GPU-memory resource; with none configured it is not fitted (GpuMemoryEnforced=False)",
     )
     disk: Quantity | None = Field(default=None, description="Ephemeral storage")
 

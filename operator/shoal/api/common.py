@@ -122,6 +122,22 @@ class Wants(Protocol):
     disk: str | None
 
 
+def gpu_memory_mapping(gpu_memory: str | None, gpu_memory_resource: str) -> tuple[bool, str, str] | None:
+    """What became of a `resources.gpuMemory` ask, as a GpuMemoryEnforced condition (status, reason,
+    message): requested as the operator's GPU-memory resource, or left out because it has none.
+    None when nothing was asked."""
+    if not gpu_memory:
+        return None
+    if gpu_memory_resource:
+        return True, "MappedToResource", f"requested as {gpu_memory_resource}: {gpu_memory}"
+    return (
+        False,
+        "NoGpuMemoryResource",
+        f"spec.resources.gpuMemory {gpu_memory} is not enforced: the operator has no GPU-memory resource "
+        "to request it as (Helm value gpu.memoryResource, SHOAL_GPU_MEMORY_RESOURCE)",
+    )
+
+
 def resource_names(r: Wants, gpu_resource: str, gpu_memory_resource: str = "") -> dict[str, str]:
     """Kubernetes resource names and quantities, with the operator's names for GPUs and GPU memory."""
     out: dict[str, str | None] = {"cpu": r.cpu, "memory": r.memory, "ephemeral-storage": r.disk}

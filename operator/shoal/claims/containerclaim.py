@@ -17,7 +17,7 @@ from typing import Any
 
 from shoal import conditions
 from shoal.api.claim import ClaimResources, ContainerClaimSpec
-from shoal.api.common import resource_names
+from shoal.api.common import gpu_memory_mapping, resource_names
 from shoal.claims.holders import FINAL_CLAIM, ClaimOutcome, signature_text
 from shoal.claims.selection import ClaimRequest
 from shoal.times import format_time, parse_time
@@ -133,12 +133,29 @@ def record(
     bound: dict[str, Any] | None,
     generation: int | None,
     now: datetime,
+    gpu_memory: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The status a pass writes: the step's fields, observedGeneration, and the Bound condition merged
-    with the old ones (the old ones kept as they were when the step says nothing of it)."""
+    """The status a pass writes: the step's fields, observedGeneration, and the Bound (and
+    GpuMemoryEnforced) conditions merged with the old ones; an old one the pass says nothing of is kept."""
     old_conditions = old.get("conditions") or []
+    said = [c for c in (bound, gpu_memory) if c]
+    kept = [c for c in old_conditions if c.get("type") not in {s["type"] for s in said}]
     return {
         **status,
         "observedGeneration": generation,
-        "conditions": conditions.merge(old_conditions, [bound], generation, now) if bound else old_conditions,
+        "conditions": kept + conditions.merge(old_conditions, said, generation, now)
+        if said
+        else old_conditions,
     }
+
+
+def gpu_memory_condition(spec: ContainerClaimSpec, gpu_memory_resource: str) -> dict[str, Any] | None:
+    """GpuMemoryEnforced for a claim asking for gpuMemory: whether pods are fitted against it."""
+    mapping = gpu_memory_mapping((spec.resources or ClaimResources()).gpuMemory, gpu_memory_resource)
+    return conditions.condition("GpuMemoryEnforced", *mapping) if mapping else None
+
+
+def turned_false(old: Mapping[str, Any], cond: Mapping[str, Any]) -> bool:
+    """`cond` is False now and was not before: the moment for its one Warning Event."""
+    before = [c.get("status") for c in old.get("conditions") or [] if c.get("type") == cond["type"]]
+    return cond["status"] == "False" and before != ["False"]

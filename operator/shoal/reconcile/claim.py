@@ -17,7 +17,14 @@ from pydantic import ValidationError
 
 from shoal import conditions
 from shoal.api.claim import ContainerClaimSpec
-from shoal.claims.containerclaim import HeldPod, claim_request, decide, record
+from shoal.claims.containerclaim import (
+    HeldPod,
+    claim_request,
+    decide,
+    gpu_memory_condition,
+    record,
+    turned_false,
+)
 from shoal.claims.holders import CONTAINER_CLAIM, Holder, signature_text
 from shoal.config import Settings
 from shoal.k8s.client import Kube
@@ -107,7 +114,9 @@ class ClaimReconciler:
                 namespace, step.release, holder, signature_text(spec.signature), now, ok=False
             )  # overran its hold
         bound = conditions.condition("Bound", *step.bound) if step.bound else None
-        self._write(obj, step.status, bound, now)
+        self._write(
+            obj, step.status, bound, now, gpu_memory_condition(spec, self.settings.gpu_memory_resource)
+        )
         if status.get("phase") != "Bound" and step.status.get("phase") == "Bound" and patched:
             # Where the bind's time went, in the moments this process recorded (wall clock).
             moments = {
@@ -159,9 +168,18 @@ class ClaimReconciler:
             self.first_seen.pop(obj["metadata"]["uid"], None)
 
     def _write(
-        self, obj: dict[str, Any], status: dict[str, Any], bound: dict[str, Any] | None, now: datetime
+        self,
+        obj: dict[str, Any],
+        status: dict[str, Any],
+        bound: dict[str, Any] | None,
+        now: datetime,
+        gpu_memory: dict[str, Any] | None = None,
     ) -> None:
-        new = record(obj.get("status") or {}, status, bound, obj["metadata"].get("generation"), now)
+        old = obj.get("status") or {}
+        new = record(old, status, bound, obj["metadata"].get("generation"), now, gpu_memory)
         written = write_status(self.kube, PLURAL, obj, new)
-        if written is not None:
-            self.store.put(written)
+        if written is None:
+            return
+        self.store.put(written)
+        if gpu_memory and turned_false(old, gpu_memory):  # once, after the status it describes
+            self.kube.event(obj, "Warning", gpu_memory["reason"], gpu_memory["message"])

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from shoal import conditions
+from shoal.api.common import gpu_memory_mapping
 from shoal.sessions.steps import STARTING_WELL, Event
 from shoal.times import parse_time
 
@@ -79,19 +80,9 @@ def resource_conditions(
         out.append(
             conditions.condition("GpuInUse", on_gpu, "TrainingOnGpu" if on_gpu else "TrainingOnCpu", message)
         )
-    if res.get("gpuMemory"):
-        mapped = bool(gpu_memory_resource)
-        message = (
-            f"requested as {gpu_memory_resource}: {res['gpuMemory']}"
-            if mapped
-            else f"spec.resources.gpuMemory {res['gpuMemory']} is not enforced: the operator has no GPU-memory "
-            "resource to request it as (Helm value gpu.memoryResource, SHOAL_GPU_MEMORY_RESOURCE)"
-        )
-        out.append(
-            conditions.condition(
-                "GpuMemoryEnforced", mapped, "MappedToResource" if mapped else "NoGpuMemoryResource", message
-            )
-        )
+    mapping = gpu_memory_mapping(res.get("gpuMemory"), gpu_memory_resource)
+    if mapping:
+        out.append(conditions.condition("GpuMemoryEnforced", *mapping))
     return out
 
 
