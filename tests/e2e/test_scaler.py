@@ -211,23 +211,14 @@ def test_emergency_spike_scales_in_one_step_within_one_poll_interval(
         "scaler reading pod metrics",
     )
     originals = set(set_cpu(kube, namespace, "shoal.dev/pool=spike", "990m"))
-    # One loop watches both: when the metrics API first shows the spike, and when the pool is resized.
-    seen = scaled = None
-    deadline = time.monotonic() + 120
-    while scaled is None and time.monotonic() < deadline:
-        now = time.monotonic()
-        usage = pod_cpu(kube, namespace, "shoal.dev/pool=spike")
-        if seen is None and all(usage.get(n, Decimal(0)) >= Decimal("0.95") for n in originals):
-            seen = now
-        if pool_replicas(kube, namespace, "spike") != 2:
-            scaled = now
-        time.sleep(0.05)
-    assert scaled is not None, "no scale within 120 s of the spike"
-    # The spike must have been seen in the metrics API before the pool moved: a scale with no spike
-    # seen would be a reaction to something else, and would read as a reaction time of 0.
-    assert seen is not None, "the pool was resized before the metrics API showed the spike"
-    reaction = scaled - seen
-    assert reaction >= 0
+    reaction = reaction_to_served_usage(
+        kube,
+        namespace,
+        "shoal.dev/pool=spike",
+        originals,
+        Decimal("0.95"),
+        lambda: pool_replicas(kube, namespace, "spike") != 2,
+    )
     assert pool_replicas(kube, namespace, "spike") == 4  # ceil(2 * 0.99 / 0.5), in one step
     last = wait_decision(
         kube, namespace, "spike", lambda d: d["toReplicas"] != 2, "the spike decision in status"
@@ -235,6 +226,59 @@ def test_emergency_spike_scales_in_one_step_within_one_poll_interval(
     assert (last["reason"], last["fromReplicas"], last["toReplicas"]) == ("EmergencyScaleUp", 2, 4)
     assert reaction <= 2 + 1.0, f"took {reaction:.2f}s after the metrics API showed the spike (poll is 2 s)"
     print(f"emergency reaction after the metrics API showed >95%: {reaction:.2f}s")
+
+
+def reaction_to_served_usage(
+    kube: Kube, ns: str, selector: str, pods: set[str], level: Decimal, moved: Callable[[], bool]
+) -> float:
+    """Seconds from the metrics API first serving every one of `pods` at `level` CPU or more to
+    `moved()`. One loop watches both, every 50 ms."""
+    seen = scaled = None
+    deadline = time.monotonic() + 120
+    while scaled is None and time.monotonic() < deadline:
+        now = time.monotonic()
+        usage = pod_cpu(kube, ns, selector)
+        if seen is None and all(usage.get(n, Decimal(0)) >= level for n in pods):
+            seen = now
+        if moved():
+            scaled = now
+        time.sleep(0.05)
+    assert scaled is not None, "no scale within 120 s of the step"
+    # The step must have been served before the target moved: a scale with no step seen would be a
+    # reaction to something else, and would read as a reaction time of 0.
+    assert seen is not None, "the target was resized before the metrics API served the step"
+    assert scaled >= seen
+    return scaled - seen
+
+
+def test_a_resource_metric_is_read_when_its_next_sample_is_served_not_a_poll_later(
+    kube: Kube, namespace: str, running_operator: OperatorProcess
+) -> None:
+    """A minute's poll interval, a CPU step just after a read: the scaler reads again when
+    metrics-server serves its next scrape (every 10 s here), so the step moves the target within
+    seconds of being served, not at the next poll up to a minute later."""
+    create_deployment(kube, namespace, "web", 1)
+    wait_until(lambda: deployment_at(kube, namespace, "web", 1), 60, "1 ready pod")
+    [pod] = set_cpu(kube, namespace, "app=web", "10m")
+    wait_until(lambda: pod_cpu(kube, namespace, "app=web").get(pod, 1) < Decimal("0.05"), 60, "10m served")
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
+    apply(scaler_manifest("web", target, CPU_50, pollIntervalSeconds=60), namespace)
+    wait_until(
+        lambda: condition(scaler(kube, namespace, "web"), "ScalingActive").get("status") == "True",
+        60,
+        "the first read",
+    )
+    set_cpu(kube, namespace, "app=web", "100m")  # 100 % of the request: 2 replicas at a 50 % target
+    reaction = reaction_to_served_usage(
+        kube,
+        namespace,
+        "app=web",
+        {pod},
+        Decimal("0.09"),
+        lambda: deployment(kube, namespace, "web")["spec"]["replicas"] > 1,
+    )
+    assert reaction <= 5.0, f"moved {reaction:.2f}s after the step was served (the poll interval is 60 s)"
+    print(f"reaction after metrics-server served the step: {reaction:.2f}s")
 
 
 def test_paused_scaler_leaves_the_target_alone(

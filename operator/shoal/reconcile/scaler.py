@@ -7,7 +7,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,6 +23,7 @@ from shoal.reconcile.targets import PLURAL, ScaleTargets, TargetError
 from shoal.runtime.store import Store, older
 from shoal.scaling import record
 from shoal.scaling.engine import config, decide
+from shoal.scaling.freshness import Freshness, next_read
 from shoal.scaling.schedule import valid_cron
 from shoal.scaling.types import Decision, History, MetricReading, Observation
 from shoal.sources import MetricSource, SourceContext
@@ -37,6 +38,8 @@ class _State:
     uid: str
     history: History
     last_eval: float = 0.0
+    next_at: float = 0.0  # monotonic time of the next read: a poll on, or when fresh data lands
+    fresh: Freshness = field(default_factory=Freshness)
     generation: int | None = None
     saved_at: float = 0.0  # monotonic time of the last history write
     saved_points: int = 0
@@ -103,6 +106,16 @@ class ScalerReconciler:
         return state is None or state.uid != meta.get("uid") or state.generation != meta.get("generation")
 
     def reconcile(self, namespace: str, name: str) -> float | None:
+        """One evaluation, or none if the next is not due yet; the seconds until the next."""
+        delay = self._reconcile(namespace, name)
+        if delay is not None:
+            with self.lock:
+                state = self.states.get((namespace, name))
+            if state is not None:
+                state.next_at = self.clock() + delay
+        return delay
+
+    def _reconcile(self, namespace: str, name: str) -> float | None:
         key = (namespace, name)
         obj = self.store.read(
             namespace, name, lambda: self.kube.get_if_exists(custom_path(PLURAL, namespace, name))
@@ -147,9 +160,9 @@ class ScalerReconciler:
             if fit is not None:
                 state.history = replace(state.history, fit=fit)
                 state.saved_points = fit.n
-        # Our own status writes come back as watch events: evaluate once per poll interval, or
-        # at once when the spec changed.
-        due = state.last_eval + poll - now
+        # Our own status writes come back as watch events: evaluate when the next read is due (a
+        # poll on, or when the metric's next sample lands), or at once when the spec changed.
+        due = min(state.next_at, state.last_eval + poll) - now
         ends = spec.override.expiresAt if spec.override else None
         if ends is not None and ends.timestamp() > wall - (now - state.last_eval):
             # An override that ended since the last evaluation is handed back at its time, not a poll on.
@@ -210,6 +223,7 @@ class ScalerReconciler:
 
         ctx = SourceContext(self.kube, namespace, selector, current, ref.name)
         readings = tuple(self._read(ctx, m) for m in spec.metrics)
+        next_in, state.fresh = next_read(readings, state.fresh, poll, wall)
         startup = (
             self._startup_seconds(namespace, selector)
             if spec.predictive and spec.predictive.enabled
@@ -261,8 +275,8 @@ class ScalerReconciler:
         if event:
             self.kube.event(obj, *event)
         if ov is not None and ov.expiresAt is not None and decision.reason == "Override":
-            return max(0.05, min(poll, ov.expiresAt.timestamp() - wall))  # it ends by itself, on time
-        return poll
+            return max(0.05, min(next_in, ov.expiresAt.timestamp() - wall))  # it ends by itself, on time
+        return next_in
 
     def _scale(
         self, namespace: str, api_version: str, kind: str, name: str, state: _State
