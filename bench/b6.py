@@ -220,7 +220,8 @@ def section(b6: dict[str, Any], heading_suffix: str) -> list[str]:
         f"Run {b6['started']} at {b6['commit']}, {b6['trials']} trials (seed {b6['seed']}"
         + (f", {b6['side_by_side']} at a time" if b6.get("side_by_side", 1) > 1 else "")
         + "). Each trial: three "
-        "fresh Deployments of one pod, each with its scaler at a user's defaults (15 s poll or sync): Shoal "
+        "fresh Deployments of one pod, each with its scaler at a user's defaults (15 s poll or sync; Shoal reads a "
+        "Resource metric when metrics-server serves a new sample, at most a poll apart): Shoal "
         "on the Resource metric (metrics-server CPU, as HPA), the HPA, and Shoal on a Prometheus gauge "
         f"(scraped every {b6['prometheus_scrape_s']} s), each created at its own random offset within one poll "
         "period. Once all three read their metric, a random wait of up to one poll period, then the step (CPU usage 5 % -> 100 % of the request, the gauge 5 -> 35); "
