@@ -162,7 +162,7 @@ class ScalerReconciler:
                 state.saved_points = fit.n
         # Our own status writes come back as watch events: evaluate when the next read is due (a
         # poll on, or when the metric's next sample lands), or at once when the spec changed.
-        due = min(state.next_at, state.last_eval + poll) - now
+        due = state.next_at - now
         ends = spec.override.expiresAt if spec.override else None
         if ends is not None and ends.timestamp() > wall - (now - state.last_eval):
             # An override that ended since the last evaluation is handed back at its time, not a poll on.
