@@ -339,7 +339,12 @@ class WorkerScalerSpec(Model):
         default=1, description="Never fewer replicas (0 allows scale to zero)"
     )
     maxReplicas: PositiveInt = Field(description="Never more replicas")
-    pollIntervalSeconds: int = Field(default=15, ge=1, le=3600, description="Seconds between evaluations")
+    pollIntervalSeconds: int = Field(
+        default=15,
+        ge=1,
+        le=3600,
+        description="Seconds per evaluation on average; a Resource metric is read as its new samples land",
+    )
     mode: Literal["Target", "Thresholds"] = Field(
         default="Target",
         description="Target: HPA's ceil(current*value/target); Thresholds: the utilization bands",
