@@ -194,7 +194,9 @@ def test_a_corrupt_or_foreign_checkpoint_fails_the_run_and_is_left_as_it_was(tmp
 
 def test_a_resumed_run_trains_at_the_configs_learning_rate_not_the_saved_one(tmp_path: Path) -> None:
     first = TrainerRun(tmp_path, learningRate=0.001)
-    wait_until(lambda: first.checkpoints(), 300, "a checkpoint")
+    # latest.json, not the directory: the directory is renamed into place before latest.json names
+    # it, and a kill between the two leaves nothing to resume (one CI run caught that moment).
+    wait_until(lambda: CheckpointStore(first.ckpt).latest(), 300, "a checkpoint named latest")
     first.proc.send_signal(signal.SIGKILL)
     first.finish()
     second = TrainerRun(tmp_path, learningRate=0.0005)  # the spec was edited while paused
