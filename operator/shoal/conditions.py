@@ -29,6 +29,22 @@ def merge(
     return out
 
 
+def merge_keeping(
+    old: list[dict[str, Any]] | None, new: list[dict[str, Any]], generation: int | None, now: datetime
+) -> list[dict[str, Any]]:
+    """`merge`, then the old conditions `new` says nothing of, kept as they were (a pass that speaks of
+    some conditions does not erase the others)."""
+    merged = merge(old, new, generation, now)
+    spoken = {c["type"] for c in merged}
+    return merged + [c for c in old or [] if c.get("type") not in spoken]
+
+
+def turned_false(old: list[dict[str, Any]] | None, cond: dict[str, Any]) -> bool:
+    """`cond` is False and was not among `old` as False: the moment for its one Warning Event."""
+    before = [c.get("status") for c in old or [] if c.get("type") == cond["type"]]
+    return cond["status"] == "False" and before != ["False"]
+
+
 def same(a: list[dict[str, Any]] | None, b: list[dict[str, Any]]) -> bool:
     def key(cs: list[dict[str, Any]] | None) -> list[tuple[Any, ...]]:
         return sorted(

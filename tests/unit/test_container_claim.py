@@ -18,7 +18,6 @@ from shoal.claims.containerclaim import (
     decide,
     gpu_memory_condition,
     record,
-    turned_false,
 )
 from shoal.claims.holders import (
     CONTAINER_CLAIM,
@@ -337,7 +336,8 @@ def test_gpu_memory_a_claim_cannot_be_fitted_against_is_flagged_once_beside_boun
         ("Bound", "True"),
         ("GpuMemoryEnforced", "False"),
     ]
-    assert turned_false({}, flag) and not turned_false(first, flag)  # one Warning, not one per pass
+    assert conditions.turned_false([], flag)
+    assert not conditions.turned_false(first["conditions"], flag)  # one Warning, not one per pass
     expired = conditions.condition("Bound", False, "HoldExpired", "given back")
     later = record(first, {"phase": "Expired"}, expired, 1, T0 + timedelta(minutes=1), flag)
     assert {c["type"]: c["status"] for c in later["conditions"]} == {

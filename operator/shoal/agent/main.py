@@ -52,6 +52,7 @@ from shoal.agent.protocol import (
 from shoal.agent.report import FileReporter, GpuSampler, PodReporter, Reporter
 from shoal.agent.standby import Standby, Trainer
 from shoal.vocab import (
+    AGENT_METRICS_PORT,
     ANN_CLAIMED_BY,
     ANN_CLAIMS,
     ANN_COMMAND,
@@ -361,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-file", default=env("SHOAL_REPORT_FILE", "/shoal/report.json"))
     parser.add_argument("--report-every", type=float, default=float(env("SHOAL_REPORT_EVERY", "5")))
     parser.add_argument("--bind", default=env("SHOAL_BIND", "0.0.0.0"))
-    parser.add_argument("--port", type=int, default=int(env("SHOAL_AGENT_PORT", "9400")))
+    parser.add_argument("--port", type=int, default=int(env("SHOAL_AGENT_PORT", str(AGENT_METRICS_PORT))))
     parser.add_argument("--tensorboard-port", type=int, default=int(env("SHOAL_TENSORBOARD_PORT", "6006")))
     parser.add_argument("--stream-port", type=int, default=int(env("SHOAL_STREAM_PORT", "8000")))
     parser.add_argument(

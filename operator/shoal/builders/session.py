@@ -32,7 +32,6 @@ from shoal.vocab import (
 
 TENSORBOARD_PORT = 6006
 VIDEO_PORT = 8000
-AGENT_PORT = AGENT_METRICS_PORT
 
 
 def names(session: str) -> dict[str, str]:
@@ -128,7 +127,7 @@ def session_pod(
         "ports": [
             {"name": "tensorboard", "containerPort": TENSORBOARD_PORT},
             {"name": "video", "containerPort": VIDEO_PORT},
-            {"name": AGENT_METRICS_PORT_NAME, "containerPort": AGENT_PORT},
+            {"name": AGENT_METRICS_PORT_NAME, "containerPort": AGENT_METRICS_PORT},
         ],
         "volumeMounts": [
             {"name": "checkpoints", "mountPath": "/checkpoints"},
@@ -245,7 +244,7 @@ def network_policy(
     """Only `peers` reach the session's pod (a warm pod too, while the session's label is on it), and
     only on what the agent serves: TensorBoard, the stream with videoRecording, its metrics. No peers:
     nothing reaches it."""
-    ports = [TENSORBOARD_PORT, *([VIDEO_PORT] if spec.videoRecording else []), AGENT_PORT]
+    ports = [TENSORBOARD_PORT, *([VIDEO_PORT] if spec.videoRecording else []), AGENT_METRICS_PORT]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -137,15 +137,11 @@ def record(
 ) -> dict[str, Any]:
     """The status a pass writes: the step's fields, observedGeneration, and the Bound (and
     GpuMemoryEnforced) conditions merged with the old ones; an old one the pass says nothing of is kept."""
-    old_conditions = old.get("conditions") or []
     said = [c for c in (bound, gpu_memory) if c]
-    kept = [c for c in old_conditions if c.get("type") not in {s["type"] for s in said}]
     return {
         **status,
         "observedGeneration": generation,
-        "conditions": kept + conditions.merge(old_conditions, said, generation, now)
-        if said
-        else old_conditions,
+        "conditions": conditions.merge_keeping(old.get("conditions"), said, generation, now),
     }
 
 
@@ -153,9 +149,3 @@ def gpu_memory_condition(spec: ContainerClaimSpec, gpu_memory_resource: str) -> 
     """GpuMemoryEnforced for a claim asking for gpuMemory: whether pods are fitted against it."""
     mapping = gpu_memory_mapping((spec.resources or ClaimResources()).gpuMemory, gpu_memory_resource)
     return conditions.condition("GpuMemoryEnforced", *mapping) if mapping else None
-
-
-def turned_false(old: Mapping[str, Any], cond: Mapping[str, Any]) -> bool:
-    """`cond` is False now and was not before: the moment for its one Warning Event."""
-    before = [c.get("status") for c in old.get("conditions") or [] if c.get("type") == cond["type"]]
-    return cond["status"] == "False" and before != ["False"]

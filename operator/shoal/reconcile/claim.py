@@ -23,7 +23,6 @@ from shoal.claims.containerclaim import (
     decide,
     gpu_memory_condition,
     record,
-    turned_false,
 )
 from shoal.claims.holders import CONTAINER_CLAIM, Holder, signature_text
 from shoal.config import Settings
@@ -181,5 +180,7 @@ class ClaimReconciler:
         if written is None:
             return
         self.store.put(written)
-        if gpu_memory and turned_false(old, gpu_memory):  # once, after the status it describes
+        if gpu_memory and conditions.turned_false(
+            old.get("conditions"), gpu_memory
+        ):  # once, after the status it describes
             self.kube.event(obj, "Warning", gpu_memory["reason"], gpu_memory["message"])

@@ -101,11 +101,10 @@ def compose(
         status["decisions"] = decisions
         if decision.changed:
             status["lastScaleTime"] = format_time(when)
-    merged = conditions.merge(old.get("conditions"), conds, meta.get("generation"), when)
-    # Keep conditions this evaluation did not speak about (e.g. ScalingLimited while paused).
-    spoken = {c["type"] for c in merged}
-    merged += [c for c in old.get("conditions") or [] if c["type"] not in spoken]
-    status["conditions"] = merged
+    # Conditions this evaluation did not speak about are kept (e.g. ScalingLimited while paused).
+    status["conditions"] = conditions.merge_keeping(
+        old.get("conditions"), conds, meta.get("generation"), when
+    )
     return status
 
 

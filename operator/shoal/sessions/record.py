@@ -88,9 +88,8 @@ def resource_conditions(
 
 def condition_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
     """A Warning Event for each resource condition that turned False with this write, once."""
-    before = {c.get("type"): c.get("status") for c in old.get("conditions") or []}
     return [
         Event("Warning", c["reason"], c["message"])
         for c in new.get("conditions") or []
-        if c["type"] in RESOURCE_CONDITIONS and c["status"] == "False" and before.get(c["type"]) != "False"
+        if c["type"] in RESOURCE_CONDITIONS and conditions.turned_false(old.get("conditions"), c)
     ]
