@@ -116,10 +116,13 @@ def test_gpu_session_gets_a_gpu_pod_service_and_pvc_and_phases_follow_the_pod(
     assert (gpu["status"], gpu["reason"]) == ("False", "TrainingOnCpu"), gpu
     assert (mem["status"], mem["reason"]) == ("False", "NoGpuMemoryResource"), mem
     assert "nvidia.com/gpumem" not in json.dumps(res)  # not requested as anything: flagged instead
+    # Only these two: a slow start on a loaded machine may add a Warning of its own ("Starting").
     warnings = [
         e["reason"]
         for e in kube.list_items(f"/api/v1/namespaces/{namespace}/events")
-        if e["involvedObject"].get("name") == "gpu" and e["type"] == "Warning"
+        if e["involvedObject"].get("name") == "gpu"
+        and e["type"] == "Warning"
+        and e["reason"] in ("NoGpuMemoryResource", "TrainingOnCpu")
     ]
     assert sorted(warnings) == ["NoGpuMemoryResource", "TrainingOnCpu"], warnings
 
