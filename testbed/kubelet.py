@@ -13,8 +13,9 @@ import threading
 import time
 from typing import Any
 
+from shoal.builders.gang import JOB_NAME_LABEL, RENDEZVOUS_PORT
 from shoal.k8s.client import Kube
-from testbed.localpod import LocalPod
+from testbed.localpod import LocalPod, free_port
 
 log = logging.getLogger("testbed.kubelet")
 LABEL_SESSION = "shoal.dev/session"
@@ -41,6 +42,7 @@ class LocalKubelet:
         self.env = env
         self.pods: dict[str, LocalPod] = {}  # by pod uid
         self.ended: list[LocalPod] = []  # of deleted pods: their output and files stay readable
+        self.rendezvous: dict[tuple[str, str], int] = {}  # (namespace, job) -> its gang's port here
         self.stopped = threading.Event()
         self.lock = threading.Lock()  # the watch thread starts pods while a test looks them up
 
@@ -63,7 +65,9 @@ class LocalKubelet:
             self.ended[-1].stop()
             log.info("stopped %s/%s", meta["namespace"], meta["name"])
         elif not gone and running and wanted(pod) and uid not in self.pods:
-            local = LocalPod(self.kube, meta["namespace"], meta["name"], self.command, self.env)
+            local = LocalPod(
+                self.kube, meta["namespace"], meta["name"], self.command, self.env, self._hosts(pod)
+            )
             self.pods[uid] = local.start()
             log.info(
                 "running %s/%s here: TensorBoard http://127.0.0.1:%d/, stream http://127.0.0.1:%d/",
@@ -72,6 +76,20 @@ class LocalKubelet:
                 local.ports["tensorboard"],
                 local.ports["video"],
             )
+
+    def _hosts(self, pod: dict[str, Any]) -> dict[str, str]:
+        """The cluster DNS's part for a Job's pods with a subdomain (a gang's workers): worker i's name
+        `<job>-<i>.<subdomain>` is 127.0.0.<i+1> (all loopback here), and worker 0's rendezvous port a
+        free port of this job's, so that gangs of several tests never meet on 29400."""
+        job = (pod["metadata"].get("labels") or {}).get(JOB_NAME_LABEL)
+        sub = pod["spec"].get("subdomain")
+        if not job or not sub:
+            return {}
+        key = (pod["metadata"]["namespace"], job)
+        port = self.rendezvous.setdefault(key, free_port())
+        hosts = {f"{job}-{i}.{sub}": f"127.0.0.{i + 1}" for i in range(64)}
+        hosts[f"{job}-0.{sub}:{RENDEZVOUS_PORT}"] = f"127.0.0.1:{port}"
+        return hosts
 
     def _run(self) -> None:
         import kubernetes

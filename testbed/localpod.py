@@ -25,6 +25,7 @@ import base64
 import contextlib
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -34,6 +35,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from shoal.agent.proctree import ProcessTree
 from shoal.k8s.client import ApiError, Kube
 from shoal.k8s.paths import pods_path
 from testbed.cluster import HOST, PKI, PORTS, STATE
@@ -52,6 +54,15 @@ FIELD_REFS = {"metadata.name": "name", "metadata.namespace": "namespace", "metad
 # whatever the control plane and the operator need they get first, as they would on their own
 # machines, and the pods share the rest among themselves. (No cgroups here: crun refuses them.)
 NICENESS = 19
+
+
+def expand(value: str, env: dict[str, str]) -> str:
+    """A kubelet's dependent variables: $(NAME) of a variable defined before, $$ for a literal $."""
+    return re.sub(
+        r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)",
+        lambda m: "$" if m[0] == "$$" else env.get(m[1], m[0]),
+        value,
+    )
 
 
 def autogroups() -> bool:
@@ -147,15 +158,19 @@ class LocalPod:
         name: str,
         command: list[str] | None = None,
         env: dict[str, str] | None = None,
+        hosts: dict[str, str] | None = None,
     ) -> None:
         """`command` replaces the trainer (a test double instead of the real one); `env` is set over
-        the container's own (say, SHOAL_TENSORBOARD_PORT=0 where no test opens TensorBoard)."""
+        the container's own (say, SHOAL_TENSORBOARD_PORT=0 where no test opens TensorBoard); `hosts`
+        plays the cluster DNS's part: each name (or name:port) in the container's env values becomes
+        the local address given (a gang's workers, `<job>-<i>.<service>`, as 127.0.0.<i+1>)."""
         self.kube = kube
         self.pod = kube.get(pods_path(namespace, name))
         self.meta = self.pod["metadata"]
         self.dir = LOCAL / self.meta["uid"]
         self.command = command
         self.extra_env = env or {}
+        self.hosts = dict(sorted((hosts or {}).items(), key=lambda kv: -len(kv[0])))  # name:port first
         self.ports = {port: free_port() for port in AGENT_PORTS}
         self.proc: subprocess.Popen[bytes] | None = None
         self.mounts: dict[str, Path] = {}
@@ -190,24 +205,43 @@ class LocalPod:
 
     def environment(self) -> dict[str, str]:
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            # The image's tools (shoal-agent, torchrun) are this environment's.
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(self.dir),
             "LANG": "C.UTF-8",
             "PYTHONPATH": f"{ROOT / 'operator'}:{ROOT}",
             "KUBECONFIG": str(self.kubeconfig),
             "SHOAL_BIND": HOST,
         }
+        own: dict[str, str] = {}  # the container's variables so far: what $(VAR) may refer to
         for var in self.container.get("env") or []:
             if "value" in var:
-                env[var["name"]] = self._path(str(var["value"]))
-            elif (ref := (var.get("valueFrom") or {}).get("fieldRef")) and ref["fieldPath"] in FIELD_REFS:
-                env[var["name"]] = str(self.meta[FIELD_REFS[ref["fieldPath"]]])
+                own[var["name"]] = self._host(self._path(expand(str(var["value"]), own)))
+            elif (ref := (var.get("valueFrom") or {}).get("fieldRef")) and (
+                value := self._field(ref["fieldPath"])
+            ):
+                own[var["name"]] = value
+        env.update(own)
         if TOKEN_MOUNT in self.mounts:
             env["KUBERNETES_SERVICE_HOST"] = HOST
             env["KUBERNETES_SERVICE_PORT"] = str(PORTS["kube-apiserver"])
         env.update({AGENT_PORTS[port]: str(p) for port, p in self.ports.items()})
         env.update(self.extra_env)
         return env
+
+    def _field(self, path: str) -> str | None:
+        """The downward API: metadata.name/namespace/uid, metadata.annotations['k'] and labels['k']."""
+        if path in FIELD_REFS:
+            return str(self.meta[FIELD_REFS[path]])
+        match = re.fullmatch(r"metadata\.(annotations|labels)\['([^']+)'\]", path)
+        if match:
+            return str((self.meta.get(match[1]) or {}).get(match[2], ""))
+        return None
+
+    def _host(self, value: str) -> str:
+        for name, local in self.hosts.items():
+            value = value.replace(name, local)
+        return value
 
     def argv(self) -> list[str]:
         cmd = list(self.container.get("command") or ["shoal-agent"])
@@ -280,10 +314,14 @@ class LocalPod:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.proc.pid, signal.SIGTERM)
+        below = ProcessTree(self.proc.pid).pids()  # a launcher's workers may be in sessions of their own
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(grace)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # the trainer too, even if the agent is gone
+        for pid in below[1:]:  # what the end of the container's PID namespace would take with it
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.proc.wait(30)
 
 

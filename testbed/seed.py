@@ -40,13 +40,23 @@ def install_crds() -> None:
     kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
 
+# KWOK's pod-complete stage ends a Job's pods as soon as they run. A gang's workers (a session's Job)
+# run here as real processes (testbed/kubelet.py), whose exit is their end: KWOK leaves them alone.
+LOCAL_JOB_PODS = {"key": '.metadata.labels["shoal.dev/session"]', "operator": "DoesNotExist"}
+
+
 def write_kwok_config() -> None:
     """Stages and metrics come from the pinned KWOK release (copied to the cache by build.sh)."""
+    import yaml
+
     assets = kwok_assets()
-    parts = [p.read_text() for p in sorted(assets.glob("*.yaml"))]
-    if not parts:
+    docs = [d for p in sorted(assets.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+    if not docs:
         raise TestbedError(f"no KWOK stage/metric files under {assets}; run `make testbed-build`")
-    (STATE / "kwok.yaml").write_text("\n---\n".join(parts))
+    for doc in docs:
+        if doc.get("kind") == "Stage" and doc["metadata"]["name"] == "pod-complete":
+            doc["spec"]["selector"]["matchExpressions"].append(LOCAL_JOB_PODS)
+    (STATE / "kwok.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
 
 
 def write_prometheus_config() -> None:

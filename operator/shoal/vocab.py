@@ -81,6 +81,9 @@ ENV_RESUME_FROM = "SHOAL_RESUME_FROM"
 ENV_GAME = "SHOAL_GAME"
 ENV_ALGORITHM = "SHOAL_ALGORITHM"
 ENV_STANDBY = "SHOAL_STANDBY"
+# A gang (workers > 1): how many, and which this pod is (its agent reports only at index 0).
+ENV_WORKERS = "SHOAL_WORKERS"
+ENV_WORKER_INDEX = "SHOAL_WORKER_INDEX"
 ENV_STANDBY_FD = "SHOAL_STANDBY_FD"  # where a trainer in standby answers the agent (shoal.agent.standby)
 # What a claim hands a trainer started in standby: where its session's config and checkpoints are.
 HANDED_ENV = (ENV_CONFIG_FILE, ENV_CHECKPOINT_DIR, ENV_RESUME_FROM)

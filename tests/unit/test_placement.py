@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from shoal.sessions.placement import fitting_node, node_free, pod_requests
+from shoal.sessions.placement import fitting_node, fitting_nodes, node_free, pod_requests
 
 READY = [{"type": "Ready", "status": "True"}]
 
@@ -97,10 +97,13 @@ class FakeKube:
         return list(self.data.get(path, []))
 
 
-def session(name: str, gpus: int, cpu: str = "1", priority: int = 0) -> tuple[dict[str, Any], Any]:
+def session(
+    name: str, gpus: int, cpu: str = "1", priority: int = 0, workers: int = 1
+) -> tuple[dict[str, Any], Any]:
     from shoal.api.session import TrainingSessionSpec
 
     body = {
+        "workers": workers,
         "game": "CartPole-v1",
         "algorithm": "PPO",
         "image": "x",
@@ -187,3 +190,41 @@ def test_a_victim_asked_to_pause_is_not_chosen_again_while_the_listing_is_stale(
     assert first.reason == "Preempting" and len(first.preempt) == 1, first
     second = cap.verdict(*session("vip-1", 0, cpu="2", priority=10))  # its next pass, same stale lists
     assert (second.reason, second.preempt) == ("WaitingForPreemption", ()), second
+
+
+def test_a_gang_fits_only_with_a_node_for_every_worker_counting_what_the_others_took() -> None:
+    free = node_free([node("a", gpus=4), node("b", gpus=4), node("c", gpus=2)], [])
+    assert fitting_nodes(free, GPU4, 2) == (["a", "b"], "")
+    nodes, why = fitting_nodes(free, GPU4, 3)  # c has two GPUs: the third worker fits nowhere
+    assert nodes is None and why.startswith("worker 2 of 3: no single node fits")
+    two_per_node = {"nvidia.com/gpu": Decimal(2)}
+    assert fitting_nodes(free, two_per_node, 5) == (["a", "a", "b", "b", "c"], "")
+    assert fitting_nodes(free, two_per_node, 6)[0] is None
+    assert free["a"][1]["nvidia.com/gpu"] == 4  # what it was asked about, untouched
+    assert fitting_nodes(free, GPU4, 1) == (["a"], "") and fitting_node(free, GPU4) == ("a", "")
+
+
+def test_a_gang_is_admitted_whole_or_not_at_all_and_preempts_as_one() -> None:
+    from shoal.config import Settings
+    from shoal.reconcile.capacity import Capacity
+
+    clock = [0.0]
+    kube = FakeKube([node(f"g{i}", gpus=2) for i in range(3)], [])
+    cap = Capacity(kube, Settings.from_env(), clock=lambda: clock[0])  # type: ignore[arg-type]
+    four = cap.verdict(*session("four", 2, workers=4))  # four workers of 2 GPUs: three nodes of 2
+    assert (four.admit, four.reason) == (False, "InsufficientCapacity"), four
+    assert "nvidia.com/gpu needs 8 (free 6)" in four.message  # weighed as one: all its GPUs together
+    three = cap.verdict(*session("three", 2, workers=3))
+    assert three.admit  # one worker a node
+    assert [sorted(d.nodes) for d in cap.debits.values()] == [["g0", "g1", "g2"]]
+    # The gang holds all three nodes now: a single pod waits, and a higher-priority one of two workers
+    # pauses the whole gang (the only session holding what it needs), not one of its workers.
+    kube.sessions = [
+        {**session("three", 2, workers=3)[0], "status": {"phase": "Running", "podName": "three-1"}}
+    ]
+    kube.data["/api/v1/pods"] = [pod(f"g{i}", {"nvidia.com/gpu": "2", "cpu": "1"}) for i in range(3)]
+    clock[0] = 2.5  # the next listings show it and its workers
+    alone = cap.verdict(*session("one", 1))
+    assert (alone.admit, alone.reason) == (False, "InsufficientCapacity")
+    urgent = cap.verdict(*session("urgent", 2, priority=10, workers=2))
+    assert (urgent.admit, urgent.preempt) == (False, ("three",)), urgent

@@ -62,6 +62,7 @@ def test_only_what_shapes_the_pod_changes_its_hash() -> None:
         {"resources": {"cpu": "4"}},
         {"env": [{"name": "A"}]},
         {"securityContext": {"runAsNonRoot": False}},
+        {"workers": 2},
     ]
     others: list[dict[str, Any]] = [{"priority": 5}, {"runState": "Paused"}, {"checkpointRequest": 2}]
     for edit in shaping:
@@ -70,6 +71,6 @@ def test_only_what_shapes_the_pod_changes_its_hash() -> None:
         assert spec_hash(TrainingSessionSpec.model_validate({**BASE, **edit})) == base, edit
     # A field added later counts only when set: a pod made before it existed keeps its hash (and runs on).
     before = TrainingSessionSpec.model_validate(BASE).model_dump(
-        mode="json", include=POD_FIELDS - LATER_FIELDS
+        mode="json", include=POD_FIELDS - set(LATER_FIELDS)
     )
     assert base == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]

@@ -63,6 +63,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: [{{ range $i, $r := .resources }}{{ if $i }}, {{ end }}{{ $r }}/scale{{ end }}]
   verbs: [get, patch]
 {{- end }}
+# A session with workers > 1 runs as an Indexed Job: created, read for its failure, deleted with its pods.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, create, delete]
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [list]

@@ -33,6 +33,7 @@ from typing import Any
 import psutil
 from prometheus_client import Counter, Gauge, start_http_server
 
+from shoal.agent import gang
 from shoal.agent.handover import Handover, unreachable
 from shoal.agent.limits import export_limits
 from shoal.agent.podwatch import Annotations, FileWatch, PodWatch
@@ -314,6 +315,8 @@ class Agent:
         proc = self._hand_off(waiting) if waiting is not None else None
         if proc is None:
             proc = subprocess.Popen(self.command, env={**os.environ, **self.session_env})
+            if gang.workers() > 1:
+                proc = gang.Launcher(proc)
         self.times["trainerStarted"] = time.time()
         tree = ProcessTree(proc.pid)
         signal.signal(signal.SIGTERM, lambda *_: self._terminated(proc))
@@ -379,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         export_limits()
         start_http_server(args.port, addr=args.bind)
     command = args.command or [sys.executable, "-m", "shoal.agent.sb3"]
+    if gang.follower():
+        return gang.follow(command)
     pod = (env(ENV_POD_NAMESPACE, ""), env(ENV_POD_NAME, ""))
     annotations: Annotations = (
         FileWatch(Path(args.annotations_file)) if args.annotations_file else PodWatch(*pod)

@@ -155,10 +155,24 @@ WARM_REFUSED = (
         ".poolRef",
     ),
 )
+# More than one worker is a gang of the user's own torch program under torchrun (builders/gang.py).
+GANG_RULES = (
+    cel(
+        "!has(self.workers) || self.workers == 1 || has(self.command)",
+        "workers > 1 runs your own torch trainer under torchrun (command: [shoal-agent, --, torchrun, ...]): "
+        "the built-in Stable-Baselines3 trainer trains on one node only (SB3 has no multi-node training)",
+        ".workers",
+    ),
+    cel(
+        "!has(self.workers) || self.workers == 1 || !has(self.poolRef)",
+        "workers > 1 starts a gang of pods the session creates; a warm pool's pods each run alone: drop poolRef",
+        ".workers",
+    ),
+)
 
 
 class TrainingSessionSpec(Model):
-    model_config = ConfigDict(json_schema_extra=validations(*WARM_REFUSED))
+    model_config = ConfigDict(json_schema_extra=validations(*WARM_REFUSED, *GANG_RULES))
 
     game: str = Field(
         min_length=1,
@@ -201,7 +215,17 @@ class TrainingSessionSpec(Model):
         max_length=128,
         description="Extra environment variables of the trainer (a warm pod's get them with the claim)",
     )
-    resources: SessionResources = Field(default_factory=SessionResources, description="The pod's resources")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Pods training together, each with resources: more than one runs your own torch trainer "
+        "under torchrun, with c10d rendezvous at worker 0, as an Indexed Job admitted as a gang (the "
+        "checkpoint claim is then ReadWriteMany)",
+    )
+    resources: SessionResources = Field(
+        default_factory=SessionResources, description="Each pod's resources (each worker's with workers > 1)"
+    )
     poolRef: PoolRef | None = Field(
         default=None,
         description="Claim an idle warm pod of this ContainerPool (one with sessionAgent) instead of creating "
@@ -286,7 +310,15 @@ class TrainingSessionStatus(Model):
         default=None, description="Why the session is in its phase (one CamelCase word)"
     )
     message: str | None = Field(default=None, description="Details for people")
-    podName: str | None = Field(default=None, description="The pod running the session now")
+    podName: str | None = Field(
+        default=None, description="The pod running the session now (with workers > 1: the gang's Indexed Job)"
+    )
+    workerPods: list[str] | None = Field(
+        default=None,
+        max_length=64,
+        description="With workers > 1: the gang's pods by worker index; worker 0 reports and serves the endpoints",
+    )
+    readyWorkers: int | None = Field(default=None, description="With workers > 1: how many workers run ready")
     claimedFromPool: str | None = Field(default=None, description="The pool the pod was claimed from")
     startTime: datetime | None = Field(default=None, description="When training first started")
     endTime: datetime | None = Field(default=None, description="When the session ended")

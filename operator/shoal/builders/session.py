@@ -31,6 +31,7 @@ from shoal.vocab import (
 )
 
 TENSORBOARD_PORT = 6006
+GANG_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 VIDEO_PORT = 8000
 
 
@@ -192,7 +193,8 @@ def supporting_objects(
         }
 
     pvc_spec: dict[str, Any] = {
-        "accessModes": ["ReadWriteOnce"],
+        # A gang's workers all mount it (one template), on several nodes; only worker 0 writes.
+        "accessModes": ["ReadWriteMany" if spec.workers > 1 else "ReadWriteOnce"],
         "resources": {"requests": {"storage": spec.checkpoint.size or "1Gi"}},
     }
     if spec.checkpoint.storageClassName:
@@ -213,7 +215,8 @@ def supporting_objects(
                 # Headless: the name resolves to the session's one pod, whose ports the Service's
                 # are; no cluster IP to allocate (two fewer writes on every start, warm ones included).
                 "clusterIP": "None",
-                "selector": {LABEL_SESSION: session},
+                # A gang's endpoints are worker 0's, whose agent serves them (the Job labels its index).
+                "selector": {LABEL_SESSION: session, **({GANG_INDEX_LABEL: "0"} if spec.workers > 1 else {})},
                 "ports": [
                     {"name": "tensorboard", "port": TENSORBOARD_PORT, "targetPort": TENSORBOARD_PORT},
                     *(

@@ -236,11 +236,20 @@ class Kube:
     def json_patch(self, path: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
         return self.request("PATCH", path, ops, content_type="application/json-patch+json")
 
-    def delete(self, path: str, uid: str | None = None, resource_version: str | None = None) -> bool:
+    def delete(
+        self,
+        path: str,
+        uid: str | None = None,
+        resource_version: str | None = None,
+        propagation: str | None = None,
+    ) -> bool:
         """Delete; False when already gone or changed. `uid` guards against deleting a same-named
         successor, `resource_version` against deleting an object changed since it was read (a pod
-        claimed a moment ago): the API server answers 409 and nothing is deleted."""
+        claimed a moment ago): the API server answers 409 and nothing is deleted. `propagation`: what
+        becomes of its dependents (a Job's pods are orphaned unless it says Background or Foreground)."""
         body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if propagation:
+            body["propagationPolicy"] = propagation
         preconditions = {k: v for k, v in (("uid", uid), ("resourceVersion", resource_version)) if v}
         if preconditions:
             body["preconditions"] = preconditions

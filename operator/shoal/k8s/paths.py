@@ -20,6 +20,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "ResourceQuota": (CORE, "resourcequotas"),
     "Role": (RBAC, "roles"),
     "RoleBinding": (RBAC, "rolebindings"),
+    "Job": ("/apis/batch/v1", "jobs"),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),

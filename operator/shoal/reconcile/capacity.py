@@ -20,7 +20,7 @@ from shoal.k8s.client import Kube
 from shoal.k8s.paths import custom_path, kind_path, pods_path
 from shoal.sessions.admission import SessionView, Verdict, decide_admission
 from shoal.sessions.lifecycle import ACTIVE
-from shoal.sessions.placement import ENDED, fitting_node, node_free, pod_requests
+from shoal.sessions.placement import ENDED, fitting_nodes, node_free, pod_requests
 from shoal.times import parse_time
 
 INF = Decimal("Infinity")
@@ -77,8 +77,8 @@ class Listing:
 class Debit:
     """A session this process admitted that the API server's lists may not show yet."""
 
-    requests: dict[str, Decimal]
-    node: str
+    requests: dict[str, Decimal]  # all of it: a gang's workers together
+    nodes: tuple[str, ...]  # where each pod (each worker) was found room
     at: float
 
 
@@ -116,11 +116,14 @@ class Capacity:
             if not verdict.admit:
                 return verdict
             tolerations = [t.model_dump(mode="json", exclude_none=True) for t in spec.tolerations or []]
-            node, why = fitting_node(self.per_node, mine.requests, spec.nodeSelector, tolerations)
-            if node is None:
+            # A gang is admitted whole: a node for every worker, or none of them starts.
+            one = self.worker_requests(spec)
+            nodes, why = fitting_nodes(self.per_node, one, spec.workers, spec.nodeSelector, tolerations)
+            if nodes is None:
                 return Verdict(False, reason="NoNodeFits", message=why)
-            self.debits[(ns, name)] = Debit(dict(mine.requests), node, now)
-            self._debit(node, mine.requests)
+            self.debits[(ns, name)] = Debit(dict(mine.requests), tuple(nodes), now)
+            for node in nodes:
+                self._debit(node, one)
             return verdict
 
     def _classify(self, ns: str, name: str, listing: Listing) -> tuple[list[SessionView], list[SessionView]]:
@@ -165,7 +168,9 @@ class Capacity:
         self.headroom = node_headroom(self.per_node, pods)  # before the debits below change per_node
         self.taken = self.clock()
         for debit in self.debits.values():
-            self._debit(debit.node, debit.requests)
+            share = {k: v / len(debit.nodes) for k, v in debit.requests.items()}
+            for node in debit.nodes:
+                self._debit(node, share)
 
     def _debit(self, node: str, want: Mapping[str, Decimal]) -> None:
         if node in self.per_node:
@@ -194,14 +199,20 @@ class Capacity:
             ):
                 del self.pausing[key]
 
-    def view(self, obj: dict[str, Any], spec: TrainingSessionSpec, preempting: bool = False) -> SessionView:
-        created = parse_time(obj["metadata"].get("creationTimestamp"))
+    def worker_requests(self, spec: TrainingSessionSpec) -> dict[str, Decimal]:
+        """One pod's (one worker's) requests."""
         want = requests(spec, self.settings.gpu_resource, self.settings.gpu_memory_resource)
+        return {k: parse_quantity(v) for k, v in want.items()}
+
+    def view(self, obj: dict[str, Any], spec: TrainingSessionSpec, preempting: bool = False) -> SessionView:
+        """The session as admission weighs it: a gang as one, with all its workers' requests, so it
+        queues, is admitted and is preempted whole."""
+        created = parse_time(obj["metadata"].get("creationTimestamp"))
         return SessionView(
             obj["metadata"]["name"],
             spec.priority,
             created.timestamp() if created else 0.0,
-            {k: parse_quantity(v) for k, v in want.items()},
+            {k: v * spec.workers for k, v in self.worker_requests(spec).items()},
             preempting=preempting or bool((obj.get("status") or {}).get("preemptedBy")),
         )
 

@@ -29,11 +29,13 @@ from shoal.k8s.paths import custom_path, pods_path
 from shoal.reconcile import write_status
 from shoal.reconcile.capacity import Capacity
 from shoal.reconcile.claimer import Claimer
+from shoal.reconcile.gang import GANG_RECHECK, Gangs
 from shoal.runtime.cache import ClaimIndex
 from shoal.runtime.store import Store
 from shoal.sessions import record, starts, warm
 from shoal.sessions.admission import SessionView, Verdict, decide_warm
 from shoal.sessions.lifecycle import (
+    ACTIVE,
     ANN_COMMAND,
     ANN_COMMAND_ID,
     FINAL,
@@ -96,6 +98,7 @@ class SessionReconciler:
         self.store = Store()
         # The pods labelled with a session (its own, or claimed from a pool), fed by the pod watch.
         self.pods = pods if pods is not None else Store()
+        self.gangs = Gangs(kube, settings, self.pods)
 
     def relevant(self, event_type: str | None, obj: Mapping[str, Any]) -> bool:
         """Only a new object, a spec change (a new generation), a preemption by another session or a
@@ -154,7 +157,12 @@ class SessionReconciler:
             self.starts.pop((namespace, name), None)
             return None  # the record is kept; nothing runs any more
 
-        pod = self._get_pod(namespace, st.get("podName"))
+        gang = spec.workers > 1
+        if gang:
+            pod = self.gangs.view(namespace, st["podName"], spec, obj) if st.get("podName") else None
+            st.update(workerPods=pod and pod["workerPods"], readyWorkers=pod and pod["readyWorkers"])
+        else:
+            pod = self._get_pod(namespace, st.get("podName"))
         st["endpoints"] = endpoints(name, namespace, spec.videoRecording)
         inputs = Inputs(name, spec, st, PodState.of(pod) if pod else None, now)
         step = decide(inputs)
@@ -177,6 +185,10 @@ class SessionReconciler:
         if step.status.get("phase") != "Pending" or step.status.get("reason") not in WAITING:
             self.claims.unwait(namespace, holder)  # bound, paused, finished: no longer counted by its pool
         events = self._carry_out(obj, spec, step, now)
+        if gang and step.status.get("phase") in ACTIVE:
+            step.requeue = min(step.requeue or GANG_RECHECK, GANG_RECHECK)
+        if not step.status.get("podName"):
+            step.status.update(workerPods=None, readyWorkers=None)
         self._write(obj, step.status, now)
         if pod is not None and (namespace, name) in self.starts:
             self._log_start(obj, pod)
@@ -250,7 +262,11 @@ class SessionReconciler:
             if isinstance(action, Event):
                 events.append(action)
             elif isinstance(action, CreatePod):
-                failed = self._create_pod(obj, spec, action)
+                failed = (
+                    self.gangs.create(obj, spec, action.name, action.resume_from)
+                    if spec.workers > 1
+                    else self._create_pod(obj, spec, action)
+                )
                 if not failed:
                     self._mark(ns, meta["name"], "started")
                 if failed:
@@ -258,9 +274,12 @@ class SessionReconciler:
                     step.status.pop("podName", None)
                     events.append(Event("Warning", "PodCreateFailed", failed))
             elif isinstance(action, SendCommand):
+                target = self.gangs.command_target(ns, action.pod) if spec.workers > 1 else action.pod
+                if target is None:
+                    continue  # worker 0 not created yet: the command's deadline stands, as for a lost write
                 self._patch(
                     self.pods,
-                    pods_path(ns, action.pod),
+                    pods_path(ns, target),
                     {"metadata": {"annotations": {ANN_COMMAND: action.verb, ANN_COMMAND_ID: str(action.id)}}},
                 )
             elif isinstance(action, LetGo):
@@ -269,6 +288,8 @@ class SessionReconciler:
                     self.claims.release(
                         ns, action.pod, Holder(SESSION, meta["name"]), signature(spec), now, ended
                     )
+                elif not action.keep and spec.workers > 1:
+                    self.gangs.delete(ns, action.pod, action.uid)
                 elif not action.keep:
                     self.kube.delete(pods_path(ns, action.pod), uid=action.uid or None)
             elif isinstance(action, Preempt):
@@ -330,6 +351,8 @@ class SessionReconciler:
     def _let_go(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
         st = obj.get("status") or {}
+        if int((obj.get("spec") or {}).get("workers") or 1) > 1 and st.get("podName"):
+            self.gangs.delete(meta["namespace"], st["podName"])
         pod = self._get_pod(meta["namespace"], st.get("podName"))
         if pod is not None:
             try:

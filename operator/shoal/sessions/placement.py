@@ -111,3 +111,25 @@ def fitting_node(
         return None, "no Ready node matches the nodeSelector and tolerations"
     assert best is not None
     return None, f"no single node fits the session (closest: {best[1]}, {best[2]})"
+
+
+def fitting_nodes(
+    free: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decimal]]],
+    want: Resources,
+    count: int,
+    selector: Mapping[str, str] | None = None,
+    tolerations: Iterable[Mapping[str, Any]] = (),
+) -> tuple[list[str] | None, str]:
+    """A node for each of `count` workers (a gang: all or none), first fit over what the ones placed
+    before took, or None and why. First fit, not the scheduler's scoring: admission only asks whether
+    the gang can fit now; the scheduler places the pods."""
+    left = {name: (node, dict(res)) for name, (node, res) in free.items()}
+    nodes: list[str] = []
+    for worker in range(count):
+        node, why = fitting_node(left, want, selector, tolerations)
+        if node is None:
+            return None, f"worker {worker} of {count}: {why}" if count > 1 else why
+        nodes.append(node)
+        for k, v in want.items():
+            left[node][1][k] = left[node][1].get(k, Decimal(0)) - v
+    return nodes, ""

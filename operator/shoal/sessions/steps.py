@@ -21,10 +21,11 @@ from shoal.vocab import ANN_PROGRESS, CONFIG_KEYS
 POD_FIELDS = {
     *CONFIG_KEYS,  # the trainer's config
     *("image", "command", "args", "env", "resources", "poolRef", "nodeSelector", "tolerations", "affinity"),
-    "securityContext",
+    *("securityContext", "workers"),
 }
-# Fields added since sessions first ran: counted only when set, so a pod from before keeps its hash.
-LATER_FIELDS = frozenset({"securityContext"})
+# Fields added since sessions first ran, with the value that means "as before": counted only when set
+# otherwise, so a pod from before keeps its hash.
+LATER_FIELDS: dict[str, Any] = {"securityContext": None, "workers": 1}
 
 
 PENDING_RECHECK = 3.0  # a waiting session looks again this often
@@ -152,6 +153,6 @@ def spec_hash(spec: TrainingSessionSpec) -> str:
     fields = {
         k: v
         for k, v in spec.model_dump(mode="json", include=POD_FIELDS).items()
-        if v is not None or k not in LATER_FIELDS
+        if k not in LATER_FIELDS or v != LATER_FIELDS[k]
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,114 @@
+"""A session with `workers > 1`: an Indexed Job of torchrun workers and the headless Service they meet at.
+
+This is the shape Kubeflow Trainer renders for a torch TrainJob, on the Job controller every cluster
+runs: one pod per worker (index 0..N-1), each starting the user's command (`shoal-agent -- torchrun
+...`) with torchrun's own PET_* variables set, so the program needs no launcher flags of its own:
+
+- c10d rendezvous at worker 0: `<job>-0.<service>:29400`, where the Job's pod hostnames
+  (`<job>-<index>`) and the Service as their subdomain give each worker a DNS name;
+- each worker's rendezvous address is its own name, so torchrun's ranks (assigned in the order of the
+  workers' addresses) put global rank 0 on worker 0, whose agent reports progress and takes commands;
+- `backoffLimit: 0`: a lost worker fails the Job at once, and the operator restarts the whole gang from
+  the last checkpoint with the session's backoff, as it restarts a single pod (a collective cannot go
+  on with one member replaced mid-step).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from shoal.api.session import TrainingSessionSpec
+from shoal.builders import controller_ref
+from shoal.builders.session import GANG_INDEX_LABEL, session_pod
+from shoal.vocab import ENV_WORKER_INDEX, ENV_WORKERS, LABEL_MANAGED, LABEL_SESSION
+
+RENDEZVOUS_PORT = 29400
+INDEX_ANNOTATION = GANG_INDEX_LABEL  # the Job controller sets it as label and annotation
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def service_name(session: str) -> str:
+    return f"{session}-workers"
+
+
+def worker_host(job: str, session: str, index: int | str) -> str:
+    """A worker's DNS name within the namespace: hostname.subdomain."""
+    return f"{job}-{index}.{service_name(session)}"
+
+
+def torchrun_env(job: str, session: str, spec: TrainingSessionSpec) -> list[dict[str, Any]]:
+    """torchrun reads PET_<FLAG> for each of its flags: the launcher's arguments, set for every worker."""
+    per_node = max(1, spec.resources.gpu or 0)  # one process per GPU the pod holds; one on CPU
+    return [
+        {"name": ENV_WORKERS, "value": str(spec.workers)},
+        {
+            "name": ENV_WORKER_INDEX,
+            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_ANNOTATION}']"}},
+        },
+        {"name": "PET_NNODES", "value": str(spec.workers)},
+        {"name": "PET_NPROC_PER_NODE", "value": str(per_node)},
+        {"name": "PET_RDZV_BACKEND", "value": "c10d"},
+        {"name": "PET_RDZV_ENDPOINT", "value": f"{worker_host(job, session, 0)}:{RENDEZVOUS_PORT}"},
+        {"name": "PET_RDZV_ID", "value": job},  # a new gang, a new rendezvous
+        # $(VAR) expands the index defined above (the kubelet's dependent variables).
+        {"name": "PET_LOCAL_ADDR", "value": worker_host(job, session, f"$({ENV_WORKER_INDEX})")},
+        {"name": "PET_MAX_RESTARTS", "value": "0"},  # restarts are the operator's, from a checkpoint
+    ]
+
+
+def gang_job(
+    session: str,
+    uid: str,
+    job: str,
+    spec: TrainingSessionSpec,
+    gpu_resource: str,
+    gpu_memory_resource: str = "",
+    resume_from: str | None = None,
+) -> dict[str, Any]:
+    """The Indexed Job running `spec.workers` copies of the session's pod, as one gang."""
+    pod = session_pod(session, uid, job, spec, gpu_resource, gpu_memory_resource, resume_from)
+    container = pod["spec"]["containers"][0]
+    container["env"] = torchrun_env(job, session, spec) + container["env"]
+    container["ports"].append({"name": "rendezvous", "containerPort": RENDEZVOUS_PORT})
+    template_meta = copy.deepcopy(pod["metadata"])
+    for key in ("name", "ownerReferences"):  # the Job names and owns its pods
+        template_meta.pop(key)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job,
+            "labels": {LABEL_SESSION: session, LABEL_MANAGED: "true"},
+            "ownerReferences": [controller_ref("TrainingSession", session, uid)],
+        },
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": spec.workers,
+            "parallelism": spec.workers,
+            "backoffLimit": 0,
+            "template": {
+                "metadata": template_meta,
+                "spec": {**pod["spec"], "subdomain": service_name(session)},
+            },
+        },
+    }
+
+
+def gang_service(session: str, uid: str) -> dict[str, Any]:
+    """Headless, and listing workers before they are ready: the rendezvous happens before readiness."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": service_name(session),
+            "labels": {LABEL_SESSION: session},
+            "ownerReferences": [controller_ref("TrainingSession", session, uid)],
+        },
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": {LABEL_SESSION: session},
+            "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT, "targetPort": RENDEZVOUS_PORT}],
+        },
+    }

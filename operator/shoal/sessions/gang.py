@@ -1,0 +1,111 @@
+"""A gang's Job and its worker pods seen as the one pod the session lifecycle knows (pure).
+
+The lifecycle (sessions/lifecycle.py) decides from one pod: its phase, readiness, the agent's
+annotations. A gang (builders/gang.py) is that pod when:
+- its annotations, progress and commands are worker 0's, whose agent speaks for the session;
+- it is ready only when every worker is running and ready (a rendezvous needs them all);
+- it has failed as soon as any worker has, or the Job has (`backoffLimit: 0`): the lifecycle then
+  restarts the whole gang from the last checkpoint, with the session's backoff;
+- it is unschedulable, or stuck, when any worker is (the gang cannot start without it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from shoal.builders.gang import INDEX_ANNOTATION, JOB_NAME_LABEL
+
+
+def worker_index(pod: Mapping[str, Any]) -> int | None:
+    meta = pod.get("metadata") or {}
+    raw = (meta.get("labels") or {}).get(INDEX_ANNOTATION) or (meta.get("annotations") or {}).get(
+        INDEX_ANNOTATION
+    )
+    try:
+        return int(str(raw))
+    except ValueError:
+        return None
+
+
+def members(job_name: str, pods: Iterable[Mapping[str, Any]]) -> dict[int, Mapping[str, Any]]:
+    """The Job's live pods by index (the newest of an index, should the Job have replaced one)."""
+    out: dict[int, Mapping[str, Any]] = {}
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if (meta.get("labels") or {}).get(JOB_NAME_LABEL) != job_name or meta.get("deletionTimestamp"):
+            continue
+        index = worker_index(pod)
+        if index is None:
+            continue
+        if index not in out or str(meta.get("creationTimestamp")) > str(
+            out[index]["metadata"].get("creationTimestamp")
+        ):
+            out[index] = pod
+    return out
+
+
+def _failed_condition(job: Mapping[str, Any]) -> str | None:
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Failed" and c.get("status") == "True":
+            return str(c.get("message") or c.get("reason") or "the Job failed")
+    return None
+
+
+def _ready(pod: Mapping[str, Any]) -> bool:
+    st = pod.get("status") or {}
+    return st.get("phase") == "Running" and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or []
+    )
+
+
+def gang_pod(
+    job: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]], workers: int
+) -> dict[str, Any] | None:
+    """The gang as one pod object (name and uid the Job's), or None when the Job is gone."""
+    if job is None or (job.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    meta = job["metadata"]
+    by_index = members(meta["name"], pods)
+    leader = by_index.get(0)
+    lead_meta = (leader or {}).get("metadata") or {}
+    lead_status = dict((leader or {}).get("status") or {})
+    phase = lead_status.get("phase", "Pending")
+    failed = _failed_condition(job)
+    lost = [i for i, p in sorted(by_index.items()) if (p.get("status") or {}).get("phase") == "Failed"]
+    if failed or lost:
+        phase = "Failed"
+    elif phase == "Succeeded" and any(
+        (p.get("status") or {}).get("phase") != "Succeeded" for p in by_index.values()
+    ):
+        phase = "Running"  # worker 0 is done; the others are still finishing the same last step
+    ready = len(by_index) == workers and all(_ready(p) for p in by_index.values())
+    conditions = [
+        c for c in lead_status.get("conditions") or [] if c.get("type") not in ("Ready", "PodScheduled")
+    ]
+    conditions.append({"type": "Ready", "status": "True" if ready else "False"})
+    # The first worker the scheduler cannot place, or whose container waits on something: the gang's.
+    for _, pod in sorted(by_index.items()):
+        for c in (pod.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "PodScheduled" and c.get("status") == "False":
+                conditions.append(c)
+                break
+        else:
+            continue
+        break
+    statuses = [
+        s for _, p in sorted(by_index.items()) for s in (p.get("status") or {}).get("containerStatuses") or []
+    ]
+    return {
+        "metadata": {
+            "name": meta["name"],
+            "uid": meta.get("uid", ""),
+            "creationTimestamp": meta.get("creationTimestamp"),
+            "annotations": dict(lead_meta.get("annotations") or {}),
+        },
+        "status": {"phase": phase, "conditions": conditions, "containerStatuses": statuses},
+        "leader": lead_meta.get("name"),
+        "workerPods": [p["metadata"]["name"] for _, p in sorted(by_index.items())],
+        "readyWorkers": sum(1 for p in by_index.values() if _ready(p)),
+        "lost": lost,
+    }
