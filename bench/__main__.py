@@ -43,8 +43,15 @@ def bench_b5(reps: int = 3) -> dict[str, Any]:
         "raw_evaluation_ms": per_eval,
         "restore_ms": statistics.median(c["restore_ms"] for c in costs),
         "raw_restore_ms": [c["restore_ms"] for c in costs],
+        "evaluation_ms_at_7_days_detecting": statistics.median(
+            c["evaluation_ms_at_7_days_detecting"] for c in costs
+        ),
+        "raw_evaluation_ms_detecting": [c["evaluation_ms_at_7_days_detecting"] for c in costs],
     }
-    forecast["goal_met"] = forecast["evaluation_ms_at_7_days"] <= forecast["goal_ms"]
+    forecast["goal_met"] = (
+        max(forecast["evaluation_ms_at_7_days"], forecast["evaluation_ms_at_7_days_detecting"])
+        <= forecast["goal_ms"]
+    )
     median = statistics.median(plain)
     return {
         **head,
@@ -68,6 +75,14 @@ def forecast_sentence(b5: dict[str, Any]) -> str:
         f"(goal <= {f['goal_ms']} ms: {plan.verdict(b5, f['goal_met'])}); restoring it from its "
         f"ConfigMap takes {f['restore_ms']} ms once, and the ConfigMap holds {f['persisted_bytes']:,} bytes "
         f"(bound {f['persisted_goal_bytes']:,})."
+        + (
+            f" With no season configured, the week's daily season is found in the history "
+            f"({f['detected_season_seconds']} s) and an evaluation costs "
+            f"**{f['evaluation_ms_at_7_days_detecting']} ms**, the search every 15 minutes included "
+            f"(raw {f.get('raw_evaluation_ms_detecting', '?')})."
+            if "evaluation_ms_at_7_days_detecting" in f
+            else ""
+        )
     )
 
 

@@ -37,16 +37,27 @@ def test_too_little_history_gives_no_forecast() -> None:
     assert forecast(((0.0, 1.0), (15.0, 2.0)), 15, 60) is None
 
 
-def test_predictive_scales_ahead_of_a_ramp() -> None:
+def test_predictive_scales_ahead_of_a_ramp_once_its_forecasts_have_beaten_the_reactive_answer() -> None:
     c = EngineConfig(
-        min_replicas=1, max_replicas=50, predictive=True, horizon=120, poll=15, up=Rules(0, 0, None, None, 15)
+        min_replicas=1, max_replicas=80, predictive=True, horizon=120, poll=15, up=Rules(0, 0, None, None, 15)
     )
-    hist = History(fit=learned(tuple((t * 15.0, 2.0 + 0.5 * t) for t in range(20))))  # rising 2/min
-    now = 20 * 15.0
-    reading = MetricReading("q", "Prometheus", value=12.0 * 10, target_per_replica=10.0)
-    d, _ = decide(c, Observation(12, (reading,)), hist, now)
-    assert d.reason == "PredictiveScaleUp" and d.forecast is not None and d.desired > 12
-    assert np.isclose(d.forecast.horizon_seconds, 120)
+    hist, current, reasons = History(), 2, []
+    for t in range(40):  # demand rising 2 replicas a minute, the size following each decision
+        reading = MetricReading("q", "Prometheus", value=(2.0 + 0.5 * t) * 10, target_per_replica=10.0)
+        d, hist = decide(c, Observation(current, (reading,)), hist, t * 15.0)
+        reasons.append((d.reason, d.outlook.gate if d.outlook else None))
+        if d.forecast_wants is not None and d.reason != "PredictiveScaleUp":
+            assert "the forecast asks for" in d.message, d.message
+        current = d.desired
+    # Until eight forecasts were scored at their horizon (120 s = 8 polls after the first), the reactive
+    # answer alone; then the forecast, which on a ramp beats "demand stays as it is", leads.
+    first_trusted = next(i for i, (_, gate) in enumerate(reasons) if gate == "Trusted")
+    assert first_trusted >= 6 + 8
+    assert all(reason != "PredictiveScaleUp" for reason, _ in reasons[:first_trusted])
+    assert reasons[-1] == ("PredictiveScaleUp", "Trusted")
+    assert d.forecast is not None and np.isclose(d.forecast.horizon_seconds, 120)
+    assert d.desired > 2.0 + 0.5 * 39  # ahead of the demand it sees
+    assert hist.skill is not None and hist.skill.ratio is not None and hist.skill.ratio < 0.5
 
 
 def test_cron_windows() -> None:

@@ -174,7 +174,9 @@ class Predictive(Model):
     """Forecast demand (Holt, Holt-Winters with a season) and scale ahead of it."""
 
     enabled: bool = Field(
-        default=False, description="Scale for the forecast too, never below the reactive size"
+        default=False,
+        description="Scale for the forecast too, never below the reactive size, and only while its recent "
+        "error at the horizon is below the reactive answer's (status.forecast.gate)",
     )
     horizonSeconds: int = Field(
         default=120,
@@ -186,7 +188,13 @@ class Predictive(Model):
         default=None,
         ge=60,
         le=604800,
-        description="Length of a repeating pattern (86400 for daily); needs historySeconds of two periods",
+        description="Length of a repeating pattern (86400 for daily); needs historySeconds of two periods. "
+        "Unset: found in the history by autocorrelation, up to 1440 polls long",
+    )
+    observeOnly: bool = Field(
+        default=False,
+        description="Forecast and score the forecast, and show in status.forecast what it would have done "
+        "(wouldScaleTo, gate), without acting on it",
     )
     historySeconds: int = Field(
         default=3600,
@@ -386,6 +394,23 @@ class ForecastStatus(Model):
     samples: int = Field(default=0, description="History points the forecaster has learned from")
     model: str | None = Field(default=None, description="Holt, or HoltWinters with a season")
     stepSeconds: float | None = Field(default=None, description="Seconds between history points")
+    seasonSeconds: int | None = Field(default=None, description="The season the forecast works with")
+    seasonSource: str | None = Field(
+        default=None, description="Configured (seasonalityPeriodSeconds) or Detected (in the history)"
+    )
+    gate: str | None = Field(
+        default=None,
+        description="Whether the forecast may raise the size: Trusted, Learning (too few forecasts scored), "
+        "LessAccurateThanReactive, or ObserveOnly",
+    )
+    errorRatio: float | None = Field(
+        default=None,
+        description="The forecast's recent mean absolute error at the horizon over the reactive "
+        "assumption's (demand stays as it is); below 1 the forecast is Trusted",
+    )
+    wouldScaleTo: int | None = Field(
+        default=None, description="Replicas the forecast asked for above the reactive answer, used or not"
+    )
 
 
 class DecisionRecord(Model):

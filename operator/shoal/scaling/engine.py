@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from shoal.api.scaler import ScalingRules, WorkerScalerSpec
 from shoal.scaling.calculator import propose
-from shoal.scaling.forecast import Fit, grid_step, new_fit, observe, predict
+from shoal.scaling.outlook import describe_gate, look_ahead
 from shoal.scaling.schedule import floor_at
 from shoal.scaling.types import Decision, EngineConfig, History, Observation, OverrideRule, Proposal, Rules
 from shoal.times import format_time
@@ -57,6 +57,7 @@ def config(spec: WorkerScalerSpec) -> EngineConfig:
         up=_rules(b.scaleUp if b else None, 30, 0, 4, 100),
         down=_rules(b.scaleDown if b else None, 180, 300, None, 100),
         predictive=bool(p and p.enabled),
+        observe_only=bool(p and p.observeOnly),
         horizon=float(p.horizonSeconds) if p else 120.0,
         season=float(p.seasonalityPeriodSeconds) if p and p.seasonalityPeriodSeconds else None,
         history_seconds=float(p.historySeconds) if p else 3600.0,
@@ -77,15 +78,6 @@ def config(spec: WorkerScalerSpec) -> EngineConfig:
 
 def _clamp(n: int, cfg: EngineConfig) -> int:
     return max(cfg.min_replicas, min(cfg.max_replicas, n))
-
-
-def fit_for(cfg: EngineConfig, fit: Fit | None) -> Fit:
-    """The forecaster for `cfg`: `fit` if it was made for the same grid, season and history."""
-    step = grid_step(cfg.poll, cfg.season)
-    want = new_fit(step, cfg.season, cfg.history_seconds)
-    if fit is not None and (fit.step, fit.m, fit.history) == (want.step, want.m, want.history):
-        return fit
-    return want
 
 
 def _rate_limit(current: int, desired: int, history: History, rules: Rules, now: float, up: bool) -> int:
@@ -121,16 +113,16 @@ def _overridden(
     desired = _clamp(ov.replicas, cfg)
     if desired != current:
         events = (*events, (now, current, desired))
-    fit = history.fit
     demand = max((p.demand for p in proposals if p.demand is not None), default=None)
-    if cfg.predictive:
-        fit = fit_for(cfg, fit)
-        if demand is not None:
-            fit = observe(fit, wall, float(demand))
+    if cfg.predictive:  # learning goes on under an override: the scaler takes over with its history
+        view = look_ahead(cfg, history, demand, wall, cfg.horizon)
+        history = replace(
+            history, fit=view.fit, skill=view.skill, season=view.detected, season_checked=view.checked
+        )
     until = f" until {format_time(datetime.fromtimestamp(ov.expires, UTC))}" if ov.expires is not None else ""
     msg = f"manual override to {desired}{until}: {ov.reason}"
     decision = Decision(desired, current, "Override", msg, scaling_active=False, proposals=proposals)
-    return decision, replace(history, events=events, fit=fit, capped_up=0)
+    return decision, replace(history, events=events, capped_up=0)
 
 
 def decide(
@@ -183,19 +175,25 @@ def decide(
         msg = "not scaling down while " + ", ".join(p.name for p in failed) + " unavailable"
 
     demand = max((p.demand for p in usable if p.demand is not None), default=None)
-    fc, fit = None, None
-    if cfg.predictive:
-        fit = fit_for(cfg, history.fit)
-        if demand is not None:
-            fit = observe(fit, wall, float(demand))  # wall time: the fit outlives this process
-        lead = max(cfg.horizon, obs.pod_startup_seconds or 0.0)
-        fc = predict(fit, lead)
+    fc, view, wants = None, None, None
+    if not cfg.predictive:
+        history = replace(history, fit=None, skill=None, season=None)
+    else:
+        view = look_ahead(cfg, history, demand, wall, max(cfg.horizon, obs.pod_startup_seconds or 0.0))
+        history = replace(
+            history, fit=view.fit, skill=view.skill, season=view.detected, season_checked=view.checked
+        )
+        fc = view.forecast
         # Like the reactive rule, ignore forecasts within the tolerance band, and within the forecast's
-        # own error (2 x its one-step RMSE): noise is not a trend.
+        # own error (2 x its one-step RMSE): noise is not a trend. Only ever upward.
         margin = max(current * cfg.tolerance, 2 * (fc.error or 0.0)) if fc is not None else 0.0
         if fc is not None and fc.replicas > raw and fc.demand > current + margin:
-            raw, reason = fc.replicas, "PredictiveScaleUp"
-            msg = f"forecast demand {fc.demand:.2f} replicas in {fc.horizon_seconds:.0f}s"
+            wants = fc.replicas
+            if view.may_raise:
+                raw, reason = fc.replicas, "PredictiveScaleUp"
+                msg = f"forecast demand {fc.demand:.2f} replicas in {fc.horizon_seconds:.0f}s"
+            else:
+                msg += f"; the forecast asks for {fc.replicas} in {fc.horizon_seconds:.0f}s ({describe_gate(view)})"
     if floor is not None and floor > raw:
         raw, reason, msg = floor, "ScheduledFloor", f"schedule window raises the floor to {floor}"
 
@@ -259,7 +257,7 @@ def decide(
     ):
         reason = "AtMax"
     new_events = (*events, (now, current, desired)) if desired != current else events
-    new_hist = History(recommendations=recs, events=new_events, fit=fit, failures=0, capped_up=capped_up)
+    new_hist = replace(history, recommendations=recs, events=new_events, failures=0, capped_up=capped_up)
     return Decision(
         desired,
         current,
@@ -271,4 +269,6 @@ def decide(
         proposals=proposals,
         forecast=fc,
         schedule_floor=floor,
+        outlook=view,
+        forecast_wants=wants,
     ), new_hist

@@ -4,6 +4,7 @@ the history a restart rebuilds from it."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,6 +85,7 @@ def compose(
                 "samples": f.samples,
                 "model": f.model,
                 "stepSeconds": f.step_seconds,
+                **outlook_status(decision),
             }
         )
         last = decisions[-1] if decisions else None
@@ -138,3 +140,18 @@ def seed_history(status: dict[str, Any], now: float, wall: float) -> History:
             age = max(0.0, wall - t.timestamp())  # a time ahead of our clock counts as just now
             events.append((now - age, int(d["fromReplicas"]), int(d["toReplicas"])))
     return History(events=tuple(events))
+
+
+def outlook_status(decision: Decision) -> dict[str, Any]:
+    """status.forecast's season, gate, error ratio and what the forecast asked for."""
+    view = decision.outlook
+    if view is None:
+        return {}
+    ratio = view.skill.ratio
+    return {
+        "seasonSeconds": round(view.season) if view.season else None,
+        "seasonSource": view.season_source,
+        "gate": view.gate,
+        "errorRatio": round(ratio, 3) if ratio is not None and math.isfinite(ratio) else None,
+        "wouldScaleTo": decision.forecast_wants,
+    }

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from shoal.scaling.forecast import Fit
+    from shoal.scaling.outlook import Outlook
+    from shoal.scaling.skill import Skill
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ class History:
     fit: Fit | None = None  # the demand forecaster's state (predictive scalers only)
     failures: int = 0  # consecutive evaluations with no usable metric
     capped_up: int = 0  # target of a scale-up the step limit cut short, while it is being finished
+    skill: Skill | None = None  # how the forecast did at its horizon lately (scaling/skill.py)
+    season: float | None = None  # the season found in the history (seconds), when none is configured
+    season_checked: float = -math.inf  # when one was last looked for
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,8 @@ class Decision:
     proposals: tuple[Proposal, ...] = ()
     forecast: Forecast | None = None
     schedule_floor: int | None = None
+    outlook: Outlook | None = None  # the predictive look ahead: season, skill, gate
+    forecast_wants: int | None = None  # replicas the forecast asked for above the reactive answer
 
     @property
     def changed(self) -> bool:
@@ -138,6 +146,7 @@ class EngineConfig:
     up: Rules = field(default_factory=lambda: Rules(30, 0, 4, 100, 15))
     down: Rules = field(default_factory=lambda: Rules(180, 60, None, 100, 15))
     predictive: bool = False
+    observe_only: bool = False  # forecast, score and show it, never act on it
     horizon: float = 120
     season: float | None = None
     history_seconds: float = 3600
