@@ -125,3 +125,18 @@ def test_a_configured_season_is_never_replaced_by_a_detected_one() -> None:
     c = cfg(season=600.0, history_seconds=7200)
     view = look_ahead(c, History(), 5.0, 10_000.0, 120.0)
     assert view.season == 600 and view.season_source == "Configured" and view.detected is None
+
+
+def test_observe_only_runs_the_forecaster_even_with_enabled_false() -> None:
+    from shoal.api.scaler import WorkerScalerSpec
+    from shoal.scaling.engine import config
+
+    base = {
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "w"},
+        "maxReplicas": 10,
+        "metrics": [{"type": "Resource", "resource": {"name": "cpu", "targetAverageUtilization": 60}}],
+    }
+    watching = config(WorkerScalerSpec.model_validate({**base, "predictive": {"observeOnly": True}}))
+    assert watching.predictive and watching.observe_only
+    off = config(WorkerScalerSpec.model_validate({**base, "predictive": {"enabled": False}}))
+    assert not off.predictive

@@ -173,6 +173,11 @@ class Behavior(Model):
 class Predictive(Model):
     """Forecast demand (Holt, Holt-Winters with a season) and scale ahead of it."""
 
+    @property
+    def forecasting(self) -> bool:
+        """Whether the forecaster runs: to act on it (enabled) or only to show it (observeOnly)."""
+        return self.enabled or self.observeOnly
+
     enabled: bool = Field(
         default=False,
         description="Scale for the forecast too, never below the reactive size, and only while its recent "
@@ -194,7 +199,7 @@ class Predictive(Model):
     observeOnly: bool = Field(
         default=False,
         description="Forecast and score the forecast, and show in status.forecast what it would have done "
-        "(wouldScaleTo, gate), without acting on it",
+        "(wouldScaleTo, gate), without acting on it, whatever enabled says",
     )
     historySeconds: int = Field(
         default=3600,

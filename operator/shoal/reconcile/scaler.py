@@ -155,7 +155,7 @@ class ScalerReconciler:
                 )
                 self.states[key] = state
         assert state is not None
-        if fresh and spec.predictive and spec.predictive.enabled:
+        if fresh and spec.predictive and spec.predictive.forecasting:
             fit = self.history.load(obj, config(spec), wall)  # learned by an earlier process
             if fit is not None:
                 state.history = replace(state.history, fit=fit)
@@ -226,7 +226,7 @@ class ScalerReconciler:
         next_in, state.fresh = next_read(readings, state.fresh, poll, wall)
         startup = (
             self._startup_seconds(namespace, selector)
-            if spec.predictive and spec.predictive.enabled
+            if spec.predictive and spec.predictive.forecasting
             else None
         )
         decision, history = decide(

@@ -56,7 +56,7 @@ def config(spec: WorkerScalerSpec) -> EngineConfig:
         emergency=spec.thresholds.emergency,
         up=_rules(b.scaleUp if b else None, 30, 0, 4, 100),
         down=_rules(b.scaleDown if b else None, 180, 300, None, 100),
-        predictive=bool(p and p.enabled),
+        predictive=bool(p and p.forecasting),
         observe_only=bool(p and p.observeOnly),
         horizon=float(p.horizonSeconds) if p else 120.0,
         season=float(p.seasonalityPeriodSeconds) if p and p.seasonalityPeriodSeconds else None,
