@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import frontier, plan, scaling_sim
+from bench import frontier, plan, scaling_sim, warm
 from bench.stats import provenance
 
 SYNTHETIC = ["diurnal", "spike", "ramp", "noisy", "step"]
@@ -73,6 +73,8 @@ def run(results_dir: Path, log: Any) -> dict[str, Any]:
             # saturates: there a reachable frontier does not make the goal reachable from cpu alone.
             row["reachable"] = frontier.reachable(row["frontier"], h.under, GOAL["under_ratio_max"])
             row["plot"] = plot(results_dir, trace, metric, runs)
+            row["warm"] = warm.row(trace, metric)
+            row["warm"]["vs_hpa"] = verdict(row["warm"]["hpa"], row["warm"]["shoal_warm"])
             out["traces"][f"{trace}/{metric}"] = row
     rows = out["traces"].values()
     out["rows_met"] = sum(1 for r in rows if r["vs_hpa"]["met"])
@@ -170,7 +172,56 @@ def section(b2: dict[str, Any], heading_suffix: str) -> list[str]:
         + f". Goal (every row): **{plan.verdict(b2)}**.",
         "",
     ]
+    lines += warm_section(b2)
     lines += [f"![{k}]({row['plot']})" for k, row in b2["traces"].items()]
+    return lines
+
+
+def warm_section(b2: dict[str, Any]) -> list[str]:
+    rows = {k: r["warm"] for k, r in b2["traces"].items() if "warm" in r}
+    if not rows:
+        return []
+    lines = [
+        "### Warm capacity as a lever: WorkerScaler + warm pool against HPA + Deployment",
+        "",
+        "The same traces, held out: each trace's first half sizes the pool's `warm.minIdle` (the "
+        f"{warm.PERCENTILE}th percentile of the demand's rise within one start-up time, one rule for every "
+        "trace), and its second half is replayed for both (bench/warm.py). The pool holds max(the scaler's "
+        "size, demand + minIdle) pods each second: a rise claims idle pods at once, and the pool starts "
+        "new ones behind it. The idle pods are the headroom, so the scaler sizes for the demand itself "
+        "(100 % target) where HPA keeps its 70 %. Cost counts every pod, idle ones included; *events* are "
+        "the scaler's size changes, *pool changes* the pool's own.",
+        "",
+        "| trace/metric | minIdle | under HPA | under warm | ratio | cost | events HPA / scaler | pool changes | goal |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, w in rows.items():
+        v = w["vs_hpa"]
+        missed = [
+            n
+            for n, ok in (("under", v["under_met"]), ("cost", v["cost_met"]), ("events", v["events_met"]))
+            if not ok
+        ]
+        lines.append(
+            f"| {key}{' (real)' if b2['traces'][key]['real'] else ''} | {w['min_idle']} | "
+            f"{w['hpa']['under_replica_s']} | {w['shoal_warm']['under_replica_s']} | {_ratio(v['under'])} | "
+            f"{v['cost']} | {w['hpa']['scale_events']} / {w['shoal_warm']['scale_events']} | "
+            f"{w['shoal_warm']['pool_changes']} | {'met' if v['met'] else 'not met (' + ', '.join(missed) + ')'} |"
+        )
+    pays = [k for k, w in rows.items() if w["vs_hpa"]["under_met"] and w["vs_hpa"]["cost_met"]]
+    dear = [k for k, w in rows.items() if not w["vs_hpa"]["cost_met"]]
+    lines += [
+        "",
+        f"Under-provisioning at most half of HPA's at no more than its cost on {len(pays)} of {len(rows)} rows"
+        + (f" ({', '.join(pays)})" if pays else "")
+        + f"; dearer than HPA on {len(dear)}"
+        + (f" ({', '.join(dear)})" if dear else "")
+        + f". The scaler's size changes exceed HPA's on {sum(not w['vs_hpa']['events_met'] for w in rows.values())} "
+        f"of {len(rows)} rows, and the pool, following its claims second by second, changes its size "
+        f"{sum(w['shoal_warm']['pool_changes'] for w in rows.values())} times in all against HPA's "
+        f"{sum(w['hpa']['scale_events'] for w in rows.values())}.",
+        "",
+    ]
     return lines
 
 
