@@ -257,8 +257,8 @@ def test_config_from_spec_defaults() -> None:
     )
     c = config(spec)
     assert (c.up.cooldown, c.down.cooldown, c.scale_up, c.scale_down, c.emergency) == (
-        30,
-        180,
+        0,  # HPA's: no cooldowns (B2: DESIGN's 30 s / 180 s only delayed rises and kept pods longer)
+        0,
         0.8,
         0.3,
         0.95,

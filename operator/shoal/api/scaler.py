@@ -150,7 +150,8 @@ class ScalingRules(Model):
         default=None,
         ge=0,
         le=86400,
-        description="Wait after a change before the next one (up 30 s, down 180 s)",
+        description="Wait after a change before the next one (none by default, as HPA: the stabilization "
+        "window and step limits pace it)",
     )
     stabilizationWindowSeconds: int | None = Field(
         default=None,

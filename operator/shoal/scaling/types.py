@@ -143,8 +143,8 @@ class EngineConfig:
     scale_up: float = 0.8
     scale_down: float = 0.3
     emergency: float = 0.95
-    up: Rules = field(default_factory=lambda: Rules(30, 0, 4, 100, 15))
-    down: Rules = field(default_factory=lambda: Rules(180, 60, None, 100, 15))
+    up: Rules = field(default_factory=lambda: Rules(0, 0, 4, 100, 15))  # engine.config's defaults
+    down: Rules = field(default_factory=lambda: Rules(0, 300, None, 100, 15))
     predictive: bool = False
     observe_only: bool = False  # forecast, score and show it, never act on it
     horizon: float = 120
