@@ -4,6 +4,7 @@ each row judged against the goal on its own; the sentences of the report are com
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,26 @@ def beyond_frontier(b2: dict[str, Any]) -> tuple[list[str], list[str]]:
     return missed, [k for k in missed if not b2["traces"][k]["reachable"]]
 
 
+def lever(row: dict[str, Any]) -> str:
+    """Which lever a missed row would need, from the row's own figures: the first that meets its
+    under-provisioning and cost goals of warm capacity, prediction, and reactive tuning (the
+    frontier), else foresight no reactive scaler has."""
+    v = row["vs_hpa"]
+    if v["under_met"] and v["cost_met"]:
+        return "fewer size changes (a longer scale-down window)"
+    w = (row.get("warm") or {}).get("vs_hpa")
+    if w and w["under_met"] and w["cost_met"]:
+        return (
+            f"warm capacity (minIdle {row['warm']['min_idle']}: under {_ratio(w['under'])}, cost {w['cost']})"
+        )
+    p = row["predictive_vs_hpa"]
+    if p["under_met"] and p["cost_met"]:
+        return "prediction"
+    if row["reachable"]:
+        return "reactive tuning (" + _frontier_cell(row) + ")"
+    return "foresight (beyond the reactive frontier; warm capacity and prediction fall short here)"
+
+
 def _ratio(v: float | None) -> str:
     return "-" if v is None else f"{v}"
 
@@ -145,9 +166,7 @@ def section(b2: dict[str, Any], heading_suffix: str) -> list[str]:
             for n, ok in (("under", v["under_met"]), ("cost", v["cost_met"]), ("events", v["events_met"]))
             if not ok
         ]
-        goal = "met" if v["met"] else "not met (" + ", ".join(missed) + ")"
-        if not v["met"] and not row["reachable"]:
-            goal += ", beyond the frontier"
+        goal = "met" if v["met"] else "not met (" + ", ".join(missed) + "); needs " + lever(row)
         lines.append(
             f"| {key}{' (real)' if row['real'] else ''} | {row['hpa']['under_replica_s']} | "
             f"{row['shoal']['under_replica_s']} | {_ratio(v['under'])} | {v['cost']} | "
@@ -169,7 +188,13 @@ def section(b2: dict[str, Any], heading_suffix: str) -> list[str]:
         )
         + f"Of the {len(missed_rows)} rows missed, {len(beyond)} are beyond the reactive frontier"
         + (f" ({', '.join(beyond)})" if beyond else "")
-        + f". Goal (every row): **{plan.verdict(b2)}**.",
+        + f". Goal (every row): **{plan.verdict(b2)}**. "
+        + "Levers the missed rows would need (each row's own figures): "
+        + ", ".join(
+            f"{n} {name}"
+            for name, n in Counter(lever(b2["traces"][k]).split(" (")[0] for k in missed_rows).most_common()
+        )
+        + ".",
         "",
     ]
     lines += warm_section(b2)

@@ -31,3 +31,30 @@ def test_idle_pods_absorb_a_rise_up_to_min_idle_and_only_the_rest_waits_for_star
     assert short.under == 1 * 60  # 1 unit waited one start-up
     assert served.cost > short.cost  # the idle pods are paid for
     assert changes >= 1 and short.events == 0  # the pool grew; the scaler never changed its mind
+
+
+def test_a_missed_row_names_the_first_lever_its_own_figures_say_would_do() -> None:
+    from bench.b2 import lever
+
+    def v(under: bool, cost: bool) -> dict[str, object]:
+        return {
+            "under_met": under,
+            "cost_met": cost,
+            "under": 0.4 if under else 0.9,
+            "cost": 0.9 if cost else 1.2,
+        }
+
+    row: dict[str, object] = {
+        "vs_hpa": v(False, True),
+        "predictive_vs_hpa": v(True, True),
+        "warm": {"min_idle": 3, "vs_hpa": v(True, True)},
+        "reachable": False,
+        "frontier": {"within_cost_and_events": None},
+    }
+    assert lever(row).startswith("warm capacity (minIdle 3")
+    row["warm"] = {"min_idle": 3, "vs_hpa": v(True, False)}  # it would cost more than HPA
+    assert lever(row) == "prediction"
+    row["predictive_vs_hpa"] = v(False, True)
+    assert lever(row).startswith("foresight")
+    row["vs_hpa"] = v(True, True)  # only its events missed
+    assert lever(row).startswith("fewer size changes")
