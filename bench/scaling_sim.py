@@ -237,16 +237,19 @@ def _shoal_fn(cfg: EngineConfig, metric: str, startup: float) -> Callable[[float
     return shoal
 
 
-def simulate(
-    trace_name: str, metric: str, startup: float = 60.0, min_r: int = 1, max_r: int = 60
-) -> dict[str, Run]:
-    trace = load_trace(trace_name)
-    out: dict[str, Run] = {}
-
+def hpa_run(
+    trace: list[tuple[float, float]],
+    metric: str,
+    startup: float,
+    min_r: int,
+    max_r: int,
+    name: str = "HPA v2",
+) -> Run:
+    """The HPA v2 reference on a Deployment, replayed on `trace`."""
     hpa = Hpa(min_r, max_r)
-    out["hpa"] = replay(
+    return replay(
         trace,
-        "HPA v2",
+        name,
         lambda t, cur, rdy, load: hpa.step(
             t, cur, rdy, metric, observe_cpu(load, rdy) if metric == "cpu" else load
         ),
@@ -254,6 +257,13 @@ def simulate(
         startup,
         min_r,
     )
+
+
+def simulate(
+    trace_name: str, metric: str, startup: float = 60.0, min_r: int = 1, max_r: int = 60
+) -> dict[str, Run]:
+    trace = load_trace(trace_name)
+    out: dict[str, Run] = {"hpa": hpa_run(trace, metric, startup, min_r, max_r)}
 
     # KEDA as it behaves: it creates an HPA whose External metric its metrics server answers by asking
     # the scaler afresh at every HPA sync (15 s), so above zero it is HPA on the same value; only

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from bench import scaling_sim
-from bench.scaling_sim import TARGET, Cluster, Hpa, Run, observe_cpu
+from bench.scaling_sim import TARGET, Cluster, Run, observe_cpu
 from shoal.scaling.engine import decide
 from shoal.scaling.types import EngineConfig, History, MetricReading, Observation, PodSample
 
@@ -113,17 +113,7 @@ def row(
     history, later = split(trace)
     step = trace[1][0] - trace[0][0]
     idle = min_idle(history, step, startup)
-    hpa = Hpa(min_r, max_r)
-    h = scaling_sim.replay(
-        later,
-        "HPA v2 + Deployment",
-        lambda t, cur, rdy, load: hpa.step(
-            t, cur, rdy, metric, observe_cpu(load, rdy) if metric == "cpu" else load
-        ),
-        15,
-        startup,
-        min_r,
-    )
+    h = scaling_sim.hpa_run(later, metric, startup, min_r, max_r, "HPA v2 + Deployment")
     # The idle pods are the headroom: the scaler sizes for the demand itself (100 % target), where on
     # a Deployment the 70 % target is what absorbs a rise while new pods start.
     cfg = scaling_sim.shoal_config(min_r, max_r, startup, metric)
