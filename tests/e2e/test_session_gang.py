@@ -21,7 +21,7 @@ from shoal.k8s.paths import custom_path, kind_path, pods_path
 from shoal.vocab import ANN_PROGRESS
 from testbed.kubelet import LocalKubelet
 from tests.e2e.conftest import OperatorProcess, session_manifest
-from tests.e2e.util import apply, events_where, phase_is, status, wait_until
+from tests.e2e.util import apply, events_where, kubectl, phase_is, status, wait_until
 
 COMMAND = ["shoal-agent", "--", "torchrun", "-m", "shoal.examples.ddp_regression"]
 
@@ -92,6 +92,13 @@ def test_two_workers_train_pause_resume_exactly_and_a_lost_worker_restarts_the_g
         0,
     )
     leader, follower = st["workerPods"]
+    wide = kubectl("get", "tsess", "ddp", "-n", ns, "-o", "wide").stdout.splitlines()
+    starts: list[int | None] = []  # each column from where its header starts
+    for h in wide[0].split():
+        starts.append(wide[0].index(h, (starts[-1] or 0) + 1 if starts else 0))
+    starts.append(None)
+    columns = {h: wide[1][a:b].strip() for h, a, b in zip(wide[0].split(), starts, starts[1:], strict=False)}
+    assert (columns["WORKERS"], columns["READY-WORKERS"]) == ("2", "2"), wide
     assert (
         kube.get(pods_path(ns, leader))["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"]
         == "0"

@@ -390,6 +390,8 @@ KIND = {
         {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
         {"name": "Reward", "type": "number", "jsonPath": ".status.metrics.meanReward"},
         {"name": "FPS", "type": "number", "jsonPath": ".status.metrics.fps", "priority": 1},
+        {"name": "Workers", "type": "integer", "jsonPath": ".spec.workers", "priority": 1},
+        {"name": "Ready-Workers", "type": "integer", "jsonPath": ".status.readyWorkers", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
 }
