@@ -74,6 +74,11 @@ def test_a_seasonal_forecast_learned_before_a_restart_is_there_after_it(
         assert len(cm["data"][KEY]) <= 100 * 1024 and stored["step"] == 1.0
         before = scaler(kube, namespace, "seasonal")["status"]["forecast"]
         assert before["model"] == "HoltWinters", before
+        # The gate's record reaches status through the CRD's schema (nothing of it pruned): two minutes
+        # of a pattern that repeats, forecast HORIZON ahead, beat "demand stays as it is".
+        assert before["seasonSource"] == "Configured" and before["seasonSeconds"] == PERIOD, before
+        assert before["gate"] in ("Trusted", "LessAccurateThanReactive"), before
+        assert before["errorRatio"] is not None, before
 
         running_operator.kill()  # no goodbye: whatever was saved is what the next process gets
         # Whatever forecast is in status from now on is the new process's.
