@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from shoal.api.session import TrainingSessionSpec
-from shoal.builders.gang import INDEX_ANNOTATION, JOB_NAME_LABEL, gang_job, gang_service, service_name
-from shoal.builders.session import supporting_objects
+from shoal.builders.gang import JOB_NAME_LABEL, gang_job, gang_service, service_name
+from shoal.builders.session import GANG_INDEX_LABEL, supporting_objects
 from shoal.sessions.gang import gang_pod
 from shoal.sessions.steps import PodState
 from shoal.vocab import ANN_PROGRESS
@@ -50,7 +50,7 @@ def test_the_job_runs_every_worker_once_as_one_indexed_gang_meeting_at_worker_0(
     assert env["PET_RDZV_ENDPOINT"] == "s-2-0.s-workers:29400"
     assert env["PET_RDZV_ID"] == "s-2"
     assert env["SHOAL_WORKER_INDEX"] == {
-        "fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_ANNOTATION}']"}
+        "fieldRef": {"fieldPath": f"metadata.annotations['{GANG_INDEX_LABEL}']"}
     }
     assert env["PET_LOCAL_ADDR"] == "s-2-$(SHOAL_WORKER_INDEX).s-workers"
     assert env["SHOAL_RESUME_FROM"] == "/checkpoints/a.pt"
@@ -71,10 +71,10 @@ def test_the_workers_service_lists_them_before_they_are_ready_and_endpoints_are_
     svc = gang_service("s", "u")
     assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"] is True
     objs = {o["kind"]: o for o in supporting_objects("s", "u", "ns", spec())}
-    assert objs["Service"]["spec"]["selector"][INDEX_ANNOTATION] == "0"
+    assert objs["Service"]["spec"]["selector"][GANG_INDEX_LABEL] == "0"
     assert objs["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteMany"]
     single = {o["kind"]: o for o in supporting_objects("s", "u", "ns", spec(workers=1))}
-    assert INDEX_ANNOTATION not in single["Service"]["spec"]["selector"]
+    assert GANG_INDEX_LABEL not in single["Service"]["spec"]["selector"]
     assert single["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteOnce"]
 
 
@@ -94,7 +94,7 @@ def worker(
     return {
         "metadata": {
             "name": f"s-1-{index}-abcde",
-            "labels": {JOB_NAME_LABEL: "s-1", INDEX_ANNOTATION: str(index)},
+            "labels": {JOB_NAME_LABEL: "s-1", GANG_INDEX_LABEL: str(index)},
             "annotations": dict(ann or {}),
             "creationTimestamp": "2026-12-07T10:00:01Z",
         },

@@ -20,11 +20,13 @@ from typing import Any
 
 from shoal.api.session import TrainingSessionSpec
 from shoal.builders import controller_ref
-from shoal.builders.session import GANG_INDEX_LABEL, session_pod
+from shoal.builders.session import (  # a label and an annotation of the Job's pods
+    GANG_INDEX_LABEL,
+    session_pod,
+)
 from shoal.vocab import ENV_WORKER_INDEX, ENV_WORKERS, LABEL_MANAGED, LABEL_SESSION
 
 RENDEZVOUS_PORT = 29400
-INDEX_ANNOTATION = GANG_INDEX_LABEL  # the Job controller sets it as label and annotation
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
@@ -44,7 +46,7 @@ def torchrun_env(job: str, session: str, spec: TrainingSessionSpec) -> list[dict
         {"name": ENV_WORKERS, "value": str(spec.workers)},
         {
             "name": ENV_WORKER_INDEX,
-            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_ANNOTATION}']"}},
+            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{GANG_INDEX_LABEL}']"}},
         },
         {"name": "PET_NNODES", "value": str(spec.workers)},
         {"name": "PET_NPROC_PER_NODE", "value": str(per_node)},

@@ -351,9 +351,11 @@ class SessionReconciler:
     def _let_go(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
         st = obj.get("status") or {}
-        if int((obj.get("spec") or {}).get("workers") or 1) > 1 and st.get("podName"):
+        gang = int((obj.get("spec") or {}).get("workers") or 1) > 1
+        if gang and st.get("podName"):
             self.gangs.delete(meta["namespace"], st["podName"])
-        pod = self._get_pod(meta["namespace"], st.get("podName"))
+        # A gang's podName is its Job's: no pod of that name to look up.
+        pod = None if gang else self._get_pod(meta["namespace"], st.get("podName"))
         if pod is not None:
             try:
                 spec: TrainingSessionSpec | None = TrainingSessionSpec.model_validate(obj.get("spec") or {})

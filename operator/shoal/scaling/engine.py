@@ -121,9 +121,7 @@ def _overridden(
     demand = max((p.demand for p in proposals if p.demand is not None), default=None)
     if cfg.predictive:  # learning goes on under an override: the scaler takes over with its history
         view = look_ahead(cfg, history, demand, wall, cfg.horizon)
-        history = replace(
-            history, fit=view.fit, skill=view.skill, season=view.detected, season_checked=view.checked
-        )
+        history = view.remembered(history)
     until = f" until {format_time(datetime.fromtimestamp(ov.expires, UTC))}" if ov.expires is not None else ""
     msg = f"manual override to {desired}{until}: {ov.reason}"
     decision = Decision(desired, current, "Override", msg, scaling_active=False, proposals=proposals)
@@ -185,9 +183,7 @@ def decide(
         history = replace(history, fit=None, skill=None, season=None)
     else:
         view = look_ahead(cfg, history, demand, wall, max(cfg.horizon, obs.pod_startup_seconds or 0.0))
-        history = replace(
-            history, fit=view.fit, skill=view.skill, season=view.detected, season_checked=view.checked
-        )
+        history = view.remembered(history)
         fc = view.forecast
         # Like the reactive rule, ignore forecasts within the tolerance band, and within the forecast's
         # own error (2 x its one-step RMSE): noise is not a trend. Only ever upward.

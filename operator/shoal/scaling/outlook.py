@@ -11,7 +11,7 @@ in status what it would have done, without acting.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shoal.scaling.forecast import MAX_SEASON_STEPS, Fit, extend, grid_step, new_fit, observe, predict
 from shoal.scaling.seasons import detect
@@ -42,15 +42,22 @@ class Outlook:
     def may_raise(self) -> bool:
         return self.gate == TRUSTED
 
+    def remembered(self, history: History) -> History:
+        """`history` with what the next evaluation needs of this one: the fit, the scores, the season."""
+        return replace(
+            history, fit=self.fit, skill=self.skill, season=self.detected, season_checked=self.checked
+        )
+
 
 def fit_for(cfg: EngineConfig, fit: Fit | None, season: float | None) -> Fit:
     """The forecaster for `cfg` and `season`: `fit` if made for the same grid, season and history; else
     a new one that has replayed `fit`'s series when that lies on the same grid (a season found or
     dropped keeps what was learned), or a new, empty one."""
-    step = grid_step(cfg.poll, season)
-    want = new_fit(step, season, cfg.history_seconds)
-    if fit is None or (fit.step, fit.m, fit.history) == (want.step, want.m, want.history):
-        return fit if fit is not None else want
+    want = new_fit(grid_step(cfg.poll, season), season, cfg.history_seconds)
+    if fit is None:
+        return want
+    if (fit.step, fit.m, fit.history) == (want.step, want.m, want.history):
+        return fit
     if fit.step == want.step and fit.series:
         return extend(want, fit.t - (len(fit.series) - 1) * fit.step, list(fit.series))
     return want

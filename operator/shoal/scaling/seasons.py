@@ -50,9 +50,9 @@ def detect(series: Sequence[float] | Array, step: float, max_steps: int) -> floa
     # A little past the longest season allowed: a peak there is seen whole (the estimate may put the
     # peak of a season of exactly max_steps a lag beyond it; it is taken at max_steps).
     reach = min(n // 2, math.ceil(max_steps * (1 + EDGE)))
-    if reach < MIN_LAG + 1 or not np.any(np.abs(y - y.mean()) > 1e-12):
+    if reach < MIN_LAG + 1 or np.ptp(y) <= 1e-12:
         return None
-    acf = autocorrelation(y - y.mean(), reach)
+    acf = autocorrelation(y, reach)
     band = max(MIN_STRENGTH, 1.96 / np.sqrt(n))
     peaks: list[int] = []
     k = 1

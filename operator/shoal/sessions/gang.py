@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shoal.builders.gang import INDEX_ANNOTATION, JOB_NAME_LABEL
+from shoal.builders.gang import JOB_NAME_LABEL
+from shoal.builders.session import GANG_INDEX_LABEL
 
 
 def worker_index(pod: Mapping[str, Any]) -> int | None:
     meta = pod.get("metadata") or {}
-    raw = (meta.get("labels") or {}).get(INDEX_ANNOTATION) or (meta.get("annotations") or {}).get(
-        INDEX_ANNOTATION
+    raw = (meta.get("labels") or {}).get(GANG_INDEX_LABEL) or (meta.get("annotations") or {}).get(
+        GANG_INDEX_LABEL
     )
     try:
         return int(str(raw))
@@ -45,11 +46,11 @@ def members(job_name: str, pods: Iterable[Mapping[str, Any]]) -> dict[int, Mappi
     return out
 
 
-def _failed_condition(job: Mapping[str, Any]) -> str | None:
-    for c in (job.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Failed" and c.get("status") == "True":
-            return str(c.get("message") or c.get("reason") or "the Job failed")
-    return None
+def _job_failed(job: Mapping[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Failed" and c.get("status") == "True"
+        for c in (job.get("status") or {}).get("conditions") or []
+    )
 
 
 def _ready(pod: Mapping[str, Any]) -> bool:
@@ -71,9 +72,8 @@ def gang_pod(
     lead_meta = (leader or {}).get("metadata") or {}
     lead_status = dict((leader or {}).get("status") or {})
     phase = lead_status.get("phase", "Pending")
-    failed = _failed_condition(job)
     lost = [i for i, p in sorted(by_index.items()) if (p.get("status") or {}).get("phase") == "Failed"]
-    if failed or lost:
+    if lost or _job_failed(job):
         phase = "Failed"
     elif phase == "Succeeded" and any(
         (p.get("status") or {}).get("phase") != "Succeeded" for p in by_index.values()
@@ -84,15 +84,18 @@ def gang_pod(
         c for c in lead_status.get("conditions") or [] if c.get("type") not in ("Ready", "PodScheduled")
     ]
     conditions.append({"type": "Ready", "status": "True" if ready else "False"})
-    # The first worker the scheduler cannot place, or whose container waits on something: the gang's.
-    for _, pod in sorted(by_index.items()):
-        for c in (pod.get("status") or {}).get("conditions") or []:
-            if c.get("type") == "PodScheduled" and c.get("status") == "False":
-                conditions.append(c)
-                break
-        else:
-            continue
-        break
+    # The first worker the scheduler cannot place is the gang's (and the first stuck container, below).
+    unplaced = next(
+        (
+            c
+            for _, p in sorted(by_index.items())
+            for c in (p.get("status") or {}).get("conditions") or []
+            if c.get("type") == "PodScheduled" and c.get("status") == "False"
+        ),
+        None,
+    )
+    if unplaced is not None:
+        conditions.append(unplaced)
     statuses = [
         s for _, p in sorted(by_index.items()) for s in (p.get("status") or {}).get("containerStatuses") or []
     ]
