@@ -6,7 +6,10 @@ etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the real bi
 ``metrics.k8s.io``; Prometheus (Debian's package) scrapes the cluster and a file-based target
 directory that tests drop their own exporters into.
 
-Usage: cluster.py up | down | status | env | stop COMPONENT | start COMPONENT
+Usage: cluster.py up | down | status | env | stop COMPONENT | start COMPONENT | kubeflow-up | kubeflow-down
+
+kubeflow-up starts Kubeflow Trainer and JobSet as well (testbed/kubeflow.py): then the test bed serves
+TrainJobs, and Shoal runs its gangs as TrainJobs; kubeflow-down removes them and their CRDs again.
 
 Only the standard library is used, so this runs before the project's dependencies are installed.
 """
@@ -23,7 +26,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script (make cluster-up): the repository root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from testbed.components import BY_NAME, COMPONENTS
+from testbed.components import BY_NAME, COMPONENTS, KUBEFLOW
 from testbed.config import (
     CACHE,
     HOST,
@@ -135,7 +138,7 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def down() -> None:
-    for c in reversed(COMPONENTS):
+    for c in (*reversed(KUBEFLOW), *reversed(COMPONENTS)):  # Kubeflow's, if a test left them running
         stop(c.name)
     log("cluster down")
 
@@ -158,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["up", "down", "status", "env", "stop", "start"])
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "env", "stop", "start", "kubeflow-up", "kubeflow-down"]
+    )
     parser.add_argument("component", nargs="?", choices=sorted(BY_NAME))
     args = parser.parse_args(argv)
     try:
@@ -168,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
             down()
         elif args.command == "status":
             return status()
+        elif args.command in ("kubeflow-up", "kubeflow-down"):
+            from testbed import kubeflow
+
+            kubeflow.up() if args.command == "kubeflow-up" else kubeflow.down()
         elif args.command == "env":
             print(f"export KUBECONFIG={KUBECONFIG}")
         elif args.component is None:

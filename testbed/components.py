@@ -169,4 +169,25 @@ COMPONENTS: list[Component] = [
         ["prometheus"],
     ),
 ]
-BY_NAME = {c.name: c for c in COMPONENTS}
+# Started only by testbed/kubeflow.py, for the TrainJob tests: not part of `cluster up`.
+KUBEFLOW: list[Component] = [
+    Component(
+        "jobset",
+        lambda: [f"--kubeconfig={KUBECONFIG}", f"--config={STATE / 'jobset.yaml'}"],
+        lambda: http_ok(_url("jobset-health", "/healthz", "http")),
+        ["jobset-webhook", "jobset-metrics", "jobset-health"],
+    ),
+    Component(
+        "trainer-controller-manager",
+        lambda: [
+            f"--kubeconfig={KUBECONFIG}",
+            f"--webhook-server-port={PORTS['trainer-webhook']}",
+            f"--health-probe-bind-address={HOST}:{PORTS['trainer-health']}",
+            "--metrics-bind-address=0",
+        ],
+        # Ready once its certificates are (its readiness check waits for them).
+        lambda: http_ok(_url("trainer-health", "/readyz", "http")),
+        ["trainer-webhook", "trainer-health"],
+    ),
+]
+BY_NAME = {c.name: c for c in (*COMPONENTS, *KUBEFLOW)}

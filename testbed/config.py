@@ -28,6 +28,11 @@ PORTS = {
     "kwok": 20247,
     "metrics-server": 20443,
     "prometheus": 19090,
+    "jobset-webhook": 20910,
+    "jobset-metrics": 20911,
+    "jobset-health": 20912,
+    "trainer-webhook": 20913,
+    "trainer-health": 20914,
 }
 for _name in list(PORTS):
     _override = os.environ.get("SHOAL_PORT_" + _name.upper().replace("-", "_"))
@@ -59,6 +64,8 @@ def binary(component: str) -> Path:
         "etcd": f"etcd-{v['ETCD_VERSION']}",
         "kwok": f"kwok-{v['KWOK_VERSION']}",
         "metrics-server": f"metrics-server-{v['METRICS_SERVER_VERSION']}",
+        "jobset": f"jobset-{v['JOBSET_VERSION']}",
+        "trainer-controller-manager": f"trainer-controller-manager-{v['KUBEFLOW_TRAINER_VERSION']}",
     }
     path = CACHE / "bin" / dirs.get(component, f"kubernetes-{v['KUBERNETES_VERSION']}") / component
     if component == "prometheus":

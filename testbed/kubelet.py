@@ -3,10 +3,14 @@ reports it Running, and ends it when the pod goes.
 
 Which pods: TrainingSession pods (label shoal.dev/session) and any pod labelled
 testbed.shoal.dev/run=local (a pool template can carry it). KWOK keeps simulating every other pod.
+
+A deleted pod is ended at once (KWOK removes it), or with `graceful` as a kubelet ends it: SIGTERM,
+the pod kept until its process has exited or its grace period is over, then removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -14,12 +18,15 @@ import time
 from typing import Any
 
 from shoal.builders.gang import JOB_NAME_LABEL, RENDEZVOUS_PORT
-from shoal.k8s.client import Kube
+from shoal.k8s.client import ApiError, Kube
+from shoal.k8s.paths import pods_path
 from testbed.localpod import LocalPod, free_port
+from testbed.seed import GRACEFUL_LABEL
 
 log = logging.getLogger("testbed.kubelet")
 LABEL_SESSION = "shoal.dev/session"
 LABEL_RUN = "testbed.shoal.dev/run"
+JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"
 
 
 def wanted(pod: dict[str, Any]) -> bool:
@@ -34,9 +41,11 @@ class LocalKubelet:
         namespace: str | None = None,
         command: list[str] | None = None,
         env: dict[str, str] | None = None,
+        graceful: bool = False,
     ) -> None:
         """`namespace`: only that one's pods (all by default); `command`, `env`: as for LocalPod."""
         self.kube = kube
+        self.graceful = graceful
         self.namespace = namespace
         self.command = command
         self.env = env
@@ -62,12 +71,23 @@ class LocalKubelet:
         running = (pod.get("status") or {}).get("phase") == "Running"
         if gone and uid in self.pods:
             self.ended.append(self.pods.pop(uid))
+            if self.graceful and event_type != "DELETED":
+                grace = float(pod["spec"].get("terminationGracePeriodSeconds", 30))
+                threading.Thread(target=self._end, args=(self.ended[-1], grace), daemon=True).start()
+                return
             self.ended[-1].stop()
             log.info("stopped %s/%s", meta["namespace"], meta["name"])
         elif not gone and running and wanted(pod) and uid not in self.pods:
-            local = LocalPod(
-                self.kube, meta["namespace"], meta["name"], self.command, self.env, self._hosts(pod)
-            )
+            hosts, env = self._hosts(pod), dict(self.env or {})
+            labels = meta.get("labels") or {}
+            if JOBSET_LABEL in labels:  # a TrainJob's static rendezvous: this gang's port, not 29400
+                env["PET_MASTER_PORT"] = str(self.rendezvous[(meta["namespace"], labels[JOB_NAME_LABEL])])
+            if self.graceful:
+                self.kube.merge_patch(
+                    pods_path(meta["namespace"], meta["name"]),
+                    {"metadata": {"labels": {GRACEFUL_LABEL: "true"}}},
+                )
+            local = LocalPod(self.kube, meta["namespace"], meta["name"], self.command, env, hosts)
             self.pods[uid] = local.start()
             log.info(
                 "running %s/%s here: TensorBoard http://127.0.0.1:%d/, stream http://127.0.0.1:%d/",
@@ -75,6 +95,16 @@ class LocalKubelet:
                 meta["name"],
                 local.ports["tensorboard"],
                 local.ports["video"],
+            )
+
+    def _end(self, local: LocalPod, grace: float) -> None:
+        """A kubelet's end of a deleted pod: SIGTERM, the grace period, then the pod may go."""
+        local.stop(grace)
+        meta = local.meta
+        log.info("stopped %s/%s gracefully", meta["namespace"], meta["name"])
+        with contextlib.suppress(ApiError):  # gone already
+            self.kube.merge_patch(
+                pods_path(meta["namespace"], meta["name"]), {"metadata": {"labels": {GRACEFUL_LABEL: None}}}
             )
 
     def _hosts(self, pod: dict[str, Any]) -> dict[str, str]:

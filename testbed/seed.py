@@ -43,6 +43,11 @@ def install_crds() -> None:
 # KWOK's pod-complete stage ends a Job's pods as soon as they run. A gang's workers (a session's Job)
 # run here as real processes (testbed/kubelet.py), whose exit is their end: KWOK leaves them alone.
 LOCAL_JOB_PODS = {"key": '.metadata.labels["shoal.dev/session"]', "operator": "DoesNotExist"}
+# KWOK's pod-delete stage removes a deleted pod at once. A pod the local kubelet ends gracefully
+# (LocalKubelet(graceful=True): a suspended TrainJob's, whose agents checkpoint on SIGTERM) carries
+# this label until its process has exited, as a kubelet keeps a pod through its grace period.
+GRACEFUL_LABEL = "testbed.shoal.dev/graceful"
+GRACEFUL_PODS = {"key": f'.metadata.labels["{GRACEFUL_LABEL}"]', "operator": "DoesNotExist"}
 
 
 def write_kwok_config() -> None:
@@ -56,6 +61,8 @@ def write_kwok_config() -> None:
     for doc in docs:
         if doc.get("kind") == "Stage" and doc["metadata"]["name"] == "pod-complete":
             doc["spec"]["selector"]["matchExpressions"].append(LOCAL_JOB_PODS)
+        if doc.get("kind") == "Stage" and doc["metadata"]["name"] == "pod-delete":
+            doc["spec"]["selector"]["matchExpressions"].append(GRACEFUL_PODS)
     (STATE / "kwok.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
 
 

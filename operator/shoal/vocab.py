@@ -64,6 +64,10 @@ ANN_COMMAND_ID = "shoal.dev/command-id"
 ANN_PROGRESS = "shoal.dev/progress"
 ANN_SESSION_CONFIG = "shoal.dev/session-config"
 ANN_RESUME_FROM = "shoal.dev/resume-from"  # on a session: the checkpoint its next pod starts from
+ANN_SPEC_HASH = (
+    "shoal.dev/spec-hash"  # on a TrainJob: the session spec it was made for (resumed only if unchanged)
+)
+ANN_STARTED = "shoal.dev/started"  # on a TrainJob: when it was made or last unsuspended (the gang's start)
 
 # --- finalizers -------------------------------------------------------------------------------------
 # Earlier versions put this finalizer on every session; it is taken off on sight. Shoal sets no

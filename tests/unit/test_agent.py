@@ -317,6 +317,15 @@ def test_sigterm_after_a_kill_command_ends_the_trainer_without_a_checkpoint(tmp_
     assert terminated.get("exitCode") == 0 and terminated.get("lastCheckpoint"), terminated
 
 
+def test_sigterm_after_a_pause_command_checkpoints_and_acknowledges_the_pause(tmp_path: Path) -> None:
+    """A TrainJob paused by suspension: worker 0 is told `pause`, then its pod is deleted. Whichever
+    of the two the agent sees first, the trainer checkpoints and exits once, and the pause is
+    acknowledged (the session waits for that, not for the pod's end)."""
+    paused = stopped(tmp_path / "pause", "pause")
+    assert paused.get("exitCode") == 0 and paused.get("lastCheckpoint"), paused
+    assert paused.get("ack") == 1, paused
+
+
 def test_an_agent_reports_nothing_before_its_trainer_has_progress_but_always_its_exit(
     tmp_path: Path, monkeypatch: Any
 ) -> None:

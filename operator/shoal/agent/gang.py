@@ -13,13 +13,15 @@ launcher and pass the pod's SIGTERM on, without any API access.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 from shoal.agent.proctree import ProcessTree
-from shoal.vocab import ENV_WORKER_INDEX, ENV_WORKERS
+from shoal.vocab import ENV_CONFIG_FILE, ENV_RESUME_FROM, ENV_WORKER_INDEX, ENV_WORKERS
 
 log = logging.getLogger("shoal.agent")
 
@@ -29,6 +31,21 @@ def workers() -> int:
         return max(1, int(os.environ.get(ENV_WORKERS, "1")))
     except ValueError:
         return 1
+
+
+def resume_from_config() -> None:
+    """Where a TrainJob's workers resume from is in the mounted config, not their environment (a
+    suspended JobSet's pod template cannot change it: builders/trainjob.py). Every worker reads it,
+    as every worker's trainer loads the checkpoint."""
+    path = os.environ.get(ENV_CONFIG_FILE)
+    if os.environ.get(ENV_RESUME_FROM) or not path:
+        return
+    try:
+        named = json.loads(Path(path).read_text()).get("resumeFrom")
+    except (OSError, ValueError, AttributeError):
+        return
+    if named:
+        os.environ[ENV_RESUME_FROM] = str(named)
 
 
 def follower() -> bool:

@@ -185,7 +185,10 @@ class Agent:
             self.current = fresh
         if self.current.get(ANN_COMMAND) == "kill":
             self._command(proc)  # nothing more when it was handled already: the trainer is being killed
-        else:
+            return
+        handled = self.handled_id
+        self._command(proc)  # a pause this deletion carries out (a suspended TrainJob's) is acknowledged
+        if self.handled_id == handled or self.current.get(ANN_COMMAND) not in ("pause", "stop"):
             proc.send_signal(signal.SIGTERM)
 
     def _command(self, proc: Trainer) -> None:
@@ -382,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         export_limits()
         start_http_server(args.port, addr=args.bind)
     command = args.command or [sys.executable, "-m", "shoal.agent.sb3"]
+    if gang.workers() > 1:
+        gang.resume_from_config()
     if gang.follower():
         return gang.follow(command)
     pod = (env(ENV_POD_NAMESPACE, ""), env(ENV_POD_NAME, ""))

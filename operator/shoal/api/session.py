@@ -311,7 +311,8 @@ class TrainingSessionStatus(Model):
     )
     message: str | None = Field(default=None, description="Details for people")
     podName: str | None = Field(
-        default=None, description="The pod running the session now (with workers > 1: the gang's Indexed Job)"
+        default=None,
+        description="The pod running the session now (with workers > 1: the gang's Indexed Job or TrainJob)",
     )
     workerPods: list[str] | None = Field(
         default=None,
@@ -319,6 +320,11 @@ class TrainingSessionStatus(Model):
         description="With workers > 1: the gang's pods by worker index; worker 0 reports and serves the endpoints",
     )
     readyWorkers: int | None = Field(default=None, description="With workers > 1: how many workers run ready")
+    gangKind: Literal["Job", "TrainJob"] | None = Field(
+        default=None,
+        description="With workers > 1: what runs the gang, chosen as it is made: a Kubeflow Trainer TrainJob "
+        "where the cluster serves that kind (paused by suspending it), else an Indexed Job",
+    )
     claimedFromPool: str | None = Field(default=None, description="The pool the pod was claimed from")
     startTime: datetime | None = Field(default=None, description="When training first started")
     endTime: datetime | None = Field(default=None, description="When the session ended")

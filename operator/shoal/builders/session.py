@@ -180,10 +180,15 @@ def supporting_objects(
     namespace: str,
     spec: TrainingSessionSpec,
     ingress_from: tuple[dict[str, Any], ...] | None = None,
+    resume_from: str | None = None,
 ) -> list[dict[str, Any]]:
     """PVC, ConfigMap, Service, the agent's ServiceAccount (its Role is per pod: agent_role), and with
-    `ingress_from` (the operator's setting) a NetworkPolicy admitting only those peers to the pod."""
+    `ingress_from` (the operator's setting) a NetworkPolicy admitting only those peers to the pod.
+    `resume_from`: written into the config, for pods whose environment cannot say it (a TrainJob's)."""
     n = names(session)
+    config = training_config(spec)
+    if resume_from:
+        config["resumeFrom"] = resume_from
 
     def meta(name: str) -> dict[str, Any]:
         return {
@@ -205,7 +210,7 @@ def supporting_objects(
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": meta(n["config"]),
-            "data": {"config.json": json.dumps(training_config(spec), sort_keys=True)},
+            "data": {"config.json": json.dumps(config, sort_keys=True)},
         },
         {
             "apiVersion": "v1",

@@ -7,6 +7,7 @@ from __future__ import annotations
 CORE = "/api/v1"
 SHOAL = "/apis/shoal.dev/v1alpha1"
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
+TRAINER = "/apis/trainer.kubeflow.org/v1alpha1"  # Kubeflow Trainer, where it is installed
 
 # kind -> (its group and version's root, its plural)
 KINDS: dict[str, tuple[str, str]] = {
@@ -25,6 +26,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
     "PodMetrics": ("/apis/metrics.k8s.io/v1beta1", "pods"),
+    "TrainJob": (TRAINER, "trainjobs"),
+    "TrainingRuntime": (TRAINER, "trainingruntimes"),
 }
 
 

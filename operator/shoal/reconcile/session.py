@@ -29,7 +29,7 @@ from shoal.k8s.paths import custom_path, pods_path
 from shoal.reconcile import write_status
 from shoal.reconcile.capacity import Capacity
 from shoal.reconcile.claimer import Claimer
-from shoal.reconcile.gang import GANG_RECHECK, Gangs
+from shoal.reconcile.gang import GANG_RECHECK, JOB, Gangs
 from shoal.runtime.cache import ClaimIndex
 from shoal.runtime.store import Store
 from shoal.sessions import record, starts, warm
@@ -159,7 +159,8 @@ class SessionReconciler:
 
         gang = spec.workers > 1
         if gang:
-            pod = self.gangs.view(namespace, st["podName"], spec, obj) if st.get("podName") else None
+            kind = st.get("gangKind") or JOB
+            pod = self.gangs.view(namespace, st["podName"], spec, obj, kind) if st.get("podName") else None
             st.update(workerPods=pod and pod["workerPods"], readyWorkers=pod and pod["readyWorkers"])
         else:
             pod = self._get_pod(namespace, st.get("podName"))
@@ -187,6 +188,8 @@ class SessionReconciler:
         events = self._carry_out(obj, spec, step, now)
         if gang and step.status.get("phase") in ACTIVE:
             step.requeue = min(step.requeue or GANG_RECHECK, GANG_RECHECK)
+        elif gang and step.status.get("phase") in FINAL:
+            self.gangs.ended(namespace, name, st)
         if not step.status.get("podName"):
             step.status.update(workerPods=None, readyWorkers=None)
         self._write(obj, step.status, now)
@@ -263,7 +266,7 @@ class SessionReconciler:
                 events.append(action)
             elif isinstance(action, CreatePod):
                 failed = (
-                    self.gangs.create(obj, spec, action.name, action.resume_from)
+                    self.gangs.create(obj, spec, action.name, action.resume_from, step.status)
                     if spec.workers > 1
                     else self._create_pod(obj, spec, action)
                 )
@@ -275,13 +278,11 @@ class SessionReconciler:
                     events.append(Event("Warning", "PodCreateFailed", failed))
             elif isinstance(action, SendCommand):
                 target = self.gangs.command_target(ns, action.pod) if spec.workers > 1 else action.pod
-                if target is None:
-                    continue  # worker 0 not created yet: the command's deadline stands, as for a lost write
-                self._patch(
-                    self.pods,
-                    pods_path(ns, target),
-                    {"metadata": {"annotations": {ANN_COMMAND: action.verb, ANN_COMMAND_ID: str(action.id)}}},
-                )
+                command = {ANN_COMMAND: action.verb, ANN_COMMAND_ID: str(action.id)}
+                if target is not None:  # else worker 0 is not made yet: the command's deadline stands
+                    self._patch(self.pods, pods_path(ns, target), {"metadata": {"annotations": command}})
+                if spec.workers > 1:
+                    self.gangs.commanded(ns, action.pod, action.verb, step.status)
             elif isinstance(action, LetGo):
                 if action.to_pool:
                     ended = {"Succeeded": True, "Failed": False}.get(step.status.get("phase", ""))
@@ -289,7 +290,7 @@ class SessionReconciler:
                         ns, action.pod, Holder(SESSION, meta["name"]), signature(spec), now, ended
                     )
                 elif not action.keep and spec.workers > 1:
-                    self.gangs.delete(ns, action.pod, action.uid)
+                    self.gangs.let_go(ns, action.pod, action.uid, step.status)
                 elif not action.keep:
                     self.kube.delete(pods_path(ns, action.pod), uid=action.uid or None)
             elif isinstance(action, Preempt):
@@ -353,7 +354,7 @@ class SessionReconciler:
         st = obj.get("status") or {}
         gang = int((obj.get("spec") or {}).get("workers") or 1) > 1
         if gang and st.get("podName"):
-            self.gangs.delete(meta["namespace"], st["podName"])
+            self.gangs.delete(meta["namespace"], st["podName"], kind=st.get("gangKind") or JOB)
         # A gang's podName is its Job's: no pod of that name to look up.
         pod = None if gang else self._get_pod(meta["namespace"], st.get("podName"))
         if pod is not None:

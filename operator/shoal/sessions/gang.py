@@ -29,12 +29,17 @@ def worker_index(pod: Mapping[str, Any]) -> int | None:
         return None
 
 
-def members(job_name: str, pods: Iterable[Mapping[str, Any]]) -> dict[int, Mapping[str, Any]]:
-    """The Job's live pods by index (the newest of an index, should the Job have replaced one)."""
+def members(
+    job_name: str, pods: Iterable[Mapping[str, Any]], terminating: bool = False
+) -> dict[int, Mapping[str, Any]]:
+    """The Job's live pods by index (the newest of an index, should the Job have replaced one); with
+    `terminating`, those being deleted too (a suspended gang's, whose agents are still checkpointing)."""
     out: dict[int, Mapping[str, Any]] = {}
     for pod in pods:
         meta = pod.get("metadata") or {}
-        if (meta.get("labels") or {}).get(JOB_NAME_LABEL) != job_name or meta.get("deletionTimestamp"):
+        if (meta.get("labels") or {}).get(JOB_NAME_LABEL) != job_name:
+            continue
+        if meta.get("deletionTimestamp") and not terminating:
             continue
         index = worker_index(pod)
         if index is None:
@@ -61,13 +66,25 @@ def _ready(pod: Mapping[str, Any]) -> bool:
 
 
 def gang_pod(
-    job: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]], workers: int
+    job: Mapping[str, Any] | None,
+    pods: Iterable[Mapping[str, Any]],
+    workers: int,
+    job_name: str | None = None,
+    suspended: bool = False,
+    started: str | None = None,
 ) -> dict[str, Any] | None:
-    """The gang as one pod object (name and uid the Job's), or None when the Job is gone."""
+    """The gang as one pod object (name and uid the Job's), or None when the Job is gone.
+
+    A TrainJob (builders/trainjob.py) is a gang too: `job` is the TrainJob (its conditions say Failed
+    as a Job's do), `job_name` the Job its JobSet runs, `started` when it was created or last resumed.
+    `suspended`: its pods are being ended (a pause); it is one pod until the last of them is gone.
+    """
     if job is None or (job.get("metadata") or {}).get("deletionTimestamp"):
         return None
     meta = job["metadata"]
-    by_index = members(meta["name"], pods)
+    by_index = members(job_name or meta["name"], pods, terminating=suspended)
+    if suspended and not by_index:
+        return None
     leader = by_index.get(0)
     lead_meta = (leader or {}).get("metadata") or {}
     lead_status = dict((leader or {}).get("status") or {})
@@ -103,7 +120,7 @@ def gang_pod(
         "metadata": {
             "name": meta["name"],
             "uid": meta.get("uid", ""),
-            "creationTimestamp": meta.get("creationTimestamp"),
+            "creationTimestamp": started or meta.get("creationTimestamp"),
             "annotations": dict(lead_meta.get("annotations") or {}),
         },
         "status": {"phase": phase, "conditions": conditions, "containerStatuses": statuses},
