@@ -107,7 +107,10 @@ def test_a_trainjob_trains_pauses_by_suspension_resumes_exactly_and_restarts_whe
     assert runtime["spec"]["mlPolicy"]["numNodes"] == 2
     leader, follower = st["workerPods"]
     pod = kube.get(pods_path(ns, leader))
-    assert pod["metadata"]["labels"]["jobset.sigs.k8s.io/jobset-name"] == "ddp-1"
+    labels = pod["metadata"]["labels"]
+    assert labels["jobset.sigs.k8s.io/jobset-name"] == "ddp-1"
+    # What the session's Service selects (its endpoints are worker 0's) and the operator watches.
+    assert (labels["shoal.dev/session"], labels["batch.kubernetes.io/job-completion-index"]) == ("ddp", "0")
     # The Trainer's torch plugin set torchrun's variables: static rendezvous at node 0 of the JobSet.
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in pod["spec"]["containers"][0]["env"]}
     assert env["PET_NNODES"] == "2" and env["PET_MASTER_ADDR"] == "ddp-1-node-0-0.ddp-1", env
