@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from shoal.api.scaler import MetricSpec, WorkerScalerSpec
+from shoal.api.metrics import MetricSpec
+from shoal.api.scaler import WorkerScalerSpec
 from shoal.config import PrometheusAccess
 from shoal.k8s.client import ApiError
 from shoal.scaling.engine import config, decide

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from shoal.api.scaler import MetricSpec
+from shoal.api.metrics import MetricSpec
 from shoal.config import PrometheusAccess, Settings, SettingsError
 from shoal.sources.base import SourceContext
 from shoal.sources.prometheus import PrometheusSource

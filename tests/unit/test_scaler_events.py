@@ -6,7 +6,7 @@ import copy
 from collections import Counter
 from typing import Any, cast
 
-from shoal.api.scaler import MetricSpec
+from shoal.api.metrics import MetricSpec
 from shoal.config import Settings
 from shoal.k8s.client import Kube
 from shoal.reconcile.scaler import ScalerReconciler, _State

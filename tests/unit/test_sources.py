@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from shoal.api.scaler import MetricSpec
+from shoal.api.metrics import MetricSpec
 from shoal.reconcile.scaler import startup_seconds
 from shoal.sources.base import SourceContext
 from shoal.sources.metrics_api import MetricsApiSource, go_duration

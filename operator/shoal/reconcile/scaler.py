@@ -13,7 +13,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from shoal import conditions, telemetry
-from shoal.api.scaler import MetricSpec, WorkerScalerSpec
+from shoal.api.metrics import MetricSpec
+from shoal.api.scaler import WorkerScalerSpec
 from shoal.config import Settings
 from shoal.k8s.client import ApiError, Kube
 from shoal.k8s.paths import custom_path, pods_path

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from shoal.api.scaler import MetricSpec
+from shoal.api.metrics import MetricSpec
 from shoal.k8s.client import Kube
 from shoal.scaling.types import MetricReading
 

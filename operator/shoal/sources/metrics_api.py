@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from shoal.api.common import parse_quantity
-from shoal.api.scaler import MetricSpec
+from shoal.api.metrics import MetricSpec
 from shoal.k8s.client import ApiError
 from shoal.k8s.paths import kind_path, pods_path
 from shoal.scaling.types import MetricReading, PodSample

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from shoal.api.scaler import MetricSpec
+from shoal.api.metrics import MetricSpec
 from shoal.k8s.client import ApiError
 from shoal.k8s.paths import custom_path
 from shoal.scaling.types import MetricReading

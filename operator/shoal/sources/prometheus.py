@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from shoal.api.common import quantity
-from shoal.api.scaler import MetricSpec
+from shoal.api.metrics import MetricSpec
 from shoal.config import PrometheusAccess
 from shoal.scaling.types import MetricReading
 from shoal.sources.base import SourceContext
