@@ -6,7 +6,8 @@ pods, which the Trainer and JobSet render from the session's own TrainingRuntime
 processes (shoal-agent, torchrun with the Trainer's static rendezvous, the DDP example over gloo).
 Pause suspends the TrainJob, whose pods end with SIGTERM through the local kubelet's grace period as
 through a kubelet's; resume unsuspends the same TrainJob from that checkpoint; a lost worker fails the
-TrainJob and the gang restarts as a new one; a stop while paused removes the suspended TrainJob.
+TrainJob and the gang restarts as a new one; a stop while paused removes the suspended TrainJob. The
+operator runs with only its chart's permissions.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from shoal.k8s.client import Kube
 from shoal.k8s.paths import custom_path, kind_path, pods_path
 from testbed import kubeflow
 from testbed.kubelet import LocalKubelet
-from tests.e2e.conftest import OperatorProcess, session_manifest
+from tests.e2e.conftest import ChartAccount, OperatorProcess, session_manifest
 from tests.e2e.test_session_gang import COMMAND, progress_of, progress_of_ended
 from tests.e2e.util import apply, events_where, phase_is, status, wait_until
 
@@ -37,6 +38,18 @@ def trainer(cluster: Path) -> Iterator[None]:
     kubeflow.up()
     yield
     kubeflow.down()
+
+
+@pytest.fixture
+def chart_operator(operator: OperatorProcess, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    """The operator with only what its chart grants (cluster-wide, its defaults): a verb the chart
+    forgot for TrainJobs or runtimes shows as a denial in its log."""
+    operator.stop()  # the admin operator stands down; the next running_operator restarts it
+    chart = ChartAccount(namespace)
+    env = {"SHOAL_LEASE_NAMESPACE": namespace, "SHOAL_LEASE_NAME": chart.account}
+    op = OperatorProcess(chart.kubeconfig(tmp_path / "chart.kubeconfig"), tmp_path, **env)
+    with chart.serving(op):
+        yield op
 
 
 @pytest.fixture
@@ -83,7 +96,7 @@ def test_a_trainjob_trains_pauses_by_suspension_resumes_exactly_and_restarts_whe
     kube: Kube,
     namespace: str,
     trainer: None,
-    running_operator: OperatorProcess,
+    chart_operator: OperatorProcess,
     graceful_kubelet: LocalKubelet,
 ) -> None:
     ns = namespace
@@ -187,3 +200,8 @@ def test_a_trainjob_trains_pauses_by_suspension_resumes_exactly_and_restarts_whe
     kube.merge_patch(custom_path("trainingsessions", ns, "ddp"), {"spec": {"runState": "Stopped"}})
     wait_until(lambda: phase_is(kube, ns, "ddp", "Stopped"), 60, "session Stopped")
     wait_until(lambda: trainjob(kube, ns, "ddp-3") is None, 60, "the suspended TrainJob deleted")
+    log = "".join(p.read_text(errors="replace") for p in chart_operator.logdir.glob("operator-*.log"))
+    denied = [
+        line for line in log.splitlines() if "is forbidden: User" in line or "Not enough permissions" in line
+    ]
+    assert denied == [], denied[:5]

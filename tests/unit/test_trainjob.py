@@ -17,6 +17,7 @@ from shoal.builders.trainjob import (
     train_job,
     training_runtime,
 )
+from shoal.k8s.client import ApiError
 from shoal.sessions.gang import gang_pod
 from shoal.sessions.steps import PodState
 from shoal.vocab import ANN_PROGRESS, ANN_SPEC_HASH, ANN_STARTED, LABEL_SESSION
@@ -169,10 +170,18 @@ def test_a_suspended_gang_is_its_terminating_pods_until_the_last_is_gone() -> No
 class TrainerApi:
     """What Gangs asks of the API server: discovery, TrainJobs by label, and every write, recorded."""
 
-    def __init__(self, served: bool, trainjobs: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, served: bool, trainjobs: list[dict[str, Any]] | None = None, runtime_owner: str | None = None
+    ) -> None:
         self.served = served
         self.trainjobs = trainjobs or []
+        self.runtime_owner = runtime_owner  # the uid owning a TrainingRuntime "s" that exists already
         self.writes: list[tuple[str, str, Any]] = []
+
+    def get(self, path: str) -> dict[str, Any]:
+        assert path.endswith("/trainingruntimes/s") and self.runtime_owner is not None
+        refs = [{"uid": self.runtime_owner}] if self.runtime_owner else []
+        return {"metadata": {"name": "s", "ownerReferences": refs}}
 
     def get_if_exists(self, path: str) -> dict[str, Any] | None:
         if path == "/apis/trainer.kubeflow.org/v1alpha1":
@@ -189,11 +198,14 @@ class TrainerApi:
         self.writes.append(("apply", body["kind"], body["metadata"]["name"]))
 
     def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if body["kind"] == "TrainingRuntime" and self.runtime_owner is not None:
+            raise ApiError(409, "AlreadyExists", "exists")
         self.writes.append(("create", body["kind"], body["metadata"]["name"]))
         return body
 
     def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
-        self.writes.append(("patch", path.rsplit("/", 1)[-1], patch["spec"]))
+        what = patch.get("kind") or patch["spec"]
+        self.writes.append(("patch", path.rsplit("/", 1)[-1], what))
         return patch
 
     merge_patch_if_exists = merge_patch
@@ -233,7 +245,17 @@ def test_with_the_trainer_a_gang_is_a_trainjob_on_the_sessions_runtime() -> None
     assert gangs(api).create(SESSION, spec(), "s-1", None, status) == ""
     assert status == {"gangKind": "TrainJob"}
     kinds = [(w[0], w[1], w[2]) for w in api.writes if w[1] in ("TrainingRuntime", "TrainJob", "Job")]
-    assert kinds == [("apply", "TrainingRuntime", "s"), ("create", "TrainJob", "s-1")]
+    assert kinds == [("create", "TrainingRuntime", "s"), ("create", "TrainJob", "s-1")]
+
+
+def test_the_runtime_follows_the_spec_but_one_the_session_does_not_own_is_never_overwritten() -> None:
+    api, status = TrainerApi(served=True, runtime_owner="uid-1"), dict[str, Any]()
+    assert gangs(api).create(SESSION, spec(), "s-2", None, status) == ""
+    assert ("patch", "s", "TrainingRuntime") in api.writes and ("create", "TrainJob", "s-2") in api.writes
+    theirs = TrainerApi(served=True, runtime_owner="")
+    failed = gangs(theirs).create(SESSION, spec(), "s-1", None, dict[str, Any]())
+    assert failed == "TrainingRuntime s exists and is not this session's"
+    assert not [w for w in theirs.writes if w[1] in ("TrainingRuntime", "TrainJob", "s")]
 
 
 def test_a_resume_unsuspends_the_paused_trainjob_made_for_this_spec_and_drops_others() -> None:

@@ -68,11 +68,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: [jobs]
   verbs: [get, create, delete]
 # Where Kubeflow Trainer is installed, a gang is a TrainJob on a TrainingRuntime of the session's own:
-# the runtime written before each TrainJob; the TrainJob created, read, listed (a paused session's, to
-# resume it), suspended and resumed (patch), deleted.
+# the runtime written before each TrainJob (read when one of its name exists: is it the session's?);
+# the TrainJob created, read, listed (a paused session's, to resume it), suspended and resumed
+# (patch), deleted.
 - apiGroups: [trainer.kubeflow.org]
   resources: [trainingruntimes]
-  verbs: [create, patch]
+  verbs: [get, create, patch]
 - apiGroups: [trainer.kubeflow.org]
   resources: [trainjobs]
   verbs: [get, list, create, patch, delete]

@@ -134,7 +134,11 @@ class Gangs:
         ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
         now, want = format_time(datetime.now(UTC)), spec_hash(spec)
         s = self.settings
-        self.kube.apply(ns, training_runtime(name, uid, spec, s.gpu_resource, s.gpu_memory_resource))
+        refused = self._own_runtime(
+            ns, training_runtime(name, uid, spec, s.gpu_resource, s.gpu_memory_resource)
+        )
+        if refused:
+            return job_name, refused
         resumed = ""
         for tj in self.kube.list_items(kind_path(TRAINJOB, ns), f"{LABEL_SESSION}={name}"):
             tj_meta = tj["metadata"]
@@ -149,6 +153,25 @@ class Gangs:
             return resumed, ""
         self.kube.create(kind_path(TRAINJOB, ns), train_job(name, uid, job_name, spec, want, now))
         return job_name, ""
+
+    def _own_runtime(self, ns: str, runtime: dict[str, Any]) -> str:
+        """Write the session's TrainingRuntime; one of that name that is not the session's (a platform
+        team's own) is never overwritten: the refusal, or ""."""
+        try:
+            self.kube.create(kind_path("TrainingRuntime", ns), runtime)
+            return ""
+        except ApiError as exc:
+            if not exc.conflict:
+                raise
+        name = runtime["metadata"]["name"]
+        path = kind_path("TrainingRuntime", ns, name)
+        mine = runtime["metadata"]["ownerReferences"][0]["uid"]
+        if not any(
+            ref.get("uid") == mine for ref in self.kube.get(path)["metadata"].get("ownerReferences") or []
+        ):
+            return f"TrainingRuntime {name} exists and is not this session's"
+        self.kube.merge_patch(path, runtime)  # the runtime follows the session's spec
+        return ""
 
     def command_target(self, namespace: str, job_name: str) -> str | None:
         """The pod a command for the gang goes to: worker 0's."""
