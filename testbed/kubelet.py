@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from shoal.builders.gang import JOB_NAME_LABEL, RENDEZVOUS_PORT
+from shoal.builders.trainjob import JOBSET_NAME_LABEL
 from shoal.k8s.client import ApiError, Kube
 from shoal.k8s.paths import pods_path
 from testbed.localpod import LocalPod, free_port
@@ -26,7 +27,6 @@ from testbed.seed import GRACEFUL_LABEL
 log = logging.getLogger("testbed.kubelet")
 LABEL_SESSION = "shoal.dev/session"
 LABEL_RUN = "testbed.shoal.dev/run"
-JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"
 
 
 def wanted(pod: dict[str, Any]) -> bool:
@@ -80,7 +80,7 @@ class LocalKubelet:
         elif not gone and running and wanted(pod) and uid not in self.pods:
             hosts, env = self._hosts(pod), dict(self.env or {})
             labels = meta.get("labels") or {}
-            if JOBSET_LABEL in labels:  # a TrainJob's static rendezvous: this gang's port, not 29400
+            if JOBSET_NAME_LABEL in labels:  # a TrainJob's static rendezvous: this gang's port, not 29400
                 env["PET_MASTER_PORT"] = str(self.rendezvous[(meta["namespace"], labels[JOB_NAME_LABEL])])
             if self.graceful:
                 self.kube.merge_patch(

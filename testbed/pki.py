@@ -11,6 +11,41 @@ from testbed.config import HOST, KUBECONFIG, PKI, PORTS, log
 # --- certificates -------------------------------------------------------------------------------
 
 
+def openssl(cwd: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, cwd=cwd, capture_output=True)
+
+
+def self_signed_ca(cwd: Path, subject: str, *extensions: str) -> None:
+    """ca.key and ca.crt in `cwd`; `extensions`: -addext values."""
+    addext = [arg for ext in extensions for arg in ("-addext", ext)]
+    openssl(
+        cwd, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "3650", "-subj", subject, *addext,
+    )  # fmt: skip
+
+
+def signed_by_ca(cwd: Path, name: str, subject: str, extensions: str) -> None:
+    """<name>.key and <name>.crt in `cwd`, signed by its ca.crt; `extensions`: an openssl extfile's text."""
+    openssl(
+        cwd,
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        "-subj",
+        subject,
+    )
+    (cwd / "ext.cnf").write_text(extensions)
+    openssl(
+        cwd, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", f"{name}.crt", "-days", "3650", "-extfile", "ext.cnf",
+    )  # fmt: skip
+
+
 def ensure_pki() -> None:
     """One CA and one admin certificate (system:masters) used as server, client and front-proxy cert.
 
@@ -21,59 +56,15 @@ def ensure_pki() -> None:
         return
     PKI.mkdir(parents=True, exist_ok=True)
     log("generating certificates")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, cwd=PKI, capture_output=True)
-
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "3650",
-        "-subj",
-        "/CN=shoal-testbed-ca",
-    )
-    openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "admin.key",
-        "-out",
-        "admin.csr",
-        "-subj",
+    self_signed_ca(PKI, "/CN=shoal-testbed-ca")
+    signed_by_ca(
+        PKI,
+        "admin",
         "/O=system:masters/CN=kubernetes-admin",
-    )
-    (PKI / "ext.cnf").write_text(
         "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:10.96.0.1,DNS:kubernetes,"
         "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
         "extendedKeyUsage=serverAuth,clientAuth\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\n"
-    )
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        "admin.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "admin.crt",
-        "-days",
-        "3650",
-        "-extfile",
-        "ext.cnf",
+        "keyUsage=critical,digitalSignature,keyEncipherment\n",
     )
 
 
@@ -116,36 +107,19 @@ def kubeflow_certs() -> Path:
     if (out / "tls.crt").exists():
         return out
     out.mkdir(parents=True, exist_ok=True)
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, cwd=out, capture_output=True)
-
-    openssl(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-        "-days", "3650", "-subj", f"/O=kubeflow-trainer/CN={KUBEFLOW_CA}",
-        "-addext", f"subjectAltName=DNS:{KUBEFLOW_CA}",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,digitalSignature,keyEncipherment",
-    )  # fmt: skip
-    openssl("rsa", "-in", "ca.key", "-traditional", "-out", "ca.key")  # the rotator parses PKCS#1 only
-    openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "tls.key",
-        "-out",
-        "tls.csr",
-        "-subj",
+    self_signed_ca(
+        out,
+        f"/O=kubeflow-trainer/CN={KUBEFLOW_CA}",
+        f"subjectAltName=DNS:{KUBEFLOW_CA}",
+        "basicConstraints=critical,CA:TRUE",
+        "keyUsage=critical,keyCertSign,digitalSignature,keyEncipherment",
+    )
+    openssl(out, "rsa", "-in", "ca.key", "-traditional", "-out", "ca.key")  # the rotator parses PKCS#1 only
+    signed_by_ca(
+        out,
+        "tls",
         "/CN=webhooks",
-    )
-    (out / "ext.cnf").write_text(
         f"subjectAltName=DNS:{KUBEFLOW_DNS},IP:127.0.0.1\n"
-        "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
     )
-    openssl(
-        "x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "tls.crt", "-days", "3650", "-extfile", "ext.cnf",
-    )  # fmt: skip
     return out

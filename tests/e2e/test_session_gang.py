@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +24,32 @@ from tests.e2e.conftest import OperatorProcess, session_manifest
 from tests.e2e.util import apply, events_where, kubectl, phase_is, status, wait_until
 
 COMMAND = ["shoal-agent", "--", "torchrun", "-m", "shoal.examples.ddp_regression"]
+# The pods run their own command (no trainer double): torchrun and the example, paced to watch.
+GANG_ENV = {
+    "SHOAL_TENSORBOARD_PORT": "0",
+    "SHOAL_REPORT_EVERY": "1",
+    "SHOAL_SECONDSPEREPISODE": "0.05",
+    "OMP_NUM_THREADS": "1",
+}
+
+
+def ddp_session() -> dict[str, Any]:
+    """Session `ddp`: the example on two workers, until the test pauses or stops it."""
+    return session_manifest(
+        "ddp",
+        game="regression",
+        algorithm="ddp",
+        command=COMMAND,
+        workers=2,
+        learningRate=0.01,
+        totalTimesteps=10**9,  # runs until the test pauses it
+        checkpointEverySec=3600,  # checkpoints only when asked (pause) or at the end
+    )
 
 
 @pytest.fixture
 def gang_kubelet(kube: Kube, namespace: str) -> Iterator[LocalKubelet]:
-    """The pods run their own command (no trainer double): torchrun and the example, paced to watch."""
-    env = {
-        "SHOAL_TENSORBOARD_PORT": "0",
-        "SHOAL_REPORT_EVERY": "1",
-        "SHOAL_SECONDSPEREPISODE": "0.05",
-        "OMP_NUM_THREADS": "1",
-    }
-    kubelet = LocalKubelet(kube, namespace, env=env).start()
+    kubelet = LocalKubelet(kube, namespace, env=GANG_ENV).start()
     yield kubelet
     kubelet.stop()
 
@@ -46,8 +60,17 @@ def progress_of(kube: Kube, ns: str, pod: str) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-def running_gang(kube: Kube, ns: str, job: str, steps: int, kubelet: LocalKubelet) -> dict[str, Any]:
-    """The session Running on `job` with both workers ready and worker 0 past `steps` steps."""
+def running_gang(
+    kube: Kube,
+    ns: str,
+    job: str,
+    steps: int,
+    kubelet: LocalKubelet,
+    timeout: float = 120,
+    context: Callable[[], object] = lambda: "",
+) -> dict[str, Any]:
+    """The session Running on `job` with both workers ready and worker 0 past `steps` steps; on a
+    timeout, what the pods and their processes said (and `context()`)."""
 
     def check() -> dict[str, Any]:
         st = phase_is(kube, ns, "ddp", "Running")
@@ -56,7 +79,7 @@ def running_gang(kube: Kube, ns: str, job: str, steps: int, kubelet: LocalKubele
         return st if progress_of(kube, ns, st["workerPods"][0]).get("episodes", 0) >= steps else {}
 
     try:
-        return wait_until(check, 120, f"gang {job} running past step {steps}")
+        return wait_until(check, timeout, f"gang {job} running past step {steps}")
     except AssertionError as exc:  # what the gang's pods and their processes said
         pods = [p for p in kube.list_items(pods_path(ns)) if p["metadata"]["name"].startswith(job)]
         said = {
@@ -64,26 +87,14 @@ def running_gang(kube: Kube, ns: str, job: str, steps: int, kubelet: LocalKubele
             for p in pods
         }
         out = {k: (phase, local.output()[-1500:] if local else None) for k, (phase, local) in said.items()}
-        raise AssertionError(f"{exc}\nstatus: {status(kube, ns, 'ddp')}\npods: {out}") from None
+        raise AssertionError(f"{exc}\nstatus: {status(kube, ns, 'ddp')}\n{context()}\npods: {out}") from None
 
 
 def test_two_workers_train_pause_resume_exactly_and_a_lost_worker_restarts_the_gang(
     kube: Kube, namespace: str, running_operator: OperatorProcess, gang_kubelet: LocalKubelet
 ) -> None:
     ns = namespace
-    apply(
-        session_manifest(
-            "ddp",
-            game="regression",
-            algorithm="ddp",
-            command=COMMAND,
-            workers=2,
-            learningRate=0.01,
-            totalTimesteps=10**9,  # runs until the test pauses it
-            checkpointEverySec=3600,  # checkpoints only when asked (pause) or at the end
-        ),
-        ns,
-    )
+    apply(ddp_session(), ns)
     st = running_gang(kube, ns, "ddp-1", 5, gang_kubelet)
     job = kube.get(kind_path("Job", ns, "ddp-1"))
     assert (job["spec"]["completionMode"], job["spec"]["completions"], job["spec"]["backoffLimit"]) == (

@@ -26,9 +26,9 @@ from shoal.k8s.client import Kube
 from shoal.k8s.paths import custom_path, kind_path, pods_path
 from testbed import kubeflow
 from testbed.kubelet import LocalKubelet
-from tests.e2e.conftest import ChartAccount, OperatorProcess, session_manifest
-from tests.e2e.test_session_gang import COMMAND, progress_of, progress_of_ended
-from tests.e2e.util import apply, events_where, phase_is, status, wait_until
+from tests.e2e.conftest import ChartAccount, OperatorProcess
+from tests.e2e.test_session_gang import GANG_ENV, ddp_session, progress_of, progress_of_ended, running_gang
+from tests.e2e.util import apply, events_where, phase_is, wait_until
 
 JOBSET = "/apis/jobset.x-k8s.io/v1alpha2"
 
@@ -54,13 +54,7 @@ def chart_operator(operator: OperatorProcess, namespace: str, tmp_path: Path) ->
 
 @pytest.fixture
 def graceful_kubelet(kube: Kube, namespace: str) -> Iterator[LocalKubelet]:
-    env = {
-        "SHOAL_TENSORBOARD_PORT": "0",
-        "SHOAL_REPORT_EVERY": "1",
-        "SHOAL_SECONDSPEREPISODE": "0.05",
-        "OMP_NUM_THREADS": "1",
-    }
-    kubelet = LocalKubelet(kube, namespace, env=env, graceful=True).start()
+    kubelet = LocalKubelet(kube, namespace, env=GANG_ENV, graceful=True).start()
     yield kubelet
     kubelet.stop()
 
@@ -70,26 +64,7 @@ def trainjob(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
 
 
 def running(kube: Kube, ns: str, tj: str, steps: int, kubelet: LocalKubelet) -> dict[str, Any]:
-    def check() -> dict[str, Any]:
-        st = phase_is(kube, ns, "ddp", "Running")
-        if st.get("podName") != tj or st.get("readyWorkers") != 2 or len(st.get("workerPods") or []) != 2:
-            return {}
-        return st if progress_of(kube, ns, st["workerPods"][0]).get("episodes", 0) >= steps else {}
-
-    try:
-        return wait_until(check, 150, f"TrainJob {tj} running past step {steps}")
-    except AssertionError as exc:
-        pods = [p for p in kube.list_items(pods_path(ns)) if p["metadata"]["name"].startswith(tj)]
-        out = {
-            p["metadata"]["name"]: (
-                p["status"].get("phase"),
-                (lp.output()[-1500:] if (lp := kubelet.pod(p["metadata"]["name"])) else None),
-            )
-            for p in pods
-        }
-        raise AssertionError(
-            f"{exc}\nstatus: {status(kube, ns, 'ddp')}\ntrainjob: {trainjob(kube, ns, tj)}\npods: {out}"
-        ) from None
+    return running_gang(kube, ns, tj, steps, kubelet, 150, lambda: f"trainjob: {trainjob(kube, ns, tj)}")
 
 
 def test_a_trainjob_trains_pauses_by_suspension_resumes_exactly_and_restarts_when_a_worker_is_lost(
@@ -100,19 +75,7 @@ def test_a_trainjob_trains_pauses_by_suspension_resumes_exactly_and_restarts_whe
     graceful_kubelet: LocalKubelet,
 ) -> None:
     ns = namespace
-    apply(
-        session_manifest(
-            "ddp",
-            game="regression",
-            algorithm="ddp",
-            command=COMMAND,
-            workers=2,
-            learningRate=0.01,
-            totalTimesteps=10**9,
-            checkpointEverySec=3600,
-        ),
-        ns,
-    )
+    apply(ddp_session(), ns)
     st = running(kube, ns, "ddp-1", 5, graceful_kubelet)
     assert st["gangKind"] == "TrainJob"
     assert kube.get_if_exists(kind_path("Job", ns, "ddp-1")) is None  # not Shoal's own Indexed Job

@@ -15,7 +15,6 @@ runs: one pod per worker (index 0..N-1), each starting the user's command (`shoa
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from shoal.api.session import TrainingSessionSpec
@@ -39,17 +38,28 @@ def worker_host(job: str, session: str, index: int | str) -> str:
     return f"{job}-{index}.{service_name(session)}"
 
 
-def torchrun_env(job: str, session: str, spec: TrainingSessionSpec) -> list[dict[str, Any]]:
-    """torchrun reads PET_<FLAG> for each of its flags: the launcher's arguments, set for every worker."""
-    per_node = max(1, spec.resources.gpu or 0)  # one process per GPU the pod holds; one on CPU
+def per_node(spec: TrainingSessionSpec) -> int:
+    return max(1, spec.resources.gpu or 0)  # one process per GPU the pod holds; one on CPU
+
+
+def worker_env(spec: TrainingSessionSpec) -> list[dict[str, Any]]:
+    """How many workers there are and which one this is (the Job's completion index), for the agent:
+    every gang's, whoever renders its pods (this Job, or Kubeflow Trainer's JobSet)."""
     return [
         {"name": ENV_WORKERS, "value": str(spec.workers)},
         {
             "name": ENV_WORKER_INDEX,
             "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{GANG_INDEX_LABEL}']"}},
         },
+    ]
+
+
+def torchrun_env(job: str, session: str, spec: TrainingSessionSpec) -> list[dict[str, Any]]:
+    """torchrun reads PET_<FLAG> for each of its flags: the launcher's arguments, set for every worker."""
+    return [
+        *worker_env(spec),
         {"name": "PET_NNODES", "value": str(spec.workers)},
-        {"name": "PET_NPROC_PER_NODE", "value": str(per_node)},
+        {"name": "PET_NPROC_PER_NODE", "value": str(per_node(spec))},
         {"name": "PET_RDZV_BACKEND", "value": "c10d"},
         {"name": "PET_RDZV_ENDPOINT", "value": f"{worker_host(job, session, 0)}:{RENDEZVOUS_PORT}"},
         {"name": "PET_RDZV_ID", "value": job},  # a new gang, a new rendezvous
@@ -57,6 +67,36 @@ def torchrun_env(job: str, session: str, spec: TrainingSessionSpec) -> list[dict
         {"name": "PET_LOCAL_ADDR", "value": worker_host(job, session, f"$({ENV_WORKER_INDEX})")},
         {"name": "PET_MAX_RESTARTS", "value": "0"},  # restarts are the operator's, from a checkpoint
     ]
+
+
+def gang_metadata(name: str, session: str, uid: str) -> dict[str, Any]:
+    """The metadata of an object that runs a session's gang (a Job, a TrainJob, its runtime)."""
+    return {
+        "name": name,
+        "labels": {LABEL_SESSION: session, LABEL_MANAGED: "true"},
+        "ownerReferences": [controller_ref("TrainingSession", session, uid)],
+    }
+
+
+def worker_template(
+    session: str,
+    uid: str,
+    spec: TrainingSessionSpec,
+    env: list[dict[str, Any]],
+    gpu_resource: str,
+    gpu_memory_resource: str = "",
+    resume_from: str | None = None,
+) -> dict[str, Any]:
+    """The session's pod as a gang's pod template: `env` (the worker's own) first, the rendezvous
+    port; no name or owner, which the Job that makes the pods gives them."""
+    pod = session_pod(session, uid, session, spec, gpu_resource, gpu_memory_resource, resume_from)
+    container = pod["spec"]["containers"][0]
+    container["env"] = env + container["env"]
+    container["ports"].append({"name": "rendezvous", "containerPort": RENDEZVOUS_PORT})
+    meta = pod["metadata"]
+    for key in ("name", "ownerReferences"):
+        meta.pop(key)
+    return {"metadata": meta, "spec": pod["spec"]}
 
 
 def gang_job(
@@ -69,30 +109,19 @@ def gang_job(
     resume_from: str | None = None,
 ) -> dict[str, Any]:
     """The Indexed Job running `spec.workers` copies of the session's pod, as one gang."""
-    pod = session_pod(session, uid, job, spec, gpu_resource, gpu_memory_resource, resume_from)
-    container = pod["spec"]["containers"][0]
-    container["env"] = torchrun_env(job, session, spec) + container["env"]
-    container["ports"].append({"name": "rendezvous", "containerPort": RENDEZVOUS_PORT})
-    template_meta = copy.deepcopy(pod["metadata"])
-    for key in ("name", "ownerReferences"):  # the Job names and owns its pods
-        template_meta.pop(key)
+    env = torchrun_env(job, session, spec)
+    template = worker_template(session, uid, spec, env, gpu_resource, gpu_memory_resource, resume_from)
+    template["spec"]["subdomain"] = service_name(session)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": job,
-            "labels": {LABEL_SESSION: session, LABEL_MANAGED: "true"},
-            "ownerReferences": [controller_ref("TrainingSession", session, uid)],
-        },
+        "metadata": gang_metadata(job, session, uid),
         "spec": {
             "completionMode": "Indexed",
             "completions": spec.workers,
             "parallelism": spec.workers,
             "backoffLimit": 0,
-            "template": {
-                "metadata": template_meta,
-                "spec": {**pod["spec"], "subdomain": service_name(session)},
-            },
+            "template": template,
         },
     }
 

@@ -15,21 +15,11 @@ their DNS names. The TrainJob itself says only how many nodes, and whether it is
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from shoal.api.session import TrainingSessionSpec
-from shoal.builders import controller_ref
-from shoal.builders.gang import RENDEZVOUS_PORT
-from shoal.builders.session import GANG_INDEX_LABEL, session_pod
-from shoal.vocab import (
-    ANN_SPEC_HASH,
-    ANN_STARTED,
-    ENV_WORKER_INDEX,
-    ENV_WORKERS,
-    LABEL_MANAGED,
-    LABEL_SESSION,
-)
+from shoal.builders.gang import gang_metadata, per_node, worker_env, worker_template
+from shoal.vocab import ANN_SPEC_HASH, ANN_STARTED
 
 TRAINER_API = "trainer.kubeflow.org/v1alpha1"
 NODE = "node"  # the replicated Job and container the torch plugin fills in (its `trainer` step)
@@ -42,37 +32,16 @@ def node_job(trainjob: str) -> str:
     return f"{trainjob}-{NODE}-0"
 
 
-def per_node(spec: TrainingSessionSpec) -> int:
-    return max(1, spec.resources.gpu or 0)  # one process per GPU the pod holds; one on CPU
-
-
 def training_runtime(
     session: str, uid: str, spec: TrainingSessionSpec, gpu_resource: str, gpu_memory_resource: str = ""
 ) -> dict[str, Any]:
     """The session's pod as a namespaced TrainingRuntime named like the session."""
-    pod = session_pod(session, uid, session, spec, gpu_resource, gpu_memory_resource)
-    container = pod["spec"]["containers"][0]
-    container["name"] = NODE
-    container["env"] = [
-        {"name": ENV_WORKERS, "value": str(spec.workers)},
-        {
-            "name": ENV_WORKER_INDEX,
-            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{GANG_INDEX_LABEL}']"}},
-        },
-        *container["env"],
-    ]
-    container["ports"].append({"name": "rendezvous", "containerPort": RENDEZVOUS_PORT})
-    template_meta = copy.deepcopy(pod["metadata"])
-    for key in ("name", "ownerReferences", "annotations"):
-        template_meta.pop(key)
+    template = worker_template(session, uid, spec, worker_env(spec), gpu_resource, gpu_memory_resource)
+    template["spec"]["containers"][0]["name"] = NODE
     return {
         "apiVersion": TRAINER_API,
         "kind": "TrainingRuntime",
-        "metadata": {
-            "name": session,
-            "labels": {LABEL_SESSION: session, LABEL_MANAGED: "true"},
-            "ownerReferences": [controller_ref("TrainingSession", session, uid)],
-        },
+        "metadata": gang_metadata(session, session, uid),
         "spec": {
             "mlPolicy": {"numNodes": spec.workers, "torch": {"numProcPerNode": per_node(spec)}},
             "template": {
@@ -87,7 +56,7 @@ def training_runtime(
                                     # A lost worker fails the Job, the JobSet and the TrainJob at once;
                                     # the operator restarts the gang from the last checkpoint.
                                     "backoffLimit": 0,
-                                    "template": {"metadata": template_meta, "spec": pod["spec"]},
+                                    "template": template,
                                 },
                             },
                         }
@@ -101,15 +70,12 @@ def training_runtime(
 def train_job(
     session: str, uid: str, name: str, spec: TrainingSessionSpec, spec_hash: str, now: str
 ) -> dict[str, Any]:
+    metadata = gang_metadata(name, session, uid)
+    metadata["annotations"] = {ANN_SPEC_HASH: spec_hash, ANN_STARTED: now}
     return {
         "apiVersion": TRAINER_API,
         "kind": "TrainJob",
-        "metadata": {
-            "name": name,
-            "labels": {LABEL_SESSION: session, LABEL_MANAGED: "true"},
-            "annotations": {ANN_SPEC_HASH: spec_hash, ANN_STARTED: now},
-            "ownerReferences": [controller_ref("TrainingSession", session, uid)],
-        },
+        "metadata": metadata,
         "spec": {
             "runtimeRef": {"name": session, "apiGroup": "trainer.kubeflow.org", "kind": "TrainingRuntime"},
             "trainer": {"numNodes": spec.workers, "numProcPerNode": per_node(spec)},

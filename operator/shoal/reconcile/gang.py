@@ -106,13 +106,14 @@ class Gangs:
         one it was made for); otherwise the gang is made afresh as `job_name`."""
         meta = obj["metadata"]
         ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
-        trainer = self.trainer_served()
+        kind = TRAINJOB if self.trainer_served() else JOB
         ingress = self.settings.session_ingress_from
-        for body in supporting_objects(name, uid, ns, spec, ingress, resume_from if trainer else None):
+        in_config = resume_from if kind == TRAINJOB else None  # a Job's pods have it in their env
+        for body in supporting_objects(name, uid, ns, spec, ingress, in_config):
             self.kube.apply(ns, body, create_only=body["kind"] != "ConfigMap")
         try:
-            if trainer:
-                return TRAINJOB, *self._train_job(obj, spec, job_name)
+            if kind == TRAINJOB:
+                return kind, *self._train_job(obj, spec, job_name)
             self.kube.apply(ns, gang_service(name, uid), create_only=True)
             body = gang_job(
                 name,
@@ -126,8 +127,8 @@ class Gangs:
             self.kube.create(job_path(ns), body)
         except ApiError as exc:
             if exc.status != 409:
-                return (TRAINJOB if trainer else JOB), job_name, exc.message
-        return (TRAINJOB if trainer else JOB), job_name, ""
+                return kind, job_name, exc.message
+        return kind, job_name, ""
 
     def _train_job(self, obj: dict[str, Any], spec: TrainingSessionSpec, job_name: str) -> tuple[str, str]:
         meta = obj["metadata"]
